@@ -1,0 +1,249 @@
+"""The ``authserver`` command (DESIGN.md, "CLI").
+
+Errors are one clear line on stderr and a non-zero exit (2 for bad usage or config),
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from . import __version__
+from .settings import Settings, SettingsError, load_settings, prepare_embedded_default, uses_embedded_default
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A failure to report as one line, with an exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"authserver: error: {message}\n")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    if uses_embedded_default(args.config):
+        prepare_embedded_default()
+    return load_settings(args.config)
+
+
+def _app(args: argparse.Namespace, settings: Settings | None = None):  # type: ignore[no-untyped-def]
+    from .app import create_app
+
+    return create_app(settings or _settings(args))
+
+
+# -- commands -----------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import run_dev, run_gunicorn
+    from .storage.migrations import pending_migrations, upgrade_database
+
+    settings = _settings(args)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise CliError("--tls-cert and --tls-key go together", EXIT_USAGE)
+    app = _app(args, settings)
+    if settings.is_sqlite:
+        upgrade_database(app)  # the embedded default needs no separate step
+    elif pending_migrations(app):
+        raise CliError("the database schema is not current: run `authserver db upgrade` first")
+    with app.app_context():
+        app.extensions["authserver.keys"].ensure_keys()
+        from .storage.models import db
+
+        db.engine.dispose()  # workers open their own connections after the fork
+    if uses_embedded_default(args.config):
+        print(
+            "authserver: embedded default config; demo client `demo`, secret in "
+            "instance/demo_client_secret",
+            file=sys.stderr,
+        )
+    if args.dev:
+        run_dev(app, args.bind, args.tls_cert, args.tls_key)
+    else:
+        run_gunicorn(settings, args.bind, args.workers, args.tls_cert, args.tls_key)
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from .storage.migrations import upgrade_database
+
+    upgrade_database(_app(args))
+    print("database schema is current")
+    return 0
+
+
+def cmd_hash_secret(args: argparse.Namespace) -> int:
+    from .oauth.secrets import hash_secret
+
+    if sys.stdin.isatty():
+        secret = getpass.getpass("secret: ")
+    else:
+        secret = sys.stdin.read().rstrip("\r\n")
+    if not secret:
+        raise CliError("no secret on standard input", EXIT_USAGE)
+    if args.scheme == "bcrypt" and len(secret.encode()) > 72:
+        raise CliError("bcrypt reads at most 72 bytes; use --scheme argon2id for this secret", EXIT_USAGE)
+    print(hash_secret(secret, args.scheme))
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with app.app_context():
+        statuses = app.extensions["authserver.keys"].statuses()
+    rows = [("KID", "ALG", "STATE", "SIGNS FROM", "PUBLISHED UNTIL")]
+    for s in statuses:
+        until = f"{s.published_until:%Y-%m-%d %H:%M:%S}Z" if s.published_until else "-"
+        rows.append((s.kid, s.algorithm, s.state, f"{s.activates_at:%Y-%m-%d %H:%M:%S}Z", until))
+    _print_table(rows)
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with app.app_context():
+        record = app.extensions["authserver.keys"].rotate(immediate=args.now)
+    print(f"new key {record.kid} ({record.algorithm}) published; signs from {record.activates_at:%Y-%m-%d %H:%M:%S}Z")
+    return 0
+
+
+def cmd_clients_list(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    rows = [("CLIENT_ID", "TYPE", "GRANT TYPES", "SCOPES", "ROLES")]
+    for c in settings.clients:
+        rows.append(
+            (
+                c.client_id,
+                "public" if c.public else "confidential",
+                ",".join(c.grant_types),
+                " ".join(c.scopes) or "-",
+                ",".join(c.roles) or "-",
+            )
+        )
+    _print_table(rows)
+    return 0
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+# -- parser -------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="YAML config file (default: $AUTHSERVER_CONFIG, else the embedded default)",
+    )
+    parser = _Parser(prog="authserver", description=__doc__.splitlines()[0] if __doc__ else None, parents=[common])
+    parser.add_argument("--version", action="version", version=f"authserver {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str, sub=commands):  # type: ignore[no-untyped-def]
+        command = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+        command.set_defaults(handler=handler)
+        return command
+
+    serve = add("serve", cmd_serve, "run the server (gunicorn)")
+    serve.add_argument("--bind", default="127.0.0.1:8080", metavar="HOST:PORT")
+    serve.add_argument("--workers", type=_positive_int, default=_default_workers(), metavar="N")
+    serve.add_argument("--dev", action="store_true", help="Flask's development server, one process")
+    serve.add_argument("--tls-cert", metavar="FILE")
+    serve.add_argument("--tls-key", metavar="FILE")
+
+    db = commands.add_parser("db", help="database schema", parents=[common])
+    db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", parser_class=_Parser)
+    db_commands.required = True
+    add("upgrade", cmd_db_upgrade, "apply migrations up to the newest", db_commands)
+
+    hash_cmd = add("hash-secret", cmd_hash_secret, "read a secret on stdin, print its hash")
+    hash_cmd.add_argument("--scheme", choices=("bcrypt", "argon2id"), default="bcrypt")
+
+    keys = commands.add_parser("keys", help="signing keys", parents=[common])
+    keys_commands = keys.add_subparsers(dest="keys_command", metavar="COMMAND", parser_class=_Parser)
+    keys_commands.required = True
+    add("list", cmd_keys_list, "list signing keys and their state", keys_commands)
+    rotate = add("rotate", cmd_keys_rotate, "publish a new signing key", keys_commands)
+    rotate.add_argument(
+        "--now", action="store_true", help="sign with it at once (a compromised key), not after publish_ahead"
+    )
+
+    clients = commands.add_parser("clients", help="clients", parents=[common])
+    clients_commands = clients.add_subparsers(dest="clients_command", metavar="COMMAND", parser_class=_Parser)
+    clients_commands.required = True
+    add("list", cmd_clients_list, "list the static clients of the config", clients_commands)
+    return parser
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _default_workers() -> int:
+    return max(2, os.cpu_count() or 1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "config"):
+        args.config = None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
+    except SettingsError as exc:
+        print(f"authserver: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CliError as exc:
+        print(f"authserver: error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback at users
+        if os.environ.get("AUTHSERVER_DEBUG"):
+            raise
+        print(f"authserver: error: {_describe(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _describe(exc: Exception) -> str:
+    from sqlalchemy.exc import OperationalError
+
+    if isinstance(exc, OperationalError):
+        return f"cannot use the database: {str(exc.orig).strip().splitlines()[0]}"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""People's identity: local users, upstream OIDC federation, the auth-proxy header."""

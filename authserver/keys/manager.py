@@ -1,0 +1,343 @@
+"""Signing keys: generation, encryption at rest, the rotation schedule, JWKS, signing.
+
+Every key row carries ``activates_at``. The signing key is, at any moment, the newest
+generation whose ``activates_at`` has passed: a pure function of the key list and the
+clock, so every gunicorn worker (on every node) that has read the list signs with the
+same key, without talking to the others.
+
+A new key is published in JWKS ``publish_ahead`` before it activates, and JWKS may be
+cached for at most half that (and workers re-read the list far more often), so any
+resource server that honours Cache-Control has the key before the first token it signs.
+A key that stopped signing stays published until every token it signed has expired
+(``access_token_ttl`` after its successor activated, plus leeway).
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
+
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
+from joserfc.jws import JWSRegistry
+from joserfc.jwt import Token
+
+from ..storage.keys import KeyRecord
+
+Algorithm = Literal["RS256", "ES256", "EdDSA"]
+ALGORITHMS: tuple[Algorithm, ...] = ("RS256", "ES256", "EdDSA")
+#: Published a while longer than strictly needed, for clock skew at resource servers.
+RETIRE_LEEWAY = timedelta(seconds=60)
+
+SigningKeyObject = RSAKey | ECKey | OKPKey
+
+
+class KeyRepository(Protocol):
+    def list(self) -> list[KeyRecord]: ...
+
+    def add(self, record: KeyRecord) -> bool: ...
+
+
+class _Registry(JWSRegistry):
+    """joserfc's registry, without the RFC 9864 warning for ``EdDSA``.
+
+    DESIGN.md names ``EdDSA``: it is what resource servers verify today (RFC 8037);
+    RFC 9864's fully specified ``Ed25519`` is not yet widely understood.
+    """
+
+    def get_alg(self, name: str) -> Any:
+        if name == "EdDSA" and self.allowed and name in self.allowed:
+            return self.algorithms[name]
+        return super().get_alg(name)
+
+
+REGISTRY = _Registry(algorithms=list(ALGORITHMS))
+
+
+class KeyEncryptor:
+    """Encrypts private keys at rest under a key derived from the server secret."""
+
+    def __init__(self, server_secret: bytes) -> None:
+        derived = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"authserver signing-key encryption"
+        ).derive(server_secret)
+        self._fernet = Fernet(base64.urlsafe_b64encode(derived))
+
+    def encrypt(self, data: bytes) -> bytes:
+        return self._fernet.encrypt(data)
+
+    def decrypt(self, data: bytes) -> bytes:
+        try:
+            return self._fernet.decrypt(data)
+        except InvalidToken as exc:
+            raise KeyDecryptionError(
+                "a signing key cannot be decrypted: the server secret_key changed"
+            ) from exc
+
+
+class KeyDecryptionError(Exception):
+    pass
+
+
+class TokenSignatureError(ValueError):
+    """The JWT is malformed, or not signed by one of our published keys."""
+
+
+@dataclass(frozen=True)
+class KeyStatus:
+    kid: str
+    algorithm: str
+    generation: int
+    created_at: datetime
+    activates_at: datetime
+    state: Literal["next", "active", "retired", "expired"]
+    #: Until when it stays in JWKS (``None`` while it is next or active).
+    published_until: datetime | None
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    loaded_at: float
+    records: tuple[KeyRecord, ...]
+    private: dict[str, SigningKeyObject]
+
+
+def generate_key(algorithm: Algorithm, kid: str) -> SigningKeyObject:
+    parameters: Any = {"kid": kid, "alg": algorithm, "use": "sig"}
+    if algorithm == "RS256":
+        return RSAKey.generate_key(2048, parameters=parameters, private=True)
+    if algorithm == "ES256":
+        return ECKey.generate_key("P-256", parameters=parameters, private=True)
+    return OKPKey.generate_key("Ed25519", parameters=parameters, private=True)
+
+
+def _import_private(record: KeyRecord, pem: bytes) -> SigningKeyObject:
+    parameters: Any = {"kid": record.kid, "alg": record.algorithm, "use": "sig"}
+    if record.algorithm == "RS256":
+        return RSAKey.import_key(pem, parameters=parameters)
+    if record.algorithm == "ES256":
+        return ECKey.import_key(pem, parameters=parameters)
+    return OKPKey.import_key(pem, parameters=parameters)
+
+
+class KeyManager:
+    """The one owner of signing keys for a process. Thread-safe."""
+
+    def __init__(
+        self,
+        repository: KeyRepository,
+        encryptor: KeyEncryptor,
+        *,
+        algorithm: Algorithm,
+        rotate_every: float,
+        publish_ahead: float,
+        token_ttl: float,
+        clock: Callable[[], float] = time.time,
+        refresh_every: float = 10.0,
+    ) -> None:
+        self._repository = repository
+        self._encryptor = encryptor
+        self.algorithm = algorithm
+        self._rotate_every = timedelta(seconds=rotate_every)
+        self._publish_ahead = timedelta(seconds=publish_ahead)
+        self._token_ttl = timedelta(seconds=token_ttl)
+        self._clock = clock
+        # Workers must re-read the list well within publish_ahead, so that none signs
+        # with a key the others have not published yet, nor misses a new one.
+        self._refresh_every = min(refresh_every, publish_ahead / 4)
+        self._lock = threading.Lock()
+        self._snapshot: _Snapshot | None = None
+
+    # -- time -----------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    @property
+    def jwks_max_age(self) -> int:
+        """Seconds JWKS may be cached: half of ``publish_ahead``, at most an hour."""
+        return int(min(self._publish_ahead.total_seconds() / 2, 3600))
+
+    # -- schedule -------------------------------------------------------------------
+
+    def ensure_keys(self) -> None:
+        """Bootstrap and follow the schedule: called at start-up and on every refresh."""
+        self._apply_schedule(self._repository.list())
+        self._reload()
+
+    def rotate(self, *, immediate: bool = False) -> KeyRecord:
+        """Make a new key now (``keys rotate``).
+
+        It is published at once and signs after ``publish_ahead``; with ``immediate``
+        (a compromised key) it signs at once, and caches learn it on an unknown ``kid``.
+        """
+        records = self._repository.list()
+        now = self._now()
+        activates_at = now if immediate else now + self._publish_ahead
+        record = self._create(records, activates_at)
+        self._reload()
+        return record
+
+    def _apply_schedule(self, records: Sequence[KeyRecord]) -> bool:
+        """Create the next key when due; ``True`` if the list changed."""
+        now = self._now()
+        if not records:
+            # First start: nothing was ever signed, so the first key may sign at once.
+            self._create(records, now)
+            return True
+        active = _active(records, now)
+        pending = [r for r in records if r.activates_at > now]
+        if pending and pending[-1].algorithm == self.algorithm:
+            return False
+        if active is None:
+            return False
+        if active.algorithm != self.algorithm:
+            # The configured algorithm changed: roll over to a key of the new one.
+            self._create(records, now + self._publish_ahead)
+            return True
+        if now >= active.activates_at + self._rotate_every - self._publish_ahead:
+            self._create(records, max(now + self._publish_ahead, active.activates_at + self._rotate_every))
+            return True
+        return False
+
+    def _create(self, records: Sequence[KeyRecord], activates_at: datetime) -> KeyRecord:
+        generation = (records[-1].generation + 1) if records else 1
+        while True:
+            kid = f"{self._now():%Y%m%d}-{secrets.token_hex(4)}"
+            key = generate_key(self.algorithm, kid)
+            record = KeyRecord(
+                kid=kid,
+                generation=generation,
+                algorithm=self.algorithm,
+                public_jwk=dict(key.as_dict(private=False)),
+                private_key_encrypted=self._encryptor.encrypt(key.as_pem(private=True)),
+                created_at=self._now(),
+                activates_at=activates_at,
+            )
+            if self._repository.add(record):
+                return record
+            # Another worker made this generation first: theirs is the key; re-read.
+            latest = self._repository.list()
+            if latest and latest[-1].generation >= generation and latest[-1].activates_at <= activates_at:
+                return latest[-1]
+            generation = latest[-1].generation + 1 if latest else generation + 1
+
+    # -- snapshot -------------------------------------------------------------------
+
+    def _reload(self) -> _Snapshot:
+        records = self._repository.list()
+        if self._apply_schedule(records):
+            records = self._repository.list()
+        previous = self._snapshot
+        private: dict[str, SigningKeyObject] = {}
+        for record in records:
+            if previous and record.kid in previous.private:
+                private[record.kid] = previous.private[record.kid]
+            elif self._is_published(records, record, self._now()):
+                pem = self._encryptor.decrypt(record.private_key_encrypted)
+                private[record.kid] = _import_private(record, pem)
+        snapshot = _Snapshot(loaded_at=time.monotonic(), records=tuple(records), private=private)
+        self._snapshot = snapshot
+        return snapshot
+
+    def _current(self) -> _Snapshot:
+        snapshot = self._snapshot
+        if snapshot is None or time.monotonic() - snapshot.loaded_at > self._refresh_every:
+            with self._lock:
+                snapshot = self._snapshot
+                if snapshot is None or time.monotonic() - snapshot.loaded_at > self._refresh_every:
+                    snapshot = self._reload()
+        return snapshot
+
+    def _published_until(self, records: Sequence[KeyRecord], record: KeyRecord) -> datetime | None:
+        successors = [r for r in records if r.generation > record.generation]
+        if not successors:
+            return None
+        return min(s.activates_at for s in successors) + self._token_ttl + RETIRE_LEEWAY
+
+    def _is_published(self, records: Sequence[KeyRecord], record: KeyRecord, now: datetime) -> bool:
+        until = self._published_until(records, record)
+        return until is None or now < until
+
+    # -- use ------------------------------------------------------------------------
+
+    def sign(self, header: dict[str, Any], claims: dict[str, Any]) -> str:
+        """Sign ``claims`` as a compact JWS with the current key (adds ``alg`` and ``kid``)."""
+        snapshot = self._current()
+        record = _active(snapshot.records, self._now())
+        if record is None:  # only possible if the clock went back before the first key
+            raise KeyDecryptionError("no signing key is active yet")
+        key = snapshot.private[record.kid]
+        full_header = {**header, "alg": record.algorithm, "kid": record.kid}
+        return jwt.encode(full_header, claims, key, algorithms=[record.algorithm], registry=REGISTRY)
+
+    def verify(self, token: str) -> Token:
+        """Check the signature against our published keys; claims are the caller's to check."""
+        snapshot = self._current()
+        now = self._now()
+        published = [
+            snapshot.private[r.kid]
+            for r in snapshot.records
+            if r.kid in snapshot.private and self._is_published(snapshot.records, r, now)
+        ]
+        try:
+            return jwt.decode(token, KeySet(published), algorithms=list(ALGORITHMS), registry=REGISTRY)
+        except (JoseError, ValueError, TypeError, KeyError) as exc:
+            raise TokenSignatureError(str(exc) or type(exc).__name__) from exc
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        """The public keys to publish: next, active, and retired ones still in use."""
+        snapshot = self._current()
+        now = self._now()
+        return {
+            "keys": [
+                dict(r.public_jwk)
+                for r in reversed(snapshot.records)
+                if self._is_published(snapshot.records, r, now)
+            ]
+        }
+
+    def statuses(self) -> list[KeyStatus]:
+        """Every key with its state, newest first (``authserver keys list``)."""
+        records = self._repository.list()
+        now = self._now()
+        active = _active(records, now)
+        result = []
+        for record in reversed(records):
+            until = self._published_until(records, record)
+            state: Literal["next", "active", "retired", "expired"]
+            if record.activates_at > now:
+                state = "next"
+            elif active is not None and record.kid == active.kid:
+                state = "active"
+            elif until is not None and now < until:
+                state = "retired"
+            else:
+                state = "expired"
+            result.append(
+                KeyStatus(
+                    kid=record.kid,
+                    algorithm=record.algorithm,
+                    generation=record.generation,
+                    created_at=record.created_at,
+                    activates_at=record.activates_at,
+                    state=state,
+                    published_until=until,
+                )
+            )
+        return result
+
+
+def _active(records: Sequence[KeyRecord], now: datetime) -> KeyRecord | None:
+    active = [r for r in records if r.activates_at <= now]
+    return active[-1] if active else None

@@ -1,0 +1,36 @@
+"""Choosing ``aud``: RFC 8707 ``resource`` (or the common ``audience`` parameter)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from authlib.oauth2.rfc6749 import OAuth2Error
+
+from .http import HttpRequest
+
+
+class InvalidTargetError(OAuth2Error):  # type: ignore[misc]
+    """RFC 8707 §2: the requested resource is invalid, unknown or malformed."""
+
+    error = "invalid_target"
+    status_code = 400
+
+
+def select_audience(request: HttpRequest, allowed: Sequence[str], default: str) -> str:
+    """The ``aud`` for a token: the one asked for if we serve it, else the default.
+
+    RFC 9068 §3: with no resource indicator, a default audience MUST be used.
+    """
+    asked = [
+        value
+        for name in ("resource", "audience")
+        for value in request.payload.datalist.get(name, [])
+    ]
+    if not asked:
+        return default
+    if len(set(asked)) > 1:
+        raise InvalidTargetError(description="Ask for one audience per token.")
+    audience = asked[0]
+    if audience not in allowed and audience != default:
+        raise InvalidTargetError(description=f"Unknown audience {audience!r}.")
+    return audience

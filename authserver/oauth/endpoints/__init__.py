@@ -1,0 +1,1 @@
+"""One module per endpoint beyond the token endpoint."""

@@ -1,0 +1,41 @@
+"""Token revocation, RFC 7009.
+
+A revoked access token's ``jti`` goes to the denylist until the token expires. A token
+we do not know (or that already expired) is answered 200 all the same (§2.2: "invalid
+tokens do not cause an error response"). A client may only revoke its own tokens (§2.1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authlib.oauth2.rfc6749 import InvalidRequestError
+from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
+
+from ..clients import SECRET_AUTH_METHODS, Client
+from ..http import HttpRequest
+from ..requests import reject_repeated_parameters
+
+_NO_STORE = [
+    ("Content-Type", "application/json"),
+    ("Cache-Control", "no-store"),
+    ("Pragma", "no-cache"),
+]
+
+
+class RevocationEndpoint(_RevocationEndpoint):  # type: ignore[misc]
+    # Public clients may revoke their own tokens too (§2.1 asks confidential ones to
+    # authenticate; a public client identifies itself by client_id).
+    CLIENT_AUTH_METHODS = [*SECRET_AUTH_METHODS, "none"]
+
+    def create_endpoint_response(self, request: HttpRequest) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        reject_repeated_parameters(request)
+        client: Client = self.authenticate_endpoint_client(request)
+        self.check_params(request, client)
+        claims = self.server.access_tokens.check(request.form["token"])
+        if claims is not None:
+            if claims.get("client_id") != client.client_id:
+                raise InvalidRequestError(description="This token was not issued to this client.")
+            self.server.access_tokens.revoke(claims)
+            self.server.emit("token_revoked", client=client, claims=claims)
+        return 200, {}, _NO_STORE

@@ -1,0 +1,59 @@
+"""Client credentials grant, RFC 6749 §4.4 (OAuth 2.1 §4.2).
+
+Only confidential clients (§4.4: "MUST only be used by confidential clients"); no
+refresh token (§4.4.3: "A refresh token SHOULD NOT be included").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authlib.oauth2.rfc6749 import InvalidScopeError, UnauthorizedClientError, grants
+
+from ..clients import SECRET_AUTH_METHODS, Client
+from ..requests import reject_repeated_parameters
+from ..tokens import AccessTokens
+
+
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS = list(SECRET_AUTH_METHODS)
+
+    def validate_token_request(self) -> None:
+        reject_repeated_parameters(self.request)
+        client: Client = self.authenticate_token_endpoint_client()
+        if not client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError(
+                description="This client may not use the client_credentials grant."
+            )
+        self.request.client = client
+        self.request.granted_scopes = granted_scopes(client, self.request.payload.scope)
+        self.request.audience = self.server.select_audience(self.request)
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        client: Client = self.request.client
+        tokens: AccessTokens = self.server.access_tokens
+        issued = tokens.issue(
+            client,
+            subject=client.client_id,
+            audience=self.request.audience,
+            scopes=self.request.granted_scopes,
+            roles=client.roles,
+        )
+        self.server.emit("token_issued", grant_type=self.GRANT_TYPE, client=client, claims=issued.claims)
+        return 200, issued.as_response(), self.TOKEN_RESPONSE_HEADER
+
+
+def granted_scopes(client: Client, requested: str | None) -> list[str]:
+    """RFC 6749 §3.3: the requested scopes, all of which the client must hold.
+
+    With no ``scope`` parameter, the client's registered scopes are the default.
+    """
+    if requested is None:
+        return list(client.scopes)
+    asked = requested.split()
+    if not asked:
+        raise InvalidScopeError(description="The scope parameter is empty.")
+    unknown = [s for s in asked if s not in client.scopes]
+    if unknown:
+        raise InvalidScopeError(description=f"Scope not allowed for this client: {' '.join(unknown)}.")
+    return list(dict.fromkeys(asked))

@@ -1,0 +1,63 @@
+"""The request and response the web layer exchanges with the protocol layer."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    body: dict[str, Any]
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+class FormPayload(OAuth2Payload):  # type: ignore[misc]
+    """Form parameters, every value of repeated ones kept (RFC 6749 §3.2 forbids them)."""
+
+    def __init__(self, form: Mapping[str, list[str]]) -> None:
+        self._datalist: defaultdict[str, list[str]] = defaultdict(list)
+        for key, values in form.items():
+            self._datalist[key].extend(values)
+        self._data = {key: values[0] for key, values in self._datalist.items() if values}
+
+    @property
+    def data(self) -> dict[str, str]:
+        return self._data
+
+    @property
+    def datalist(self) -> defaultdict[str, list[str]]:
+        return self._datalist
+
+
+class HttpRequest(OAuth2Request):  # type: ignore[misc]
+    """An HTTP request as Authlib's grants and endpoints expect it.
+
+    ``uri`` is our public URL (issuer + path), not what the socket saw, so a TLS
+    terminating proxy in front of us does not make the request look insecure.
+    """
+
+    def __init__(
+        self,
+        method: str,
+        uri: str,
+        headers: Mapping[str, str],
+        form: Mapping[str, list[str]],
+        remote_addr: str | None = None,
+    ) -> None:
+        super().__init__(method, uri, headers=headers)
+        self.payload = FormPayload(form)
+        self.remote_addr = remote_addr
+
+    @property
+    def form(self) -> dict[str, str]:
+        return self.payload.data  # type: ignore[no-any-return]
+
+    @property
+    def args(self) -> dict[str, str]:
+        return {}

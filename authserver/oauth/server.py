@@ -1,0 +1,135 @@
+"""The authorization server: Authlib's protocol engine, with our grants and endpoints.
+
+Framework-free on purpose (DESIGN.md layers): it takes an :class:`HttpRequest` and
+returns an :class:`HttpResponse`; the web layer adapts Flask to both.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import unquote
+
+from authlib.oauth2 import AuthorizationServer as _AuthorizationServer
+from authlib.oauth2.rfc6749 import InvalidClientError, OAuth2Error
+
+from .audience import select_audience
+from .clients import Client, ClientStore
+from .endpoints.introspection import IntrospectionEndpoint
+from .endpoints.revocation import RevocationEndpoint
+from .grants.client_credentials import ClientCredentialsGrant
+from .http import HttpRequest, HttpResponse
+from .tokens import AccessTokens
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[..., None]
+
+
+class AuthServer(_AuthorizationServer):  # type: ignore[misc]
+    """One per app, built by ``create_app``; holds no request state."""
+
+    def __init__(
+        self,
+        clients: ClientStore,
+        access_tokens: AccessTokens,
+        *,
+        audiences: Sequence[str],
+        default_audience: str,
+        events: EventSink | None = None,
+    ) -> None:
+        super().__init__()
+        self.clients = clients
+        self.access_tokens = access_tokens
+        self.audiences = tuple(audiences)
+        self.default_audience = default_audience
+        self._events = events
+        self.register_client_auth_method("client_secret_basic", authenticate_client_secret_basic)
+        self.register_grant(ClientCredentialsGrant)
+        self.register_endpoint(IntrospectionEndpoint)
+        self.register_endpoint(RevocationEndpoint)
+
+    # -- hooks Authlib asks for -----------------------------------------------------
+
+    def query_client(self, client_id: str) -> Client | None:
+        return self.clients.get(client_id)
+
+    def save_token(self, token: dict[str, Any], request: HttpRequest) -> None:
+        """JWT access tokens are self-contained: nothing to store (RFC 9068)."""
+
+    def create_oauth2_request(self, request: HttpRequest) -> HttpRequest:
+        return request
+
+    def create_json_request(self, request: HttpRequest) -> HttpRequest:
+        return request
+
+    def handle_response(
+        self, status: int, body: Any, headers: Sequence[tuple[str, str]]
+    ) -> HttpResponse:
+        return HttpResponse(status=status, body=dict(body or {}), headers=list(headers))
+
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+        """Authlib's signals; we report what matters through :meth:`emit`."""
+
+    def handle_error_response(self, request: HttpRequest, error: OAuth2Error) -> HttpResponse:
+        response: HttpResponse = super().handle_error_response(request, error)
+        if response.status == 401 and not any(k.lower() == "www-authenticate" for k, _ in response.headers):
+            # RFC 6749 §5.2: a 401 for invalid_client carries WWW-Authenticate.
+            response.headers.append(("WWW-Authenticate", 'Basic realm="authserver"'))
+        return response
+
+    # -- ours -----------------------------------------------------------------------
+
+    def select_audience(self, request: HttpRequest) -> str:
+        return select_audience(request, self.audiences, self.default_audience)
+
+    def emit(self, event: str, **details: Any) -> None:
+        if self._events is not None:
+            self._events(event, **details)
+
+    def token_response(self, request: HttpRequest) -> HttpResponse:
+        response: HttpResponse = self.create_token_response(request)
+        return response
+
+    def introspection_response(self, request: HttpRequest) -> HttpResponse:
+        response: HttpResponse = self.create_endpoint_response("introspection", request)
+        return response
+
+    def revocation_response(self, request: HttpRequest) -> HttpResponse:
+        response: HttpResponse = self.create_endpoint_response("revocation", request)
+        return response
+
+
+def authenticate_client_secret_basic(
+    query_client: Callable[[str], Client | None], request: HttpRequest
+) -> Client | None:
+    """``client_secret_basic`` (RFC 6749 §2.3.1), strict about the header's shape.
+
+    Authlib's own parser lets a header that is not UTF-8 escape as an exception; a
+    malformed header is the client's error, ``invalid_client`` with 401.
+    """
+    header = request.headers.get("Authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidClientError(
+            status_code=401, description="The Authorization header is not valid Basic credentials."
+        ) from None
+    client_id, sep, client_secret = decoded.partition(":")
+    if not sep or not client_id or not client_secret:
+        raise InvalidClientError(
+            status_code=401, description="The Authorization header is not valid Basic credentials."
+        )
+    # §2.3.1: both are form-urlencoded before they are joined.
+    client = query_client(unquote(client_id))
+    if client is None or not client.check_client_secret(unquote(client_secret)):
+        raise InvalidClientError(status_code=401, description="Client authentication failed.")
+    return client

@@ -1,0 +1,132 @@
+"""RFC 9068 JWT access tokens: building, signing and checking them.
+
+Header ``typ: at+jwt`` and ``kid`` (RFC 9068 §2.1); claims ``iss sub aud exp iat jti
+client_id scope`` (§2.2) plus ``roles`` (§2.2.3.1 allows authorization claims; DESIGN.md
+names ``roles``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from joserfc.jwt import Token
+
+from .clients import Client
+
+ACCESS_TOKEN_TYP = "at+jwt"
+#: Clock skew allowed when checking our own tokens.
+LEEWAY_SECONDS = 30
+DENYLIST_PREFIX = "revoked-jti:"
+
+
+class Signer(Protocol):
+    def sign(self, header: dict[str, Any], claims: dict[str, Any]) -> str: ...
+
+    def verify(self, token: str) -> Token:
+        """Raise ``ValueError`` unless ``token`` is a JWS signed by one of our keys."""
+
+
+class Denylist(Protocol):
+    def put(self, key: str, value: bytes, ttl: float) -> None: ...
+
+    def get(self, key: str) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    access_token: str
+    expires_in: int
+    scope: str
+    claims: dict[str, Any]
+
+    def as_response(self) -> dict[str, Any]:
+        """RFC 6749 §5.1; DESIGN.md: always ``token_type``, ``expires_in`` and ``scope``."""
+        return {
+            "access_token": self.access_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+            "scope": self.scope,
+        }
+
+
+class AccessTokens:
+    """Issues, checks and revokes our access tokens."""
+
+    def __init__(
+        self,
+        issuer: str,
+        signer: Signer,
+        denylist: Denylist,
+        ttl: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.issuer = issuer
+        self._signer = signer
+        self._denylist = denylist
+        self._ttl = int(ttl)
+        self._clock = clock
+
+    def issue(
+        self,
+        client: Client,
+        *,
+        subject: str,
+        audience: str,
+        scopes: Sequence[str],
+        roles: Sequence[str],
+        extra_claims: dict[str, Any] | None = None,
+    ) -> IssuedToken:
+        now = int(self._clock())
+        scope = " ".join(scopes)
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": audience,
+            "exp": now + self._ttl,
+            "iat": now,
+            "nbf": now,
+            "jti": secrets.token_urlsafe(16),
+            "client_id": client.client_id,
+            "scope": scope,
+            "roles": list(roles),
+        }
+        if extra_claims:
+            claims.update(extra_claims)
+        token = self._signer.sign({"typ": ACCESS_TOKEN_TYP}, claims)
+        return IssuedToken(access_token=token, expires_in=self._ttl, scope=scope, claims=claims)
+
+    def check(self, token: str) -> dict[str, Any] | None:
+        """The claims of a token that is ours, well formed, unexpired and not revoked.
+
+        ``None`` for anything else; RFC 7662 §2.2 answers all of those ``active: false``
+        without saying which.
+        """
+        try:
+            decoded = self._signer.verify(token)
+        except ValueError:  # malformed, or not signed by a key of ours
+            return None
+        claims = dict(decoded.claims)
+        now = self._clock()
+        if decoded.header.get("typ", "").lower() not in (ACCESS_TOKEN_TYP, "application/at+jwt"):
+            return None
+        if claims.get("iss") != self.issuer:
+            return None
+        exp, jti = claims.get("exp"), claims.get("jti")
+        if not isinstance(exp, int) or exp + LEEWAY_SECONDS <= now or not isinstance(jti, str):
+            return None
+        nbf = claims.get("nbf")
+        if isinstance(nbf, int) and nbf - LEEWAY_SECONDS > now:
+            return None
+        if self._denylist.get(DENYLIST_PREFIX + jti) is not None:
+            return None
+        return claims
+
+    def revoke(self, claims: dict[str, Any]) -> None:
+        """Deny this token's ``jti`` until it would have expired anyway (RFC 7009 §2)."""
+        remaining = int(claims["exp"]) + LEEWAY_SECONDS - self._clock()
+        if remaining > 0:
+            self._denylist.put(DENYLIST_PREFIX + str(claims["jti"]), b"1", remaining)

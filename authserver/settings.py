@@ -1,0 +1,460 @@
+"""Typed settings: loaded once, validated all at once, immutable afterwards.
+
+Sources, later ones winning (DESIGN.md, "Config file"):
+
+1. the embedded default (``config/authserver.default.yaml``) when no file is given;
+2. the YAML file named by ``--config`` or ``AUTHSERVER_CONFIG``;
+3. environment overrides ``AUTHSERVER_<SECTION>__<KEY>`` (values parsed as YAML
+   scalars, so ``[a, b]`` is a list);
+4. ``<key>_file: PATH`` for any secret value, read at start-up.
+
+Every problem is collected and reported together as ``path: message`` lines
+(``clients[1].redirect_uris[0]: must be an absolute URI``) by :class:`SettingsError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+ENV_PREFIX = "AUTHSERVER_"
+#: Environment variables with our prefix that are not setting overrides.
+ENV_NOT_SETTINGS = ("AUTHSERVER_CONFIG", "AUTHSERVER_TEST_")
+#: Keys whose value may be given as ``<key>_file: PATH`` instead (DESIGN.md).
+SECRET_KEYS = frozenset(
+    {"client_secret", "client_secret_hash", "database_url", "redis_url", "secret_key"}
+)
+
+GRANT_CLIENT_CREDENTIALS = "client_credentials"
+GRANT_AUTHORIZATION_CODE = "authorization_code"
+GRANT_REFRESH_TOKEN = "refresh_token"  # noqa: S105 - a grant type name, not a secret
+GRANT_DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
+KNOWN_GRANT_TYPES = frozenset(
+    {GRANT_CLIENT_CREDENTIALS, GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, GRANT_DEVICE_CODE}
+)
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+def parse_duration(value: object) -> float:
+    """``30d``, ``1h``, ``15m``, ``45s``, ``500ms`` or a number of seconds, to seconds."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration such as 30d, 1h, 15m or 45s")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        raise ValueError("must be a duration such as 30d, 1h, 15m or 45s")
+    if seconds <= 0:
+        raise ValueError("must be longer than zero")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _check_redirect_uri(value: str) -> str:
+    # RFC 6749 §3.1.2: an absolute URI, no fragment.
+    if not is_absolute_uri(value) or urlsplit(value).fragment:
+        raise ValueError("must be an absolute URI without a fragment")
+    return value
+
+
+def _check_scope_token(value: str) -> str:
+    # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+    if not re.fullmatch(r"[\x21\x23-\x5b\x5d-\x7e]+", value):
+        raise ValueError("not a valid scope token (RFC 6749 §3.3)")
+    return value
+
+
+RedirectUri = Annotated[str, AfterValidator(_check_redirect_uri)]
+ScopeToken = Annotated[str, AfterValidator(_check_scope_token)]
+
+
+def is_absolute_uri(value: str) -> bool:
+    parts = urlsplit(value)
+    return bool(parts.scheme) and bool(parts.netloc or parts.scheme == "urn")
+
+
+def classify_secret_hash(value: str) -> Literal["bcrypt", "argon2id"]:
+    """Which scheme a ``client_secret_hash`` uses; ``ValueError`` if none we accept.
+
+    Accepted: bcrypt (``$2a$``/``$2b$``/``$2y$``), base64 of a bcrypt hash (what
+    Flyte's docs generate), and argon2id.
+    """
+    if re.fullmatch(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}", value):
+        return "bcrypt"
+    if value.startswith("$argon2id$"):
+        return "argon2id"
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        decoded = ""
+    if re.fullmatch(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}", decoded):
+        return "bcrypt"
+    raise ValueError("must be a bcrypt hash ($2b$...), base64 of one, or an argon2id hash")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SigningSettings(_Section):
+    """Token signing keys (see ``authserver/keys``)."""
+
+    algorithm: Literal["RS256", "ES256", "EdDSA"] = "RS256"
+    #: A new key is made this often; it is published before it signs.
+    rotate_every: Duration = 30 * 86400
+    #: How long a new key sits in JWKS before it starts signing; JWKS is cacheable
+    #: for half of this, so every cache has seen the key before its first token.
+    publish_ahead: Duration = 600
+
+
+class TokenSettings(_Section):
+    access_token_ttl: Duration = 3600
+    refresh_token_ttl: Duration = 30 * 86400
+    #: Allowed ``aud`` values; the first is the default (RFC 9068 §3).
+    audiences: tuple[str, ...] = ()
+
+    @field_validator("audiences")
+    @classmethod
+    def _audiences_are_uris(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for audience in value:
+            if not audience.strip():
+                raise ValueError("audiences must not be empty strings")
+        return value
+
+
+class ClientSettings(_Section):
+    """A static client. ``public`` clients have no secret (and must use PKCE)."""
+
+    client_id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._~-]+$")]
+    public: bool = False
+    client_secret_hash: str | None = None
+    grant_types: tuple[str, ...] = (GRANT_CLIENT_CREDENTIALS,)
+    redirect_uris: tuple[RedirectUri, ...] = ()
+    scopes: tuple[ScopeToken, ...] = ()
+    roles: tuple[str, ...] = ()
+    consent: bool = False
+
+    @field_validator("client_secret_hash")
+    @classmethod
+    def _hash_is_known(cls, value: str | None) -> str | None:
+        if value is not None:
+            classify_secret_hash(value.strip())
+            return value.strip()
+        return value
+
+    @field_validator("grant_types")
+    @classmethod
+    def _grant_types_known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for grant_type in value:
+            if grant_type not in KNOWN_GRANT_TYPES:
+                raise ValueError(
+                    f"unknown grant type {grant_type!r}; known: {', '.join(sorted(KNOWN_GRANT_TYPES))}"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClientSettings:
+        if self.public and self.client_secret_hash:
+            raise ValueError("a public client has no client_secret_hash")
+        if not self.public and not self.client_secret_hash:
+            raise ValueError("a confidential client needs client_secret_hash (or public: true)")
+        if self.public and GRANT_CLIENT_CREDENTIALS in self.grant_types:
+            # RFC 6749 §4.4: the client credentials grant is for confidential clients only.
+            raise ValueError("a public client cannot use client_credentials")
+        if GRANT_AUTHORIZATION_CODE in self.grant_types and not self.redirect_uris:
+            raise ValueError("authorization_code needs at least one redirect_uri")
+        return self
+
+
+class UpstreamSettings(_Section):
+    issuer: str
+    client_id: str
+    client_secret: str | None = None
+    scopes: tuple[str, ...] = ("openid", "profile", "email")
+    groups_claim: str = "groups"
+
+
+class AuthProxySettings(_Section):
+    email_header: str = "X-Auth-Request-Email"
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1/32",)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)
+        return value
+
+
+class RbacSettings(_Section):
+    default_role: str = "user"
+    roles: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: {"admin": ("*",), "user": ("read", "write")}
+    )
+    group_roles: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _roles_exist(self) -> RbacSettings:
+        if self.default_role not in self.roles:
+            raise ValueError(f"default_role {self.default_role!r} is not one of rbac.roles")
+        for group, role in self.group_roles.items():
+            if role not in self.roles:
+                raise ValueError(f"group_roles[{group!r}]: role {role!r} is not one of rbac.roles")
+        return self
+
+
+class Settings(_Section):
+    """The whole configuration of one server (DESIGN.md, "Config file")."""
+
+    issuer: str = "http://127.0.0.1:8080"
+    database_url: str = "sqlite:///instance/authserver.db"
+    redis_url: str | None = None
+    #: Inline secret key (prefer ``secret_key_file``); signs cookies, encrypts keys.
+    secret_key: str | None = Field(default=None, repr=False)
+    #: Where the secret key lives; generated (0600) if absent.
+    secret_key_file: str = "instance/secret_key"
+    signing: SigningSettings = Field(default_factory=SigningSettings)
+    tokens: TokenSettings = Field(default_factory=TokenSettings)
+    clients: tuple[ClientSettings, ...] = ()
+    upstream: UpstreamSettings | None = None
+    auth_proxy: AuthProxySettings | None = None
+    local_users: bool = True
+    rbac: RbacSettings = Field(default_factory=RbacSettings)
+    #: Largest accepted request body; RFC 6749 forms are small.
+    max_form_bytes: int = Field(default=64 * 1024, gt=0)
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_url(cls, value: str) -> str:
+        # RFC 8414 §2: https URL with no query or fragment (http allowed for local use).
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http(s) URL")
+        if parts.query or parts.fragment:
+            raise ValueError("must have no query or fragment (RFC 8414 §2)")
+        return value.rstrip("/") if parts.path in ("", "/") else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis:// or rediss:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_clients(self) -> Settings:
+        seen: set[str] = set()
+        for client in self.clients:
+            if client.client_id in seen:
+                raise ValueError(f"client_id {client.client_id!r} appears twice in clients")
+            seen.add(client.client_id)
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def default_audience(self) -> str:
+        """RFC 9068 §3: with no ``resource``/``audience`` asked for, a default ``aud``."""
+        return self.tokens.audiences[0] if self.tokens.audiences else self.issuer
+
+    def load_secret_key(self) -> bytes:
+        """The server secret: inline, or from ``secret_key_file`` (created if absent)."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = Path(self.secret_key_file)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+        key = path.read_text().strip()
+        if len(key) < 32:
+            raise SettingsError([f"secret_key_file: {path} holds fewer than 32 characters"])
+        return key.encode()
+
+
+class SettingsError(Exception):
+    """Every problem found in the configuration, one ``path: message`` per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def default_config_path() -> Path:
+    """The embedded default, shipped in the wheel or found in the source tree."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_data" / "config", here.parent / "config"):
+        path = candidate / "authserver.default.yaml"
+        if path.exists():
+            return path
+    raise FileNotFoundError("the embedded default config is missing from this install")
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build :class:`Settings` from a file (or the embedded default) and the environment."""
+    environ = os.environ if environ is None else environ
+    problems: list[str] = []
+    config_path = Path(path) if path else None
+    if config_path is None and environ.get("AUTHSERVER_CONFIG"):
+        config_path = Path(environ["AUTHSERVER_CONFIG"])
+    raw: Any
+    if config_path is None:
+        raw = yaml.safe_load(default_config_path().read_text())
+    else:
+        try:
+            raw = yaml.safe_load(config_path.read_text())
+        except OSError as exc:
+            raise SettingsError([f"config file {config_path}: {exc.strerror}"]) from exc
+        except yaml.YAMLError as exc:
+            raise SettingsError([f"config file {config_path}: not valid YAML: {exc}"]) from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SettingsError(["(top level): must be a mapping of settings"])
+    from_env = _apply_env_overrides(raw, environ, problems)
+    _resolve_secret_files(raw, "", problems)
+    if problems:
+        raise SettingsError(problems)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise SettingsError([_describe(error, from_env) for error in exc.errors()]) from exc
+
+
+def _apply_env_overrides(
+    raw: dict[str, Any], environ: Mapping[str, str], problems: list[str]
+) -> dict[str, str]:
+    """Merge ``AUTHSERVER_<SECTION>__<KEY>`` into ``raw``; returns setting path -> variable."""
+    from_env: dict[str, str] = {}
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name.startswith(ENV_NOT_SETTINGS):
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if not all(parts):
+            problems.append(f"{name}: expected AUTHSERVER_<SECTION>__<KEY>")
+            continue
+        try:
+            value = yaml.safe_load(environ[name]) if environ[name] else ""
+        except yaml.YAMLError:
+            value = environ[name]
+        target = raw
+        for part in parts[:-1]:
+            child = target.get(part)
+            if child is None:
+                child = target[part] = {}
+            if not isinstance(child, dict):
+                problems.append(f"{name}: {part} is not a section")
+                break
+            target = child
+        else:
+            target[parts[-1]] = value
+            from_env[".".join(parts)] = name
+    return from_env
+
+
+def _resolve_secret_files(node: Any, where: str, problems: list[str]) -> None:
+    """Replace ``<secret>_file: PATH`` by the file's contents (DESIGN.md)."""
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            _resolve_secret_files(item, f"{where}[{index}]", problems)
+        return
+    if not isinstance(node, dict):
+        return
+    for key in list(node):
+        if not isinstance(key, str):
+            continue
+        stem = key.removesuffix("_file")
+        # `secret_key_file` is a setting of its own: the key is generated there if absent.
+        if key.endswith("_file") and stem in SECRET_KEYS and not (where == "" and stem == "secret_key"):
+            label = f"{where}.{key}" if where else key
+            if stem in node:
+                problems.append(f"{label}: give {stem} or {key}, not both")
+                continue
+            try:
+                node[stem] = Path(str(node.pop(key))).read_text().strip()
+            except OSError as exc:
+                problems.append(f"{label}: cannot read {exc.filename}: {exc.strerror}")
+        else:
+            _resolve_secret_files(node[key], f"{where}.{key}" if where else key, problems)
+
+
+def _describe(error: Any, from_env: Mapping[str, str]) -> str:
+    path = ""
+    for part in error["loc"]:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part:
+            path += f".{part}" if path else str(part)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown setting"
+    elif error["type"] == "missing":
+        message = "required"
+    if path in from_env:
+        path = f"{path} (from {from_env[path]})"
+    return f"{path or '(top level)'}: {message}"
+
+
+def prepare_embedded_default(instance: Path | None = None) -> Path:
+    """First start of the embedded default: generate the demo client's secret.
+
+    The secret is written (0600) to ``instance/demo_client_secret`` so that a newcomer
+    can use it from the README, and its bcrypt hash beside it, which is what the
+    default config reads. Returns the path of the secret.
+    """
+    import bcrypt
+
+    instance = instance or Path.cwd() / "instance"
+    instance.mkdir(parents=True, exist_ok=True)
+    secret_path = instance / "demo_client_secret"
+    hash_path = instance / "demo_client_secret.hash"
+    if not secret_path.exists() or not hash_path.exists():
+        secret = secrets.token_urlsafe(32)
+        digest = bcrypt.hashpw(secret.encode(), bcrypt.gensalt(rounds=12)).decode()
+        for path, content in ((hash_path, digest), (secret_path, secret)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(content + "\n")
+    return secret_path
+
+
+def uses_embedded_default(path: str | None, environ: Mapping[str, str] | None = None) -> bool:
+    environ = os.environ if environ is None else environ
+    return not path and not environ.get("AUTHSERVER_CONFIG")

@@ -1,0 +1,170 @@
+"""The ephemeral store: short-lived state with a TTL (DESIGN.md, "Durable vs ephemeral").
+
+Authorization and device codes, federation state, rate-limit counters, the revoked-jti
+denylist and the refresh retry cache live here. One protocol, two implementations:
+:class:`RedisEphemeralStore` (required for more than one node) and
+:class:`SqlEphemeralStore` (the embedded default). Single use is atomic on both:
+Redis ``GETDEL``, SQL ``DELETE ... RETURNING``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Protocol, cast
+
+import redis
+from sqlalchemy import Engine, case, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .models import EphemeralEntry
+
+
+class EphemeralStore(Protocol):
+    """Keys are strings, values bytes, every entry has a TTL in seconds."""
+
+    def put(self, key: str, value: bytes, ttl: float) -> None:
+        """Set ``key``, replacing any value it had."""
+
+    def add(self, key: str, value: bytes, ttl: float) -> bool:
+        """Set ``key`` only if it does not exist; ``True`` if this call set it."""
+
+    def get(self, key: str) -> bytes | None:
+        """The value, or ``None`` if absent or expired."""
+
+    def take(self, key: str) -> bytes | None:
+        """Atomically read and delete: of many concurrent takers, one gets the value."""
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` if present."""
+
+    def incr(self, key: str, ttl: float) -> int:
+        """Add one to a counter and return it; a new counter lives ``ttl`` seconds."""
+
+    def ping(self) -> None:
+        """Raise if the backing service cannot be reached."""
+
+
+class RedisEphemeralStore:
+    """Redis implementation; ``prefix`` namespaces one deployment's keys."""
+
+    _INCR = "local v = redis.call('INCR', KEYS[1]) if v == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return v"
+
+    def __init__(self, client: redis.Redis, prefix: str = "authserver:") -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._incr = client.register_script(self._INCR)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "authserver:") -> RedisEphemeralStore:
+        return cls(redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5), prefix)
+
+    def put(self, key: str, value: bytes, ttl: float) -> None:
+        self._redis.set(self._prefix + key, value, px=_ms(ttl))
+
+    def add(self, key: str, value: bytes, ttl: float) -> bool:
+        return bool(self._redis.set(self._prefix + key, value, px=_ms(ttl), nx=True))
+
+    def get(self, key: str) -> bytes | None:
+        return cast("bytes | None", self._redis.get(self._prefix + key))
+
+    def take(self, key: str) -> bytes | None:
+        return cast("bytes | None", self._redis.getdel(self._prefix + key))
+
+    def delete(self, key: str) -> None:
+        self._redis.delete(self._prefix + key)
+
+    def incr(self, key: str, ttl: float) -> int:
+        return int(cast(int, self._incr(keys=[self._prefix + key], args=[_ms(ttl)])))
+
+    def ping(self) -> None:
+        self._redis.ping()
+
+
+class SqlEphemeralStore:
+    """SQL implementation over the ``ephemeral_entries`` table (SQLite or PostgreSQL).
+
+    Expired rows are invisible to every read and are purged now and then on writes.
+    """
+
+    #: On about one write in this many, expired rows are deleted.
+    PURGE_ONE_IN = 200
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._table = EphemeralEntry.__table__
+
+    def put(self, key: str, value: bytes, ttl: float) -> None:
+        expires_at = time.time() + ttl
+        stmt = self._insert(self._table).values(key=key, value=value, counter=0, expires_at=expires_at)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key"], set_={"value": value, "counter": 0, "expires_at": expires_at}
+        )
+        self._write(stmt)
+
+    def add(self, key: str, value: bytes, ttl: float) -> bool:
+        now = time.time()
+        entry = self._table.c
+        stmt = self._insert(self._table).values(key=key, value=value, counter=0, expires_at=now + ttl)
+        # An expired row counts as absent: take it over, atomically, in the same statement.
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"value": value, "counter": 0, "expires_at": now + ttl},
+            where=entry.expires_at <= now,
+        ).returning(entry.key)
+        return self._write(stmt) is not None
+
+    def get(self, key: str) -> bytes | None:
+        entry = self._table.c
+        stmt = select(entry.value).where(entry.key == key, entry.expires_at > time.time())
+        with self._engine.connect() as conn:
+            return cast("bytes | None", conn.execute(stmt).scalar())
+
+    def take(self, key: str) -> bytes | None:
+        entry = self._table.c
+        stmt = (
+            delete(self._table)
+            .where(entry.key == key, entry.expires_at > time.time())
+            .returning(entry.value)
+        )
+        return cast("bytes | None", self._write(stmt))
+
+    def delete(self, key: str) -> None:
+        self._write(delete(self._table).where(self._table.c.key == key))
+
+    def incr(self, key: str, ttl: float) -> int:
+        now = time.time()
+        entry = self._table.c
+        stmt = self._insert(self._table).values(key=key, value=None, counter=1, expires_at=now + ttl)
+        expired = entry.expires_at <= now
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key"],
+            set_={
+                "counter": case((expired, 1), else_=entry.counter + 1),
+                "expires_at": case((expired, now + ttl), else_=entry.expires_at),
+                "value": None,
+            },
+        ).returning(entry.counter)
+        return int(cast(int, self._write(stmt)))
+
+    def ping(self) -> None:
+        with self._engine.connect() as conn:
+            conn.execute(select(1))
+
+    def purge_expired(self) -> int:
+        with self._engine.begin() as conn:
+            result = conn.execute(delete(self._table).where(self._table.c.expires_at <= time.time()))
+            return int(result.rowcount)
+
+    def _write(self, stmt: object) -> object:
+        with self._engine.begin() as conn:
+            result = conn.execute(stmt)  # type: ignore[call-overload]
+            value = result.scalar() if result.returns_rows else None
+        if random.randrange(self.PURGE_ONE_IN) == 0:  # noqa: S311 - not security relevant
+            self.purge_expired()
+        return value
+
+
+def _ms(ttl: float) -> int:
+    return max(1, int(ttl * 1000))

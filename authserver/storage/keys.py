@@ -1,0 +1,68 @@
+"""Repository of signing keys (rows of ``signing_keys``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from .models import SigningKey
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    kid: str
+    generation: int
+    algorithm: str
+    public_jwk: dict[str, str]
+    private_key_encrypted: bytes
+    created_at: datetime
+    activates_at: datetime
+
+
+class SqlKeyRepository:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def list(self) -> list[KeyRecord]:
+        """Every key, oldest generation first."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(SigningKey.__table__).order_by(SigningKey.generation))
+            return [
+                KeyRecord(
+                    kid=row.kid,
+                    generation=row.generation,
+                    algorithm=row.algorithm,
+                    public_jwk=dict(row.public_jwk),
+                    private_key_encrypted=bytes(row.private_key_encrypted),
+                    created_at=_utc(row.created_at),
+                    activates_at=_utc(row.activates_at),
+                )
+                for row in rows
+            ]
+
+    def add(self, record: KeyRecord) -> bool:
+        """Insert; ``False`` if another process took that generation first."""
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    insert(SigningKey.__table__).values(
+                        kid=record.kid,
+                        generation=record.generation,
+                        algorithm=record.algorithm,
+                        public_jwk=record.public_jwk,
+                        private_key_encrypted=record.private_key_encrypted,
+                        created_at=record.created_at,
+                        activates_at=record.activates_at,
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; we only ever store UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

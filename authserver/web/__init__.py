@@ -1,0 +1,1 @@
+"""Thin blueprints: they adapt HTTP to the protocol layer and render what it returns."""

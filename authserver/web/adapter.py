@@ -1,0 +1,49 @@
+"""Flask <-> protocol layer: the one place that turns ``flask.request`` into an HttpRequest."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Response, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from ..oauth.http import HttpRequest, HttpResponse
+
+
+def oauth_request() -> HttpRequest:
+    """The current request, as the protocol layer takes it (form body only, RFC 6749 §3.2)."""
+    issuer: str = current_app.config["AUTHSERVER_ISSUER"]
+    content_type = (request.mimetype or "").lower()
+    form: dict[str, list[str]] = {}
+    if content_type == "application/x-www-form-urlencoded":
+        # Reading the form enforces MAX_CONTENT_LENGTH (413 before any parsing).
+        form = {key: request.form.getlist(key) for key in request.form}
+    elif request.content_length and request.content_length > current_app.config["MAX_CONTENT_LENGTH"]:
+        raise RequestEntityTooLarge()
+    return HttpRequest(
+        method=request.method,
+        uri=issuer + request.path,
+        headers=request.headers,
+        form=form,
+        remote_addr=request.remote_addr,
+    )
+
+
+def to_flask(response: HttpResponse) -> Response:
+    return Response(
+        json.dumps(response.body),
+        status=response.status,
+        headers=response.headers,
+        mimetype="application/json",
+    )
+
+
+def oauth_error(status: int, error: str, description: str) -> Response:
+    """An RFC 6749 §5.2 error body, for failures before the protocol layer runs."""
+    return to_flask(
+        HttpResponse(
+            status=status,
+            body={"error": error, "error_description": description},
+            headers=[("Cache-Control", "no-store"), ("Pragma", "no-cache")],
+        )
+    )
