@@ -15,7 +15,13 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from . import __version__
-from .settings import Settings, SettingsError, load_settings, prepare_embedded_default, uses_embedded_default
+from .settings import (
+    Settings,
+    SettingsError,
+    load_settings,
+    prepare_embedded_default,
+    uses_embedded_default,
+)
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -91,14 +97,14 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_hash_secret(args: argparse.Namespace) -> int:
     from .oauth.secrets import hash_secret
 
-    if sys.stdin.isatty():
-        secret = getpass.getpass("secret: ")
-    else:
-        secret = sys.stdin.read().rstrip("\r\n")
+    tty = sys.stdin.isatty()
+    secret = getpass.getpass("secret: ") if tty else sys.stdin.read().rstrip("\r\n")
     if not secret:
         raise CliError("no secret on standard input", EXIT_USAGE)
     if args.scheme == "bcrypt" and len(secret.encode()) > 72:
-        raise CliError("bcrypt reads at most 72 bytes; use --scheme argon2id for this secret", EXIT_USAGE)
+        raise CliError(
+            "bcrypt reads at most 72 bytes; use --scheme argon2id for this secret", EXIT_USAGE
+        )
     print(hash_secret(secret, args.scheme))
     return 0
 
@@ -107,6 +113,8 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
     app = _app(args)
     with app.app_context():
         statuses = app.extensions["authserver.keys"].statuses()
+    if not statuses:
+        print("no signing keys yet: the first is made when the server starts", file=sys.stderr)
     rows = [("KID", "ALG", "STATE", "SIGNS FROM", "PUBLISHED UNTIL")]
     for s in statuses:
         until = f"{s.published_until:%Y-%m-%d %H:%M:%S}Z" if s.published_until else "-"
@@ -119,7 +127,8 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     app = _app(args)
     with app.app_context():
         record = app.extensions["authserver.keys"].rotate(immediate=args.now)
-    print(f"new key {record.kid} ({record.algorithm}) published; signs from {record.activates_at:%Y-%m-%d %H:%M:%S}Z")
+    signs_from = f"{record.activates_at:%Y-%m-%d %H:%M:%S}Z"
+    print(f"new key {record.kid} ({record.algorithm}) published; signs from {signs_from}")
     return 0
 
 
@@ -143,21 +152,27 @@ def cmd_clients_list(args: argparse.Namespace) -> int:
 def _print_table(rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
 
 
 # -- parser -------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--config",
         metavar="FILE",
         default=argparse.SUPPRESS,
         help="YAML config file (default: $AUTHSERVER_CONFIG, else the embedded default)",
     )
-    parser = _Parser(prog="authserver", description=__doc__.splitlines()[0] if __doc__ else None, parents=[common])
+    parser = _Parser(
+        prog="authserver",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        parents=[common],
+    )
     parser.add_argument("--version", action="version", version=f"authserver {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
@@ -183,16 +198,22 @@ def build_parser() -> argparse.ArgumentParser:
     hash_cmd.add_argument("--scheme", choices=("bcrypt", "argon2id"), default="bcrypt")
 
     keys = commands.add_parser("keys", help="signing keys", parents=[common])
-    keys_commands = keys.add_subparsers(dest="keys_command", metavar="COMMAND", parser_class=_Parser)
+    keys_commands = keys.add_subparsers(
+        dest="keys_command", metavar="COMMAND", parser_class=_Parser
+    )
     keys_commands.required = True
     add("list", cmd_keys_list, "list signing keys and their state", keys_commands)
     rotate = add("rotate", cmd_keys_rotate, "publish a new signing key", keys_commands)
     rotate.add_argument(
-        "--now", action="store_true", help="sign with it at once (a compromised key), not after publish_ahead"
+        "--now",
+        action="store_true",
+        help="sign with it at once (a compromised key), not after publish_ahead",
     )
 
     clients = commands.add_parser("clients", help="clients", parents=[common])
-    clients_commands = clients.add_subparsers(dest="clients_command", metavar="COMMAND", parser_class=_Parser)
+    clients_commands = clients.add_subparsers(
+        dest="clients_command", metavar="COMMAND", parser_class=_Parser
+    )
     clients_commands.required = True
     add("list", cmd_clients_list, "list the static clients of the config", clients_commands)
     return parser
@@ -217,7 +238,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not hasattr(args, "config"):
         args.config = None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # Ours and the migrations being applied are worth reading; library chatter is not.
+    for name in ("authserver", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.INFO)
     try:
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
@@ -229,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback at users
+    except Exception as exc:  # the last line of defence: no traceback at users
         if os.environ.get("AUTHSERVER_DEBUG"):
             raise
         print(f"authserver: error: {_describe(exc)}", file=sys.stderr)

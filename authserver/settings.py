@@ -172,9 +172,8 @@ class ClientSettings(_Section):
     def _grant_types_known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for grant_type in value:
             if grant_type not in KNOWN_GRANT_TYPES:
-                raise ValueError(
-                    f"unknown grant type {grant_type!r}; known: {', '.join(sorted(KNOWN_GRANT_TYPES))}"
-                )
+                known = ", ".join(sorted(KNOWN_GRANT_TYPES))
+                raise ValueError(f"unknown grant type {grant_type!r}; known: {known}")
         return value
 
     @model_validator(mode="after")
@@ -237,7 +236,7 @@ class Settings(_Section):
     #: Inline secret key (prefer ``secret_key_file``); signs cookies, encrypts keys.
     secret_key: str | None = Field(default=None, repr=False)
     #: Where the secret key lives; generated (0600) if absent.
-    secret_key_file: str = "instance/secret_key"
+    secret_key_file: str = "instance/secret_key"  # noqa: S105 - a path
     signing: SigningSettings = Field(default_factory=SigningSettings)
     tokens: TokenSettings = Field(default_factory=TokenSettings)
     clients: tuple[ClientSettings, ...] = ()
@@ -402,7 +401,11 @@ def _resolve_secret_files(node: Any, where: str, problems: list[str]) -> None:
             continue
         stem = key.removesuffix("_file")
         # `secret_key_file` is a setting of its own: the key is generated there if absent.
-        if key.endswith("_file") and stem in SECRET_KEYS and not (where == "" and stem == "secret_key"):
+        if (
+            key.endswith("_file")
+            and stem in SECRET_KEYS
+            and not (where == "" and stem == "secret_key")
+        ):
             label = f"{where}.{key}" if where else key
             if stem in node:
                 problems.append(f"{label}: give {stem} or {key}, not both")

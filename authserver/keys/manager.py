@@ -69,7 +69,10 @@ class KeyEncryptor:
 
     def __init__(self, server_secret: bytes) -> None:
         derived = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=b"authserver signing-key encryption"
+            algorithm=hashes.SHA256(),
+            length=32,
+            salt=None,
+            info=b"authserver signing-key encryption",
         ).derive(server_secret)
         self._fernet = Fernet(base64.urlsafe_b64encode(derived))
 
@@ -182,6 +185,8 @@ class KeyManager:
         (a compromised key) it signs at once, and caches learn it on an unknown ``kid``.
         """
         records = self._repository.list()
+        if self._apply_schedule(records):  # a first key must sign meanwhile
+            records = self._repository.list()
         now = self._now()
         activates_at = now if immediate else now + self._publish_ahead
         record = self._create(records, activates_at)
@@ -191,22 +196,23 @@ class KeyManager:
     def _apply_schedule(self, records: Sequence[KeyRecord]) -> bool:
         """Create the next key when due; ``True`` if the list changed."""
         now = self._now()
-        if not records:
-            # First start: nothing was ever signed, so the first key may sign at once.
+        active = _active(records, now)
+        if active is None:
+            # First start (or only future keys): no token was ever signed by any
+            # key here, so a key may sign at once without waiting to be published.
             self._create(records, now)
             return True
-        active = _active(records, now)
         pending = [r for r in records if r.activates_at > now]
         if pending and pending[-1].algorithm == self.algorithm:
-            return False
-        if active is None:
             return False
         if active.algorithm != self.algorithm:
             # The configured algorithm changed: roll over to a key of the new one.
             self._create(records, now + self._publish_ahead)
             return True
         if now >= active.activates_at + self._rotate_every - self._publish_ahead:
-            self._create(records, max(now + self._publish_ahead, active.activates_at + self._rotate_every))
+            self._create(
+                records, max(now + self._publish_ahead, active.activates_at + self._rotate_every)
+            )
             return True
         return False
 
@@ -228,7 +234,11 @@ class KeyManager:
                 return record
             # Another worker made this generation first: theirs is the key; re-read.
             latest = self._repository.list()
-            if latest and latest[-1].generation >= generation and latest[-1].activates_at <= activates_at:
+            if (
+                latest
+                and latest[-1].generation >= generation
+                and latest[-1].activates_at <= activates_at
+            ):
                 return latest[-1]
             generation = latest[-1].generation + 1 if latest else generation + 1
 
@@ -279,23 +289,27 @@ class KeyManager:
             raise KeyDecryptionError("no signing key is active yet")
         key = snapshot.private[record.kid]
         full_header = {**header, "alg": record.algorithm, "kid": record.kid}
-        return jwt.encode(full_header, claims, key, algorithms=[record.algorithm], registry=REGISTRY)
+        return jwt.encode(
+            full_header, claims, key, algorithms=[record.algorithm], registry=REGISTRY
+        )
 
     def verify(self, token: str) -> Token:
         """Check the signature against our published keys; claims are the caller's to check."""
         snapshot = self._current()
         now = self._now()
-        published = [
+        published: list[Any] = [
             snapshot.private[r.kid]
             for r in snapshot.records
             if r.kid in snapshot.private and self._is_published(snapshot.records, r, now)
         ]
         try:
-            return jwt.decode(token, KeySet(published), algorithms=list(ALGORITHMS), registry=REGISTRY)
+            return jwt.decode(
+                token, KeySet(published), algorithms=list(ALGORITHMS), registry=REGISTRY
+            )
         except (JoseError, ValueError, TypeError, KeyError) as exc:
             raise TokenSignatureError(str(exc) or type(exc).__name__) from exc
 
-    def jwks(self) -> dict[str, list[dict[str, str]]]:
+    def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """The public keys to publish: next, active, and retired ones still in use."""
         snapshot = self._current()
         now = self._now()

@@ -56,7 +56,8 @@ class HttpRequest(OAuth2Request):  # type: ignore[misc]
 
     @property
     def form(self) -> dict[str, str]:
-        return self.payload.data  # type: ignore[no-any-return]
+        data: dict[str, str] = self.payload.data
+        return data
 
     @property
     def args(self) -> dict[str, str]:

@@ -19,7 +19,9 @@ REVOCATION_PATH = "/oauth2/revoke"
 JWKS_PATH = "/.well-known/jwks.json"
 
 
-def server_metadata(issuer: str, clients: Iterable[Client], signing_algorithm: str) -> dict[str, Any]:
+def server_metadata(
+    issuer: str, clients: Iterable[Client], signing_algorithm: str
+) -> dict[str, Any]:
     scopes = sorted({scope for client in clients for scope in client.scopes})
     return {
         "issuer": issuer,

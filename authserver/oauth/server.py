@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from authlib.oauth2 import AuthorizationServer as _AuthorizationServer
-from authlib.oauth2.rfc6749 import InvalidClientError, OAuth2Error
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Error
 
 from .audience import select_audience
 from .clients import Client, ClientStore
@@ -27,6 +27,17 @@ from .tokens import AccessTokens
 log = logging.getLogger(__name__)
 
 EventSink = Callable[..., None]
+
+#: RFC 6749 §5.2 descriptions for errors Authlib raises without one.
+DEFAULT_DESCRIPTIONS = {
+    "invalid_request": "The request is missing a parameter or is malformed.",
+    "invalid_client": "Client authentication failed.",
+    "invalid_grant": "The grant is invalid, expired or revoked.",
+    "unauthorized_client": "This client may not use this grant type.",
+    "unsupported_grant_type": "This grant type is not supported by this server.",
+    "invalid_scope": "The requested scope is invalid or not allowed.",
+    "unsupported_token_type": "This token type is not supported here.",
+}
 
 
 class AuthServer(_AuthorizationServer):  # type: ignore[misc]
@@ -75,8 +86,15 @@ class AuthServer(_AuthorizationServer):  # type: ignore[misc]
         """Authlib's signals; we report what matters through :meth:`emit`."""
 
     def handle_error_response(self, request: HttpRequest, error: OAuth2Error) -> HttpResponse:
+        if not error.description:
+            error.description = DEFAULT_DESCRIPTIONS.get(error.error, "")
+            if error.error == "unsupported_grant_type" and request.payload.grant_type:
+                grant_type = request.payload.grant_type[:80]
+                error.description = f"The grant type {grant_type!r} is not supported here."
         response: HttpResponse = super().handle_error_response(request, error)
-        if response.status == 401 and not any(k.lower() == "www-authenticate" for k, _ in response.headers):
+        if response.status == 401 and not any(
+            k.lower() == "www-authenticate" for k, _ in response.headers
+        ):
             # RFC 6749 §5.2: a 401 for invalid_client carries WWW-Authenticate.
             response.headers.append(("WWW-Authenticate", 'Basic realm="authserver"'))
         return response
@@ -91,6 +109,10 @@ class AuthServer(_AuthorizationServer):  # type: ignore[misc]
             self._events(event, **details)
 
     def token_response(self, request: HttpRequest) -> HttpResponse:
+        if not request.payload.grant_type:
+            # RFC 6749 §5.2: a missing required parameter is invalid_request.
+            error = InvalidRequestError(description="The grant_type parameter is missing.")
+            return self.handle_error_response(request, error)
         response: HttpResponse = self.create_token_response(request)
         return response
 

@@ -17,7 +17,7 @@ from joserfc.jwt import Token
 
 from .clients import Client
 
-ACCESS_TOKEN_TYP = "at+jwt"
+ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a media type, not a secret
 #: Clock skew allowed when checking our own tokens.
 LEEWAY_SECONDS = 30
 DENYLIST_PREFIX = "revoked-jti:"

@@ -16,7 +16,11 @@ def normalize_database_url(url: str) -> str:
     Its folder is created, so the embedded default runs with nothing prepared.
     """
     parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or not parsed.database
+        or parsed.database == ":memory:"
+    ):
         return url
     path = Path(parsed.database)
     if not path.is_absolute():

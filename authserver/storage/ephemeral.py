@@ -14,7 +14,7 @@ import time
 from typing import Protocol, cast
 
 import redis
-from sqlalchemy import Engine, case, delete, select
+from sqlalchemy import Engine, Table, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .models import EphemeralEntry
@@ -48,7 +48,11 @@ class EphemeralStore(Protocol):
 class RedisEphemeralStore:
     """Redis implementation; ``prefix`` namespaces one deployment's keys."""
 
-    _INCR = "local v = redis.call('INCR', KEYS[1]) if v == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return v"
+    #: INCR, and the TTL on the first increment only: one fixed window per counter.
+    _INCR = (
+        "local v = redis.call('INCR', KEYS[1]) "
+        "if v == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return v"
+    )
 
     def __init__(self, client: redis.Redis, prefix: str = "authserver:") -> None:
         self._redis = client
@@ -93,12 +97,14 @@ class SqlEphemeralStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        self._table = EphemeralEntry.__table__
+        self._table = cast(Table, EphemeralEntry.__table__)
 
     def put(self, key: str, value: bytes, ttl: float) -> None:
         expires_at = time.time() + ttl
-        stmt = self._insert(self._table).values(key=key, value=value, counter=0, expires_at=expires_at)
-        stmt = stmt.on_conflict_do_update(
+        insert = self._insert(self._table).values(
+            key=key, value=value, counter=0, expires_at=expires_at
+        )
+        stmt = insert.on_conflict_do_update(
             index_elements=["key"], set_={"value": value, "counter": 0, "expires_at": expires_at}
         )
         self._write(stmt)
@@ -106,9 +112,11 @@ class SqlEphemeralStore:
     def add(self, key: str, value: bytes, ttl: float) -> bool:
         now = time.time()
         entry = self._table.c
-        stmt = self._insert(self._table).values(key=key, value=value, counter=0, expires_at=now + ttl)
+        insert = self._insert(self._table).values(
+            key=key, value=value, counter=0, expires_at=now + ttl
+        )
         # An expired row counts as absent: take it over, atomically, in the same statement.
-        stmt = stmt.on_conflict_do_update(
+        stmt = insert.on_conflict_do_update(
             index_elements=["key"],
             set_={"value": value, "counter": 0, "expires_at": now + ttl},
             where=entry.expires_at <= now,
@@ -136,9 +144,11 @@ class SqlEphemeralStore:
     def incr(self, key: str, ttl: float) -> int:
         now = time.time()
         entry = self._table.c
-        stmt = self._insert(self._table).values(key=key, value=None, counter=1, expires_at=now + ttl)
+        insert = self._insert(self._table).values(
+            key=key, value=None, counter=1, expires_at=now + ttl
+        )
         expired = entry.expires_at <= now
-        stmt = stmt.on_conflict_do_update(
+        stmt = insert.on_conflict_do_update(
             index_elements=["key"],
             set_={
                 "counter": case((expired, 1), else_=entry.counter + 1),
@@ -154,7 +164,9 @@ class SqlEphemeralStore:
 
     def purge_expired(self) -> int:
         with self._engine.begin() as conn:
-            result = conn.execute(delete(self._table).where(self._table.c.expires_at <= time.time()))
+            result = conn.execute(
+                delete(self._table).where(self._table.c.expires_at <= time.time())
+            )
             return int(result.rowcount)
 
     def _write(self, stmt: object) -> object:

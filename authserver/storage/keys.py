@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, Table, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from .models import SigningKey
@@ -16,7 +17,7 @@ class KeyRecord:
     kid: str
     generation: int
     algorithm: str
-    public_jwk: dict[str, str]
+    public_jwk: dict[str, Any]
     private_key_encrypted: bytes
     created_at: datetime
     activates_at: datetime
@@ -48,7 +49,7 @@ class SqlKeyRepository:
         try:
             with self._engine.begin() as conn:
                 conn.execute(
-                    insert(SigningKey.__table__).values(
+                    insert(cast(Table, SigningKey.__table__)).values(
                         kid=record.kid,
                         generation=record.generation,
                         algorithm=record.algorithm,

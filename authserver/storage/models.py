@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
@@ -48,7 +49,7 @@ class SigningKey(Base):
     #: Monotonic; unique, so two workers racing to rotate make one key, not two.
     generation: Mapped[int] = mapped_column(Integer, unique=True, nullable=False)
     algorithm: Mapped[str] = mapped_column(String(16), nullable=False)
-    public_jwk: Mapped[dict[str, str]] = mapped_column(JSON, nullable=False)
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     private_key_encrypted: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     activates_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import cast
 
 from flask import Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -18,12 +20,14 @@ def oauth_request() -> HttpRequest:
     if content_type == "application/x-www-form-urlencoded":
         # Reading the form enforces MAX_CONTENT_LENGTH (413 before any parsing).
         form = {key: request.form.getlist(key) for key in request.form}
-    elif request.content_length and request.content_length > current_app.config["MAX_CONTENT_LENGTH"]:
+    elif (
+        request.content_length and request.content_length > current_app.config["MAX_CONTENT_LENGTH"]
+    ):
         raise RequestEntityTooLarge()
     return HttpRequest(
         method=request.method,
         uri=issuer + request.path,
-        headers=request.headers,
+        headers=cast(Mapping[str, str], request.headers),
         form=form,
         remote_addr=request.remote_addr,
     )

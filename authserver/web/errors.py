@@ -16,7 +16,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge) -> Response:
         limit = app.config["MAX_CONTENT_LENGTH"]
-        return oauth_error(413, "invalid_request", f"The request body is larger than {limit} bytes.")
+        return oauth_error(
+            413, "invalid_request", f"The request body is larger than {limit} bytes."
+        )
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

@@ -7,7 +7,7 @@ expired, revoked or garbage, is ``{"active": false}`` and nothing more (§2.2).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
 
@@ -25,9 +25,11 @@ _CLAIMS = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "nbf", "jti"
 
 
 class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
-    CLIENT_AUTH_METHODS = list(SECRET_AUTH_METHODS)
+    CLIENT_AUTH_METHODS: ClassVar[list[str]] = list(SECRET_AUTH_METHODS)
 
-    def create_endpoint_response(self, request: HttpRequest) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+    def create_endpoint_response(
+        self, request: HttpRequest
+    ) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         reject_repeated_parameters(request)
         client: Client = self.authenticate_endpoint_client(request)
         self.check_params(request, client)

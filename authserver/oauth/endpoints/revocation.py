@@ -7,7 +7,7 @@ tokens do not cause an error response"). A client may only revoke its own tokens
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
@@ -26,9 +26,11 @@ _NO_STORE = [
 class RevocationEndpoint(_RevocationEndpoint):  # type: ignore[misc]
     # Public clients may revoke their own tokens too (§2.1 asks confidential ones to
     # authenticate; a public client identifies itself by client_id).
-    CLIENT_AUTH_METHODS = [*SECRET_AUTH_METHODS, "none"]
+    CLIENT_AUTH_METHODS: ClassVar[list[str]] = [*SECRET_AUTH_METHODS, "none"]
 
-    def create_endpoint_response(self, request: HttpRequest) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+    def create_endpoint_response(
+        self, request: HttpRequest
+    ) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         reject_repeated_parameters(request)
         client: Client = self.authenticate_endpoint_client(request)
         self.check_params(request, client)

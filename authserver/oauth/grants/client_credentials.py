@@ -6,7 +6,7 @@ refresh token (§4.4.3: "A refresh token SHOULD NOT be included").
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from authlib.oauth2.rfc6749 import InvalidScopeError, UnauthorizedClientError, grants
 
@@ -16,7 +16,7 @@ from ..tokens import AccessTokens
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS = list(SECRET_AUTH_METHODS)
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(SECRET_AUTH_METHODS)
 
     def validate_token_request(self) -> None:
         reject_repeated_parameters(self.request)
@@ -39,7 +39,9 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
             scopes=self.request.granted_scopes,
             roles=client.roles,
         )
-        self.server.emit("token_issued", grant_type=self.GRANT_TYPE, client=client, claims=issued.claims)
+        self.server.emit(
+            "token_issued", grant_type=self.GRANT_TYPE, client=client, claims=issued.claims
+        )
         return 200, issued.as_response(), self.TOKEN_RESPONSE_HEADER
 
 
@@ -55,5 +57,7 @@ def granted_scopes(client: Client, requested: str | None) -> list[str]:
         raise InvalidScopeError(description="The scope parameter is empty.")
     unknown = [s for s in asked if s not in client.scopes]
     if unknown:
-        raise InvalidScopeError(description=f"Scope not allowed for this client: {' '.join(unknown)}.")
+        raise InvalidScopeError(
+            description=f"Scope not allowed for this client: {' '.join(unknown)}."
+        )
     return list(dict.fromkeys(asked))

@@ -1,0 +1,191 @@
+"""Bad input at the token endpoint: the right RFC 6749 §5.2 error and status, never a 500.
+
+Against a live server, through ``requests``.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+import requests
+
+from .conftest import SECRETS, LiveServer
+
+
+def post_token(server: LiveServer, data: object, **kwargs: object) -> requests.Response:
+    return requests.post(server.url + "/oauth2/token", data=data, timeout=10, **kwargs)  # type: ignore[arg-type]
+
+
+def assert_error(response: requests.Response, status: int, error: str) -> dict[str, str]:
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert body["error"] == error
+    assert body.get("error_description"), "a clear description for the person reading it"
+    assert "access_token" not in body
+    return dict(body)
+
+
+def test_wrong_secret_is_invalid_client_401(live_server: LiveServer) -> None:
+    response = post_token(live_server, {"grant_type": "client_credentials"}, auth=("ci", "wrong"))
+    assert_error(response, 401, "invalid_client")
+    assert "WWW-Authenticate" in response.headers  # RFC 6749 §5.2
+
+
+def test_wrong_secret_after_a_right_one_is_still_refused(live_server: LiveServer) -> None:
+    ok = post_token(live_server, {"grant_type": "client_credentials"}, auth=("ci", SECRETS["ci"]))
+    assert ok.status_code == 200
+    for wrong in (SECRETS["ci"] + "x", SECRETS["ci"][:-1], SECRETS["ci-b64"], ""):
+        response = post_token(live_server, {"grant_type": "client_credentials"}, auth=("ci", wrong))
+        assert response.status_code == 401, wrong
+
+
+def test_wrong_secret_by_post_is_invalid_client(live_server: LiveServer) -> None:
+    response = post_token(
+        live_server,
+        {"grant_type": "client_credentials", "client_id": "ci", "client_secret": "nope"},
+    )
+    assert response.status_code in (400, 401)
+    assert response.json()["error"] == "invalid_client"
+
+
+def test_unknown_client_is_invalid_client(live_server: LiveServer) -> None:
+    response = post_token(live_server, {"grant_type": "client_credentials"}, auth=("nobody", "x"))
+    assert_error(response, 401, "invalid_client")
+
+
+def test_no_client_authentication_is_invalid_client(live_server: LiveServer) -> None:
+    response = post_token(live_server, {"grant_type": "client_credentials"})
+    assert_error(response, 401, "invalid_client")
+
+
+def test_public_client_cannot_use_client_credentials(live_server: LiveServer) -> None:
+    # RFC 6749 §4.4: client credentials is for confidential clients only.
+    response = post_token(live_server, {"grant_type": "client_credentials", "client_id": "cli"})
+    body = response.json()
+    assert response.status_code in (400, 401)
+    assert body["error"] in ("invalid_client", "unauthorized_client")
+
+
+def test_client_without_the_grant_is_unauthorized_client(live_server: LiveServer) -> None:
+    response = post_token(
+        live_server, {"grant_type": "client_credentials"}, auth=("reader", SECRETS["reader"])
+    )
+    assert_error(response, 400, "unauthorized_client")
+
+
+@pytest.mark.parametrize("grant_type", ["password", "implicit", "urn:example:unknown"])
+def test_unsupported_grant_type(live_server: LiveServer, grant_type: str) -> None:
+    response = post_token(live_server, {"grant_type": grant_type}, auth=("ci", SECRETS["ci"]))
+    assert_error(response, 400, "unsupported_grant_type")
+
+
+def test_missing_grant_type(live_server: LiveServer) -> None:
+    for data in ({"scope": "all"}, {"grant_type": ""}):
+        response = post_token(live_server, data, auth=("ci", SECRETS["ci"]))
+        body = assert_error(response, 400, "invalid_request")
+        assert body["error_description"] == "The grant_type parameter is missing."
+
+
+@pytest.mark.parametrize("scope", ["admin", "all admin", "openid"])
+def test_scope_beyond_the_clients_is_invalid_scope(live_server: LiveServer, scope: str) -> None:
+    response = post_token(
+        live_server,
+        {"grant_type": "client_credentials", "scope": scope},
+        auth=("ci", SECRETS["ci"]),
+    )
+    body = assert_error(response, 400, "invalid_scope")
+    assert "not allowed" in body["error_description"]
+
+
+@pytest.mark.parametrize("parameter", ["audience", "resource"])
+def test_unknown_audience_is_invalid_target(live_server: LiveServer, parameter: str) -> None:
+    response = post_token(
+        live_server,
+        {"grant_type": "client_credentials", parameter: "https://evil.example.com"},
+        auth=("ci", SECRETS["ci"]),
+    )
+    assert_error(response, 400, "invalid_target")
+
+
+def test_two_different_audiences_is_invalid_target(live_server: LiveServer) -> None:
+    response = post_token(
+        live_server,
+        [
+            ("grant_type", "client_credentials"),
+            ("resource", "https://api.example.com"),
+            ("resource", "https://flyte.example.com"),
+        ],
+        auth=("ci", SECRETS["ci"]),
+    )
+    assert_error(response, 400, "invalid_target")
+
+
+def test_repeated_parameter_is_invalid_request(live_server: LiveServer) -> None:
+    # RFC 6749 §3.2: parameters MUST NOT be included more than once.
+    response = post_token(
+        live_server,
+        [("grant_type", "client_credentials"), ("scope", "all"), ("scope", "read")],
+        auth=("ci", SECRETS["ci"]),
+    )
+    assert_error(response, 400, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Basic",
+        "Basic !!!not-base64!!!",
+        "Basic " + base64.b64encode(b"\xff\xfe\xfd:\x80").decode(),
+        "Basic " + base64.b64encode(b"no-colon-here").decode(),
+        "Basic " + base64.b64encode(b":secret-without-id").decode(),
+        "Basic " + base64.b64encode(b"ci:").decode(),
+    ],
+)
+def test_malformed_basic_header_is_invalid_client(live_server: LiveServer, header: str) -> None:
+    response = post_token(
+        live_server, {"grant_type": "client_credentials"}, headers={"Authorization": header}
+    )
+    assert_error(response, 401, "invalid_client")
+
+
+def test_form_body_over_64_kib_is_refused_with_413(live_server: LiveServer) -> None:
+    response = post_token(
+        live_server,
+        {"grant_type": "client_credentials", "padding": "x" * (64 * 1024 + 1)},
+        auth=("ci", SECRETS["ci"]),
+    )
+    assert_error(response, 413, "invalid_request")
+
+
+def test_non_form_body_is_not_accepted(live_server: LiveServer) -> None:
+    response = requests.post(
+        live_server.url + "/oauth2/token",
+        json={"grant_type": "client_credentials"},
+        auth=("ci", SECRETS["ci"]),
+        timeout=10,
+    )
+    assert_error(response, 400, "invalid_request")
+
+
+def test_get_on_the_token_endpoint_is_405_json(live_server: LiveServer) -> None:
+    response = requests.get(live_server.url + "/oauth2/token", timeout=10)
+    assert response.status_code == 405
+    assert response.json()["error"] == "invalid_request"
+    assert "POST" in response.headers["Allow"]
+
+
+def test_bad_input_changes_nothing(live_server: LiveServer) -> None:
+    """After a burst of bad requests, the good client still gets the same signing key."""
+    before = requests.get(live_server.url + "/.well-known/jwks.json", timeout=5).json()
+    post_token(live_server, {"grant_type": "client_credentials"}, auth=("ci", "wrong"))
+    post_token(
+        live_server,
+        {"grant_type": "client_credentials", "scope": "admin"},
+        auth=("ci", SECRETS["ci"]),
+    )
+    after = requests.get(live_server.url + "/.well-known/jwks.json", timeout=5).json()
+    assert before == after
+    ok = post_token(live_server, {"grant_type": "client_credentials"}, auth=("ci", SECRETS["ci"]))
+    assert ok.status_code == 200

@@ -1,0 +1,148 @@
+"""Introspection (RFC 7662) and revocation (RFC 7009) against a live server."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import requests
+
+from .conftest import AUDIENCES, SECRETS, LiveServer
+
+
+def get_token(server: LiveServer, client_id: str = "ci", **extra: str) -> str:
+    response = requests.post(
+        server.url + "/oauth2/token",
+        data={"grant_type": "client_credentials", **extra},
+        auth=(client_id, SECRETS[client_id]),
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def introspect(server: LiveServer, token: str, **extra: str) -> requests.Response:
+    return requests.post(
+        server.url + "/oauth2/introspect",
+        data={"token": token, **extra},
+        auth=("rs", SECRETS["rs"]),
+        timeout=10,
+    )
+
+
+def revoke(server: LiveServer, token: str, client_id: str = "ci") -> requests.Response:
+    return requests.post(
+        server.url + "/oauth2/revoke",
+        data={"token": token},
+        auth=(client_id, SECRETS[client_id]),
+        timeout=10,
+    )
+
+
+def test_active_token_is_described(live_server: LiveServer) -> None:
+    token = get_token(live_server, scope="read write", audience=AUDIENCES[1])
+    response = introspect(live_server, token)
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    body = response.json()
+    assert body["active"] is True
+    assert body["client_id"] == "ci"
+    assert body["sub"] == "ci"
+    assert body["scope"] == "read write"
+    assert body["aud"] == AUDIENCES[1]
+    assert body["iss"] == live_server.url
+    assert body["token_type"] == "Bearer"
+    assert body["roles"] == ["user"]
+    assert body["exp"] > body["iat"]
+
+
+def test_introspection_with_a_hint_still_finds_the_token(live_server: LiveServer) -> None:
+    token = get_token(live_server)
+    assert introspect(live_server, token, token_type_hint="access_token").json()["active"] is True
+    # RFC 7662 §2.1: a wrong hint must not hide the token.
+    assert introspect(live_server, token, token_type_hint="refresh_token").json()["active"] is True
+
+
+def test_garbage_is_inactive(live_server: LiveServer) -> None:
+    for garbage in ("", "x", "a.b.c", "eyJhbGciOiJub25lIn0.e30.", "€" * 10):
+        response = introspect(live_server, garbage)
+        assert response.status_code == 200
+        assert response.json() == {"active": False}
+
+
+def test_forged_token_is_inactive(live_server: LiveServer) -> None:
+    token = get_token(live_server)
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["scope"] = "admin"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    assert introspect(live_server, f"{header}.{forged}.{signature}").json() == {"active": False}
+
+
+def test_unsigned_alg_none_token_is_inactive(live_server: LiveServer) -> None:
+    token = get_token(live_server)
+    _, payload, _ = token.split(".")
+    header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"at+jwt"}').rstrip(b"=").decode()
+    assert introspect(live_server, f"{header}.{payload}.").json() == {"active": False}
+
+
+def test_introspection_requires_client_authentication(live_server: LiveServer) -> None:
+    token = get_token(live_server)
+    anonymous = requests.post(
+        live_server.url + "/oauth2/introspect", data={"token": token}, timeout=10
+    )
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"] == "invalid_client"
+    wrong = requests.post(
+        live_server.url + "/oauth2/introspect", data={"token": token}, auth=("rs", "no"), timeout=10
+    )
+    assert wrong.status_code == 401
+    public = requests.post(
+        live_server.url + "/oauth2/introspect",
+        data={"token": token, "client_id": "cli"},
+        timeout=10,
+    )
+    assert public.status_code == 401
+
+
+def test_introspection_without_token_is_invalid_request(live_server: LiveServer) -> None:
+    response = requests.post(
+        live_server.url + "/oauth2/introspect", data={}, auth=("rs", SECRETS["rs"]), timeout=10
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
+def test_revoked_token_is_inactive_on_every_worker(live_server: LiveServer) -> None:
+    token = get_token(live_server)
+    assert introspect(live_server, token).json()["active"] is True
+    response = revoke(live_server, token)
+    assert response.status_code == 200
+    # Two gunicorn workers: the denylist is shared state, so every request sees it.
+    for _ in range(8):
+        assert introspect(live_server, token).json() == {"active": False}
+    # Other tokens are untouched.
+    assert introspect(live_server, get_token(live_server)).json()["active"] is True
+
+
+def test_revoking_twice_or_garbage_is_still_200(live_server: LiveServer) -> None:
+    # RFC 7009 §2.2: invalid tokens do not cause an error response.
+    token = get_token(live_server)
+    assert revoke(live_server, token).status_code == 200
+    assert revoke(live_server, token).status_code == 200
+    assert revoke(live_server, "not-a-token").status_code == 200
+
+
+def test_a_client_cannot_revoke_another_clients_token(live_server: LiveServer) -> None:
+    token = get_token(live_server, "ci")
+    response = revoke(live_server, token, client_id="ci-b64")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert introspect(live_server, token).json()["active"] is True
+
+
+def test_revocation_requires_client_authentication(live_server: LiveServer) -> None:
+    token = get_token(live_server)
+    response = requests.post(live_server.url + "/oauth2/revoke", data={"token": token}, timeout=10)
+    assert response.status_code == 401
+    assert introspect(live_server, token).json()["active"] is True

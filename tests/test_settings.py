@@ -1,0 +1,173 @@
+"""Settings: YAML, env overrides, ``<key>_file`` secrets, all errors at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from authserver.settings import (
+    SettingsError,
+    load_settings,
+    parse_duration,
+    prepare_embedded_default,
+)
+
+from .conftest import bcrypt_hash
+
+
+def write(tmp_path: Path, config: object) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture
+def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory where the embedded default has made its instance files."""
+    monkeypatch.chdir(tmp_path)
+    prepare_embedded_default()
+    return tmp_path
+
+
+def test_embedded_default_loads(embedded: Path) -> None:
+    settings = load_settings(None, environ={})
+    assert settings.clients[0].client_id == "demo"
+    assert settings.clients[0].client_secret_hash == (
+        (embedded / "instance" / "demo_client_secret.hash").read_text().strip()
+    )
+    assert settings.issuer == "http://127.0.0.1:8080"
+    assert settings.database_url.startswith("sqlite:///instance/")
+    assert settings.redis_url is None
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30d", 2592000), ("1h", 3600), ("15m", 900), ("45s", 45), (90, 90), ("500ms", 0.5)],
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "10x", "-1h", "0s", True, "1.5h"])
+def test_bad_durations(text: object) -> None:
+    with pytest.raises(ValueError, match=r"duration|zero"):
+        parse_duration(text)
+
+
+def test_env_overrides_nested_keys_and_parse_yaml(tmp_path: Path) -> None:
+    path = write(tmp_path, {"issuer": "https://auth.example.com"})
+    settings = load_settings(
+        path,
+        environ={
+            "AUTHSERVER_TOKENS__ACCESS_TOKEN_TTL": "5m",
+            "AUTHSERVER_TOKENS__AUDIENCES": "[https://a.example.com, https://b.example.com]",
+            "AUTHSERVER_REDIS_URL": "redis://127.0.0.1:6379/2",
+            "AUTHSERVER_TEST_DATABASE_URL": "ignored: not a setting",
+        },
+    )
+    assert settings.tokens.access_token_ttl == 300
+    assert settings.tokens.audiences == ("https://a.example.com", "https://b.example.com")
+    assert settings.redis_url == "redis://127.0.0.1:6379/2"
+    assert settings.issuer == "https://auth.example.com"
+
+
+def test_secret_file_keys(tmp_path: Path) -> None:
+    hash_file = tmp_path / "ci.hash"
+    hash_file.write_text(bcrypt_hash("s") + "\n")
+    url_file = tmp_path / "db"
+    url_file.write_text("postgresql+psycopg://u:p@db/x\n")
+    path = write(
+        tmp_path,
+        {
+            "database_url_file": str(url_file),
+            "clients": [{"client_id": "ci", "client_secret_hash_file": str(hash_file)}],
+        },
+    )
+    settings = load_settings(path, environ={})
+    assert settings.database_url == "postgresql+psycopg://u:p@db/x"
+    assert settings.clients[0].client_secret_hash == hash_file.read_text().strip()
+
+
+def test_secret_file_problems_are_named(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        {
+            "redis_url_file": str(tmp_path / "missing"),
+            "clients": [
+                {"client_id": "ci", "client_secret_hash": "x", "client_secret_hash_file": "y"}
+            ],
+        },
+    )
+    with pytest.raises(SettingsError) as caught:
+        load_settings(path, environ={})
+    problems = "\n".join(caught.value.problems)
+    assert "redis_url_file: cannot read" in problems
+    assert (
+        "clients[0].client_secret_hash_file: give client_secret_hash or client_secret_hash_file"
+        in problems
+    )
+
+
+def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        {
+            "issuer": "https://auth.example.com/?q=1",
+            "database_url": "mysql://x",
+            "signing": {"algorithm": "HS256", "rotate_every": "soon"},
+            "tokens": {"access_token_ttl": 0},
+            "clients": [
+                {"client_id": "ok", "client_secret_hash": bcrypt_hash("s")},
+                {
+                    "client_id": "bad",
+                    "client_secret_hash": bcrypt_hash("s"),
+                    "redirect_uris": ["nope"],
+                },
+                {"client_id": "pub", "public": True, "grant_types": ["client_credentials"]},
+                {"client_id": "ok", "client_secret_hash": bcrypt_hash("s")},
+            ],
+            "rbac": {"default_role": "viewer"},
+            "typo_key": 1,
+        },
+    )
+    with pytest.raises(SettingsError) as caught:
+        load_settings(path, environ={})
+    problems = caught.value.problems
+    expected = [
+        "issuer: must have no query or fragment (RFC 8414 §2)",
+        "database_url: must be a sqlite:/// or postgresql+psycopg:// URL",
+        "signing.algorithm:",
+        "signing.rotate_every: must be a duration",
+        "tokens.access_token_ttl: must be longer than zero",
+        "clients[1].redirect_uris[0]: must be an absolute URI",
+        "clients[2]: a public client cannot use client_credentials",
+        "rbac: default_role 'viewer' is not one of rbac.roles",
+        "typo_key: unknown setting",
+    ]
+    for needle in expected:
+        assert any(p.startswith(needle) for p in problems), (needle, problems)
+
+
+def test_duplicate_client_ids_are_refused(tmp_path: Path) -> None:
+    client = {"client_id": "ci", "client_secret_hash": bcrypt_hash("s")}
+    with pytest.raises(SettingsError, match="appears twice"):
+        load_settings(write(tmp_path, {"clients": [client, client]}), environ={})
+
+
+def test_settings_are_immutable(embedded: Path) -> None:
+    from pydantic import ValidationError
+
+    settings = load_settings(None, environ={})
+    with pytest.raises(ValidationError):
+        settings.issuer = "https://other.example.com"  # type: ignore[misc]
+
+
+def test_secret_key_file_is_generated_once(tmp_path: Path) -> None:
+    settings = load_settings(
+        write(tmp_path, {"secret_key_file": str(tmp_path / "k" / "sk")}), environ={}
+    )
+    first = settings.load_secret_key()
+    assert settings.load_secret_key() == first
+    assert len(first) >= 32
