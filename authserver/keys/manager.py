@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
@@ -110,9 +110,18 @@ class KeyStatus:
 
 @dataclass(frozen=True)
 class _Snapshot:
+    """What one read of the key list yields; rebuilt every ``refresh_every`` seconds.
+
+    Publication is worked out at load time. That is safe to reuse until the next
+    load: a retired key stays published 60 s past the last expiry of its tokens, far
+    longer than a refresh interval.
+    """
+
     loaded_at: float
     records: tuple[KeyRecord, ...]
     private: dict[str, SigningKeyObject]
+    published: KeySet
+    jwks: dict[str, list[dict[str, Any]]]
 
 
 def generate_key(algorithm: Algorithm, kid: str) -> SigningKeyObject:
@@ -256,7 +265,15 @@ class KeyManager:
             elif self._is_published(records, record, self._now()):
                 pem = self._encryptor.decrypt(record.private_key_encrypted)
                 private[record.kid] = _import_private(record, pem)
-        snapshot = _Snapshot(loaded_at=time.monotonic(), records=tuple(records), private=private)
+        now = self._now()
+        published = [r for r in reversed(records) if self._is_published(records, r, now)]
+        snapshot = _Snapshot(
+            loaded_at=time.monotonic(),
+            records=tuple(records),
+            private=private,
+            published=KeySet([cast(Any, private[r.kid]) for r in published]),
+            jwks={"keys": [dict(r.public_jwk) for r in published]},
+        )
         self._snapshot = snapshot
         return snapshot
 
@@ -295,31 +312,15 @@ class KeyManager:
 
     def verify(self, token: str) -> Token:
         """Check the signature against our published keys; claims are the caller's to check."""
-        snapshot = self._current()
-        now = self._now()
-        published: list[Any] = [
-            snapshot.private[r.kid]
-            for r in snapshot.records
-            if r.kid in snapshot.private and self._is_published(snapshot.records, r, now)
-        ]
+        published = self._current().published
         try:
-            return jwt.decode(
-                token, KeySet(published), algorithms=list(ALGORITHMS), registry=REGISTRY
-            )
+            return jwt.decode(token, published, algorithms=list(ALGORITHMS), registry=REGISTRY)
         except (JoseError, ValueError, TypeError, KeyError) as exc:
             raise TokenSignatureError(str(exc) or type(exc).__name__) from exc
 
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """The public keys to publish: next, active, and retired ones still in use."""
-        snapshot = self._current()
-        now = self._now()
-        return {
-            "keys": [
-                dict(r.public_jwk)
-                for r in reversed(snapshot.records)
-                if self._is_published(snapshot.records, r, now)
-            ]
-        }
+        return self._current().jwks
 
     def statuses(self) -> list[KeyStatus]:
         """Every key with its state, newest first (``authserver keys list``)."""

@@ -14,7 +14,7 @@ import time
 from typing import Protocol, cast
 
 import redis
-from sqlalchemy import Engine, Table, case, delete, select
+from sqlalchemy import Engine, Table, bindparam, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .models import EphemeralEntry
@@ -98,6 +98,17 @@ class SqlEphemeralStore:
         self._engine = engine
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._table = cast(Table, EphemeralEntry.__table__)
+        entry = self._table.c
+        # Built once: reads are on the token hot path (the revoked-jti denylist).
+        self._get = select(entry.value).where(
+            entry.key == bindparam("key"), entry.expires_at > bindparam("now")
+        )
+        self._take = (
+            delete(self._table)
+            .where(entry.key == bindparam("key"), entry.expires_at > bindparam("now"))
+            .returning(entry.value)
+        )
+        self._delete = delete(self._table).where(entry.key == bindparam("key"))
 
     def put(self, key: str, value: bytes, ttl: float) -> None:
         expires_at = time.time() + ttl
@@ -124,22 +135,15 @@ class SqlEphemeralStore:
         return self._write(stmt) is not None
 
     def get(self, key: str) -> bytes | None:
-        entry = self._table.c
-        stmt = select(entry.value).where(entry.key == key, entry.expires_at > time.time())
         with self._engine.connect() as conn:
-            return cast("bytes | None", conn.execute(stmt).scalar())
+            value = conn.execute(self._get, {"key": key, "now": time.time()}).scalar()
+        return cast("bytes | None", value)
 
     def take(self, key: str) -> bytes | None:
-        entry = self._table.c
-        stmt = (
-            delete(self._table)
-            .where(entry.key == key, entry.expires_at > time.time())
-            .returning(entry.value)
-        )
-        return cast("bytes | None", self._write(stmt))
+        return cast("bytes | None", self._write(self._take, {"key": key, "now": time.time()}))
 
     def delete(self, key: str) -> None:
-        self._write(delete(self._table).where(self._table.c.key == key))
+        self._write(self._delete, {"key": key})
 
     def incr(self, key: str, ttl: float) -> int:
         now = time.time()
@@ -169,9 +173,9 @@ class SqlEphemeralStore:
             )
             return int(result.rowcount)
 
-    def _write(self, stmt: object) -> object:
+    def _write(self, stmt: object, params: dict[str, object] | None = None) -> object:
         with self._engine.begin() as conn:
-            result = conn.execute(stmt)  # type: ignore[call-overload]
+            result = conn.execute(stmt, params)  # type: ignore[call-overload]
             value = result.scalar() if result.returns_rows else None
         if random.randrange(self.PURGE_ONE_IN) == 0:  # noqa: S311 - not security relevant
             self.purge_expired()
