@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
 from .settings import (
@@ -22,6 +22,9 @@ from .settings import (
     prepare_embedded_default,
     uses_embedded_default,
 )
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -47,26 +50,40 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config)
 
 
-def _app(args: argparse.Namespace, settings: Settings | None = None):  # type: ignore[no-untyped-def]
-    from .app import create_app
+def _app(args: argparse.Namespace, settings: Settings | None = None) -> Flask:
+    """The app, for commands that use the database.
 
-    return create_app(settings or _settings(args))
+    On SQLite (the embedded default) the schema is brought up to date first, as
+    ``serve`` does; on PostgreSQL that stays the explicit ``db upgrade``.
+    """
+    from .app import create_app
+    from .storage.migrations import upgrade_database
+
+    settings = settings or _settings(args)
+    app = create_app(settings)
+    if settings.is_sqlite:
+        upgrade_database(app)
+    return app
 
 
 # -- commands -----------------------------------------------------------------------
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from .serve import run_dev, run_gunicorn
-    from .storage.migrations import pending_migrations, upgrade_database
+def _log_migrations() -> None:
+    """Show the migrations being applied, for the commands whose job includes that."""
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)
 
-    settings = _settings(args)
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _log_migrations()
+    from .serve import run_dev, run_gunicorn
+    from .storage.migrations import pending_migrations
+
     if bool(args.tls_cert) != bool(args.tls_key):
         raise CliError("--tls-cert and --tls-key go together", EXIT_USAGE)
-    app = _app(args, settings)
-    if settings.is_sqlite:
-        upgrade_database(app)  # the embedded default needs no separate step
-    elif pending_migrations(app):
+    settings = _settings(args)
+    app = _app(args, settings)  # on SQLite this applies the migrations
+    if not settings.is_sqlite and pending_migrations(app):
         raise CliError("the database schema is not current: run `authserver db upgrade` first")
     with app.app_context():
         app.extensions["authserver.keys"].ensure_keys()
@@ -87,9 +104,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from .app import create_app
     from .storage.migrations import upgrade_database
 
-    upgrade_database(_app(args))
+    _log_migrations()
+    upgrade_database(create_app(_settings(args)))
     print("database schema is current")
     return 0
 
@@ -170,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser = _Parser(
         prog="authserver",
-        description=__doc__.splitlines()[0] if __doc__ else None,
+        description="A self-hosted OAuth 2.1 / OpenID Connect authorization server.",
         parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"authserver {__version__}")
@@ -241,9 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # Ours and the migrations being applied are worth reading; library chatter is not.
-    for name in ("authserver", "alembic.runtime.migration"):
-        logging.getLogger(name).setLevel(logging.INFO)
+    # Ours are worth reading; library chatter is not (see _log_migrations).
+    logging.getLogger("authserver").setLevel(logging.INFO)
     try:
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)

@@ -19,6 +19,10 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def load_config(self) -> None:
         for key, value in self._options.items():
             self.cfg.set(key, value)
+        if "control_socket_disable" in self.cfg.settings:
+            # gunicorn >= 27 opens a control socket at a fixed path in $HOME; several
+            # servers on one machine would contend for it, and we do not use it.
+            self.cfg.set("control_socket_disable", True)
 
     def load(self) -> Flask:
         # Runs in each worker after the fork: every worker builds its own app, engine

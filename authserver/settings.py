@@ -39,7 +39,7 @@ from pydantic import (
 
 ENV_PREFIX = "AUTHSERVER_"
 #: Environment variables with our prefix that are not setting overrides.
-ENV_NOT_SETTINGS = ("AUTHSERVER_CONFIG", "AUTHSERVER_TEST_")
+ENV_NOT_SETTINGS = ("AUTHSERVER_CONFIG", "AUTHSERVER_DEBUG", "AUTHSERVER_TEST_")
 #: Keys whose value may be given as ``<key>_file: PATH`` instead (DESIGN.md).
 SECRET_KEYS = frozenset(
     {"client_secret", "client_secret_hash", "database_url", "redis_url", "secret_key"}
@@ -293,6 +293,8 @@ class Settings(_Section):
     def load_secret_key(self) -> bytes:
         """The server secret: inline, or from ``secret_key_file`` (created if absent)."""
         if self.secret_key:
+            if len(self.secret_key) < 32:
+                raise SettingsError(["secret_key: must be at least 32 characters"])
             return self.secret_key.encode()
         path = Path(self.secret_key_file)
         if not path.exists():

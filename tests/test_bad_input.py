@@ -46,8 +46,8 @@ def test_wrong_secret_by_post_is_invalid_client(live_server: LiveServer) -> None
         live_server,
         {"grant_type": "client_credentials", "client_id": "ci", "client_secret": "nope"},
     )
-    assert response.status_code in (400, 401)
-    assert response.json()["error"] == "invalid_client"
+    body = assert_error(response, 400, "invalid_client")
+    assert body["error_description"] == "Client authentication failed."
 
 
 def test_unknown_client_is_invalid_client(live_server: LiveServer) -> None:

@@ -121,6 +121,7 @@ def test_db_upgrade_then_keys_rotate_and_list(tmp_path: Path) -> None:
     assert upgraded.returncode == 0, upgraded.stderr
     assert "current" in upgraded.stdout
     first = run_cli("--config", config, "keys", "list", cwd=tmp_path)
+    assert first.stderr.count("\n") <= 1, first.stderr  # no library chatter
     assert first.returncode == 0, first.stderr
     assert len(first.stdout.splitlines()) == 1  # only the header: no key before serve
     assert "no signing keys yet" in first.stderr
@@ -201,3 +202,28 @@ def test_embedded_default_serves_the_demo_client(tmp_path: Path) -> None:
         assert kid in base64.urlsafe_b64decode(header + "==").decode()
     finally:
         stop_server(server)
+
+
+def test_key_commands_work_on_a_fresh_sqlite_database(tmp_path: Path) -> None:
+    config = str(write_config(tmp_path))
+    rotated = run_cli("--config", config, "keys", "rotate", cwd=tmp_path)
+    assert rotated.returncode == 0, rotated.stderr
+    states = sorted(
+        line.split()[2]
+        for line in run_cli("--config", config, "keys", "list", cwd=tmp_path).stdout.splitlines()[
+            1:
+        ]
+    )
+    assert states == ["active", "next"]
+
+
+def test_debug_variable_is_not_a_setting(tmp_path: Path) -> None:
+    result = run_cli(
+        "--config",
+        str(write_config(tmp_path)),
+        "clients",
+        "list",
+        cwd=tmp_path,
+        env={"AUTHSERVER_DEBUG": "1"},
+    )
+    assert result.returncode == 0, result.stderr

@@ -59,6 +59,7 @@ class AuthServer(_AuthorizationServer):  # type: ignore[misc]
         self.default_audience = default_audience
         self._events = events
         self.register_client_auth_method("client_secret_basic", authenticate_client_secret_basic)
+        self.register_client_auth_method("client_secret_post", authenticate_client_secret_post)
         self.register_grant(ClientCredentialsGrant)
         self.register_endpoint(IntrospectionEndpoint)
         self.register_endpoint(RevocationEndpoint)
@@ -154,4 +155,22 @@ def authenticate_client_secret_basic(
     client = query_client(unquote(client_id))
     if client is None or not client.check_client_secret(unquote(client_secret)):
         raise InvalidClientError(status_code=401, description="Client authentication failed.")
+    return client
+
+
+def authenticate_client_secret_post(
+    query_client: Callable[[str], Client | None], request: HttpRequest
+) -> Client | None:
+    """``client_secret_post`` (RFC 6749 §2.3.1): credentials in the form body.
+
+    A wrong secret or unknown client is ``invalid_client`` with the same words as for
+    Basic, so neither method tells which of the two was wrong.
+    """
+    client_id = request.form.get("client_id")
+    client_secret = request.form.get("client_secret")
+    if not client_id or not client_secret:
+        return None
+    client = query_client(client_id)
+    if client is None or not client.check_client_secret(client_secret):
+        raise InvalidClientError(description="Client authentication failed.")
     return client
