@@ -22,6 +22,7 @@ from .storage.keys import SqlKeyRepository
 from .storage.models import db
 from .web import discovery, oauth
 from .web.errors import register_error_handlers
+from .web.sessions import CookieSessionInterface
 
 log = logging.getLogger("authserver")
 
@@ -50,6 +51,7 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
         AUTHSERVER_ISSUER=settings.issuer,
         JSON_SORT_KEYS=False,
     )
+    app.session_interface = CookieSessionInterface()
     db.init_app(app)
     Migrate(app, db, directory=migrations_directory())
 
@@ -102,5 +104,7 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
 
 
 def _log_event(event: str, **details: Any) -> None:
-    client = details.get("client")
-    log.info("%s client_id=%s", event, getattr(client, "client_id", None))
+    # Per-request events: the audit log records them durably; here only for debugging.
+    if log.isEnabledFor(logging.DEBUG):
+        client = details.get("client")
+        log.debug("%s client_id=%s", event, getattr(client, "client_id", None))
