@@ -48,7 +48,7 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
         SQLALCHEMY_DATABASE_URI=database_url,
         SQLALCHEMY_ENGINE_OPTIONS=engine_options(database_url),
         MAX_CONTENT_LENGTH=settings.max_form_bytes,
-        AUTHSERVER_ISSUER=settings.issuer,
+        AUTHSERVER_BASE_URL=settings.base_url,
         JSON_SORT_KEYS=False,
     )
     app.session_interface = CookieSessionInterface()
@@ -93,7 +93,7 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
             "authserver.keys": keys,
             "authserver.oauth": server,
             "authserver.metadata": server_metadata(
-                settings.issuer, clients.all(), settings.signing.algorithm
+                settings.issuer, settings.base_url, clients.all(), settings.signing.algorithm
             ),
         }
     )

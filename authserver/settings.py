@@ -93,6 +93,15 @@ RedirectUri = Annotated[str, AfterValidator(_check_redirect_uri)]
 ScopeToken = Annotated[str, AfterValidator(_check_scope_token)]
 
 
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def is_absolute_uri(value: str) -> bool:
     parts = urlsplit(value)
     return bool(parts.scheme) and bool(parts.netloc or parts.scheme == "urn")
@@ -158,6 +167,8 @@ class ClientSettings(_Section):
     scopes: tuple[ScopeToken, ...] = ()
     roles: tuple[str, ...] = ()
     consent: bool = False
+    #: May introspect tokens issued to other clients (a resource server; RFC 7662 §4).
+    introspect: bool = False
 
     @field_validator("client_secret_hash")
     @classmethod
@@ -250,13 +261,18 @@ class Settings(_Section):
     @field_validator("issuer")
     @classmethod
     def _issuer_url(cls, value: str) -> str:
-        # RFC 8414 §2: https URL with no query or fragment (http allowed for local use).
+        # RFC 8414 §2: an https URL with no query or fragment. OAuth 2.1 §1.5 requires
+        # TLS; plain http is for a server on this machine only (loopback).
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an absolute http(s) URL")
         if parts.query or parts.fragment:
             raise ValueError("must have no query or fragment (RFC 8414 §2)")
-        return value.rstrip("/") if parts.path in ("", "/") else value
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
+            raise ValueError(
+                "must be https; http only for a loopback host (127.0.0.1, [::1], localhost)"
+            )
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -280,6 +296,11 @@ class Settings(_Section):
                 raise ValueError(f"client_id {client.client_id!r} appears twice in clients")
             seen.add(client.client_id)
         return self
+
+    @property
+    def base_url(self) -> str:
+        """The issuer without a trailing slash, for building endpoint URLs."""
+        return self.issuer.rstrip("/")
 
     @property
     def is_sqlite(self) -> bool:

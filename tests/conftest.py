@@ -142,10 +142,12 @@ def standard_config(issuer: str, database_url: str, secret_key_file: Path) -> di
                 "scopes": ["read"],
             },
             {
+                # a resource server: may introspect every client's tokens
                 "client_id": "rs",
                 "client_secret_hash": bcrypt_hash(SECRETS["rs"]),
                 "grant_types": ["client_credentials"],
-                "scopes": ["introspect"],
+                "scopes": ["read"],
+                "introspect": True,
             },
             {
                 "client_id": "cli",

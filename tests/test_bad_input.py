@@ -189,3 +189,62 @@ def test_bad_input_changes_nothing(live_server: LiveServer) -> None:
     assert before == after
     ok = post_token(live_server, {"grant_type": "client_credentials"}, auth=("ci", SECRETS["ci"]))
     assert ok.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"grant_type": "client_credentials", "scope": "é"},
+        {"grant_type": "client_credentials", "scope": 'a"b'},
+        {"grant_type": "client_credentials", "scope": "a\\b"},
+        {"grant_type": "client_credentials", "audience": "é"},
+        {"grant_type": "x'y\"é"},
+        [("grant_type", "client_credentials"), ("scope", "é"), ("scope", "\\")],
+    ],
+)
+def test_odd_characters_are_quoted_safely_never_a_500(
+    live_server: LiveServer, data: object
+) -> None:
+    response = post_token(live_server, data, auth=("ci", SECRETS["ci"]))
+    assert response.status_code == 400, response.text
+    description = response.json()["error_description"]
+    # RFC 6749 §5.2: error_description characters are %x20-21 / %x23-5B / %x5D-7E.
+    assert all(
+        ch == " " or ch == "!" or (0x23 <= ord(ch) <= 0x7E and ch != "\\") for ch in description
+    )
+
+
+def test_repeated_unknown_parameter_is_ignored(live_server: LiveServer) -> None:
+    response = post_token(
+        live_server,
+        [("grant_type", "client_credentials"), ("trace", "1"), ("trace", "2")],
+        auth=("ci", SECRETS["ci"]),
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_empty_parameters_count_as_omitted(live_server: LiveServer) -> None:
+    # RFC 6749 §3.2: "Parameters sent without a value MUST be treated as if they were omitted."
+    response = post_token(
+        live_server,
+        {"grant_type": "client_credentials", "scope": "", "resource": "", "audience": ""},
+        auth=("ci", SECRETS["ci"]),
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["scope"] == "all read write"
+
+
+def test_two_authentication_methods_are_invalid_request(live_server: LiveServer) -> None:
+    # RFC 6749 §2.3: "The client MUST NOT use more than one authentication method."
+    both = post_token(
+        live_server,
+        {"grant_type": "client_credentials", "client_secret": SECRETS["ci"]},
+        auth=("ci", SECRETS["ci"]),
+    )
+    assert_error(both, 400, "invalid_request")
+    mismatched = post_token(
+        live_server,
+        {"grant_type": "client_credentials", "client_id": "ci-b64"},
+        auth=("ci", SECRETS["ci"]),
+    )
+    assert_error(mismatched, 400, "invalid_request")

@@ -64,10 +64,14 @@ def test_introspection_with_a_hint_still_finds_the_token(live_server: LiveServer
 
 
 def test_garbage_is_inactive(live_server: LiveServer) -> None:
-    for garbage in ("", "x", "a.b.c", "eyJhbGciOiJub25lIn0.e30.", "€" * 10):
+    for garbage in ("x", "a.b.c", "eyJhbGciOiJub25lIn0.e30.", "€" * 10):
         response = introspect(live_server, garbage)
         assert response.status_code == 200
         assert response.json() == {"active": False}
+    # An empty token is no token (RFC 6749 §3.2), and token is REQUIRED (RFC 7662 §2.1).
+    empty = introspect(live_server, "")
+    assert empty.status_code == 400
+    assert empty.json()["error"] == "invalid_request"
 
 
 def test_forged_token_is_inactive(live_server: LiveServer) -> None:
@@ -146,3 +150,36 @@ def test_revocation_requires_client_authentication(live_server: LiveServer) -> N
     response = requests.post(live_server.url + "/oauth2/revoke", data={"token": token}, timeout=10)
     assert response.status_code == 401
     assert introspect(live_server, token).json()["active"] is True
+
+
+def test_unknown_token_type_hint_is_ignored(live_server: LiveServer) -> None:
+    # RFC 7662 §2.1 and RFC 7009 §2.1: the server MAY ignore the hint.
+    token = get_token(live_server)
+    assert introspect(live_server, token, token_type_hint="banana").json()["active"] is True
+    response = requests.post(
+        live_server.url + "/oauth2/revoke",
+        data={"token": token, "token_type_hint": "banana"},
+        auth=("ci", SECRETS["ci"]),
+        timeout=10,
+    )
+    assert response.status_code == 200
+    assert introspect(live_server, token).json() == {"active": False}
+
+
+def test_only_resource_servers_see_other_clients_tokens(live_server: LiveServer) -> None:
+    # RFC 7662 §4: resource servers are specifically authorized to introspect.
+    token = get_token(live_server, "ci")
+
+    def by(client_id: str) -> dict[str, object]:
+        response = requests.post(
+            live_server.url + "/oauth2/introspect",
+            data={"token": token},
+            auth=(client_id, SECRETS[client_id]),
+            timeout=10,
+        )
+        assert response.status_code == 200
+        return dict(response.json())
+
+    assert by("ci")["active"] is True  # its own token
+    assert by("rs")["active"] is True  # introspect: true
+    assert by("ci-b64") == {"active": False}  # another client's token: nothing

@@ -125,13 +125,89 @@ def test_concurrent_workers_create_one_key_per_generation(app: Flask) -> None:
         assert conn.execute(sa.text("SELECT count(*) FROM signing_keys")).scalar() == 1
 
 
-def test_rotate_now_signs_at_once_and_old_tokens_still_verify(app: Flask) -> None:
+def test_rotate_now_signs_at_once_and_withdraws_the_old_key(app: Flask) -> None:
+    """The answer to a compromised key: its tokens stop verifying, it leaves JWKS."""
     clock = Clock()
     keys = manager(app, clock)
+    old_kid = signing_kid(keys)
     old_token = keys.sign({"typ": "at+jwt"}, {"iss": "x", "exp": int(clock.now + 3600)})
     new = keys.rotate(immediate=True)
     assert signing_kid(keys) == new.kid
+    assert kids(keys) == [new.kid]
+    with pytest.raises(ValueError, match=r"."):
+        keys.verify(old_token)
+    # Another worker sees the same at its next refresh.
+    assert old_kid not in kids(manager(app, clock))
+
+
+def test_plain_rotate_keeps_old_tokens_valid(app: Flask) -> None:
+    clock = Clock()
+    keys = manager(app, clock)
+    old_token = keys.sign({"typ": "at+jwt"}, {"iss": "x", "exp": int(clock.now + 3600)})
+    new = keys.rotate()
+    clock.advance(601)
+    assert signing_kid(keys) == new.kid
     assert keys.verify(old_token).claims["iss"] == "x"
+
+
+def test_workers_racing_to_schedule_the_next_key_make_one(app: Flask) -> None:
+    clock = Clock()
+    signing_kid(manager(app, clock))
+    clock.advance(30 * DAY - 300)  # the next key is due
+    workers = [manager(app, clock) for _ in range(8)]
+    barrier = threading.Barrier(len(workers))
+
+    def refresh(worker: KeyManager) -> None:
+        barrier.wait()
+        worker.jwks()
+
+    threads = [threading.Thread(target=refresh, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with engine_of(app).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM signing_keys")).scalar() == 2
+
+
+class FlakyRepository:
+    """A repository whose database goes away on demand."""
+
+    def __init__(self, inner: SqlKeyRepository) -> None:
+        self.inner = inner
+        self.down = False
+
+    def list(self) -> list[Any]:
+        if self.down:
+            raise ConnectionError("database unreachable")
+        return self.inner.list()
+
+    def add(self, record: Any) -> bool:
+        return self.inner.add(record)
+
+    def withdraw_older_than(self, generation: int) -> None:
+        self.inner.withdraw_older_than(generation)
+
+
+def test_signing_goes_on_through_a_short_database_outage(app: Flask) -> None:
+    repository = FlakyRepository(SqlKeyRepository(engine_of(app)))
+    keys = KeyManager(
+        repository,
+        KeyEncryptor(b"k" * 40),
+        algorithm="RS256",
+        rotate_every=30 * DAY,
+        publish_ahead=600.0,
+        token_ttl=3600.0,
+        refresh_every=0.0,
+    )
+    kid = signing_kid(keys)
+    repository.down = True
+    assert signing_kid(keys) == kid
+    assert [k["kid"] for k in keys.jwks()["keys"]] == [kid]
+    keys.MAX_STALE_SECONDS = 0.5  # past the grace period, the outage shows
+    time.sleep(1.1)  # past the one-second pause between retries, too
+    with pytest.raises(ConnectionError):
+        keys.jwks()
 
 
 def test_private_keys_are_encrypted_at_rest(app: Flask) -> None:
@@ -248,11 +324,12 @@ def test_retired_until_is_ttl_after_successor_activates(app: Flask) -> None:
     clock = Clock()
     keys = manager(app, clock)
     first = signing_kid(keys)
-    new = keys.rotate(immediate=True)
+    new = keys.rotate()
+    clock.advance(601)
     status = {s.kid: s for s in keys.statuses()}
     assert status[first].state == "retired"
     until = status[first].published_until
     assert until is not None
     expected = new.activates_at + timedelta(seconds=3600 + 60)
     assert abs((until - expected).total_seconds()) < 1
-    assert until > datetime.now(UTC)
+    assert until > datetime.fromtimestamp(clock.now, UTC)

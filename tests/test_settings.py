@@ -171,3 +171,26 @@ def test_secret_key_file_is_generated_once(tmp_path: Path) -> None:
     first = settings.load_secret_key()
     assert settings.load_secret_key() == first
     assert len(first) >= 32
+
+
+@pytest.mark.parametrize(
+    ("issuer", "ok"),
+    [
+        ("https://auth.example.com", True),
+        ("https://auth.example.com/", True),
+        ("http://127.0.0.1:8080", True),
+        ("http://localhost:8080", True),
+        ("http://[::1]:8080", True),
+        ("http://auth.internal:8080", False),
+        ("http://10.0.0.5", False),
+    ],
+)
+def test_issuer_must_be_https_except_on_loopback(tmp_path: Path, issuer: str, ok: bool) -> None:
+    path = write(tmp_path, {"issuer": issuer})
+    if ok:
+        settings = load_settings(path, environ={})
+        assert settings.issuer == issuer  # exactly as configured (DESIGN.md)
+        assert not settings.base_url.endswith("/")
+    else:
+        with pytest.raises(SettingsError, match="issuer: must be https"):
+            load_settings(path, environ={})

@@ -15,11 +15,12 @@ A key that stopped signing stays published until every token it signed has expir
 from __future__ import annotations
 
 import base64
+import logging
 import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol, cast
 
@@ -34,6 +35,8 @@ from joserfc.jwt import Token
 
 from ..storage.keys import KeyRecord
 
+log = logging.getLogger(__name__)
+
 Algorithm = Literal["RS256", "ES256", "EdDSA"]
 ALGORITHMS: tuple[Algorithm, ...] = ("RS256", "ES256", "EdDSA")
 #: Published a while longer than strictly needed, for clock skew at resource servers.
@@ -46,6 +49,8 @@ class KeyRepository(Protocol):
     def list(self) -> list[KeyRecord]: ...
 
     def add(self, record: KeyRecord) -> bool: ...
+
+    def withdraw_older_than(self, generation: int) -> None: ...
 
 
 class _Registry(JWSRegistry):
@@ -117,7 +122,10 @@ class _Snapshot:
     longer than a refresh interval.
     """
 
+    #: When to re-read next is reckoned from this (monotonic seconds).
     loaded_at: float
+    #: When the list was last read successfully (monotonic seconds).
+    read_at: float
     records: tuple[KeyRecord, ...]
     private: dict[str, SigningKeyObject]
     published: KeySet
@@ -144,6 +152,9 @@ def _import_private(record: KeyRecord, pem: bytes) -> SigningKeyObject:
 
 class KeyManager:
     """The one owner of signing keys for a process. Thread-safe."""
+
+    #: How long signing goes on from memory while the key list cannot be re-read.
+    MAX_STALE_SECONDS = 300.0
 
     def __init__(
         self,
@@ -190,15 +201,19 @@ class KeyManager:
     def rotate(self, *, immediate: bool = False) -> KeyRecord:
         """Make a new key now (``keys rotate``).
 
-        It is published at once and signs after ``publish_ahead``; with ``immediate``
-        (a compromised key) it signs at once, and caches learn it on an unknown ``kid``.
+        It is published at once and signs after ``publish_ahead``. With ``immediate``
+        (a compromised key) it signs at once and every older key is withdrawn: gone
+        from JWKS, and the tokens it signed no longer verify here. Other workers follow
+        within their refresh interval; caches learn the new key on its unknown ``kid``.
         """
         records = self._repository.list()
         if self._apply_schedule(records):  # a first key must sign meanwhile
             records = self._repository.list()
         now = self._now()
         activates_at = now if immediate else now + self._publish_ahead
-        record = self._create(records, activates_at)
+        record = self._create(records, activates_at, scheduled=False)
+        if immediate:
+            self._repository.withdraw_older_than(record.generation)
         self._reload()
         return record
 
@@ -209,23 +224,30 @@ class KeyManager:
         if active is None:
             # First start (or only future keys): no token was ever signed by any
             # key here, so a key may sign at once without waiting to be published.
-            self._create(records, now)
+            self._create(records, now, scheduled=True)
             return True
         pending = [r for r in records if r.activates_at > now]
         if pending and pending[-1].algorithm == self.algorithm:
             return False
         if active.algorithm != self.algorithm:
             # The configured algorithm changed: roll over to a key of the new one.
-            self._create(records, now + self._publish_ahead)
+            self._create(records, now + self._publish_ahead, scheduled=True)
             return True
         if now >= active.activates_at + self._rotate_every - self._publish_ahead:
-            self._create(
-                records, max(now + self._publish_ahead, active.activates_at + self._rotate_every)
-            )
+            activates_at = max(now + self._publish_ahead, active.activates_at + self._rotate_every)
+            self._create(records, activates_at, scheduled=True)
             return True
         return False
 
-    def _create(self, records: Sequence[KeyRecord], activates_at: datetime) -> KeyRecord:
+    def _create(
+        self, records: Sequence[KeyRecord], activates_at: datetime, *, scheduled: bool
+    ) -> KeyRecord:
+        """Add a key of the next generation.
+
+        Generations are unique, so when workers race, one insert wins. For scheduled
+        work (the first key, the next key) the winner's key does the job: take it. A
+        manual rotation asked for a key of its own: try the generation after.
+        """
         generation = (records[-1].generation + 1) if records else 1
         while True:
             kid = f"{self._now():%Y%m%d}-{secrets.token_hex(4)}"
@@ -241,13 +263,8 @@ class KeyManager:
             )
             if self._repository.add(record):
                 return record
-            # Another worker made this generation first: theirs is the key; re-read.
             latest = self._repository.list()
-            if (
-                latest
-                and latest[-1].generation >= generation
-                and latest[-1].activates_at <= activates_at
-            ):
+            if scheduled and latest:
                 return latest[-1]
             generation = latest[-1].generation + 1 if latest else generation + 1
 
@@ -267,8 +284,10 @@ class KeyManager:
                 private[record.kid] = _import_private(record, pem)
         now = self._now()
         published = [r for r in reversed(records) if self._is_published(records, r, now)]
+        read_at = time.monotonic()
         snapshot = _Snapshot(
-            loaded_at=time.monotonic(),
+            loaded_at=read_at,
+            read_at=read_at,
             records=tuple(records),
             private=private,
             published=KeySet([cast(Any, private[r.kid]) for r in published]),
@@ -283,8 +302,27 @@ class KeyManager:
             with self._lock:
                 snapshot = self._snapshot
                 if snapshot is None or time.monotonic() - snapshot.loaded_at > self._refresh_every:
-                    snapshot = self._reload()
+                    snapshot = self._refresh(snapshot)
         return snapshot
+
+    def _refresh(self, previous: _Snapshot | None) -> _Snapshot:
+        """Re-read the key list; through a short database outage, keep the last one.
+
+        The keys in memory stay good for a while (a new key is published
+        ``publish_ahead`` before it signs), so signing need not stop with the database.
+        """
+        try:
+            return self._reload()
+        except KeyDecryptionError:
+            raise
+        except Exception:
+            if previous is None or time.monotonic() - previous.read_at > self.MAX_STALE_SECONDS:
+                raise
+            log.warning("cannot re-read the signing keys; using the ones in memory", exc_info=True)
+            # Try again in a second, not on every request.
+            retry_at = time.monotonic() - self._refresh_every + 1.0
+            self._snapshot = replace(previous, loaded_at=max(previous.loaded_at, retry_at))
+            return self._snapshot
 
     def _published_until(self, records: Sequence[KeyRecord], record: KeyRecord) -> datetime | None:
         successors = [r for r in records if r.generation > record.generation]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from authlib.oauth2.rfc6749 import OAuth2Error
 
 from .http import HttpRequest
+from .requests import for_description
 
 
 class InvalidTargetError(OAuth2Error):  # type: ignore[misc]
@@ -25,6 +26,7 @@ def select_audience(request: HttpRequest, allowed: Sequence[str], default: str) 
         value
         for name in ("resource", "audience")
         for value in request.payload.datalist.get(name, [])
+        if value  # RFC 6749 §3.2: a parameter without a value is as if omitted
     ]
     if not asked:
         return default
@@ -32,5 +34,5 @@ def select_audience(request: HttpRequest, allowed: Sequence[str], default: str) 
         raise InvalidTargetError(description="Ask for one audience per token.")
     audience = asked[0]
     if audience not in allowed and audience != default:
-        raise InvalidTargetError(description=f"Unknown audience {audience!r}.")
+        raise InvalidTargetError(description=f"Unknown audience '{for_description(audience)}'.")
     return audience

@@ -31,6 +31,8 @@ class Client(ClientMixin):  # type: ignore[misc]
     scopes: tuple[str, ...]
     roles: tuple[str, ...]
     verifier: SecretVerifier
+    #: A resource server that may introspect any client's tokens (RFC 7662 §4).
+    introspect: bool = False
 
     @classmethod
     def from_settings(cls, settings: ClientSettings, verifier: SecretVerifier) -> Client:
@@ -43,7 +45,12 @@ class Client(ClientMixin):  # type: ignore[misc]
             scopes=settings.scopes,
             roles=settings.roles,
             verifier=verifier,
+            introspect=settings.introspect,
         )
+
+    def may_introspect(self, claims: dict[str, object]) -> bool:
+        """Its own tokens always; any token if it is an introspecting resource server."""
+        return self.introspect or claims.get("client_id") == self.client_id
 
     # -- Authlib's ClientMixin ------------------------------------------------------
 

@@ -20,15 +20,16 @@ JWKS_PATH = "/.well-known/jwks.json"
 
 
 def server_metadata(
-    issuer: str, clients: Iterable[Client], signing_algorithm: str
+    issuer: str, base_url: str, clients: Iterable[Client], signing_algorithm: str
 ) -> dict[str, Any]:
+    """``issuer`` exactly as configured (RFC 8414 §3.3); endpoints under ``base_url``."""
     scopes = sorted({scope for client in clients for scope in client.scopes})
     return {
         "issuer": issuer,
-        "token_endpoint": issuer + TOKEN_PATH,
-        "jwks_uri": issuer + JWKS_PATH,
-        "introspection_endpoint": issuer + INTROSPECTION_PATH,
-        "revocation_endpoint": issuer + REVOCATION_PATH,
+        "token_endpoint": base_url + TOKEN_PATH,
+        "jwks_uri": base_url + JWKS_PATH,
+        "introspection_endpoint": base_url + INTROSPECTION_PATH,
+        "revocation_endpoint": base_url + REVOCATION_PATH,
         "grant_types_supported": ["client_credentials"],
         # RFC 8414 §2 makes this REQUIRED; no response type works until the
         # authorization endpoint exists, so the honest list is empty.

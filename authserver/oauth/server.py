@@ -22,6 +22,7 @@ from .endpoints.introspection import IntrospectionEndpoint
 from .endpoints.revocation import RevocationEndpoint
 from .grants.client_credentials import ClientCredentialsGrant
 from .http import HttpRequest, HttpResponse
+from .requests import for_description
 from .tokens import AccessTokens
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,8 @@ class AuthServer(_AuthorizationServer):  # type: ignore[misc]
         if not error.description:
             error.description = DEFAULT_DESCRIPTIONS.get(error.error, "")
             if error.error == "unsupported_grant_type" and request.payload.grant_type:
-                grant_type = request.payload.grant_type[:80]
-                error.description = f"The grant type {grant_type!r} is not supported here."
+                grant_type = for_description(request.payload.grant_type)
+                error.description = f"The grant type '{grant_type}' is not supported here."
         response: HttpResponse = super().handle_error_response(request, error)
         if response.status == 401 and not any(
             k.lower() == "www-authenticate" for k, _ in response.headers
@@ -150,6 +151,15 @@ def authenticate_client_secret_basic(
     if not sep or not client_id or not client_secret:
         raise InvalidClientError(
             status_code=401, description="The Authorization header is not valid Basic credentials."
+        )
+    # RFC 6749 §2.3: "The client MUST NOT use more than one authentication method in
+    # each request."
+    if request.form.get("client_secret"):
+        raise InvalidRequestError(description="Use one client authentication method, not two.")
+    body_client_id = request.form.get("client_id")
+    if body_client_id and body_client_id != unquote(client_id):
+        raise InvalidRequestError(
+            description="The client_id in the body is not the one in the Authorization header."
         )
     # §2.3.1: both are form-urlencoded before they are joined.
     client = query_client(unquote(client_id))

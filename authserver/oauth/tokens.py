@@ -20,6 +20,9 @@ from .clients import Client
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a media type, not a secret
 #: Clock skew allowed when checking our own tokens.
 LEEWAY_SECONDS = 30
+#: A denylist entry outlives its token by this much more, for clock skew between
+#: the node that revokes and the nodes (and Redis) that check.
+DENYLIST_PADDING_SECONDS = 60
 DENYLIST_PREFIX = "revoked-jti:"
 
 
@@ -127,6 +130,6 @@ class AccessTokens:
 
     def revoke(self, claims: dict[str, Any]) -> None:
         """Deny this token's ``jti`` until it would have expired anyway (RFC 7009 §2)."""
-        remaining = int(claims["exp"]) + LEEWAY_SECONDS - self._clock()
+        remaining = int(claims["exp"]) + LEEWAY_SECONDS + DENYLIST_PADDING_SECONDS - self._clock()
         if remaining > 0:
             self._denylist.put(DENYLIST_PREFIX + str(claims["jti"]), b"1", remaining)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, insert, select
+from sqlalchemy import Engine, Table, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from .models import SigningKey
@@ -62,6 +62,12 @@ class SqlKeyRepository:
         except IntegrityError:
             return False
         return True
+
+    def withdraw_older_than(self, generation: int) -> None:
+        """Delete every key before ``generation`` (a compromised key's rotation)."""
+        table = cast(Table, SigningKey.__table__)
+        with self._engine.begin() as conn:
+            conn.execute(delete(table).where(table.c.generation < generation))
 
 
 def _utc(value: datetime) -> datetime:

@@ -14,7 +14,7 @@ from ..oauth.http import HttpRequest, HttpResponse
 
 def oauth_request() -> HttpRequest:
     """The current request, as the protocol layer takes it (form body only, RFC 6749 §3.2)."""
-    issuer: str = current_app.config["AUTHSERVER_ISSUER"]
+    base_url: str = current_app.config["AUTHSERVER_BASE_URL"]
     content_type = (request.mimetype or "").lower()
     form: dict[str, list[str]] = {}
     if content_type == "application/x-www-form-urlencoded":
@@ -26,7 +26,7 @@ def oauth_request() -> HttpRequest:
         raise RequestEntityTooLarge()
     return HttpRequest(
         method=request.method,
-        uri=issuer + request.path,
+        uri=base_url + request.path,
         headers=cast(Mapping[str, str], request.headers),
         form=form,
         remote_addr=request.remote_addr,

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from authlib.consts import default_json_headers
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 
 from ..clients import SECRET_AUTH_METHODS, Client
 from ..http import HttpRequest
-from ..requests import reject_repeated_parameters
-
-_NO_STORE = [
-    ("Content-Type", "application/json"),
-    ("Cache-Control", "no-store"),
-    ("Pragma", "no-cache"),
-]
+from ..requests import (
+    TOKEN_ENDPOINT_PARAMETERS,
+    reject_repeated_parameters,
+    require_token_parameter,
+)
 
 
 class RevocationEndpoint(_RevocationEndpoint):  # type: ignore[misc]
@@ -31,13 +30,12 @@ class RevocationEndpoint(_RevocationEndpoint):  # type: ignore[misc]
     def create_endpoint_response(
         self, request: HttpRequest
     ) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
-        reject_repeated_parameters(request)
+        reject_repeated_parameters(request, TOKEN_ENDPOINT_PARAMETERS)
         client: Client = self.authenticate_endpoint_client(request)
-        self.check_params(request, client)
-        claims = self.server.access_tokens.check(request.form["token"])
+        claims = self.server.access_tokens.check(require_token_parameter(request))
         if claims is not None:
             if claims.get("client_id") != client.client_id:
                 raise InvalidRequestError(description="This token was not issued to this client.")
             self.server.access_tokens.revoke(claims)
             self.server.emit("token_revoked", client=client, claims=claims)
-        return 200, {}, _NO_STORE
+        return 200, {}, default_json_headers

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from authlib.oauth2.rfc6749 import InvalidScopeError, UnauthorizedClientError, grants
 
 from ..clients import SECRET_AUTH_METHODS, Client
-from ..requests import reject_repeated_parameters
+from ..requests import TOKEN_PARAMETERS, for_description, reject_repeated_parameters
 from ..tokens import AccessTokens
 
 
@@ -19,7 +19,7 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(SECRET_AUTH_METHODS)
 
     def validate_token_request(self) -> None:
-        reject_repeated_parameters(self.request)
+        reject_repeated_parameters(self.request, TOKEN_PARAMETERS)
         client: Client = self.authenticate_token_endpoint_client()
         if not client.check_grant_type(self.GRANT_TYPE):
             raise UnauthorizedClientError(
@@ -48,16 +48,15 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
 def granted_scopes(client: Client, requested: str | None) -> list[str]:
     """RFC 6749 §3.3: the requested scopes, all of which the client must hold.
 
-    With no ``scope`` parameter, the client's registered scopes are the default.
+    With no ``scope`` parameter, the client's registered scopes are the default; an
+    empty one counts as none (§3.2: "Parameters sent without a value MUST be treated
+    as if they were omitted").
     """
-    if requested is None:
-        return list(client.scopes)
-    asked = requested.split()
+    asked = (requested or "").split()
     if not asked:
-        raise InvalidScopeError(description="The scope parameter is empty.")
+        return list(client.scopes)
     unknown = [s for s in asked if s not in client.scopes]
     if unknown:
-        raise InvalidScopeError(
-            description=f"Scope not allowed for this client: {' '.join(unknown)}."
-        )
+        names = for_description(" ".join(unknown))
+        raise InvalidScopeError(description=f"Scope not allowed for this client: {names}.")
     return list(dict.fromkeys(asked))
