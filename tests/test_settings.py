@@ -194,3 +194,10 @@ def test_issuer_must_be_https_except_on_loopback(tmp_path: Path, issuer: str, ok
     else:
         with pytest.raises(SettingsError, match="issuer: must be https"):
             load_settings(path, environ={})
+
+
+@pytest.mark.parametrize("name", ["authserver.example.yaml", "compose.yaml"])
+def test_shipped_configs_load(name: str) -> None:
+    config = Path(__file__).resolve().parent.parent / "config" / name
+    settings = load_settings(config, environ={})
+    assert settings.clients
