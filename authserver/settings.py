@@ -149,7 +149,7 @@ class TokenSettings(_Section):
 
     @field_validator("audiences")
     @classmethod
-    def _audiences_are_uris(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _audiences_not_blank(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for audience in value:
             if not audience.strip():
                 raise ValueError("audiences must not be empty strings")

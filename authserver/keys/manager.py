@@ -194,9 +194,8 @@ class KeyManager:
     # -- schedule -------------------------------------------------------------------
 
     def ensure_keys(self) -> None:
-        """Bootstrap and follow the schedule: called at start-up and on every refresh."""
-        self._apply_schedule(self._repository.list())
-        self._reload()
+        """Bootstrap and follow the schedule now (``serve`` calls it before forking)."""
+        self._reload()  # applies the schedule
 
     def rotate(self, *, immediate: bool = False) -> KeyRecord:
         """Make a new key now (``keys rotate``).
