@@ -48,11 +48,9 @@ class HttpRequest(OAuth2Request):  # type: ignore[misc]
         uri: str,
         headers: Mapping[str, str],
         form: Mapping[str, list[str]],
-        remote_addr: str | None = None,
     ) -> None:
         super().__init__(method, uri, headers=headers)
         self.payload = FormPayload(form)
-        self.remote_addr = remote_addr
 
     @property
     def form(self) -> dict[str, str]:

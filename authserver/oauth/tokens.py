@@ -81,7 +81,6 @@ class AccessTokens:
         audience: str,
         scopes: Sequence[str],
         roles: Sequence[str],
-        extra_claims: dict[str, Any] | None = None,
     ) -> IssuedToken:
         now = int(self._clock())
         scope = " ".join(scopes)
@@ -97,8 +96,6 @@ class AccessTokens:
             "scope": scope,
             "roles": list(roles),
         }
-        if extra_claims:
-            claims.update(extra_claims)
         token = self._signer.sign({"typ": ACCESS_TOKEN_TYP}, claims)
         return IssuedToken(access_token=token, expires_in=self._ttl, scope=scope, claims=claims)
 

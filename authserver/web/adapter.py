@@ -29,7 +29,6 @@ def oauth_request() -> HttpRequest:
         uri=base_url + request.path,
         headers=cast(Mapping[str, str], request.headers),
         form=form,
-        remote_addr=request.remote_addr,
     )
 
 
