@@ -8,12 +8,16 @@ from typing import Any
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
+    ForeignKey,
     Integer,
     LargeBinary,
     MetaData,
     String,
+    Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -65,3 +69,73 @@ class EphemeralEntry(Base):
     counter: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     #: Unix time; an entry at or past it no longer exists.
     expires_at: Mapped[float] = mapped_column(Float, nullable=False, index=True)
+
+
+class User(Base):
+    """A person: local (password), federated (upstream ``iss`` + ``sub``) or from the proxy.
+
+    ``id`` is the ``sub`` of every token issued to them; it never changes.
+    """
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("upstream_issuer", "upstream_subject"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: Lower-cased; the email for federated and proxy users.
+    username: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    #: argon2id; ``None`` for people who never sign in with a password here.
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(64), nullable=False)
+    groups: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    #: ``local``, ``upstream`` or ``proxy``.
+    source: Mapped[str] = mapped_column(String(16), nullable=False)
+    upstream_issuer: Mapped[str | None] = mapped_column(String(512))
+    upstream_subject: Mapped[str | None] = mapped_column(String(255))
+    disabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RefreshFamily(Base):
+    """The refresh tokens descending from one grant (RFC 9700 §4.14.2 rotation).
+
+    Reuse of a rotated member revokes the whole family.
+    """
+
+    __tablename__ = "refresh_families"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    client_id: Mapped[str] = mapped_column(String(255), nullable=False, index=True)
+    scope: Mapped[str] = mapped_column(Text, nullable=False)
+    audience: Mapped[str] = mapped_column(String(512), nullable=False)
+    auth_time: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    #: Absolute expiry: no member is good after this, however often it was used.
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Why it was revoked: ``reuse``, ``revoked``, ``code_replay``, ``user``.
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class RefreshToken(Base):
+    """One refresh token of a family, stored as a SHA-256 hash only."""
+
+    __tablename__ = "refresh_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family_id: Mapped[str] = mapped_column(
+        String(32),
+        ForeignKey("refresh_families.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    #: Idle expiry: unused this long, it dies.
+    idle_expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    #: Set (once, atomically) when it is exchanged for its successor.
+    rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
