@@ -42,7 +42,7 @@ ENV_PREFIX = "AUTHSERVER_"
 ENV_NOT_SETTINGS = ("AUTHSERVER_CONFIG", "AUTHSERVER_DEBUG", "AUTHSERVER_TEST_")
 #: Keys whose value may be given as ``<key>_file: PATH`` instead (DESIGN.md).
 SECRET_KEYS = frozenset(
-    {"client_secret", "client_secret_hash", "database_url", "redis_url", "secret_key"}
+    {"client_secret", "client_secret_hash", "database_url", "password", "redis_url", "secret_key"}
 )
 
 GRANT_CLIENT_CREDENTIALS = "client_credentials"
@@ -143,7 +143,16 @@ class SigningSettings(_Section):
 
 class TokenSettings(_Section):
     access_token_ttl: Duration = 3600
+    #: Absolute lifetime of a refresh-token family, from the sign-in.
     refresh_token_ttl: Duration = 30 * 86400
+    #: A refresh token unused this long dies (idle expiry).
+    refresh_token_idle_ttl: Duration = 7 * 86400
+    #: A retry of the same refresh within this window gets the same response back
+    #: instead of revoking the family (a lost response must not log the person out).
+    refresh_retry_grace: Duration = 5
+    #: RFC 8628 §3.2: lifetime of a device code and the minimum polling interval.
+    device_code_ttl: Duration = 600
+    device_poll_interval: Duration = 5
     #: Allowed ``aud`` values; the first is the default (RFC 9068 §3).
     audiences: tuple[str, ...] = ()
 
@@ -167,6 +176,8 @@ class ClientSettings(_Section):
     scopes: tuple[ScopeToken, ...] = ()
     roles: tuple[str, ...] = ()
     consent: bool = False
+    #: Where RP-initiated logout may send the browser afterwards (besides redirect_uris).
+    post_logout_redirect_uris: tuple[RedirectUri, ...] = ()
     #: May introspect tokens issued to other clients (a resource server; RFC 7662 §4).
     introspect: bool = False
 
@@ -221,6 +232,13 @@ class AuthProxySettings(_Section):
         return value
 
 
+class InitialAdminSettings(_Section):
+    """The first admin of an empty database, from config instead of a printed password."""
+
+    username: Annotated[str, Field(min_length=1, max_length=255)] = "admin"
+    password: str | None = Field(default=None, repr=False)
+
+
 class RbacSettings(_Section):
     default_role: str = "user"
     roles: dict[str, tuple[str, ...]] = Field(
@@ -254,6 +272,11 @@ class Settings(_Section):
     upstream: UpstreamSettings | None = None
     auth_proxy: AuthProxySettings | None = None
     local_users: bool = True
+    #: The first admin; without it, ``serve`` prints a one-time password on an empty
+    #: database (local users only).
+    initial_admin: InitialAdminSettings | None = None
+    #: How long a sign-in at the login page lasts (the session cookie).
+    session_lifetime: Duration = 12 * 3600
     rbac: RbacSettings = Field(default_factory=RbacSettings)
     #: Largest accepted request body; RFC 6749 forms are small.
     max_form_bytes: int = Field(default=64 * 1024, gt=0)
