@@ -9,9 +9,13 @@ from typing import Any
 from flask import Flask
 from flask_migrate import Migrate
 
+from .identity.federation import Upstream
+from .identity.users import UserService
 from .keys import KeyEncryptor, KeyManager
 from .oauth.clients import StaticClientStore
-from .oauth.metadata import server_metadata
+from .oauth.metadata import DEVICE_VERIFICATION_PATH, server_metadata
+from .oauth.oidc import IdTokens
+from .oauth.refresh import RefreshTokens
 from .oauth.secrets import SecretVerifier
 from .oauth.server import AuthServer
 from .oauth.tokens import AccessTokens
@@ -20,7 +24,10 @@ from .storage.database import configure_engine, engine_options, normalize_databa
 from .storage.ephemeral import EphemeralStore, RedisEphemeralStore, SqlEphemeralStore
 from .storage.keys import SqlKeyRepository
 from .storage.models import db
-from .web import discovery, oauth
+from .storage.ratelimit import RateLimits
+from .storage.refresh import SqlRefreshStore
+from .storage.users import SqlUserRepository
+from .web import authorize, device, discovery, login, oauth
 from .web.errors import register_error_handlers
 from .web.sessions import CookieSessionInterface
 
@@ -41,10 +48,16 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
     ``ephemeral`` replaces the store ``settings`` would choose (tests use it to
     namespace Redis keys).
     """
-    app = Flask("authserver", static_folder=None)
+    app = Flask("authserver", static_folder=None, template_folder="web/templates")
     database_url = normalize_database_url(settings.database_url)
     app.config.update(
         SECRET_KEY=settings.load_secret_key(),
+        SESSION_COOKIE_NAME="authserver_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.issuer.startswith("https://"),
+        PERMANENT_SESSION_LIFETIME=int(settings.session_lifetime),
+        WTF_CSRF_TIME_LIMIT=3600,
         SQLALCHEMY_DATABASE_URI=database_url,
         SQLALCHEMY_ENGINE_OPTIONS=engine_options(database_url),
         MAX_CONTENT_LENGTH=settings.max_form_bytes,
@@ -78,11 +91,27 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
     access_tokens = AccessTokens(
         settings.issuer, keys, ephemeral, ttl=settings.tokens.access_token_ttl
     )
+    refresh_store = SqlRefreshStore(engine)
+    users = UserService(SqlUserRepository(engine), settings.rbac)
     server = AuthServer(
         clients,
         access_tokens,
+        issuer=settings.issuer,
         audiences=settings.tokens.audiences,
         default_audience=settings.default_audience,
+        store=ephemeral,
+        users=users,
+        refresh_tokens=RefreshTokens(
+            refresh_store,
+            ephemeral,
+            ttl=settings.tokens.refresh_token_ttl,
+            idle_ttl=settings.tokens.refresh_token_idle_ttl,
+            retry_grace=settings.tokens.refresh_retry_grace,
+        ),
+        id_tokens=IdTokens(settings.issuer, keys, ttl=settings.tokens.access_token_ttl),
+        device_verification_uri=settings.base_url + DEVICE_VERIFICATION_PATH,
+        device_code_ttl=settings.tokens.device_code_ttl,
+        device_poll_interval=settings.tokens.device_poll_interval,
         events=_log_event,
     )
 
@@ -92,19 +121,38 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
             "authserver.ephemeral": ephemeral,
             "authserver.keys": keys,
             "authserver.oauth": server,
+            "authserver.users": users,
+            "authserver.ratelimits": RateLimits(ephemeral),
+            "authserver.events": _log_event,
             "authserver.metadata": server_metadata(
                 settings.issuer, settings.base_url, clients.all(), settings.signing.algorithm
             ),
         }
     )
+    if settings.upstream is not None:
+        app.extensions["authserver.upstream"] = Upstream(app, settings.upstream, ephemeral)
     app.register_blueprint(discovery.bp)
     app.register_blueprint(oauth.bp)
+    app.register_blueprint(authorize.bp)
+    app.register_blueprint(login.bp)
+    app.register_blueprint(device.bp)
     register_error_handlers(app)
     return app
 
 
+#: Events worth a line in the log at INFO (the rest at DEBUG).
+_NOTABLE = frozenset({"refresh_reuse_detected", "code_replayed", "login_throttled"})
+
+
 def _log_event(event: str, **details: Any) -> None:
-    # Per-request events: the audit log records them durably; here only for debugging.
-    if log.isEnabledFor(logging.DEBUG):
+    # Per-request events: the audit log (issue #4) records them durably.
+    level = logging.WARNING if event in _NOTABLE else logging.DEBUG
+    if log.isEnabledFor(level):
         client = details.get("client")
-        log.debug("%s client_id=%s", event, getattr(client, "client_id", None))
+        log.log(
+            level,
+            "%s client_id=%s user_id=%s",
+            event,
+            getattr(client, "client_id", None),
+            details.get("user_id"),
+        )

@@ -11,7 +11,8 @@ import getpass
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
@@ -25,6 +26,8 @@ from .settings import (
 
 if TYPE_CHECKING:
     from flask import Flask
+
+    from .identity.users import UserService
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -168,6 +171,150 @@ def cmd_clients_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- users ----------------------------------------------------------------------------
+
+
+@contextmanager
+def _users(args: argparse.Namespace, settings: Settings | None = None) -> Iterator[UserService]:
+    """The user service, with ``UserError`` as a one-line failure."""
+    from .identity.users import UserError, UserService
+    from .storage.models import db
+    from .storage.users import SqlUserRepository
+
+    settings = settings or _settings(args)
+    app = _app(args, settings)
+    with app.app_context():
+        service = app.extensions.get("authserver.users")
+        if service is None:
+            service = UserService(SqlUserRepository(db.engine), settings.rbac)
+        try:
+            yield service
+        except UserError as exc:
+            raise CliError(str(exc)) from None
+
+
+def _check_role(settings: Settings, role: str | None) -> None:
+    if role is not None and role not in settings.rbac.roles:
+        roles = ", ".join(settings.rbac.roles)
+        raise CliError(f"unknown role {role!r}; the roles are: {roles}", EXIT_USAGE)
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise CliError("the passwords differ", EXIT_USAGE)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise CliError("no password on standard input", EXIT_USAGE)
+    return password
+
+
+def cmd_users_create(args: argparse.Namespace) -> int:
+    from .identity.users import UserError, validate_password, validate_username
+
+    password = None
+    try:
+        validate_username(args.name)
+        if args.password_stdin:
+            password = validate_password(_read_password())
+    except UserError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    settings = _settings(args)
+    _check_role(settings, args.role)
+    with _users(args, settings) as users:
+        person, generated = users.create_local(args.name, password, args.role)
+    print(f"authserver: created user {person.username} (role {person.role})", file=sys.stderr)
+    if not settings.local_users:
+        print(
+            "authserver: local_users is off: the password works once it is turned on",
+            file=sys.stderr,
+        )
+    if generated is not None:
+        print("authserver: its password, shown this once:", file=sys.stderr)
+        print(generated)
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    with _users(args) as users:
+        people = users.list()
+    if not people:
+        print("no users yet", file=sys.stderr)
+    rows = [("USERNAME", "ROLE", "SOURCE", "EMAIL", "CREATED", "LAST LOGIN", "DISABLED")]
+    for person in people:
+        last = f"{person.last_login_at:%Y-%m-%d %H:%M}Z" if person.last_login_at else "-"
+        rows.append(
+            (
+                person.username,
+                person.role,
+                person.source,
+                person.email or "-",
+                f"{person.created_at:%Y-%m-%d %H:%M}Z",
+                last,
+                "yes" if person.disabled else "no",
+            )
+        )
+    _print_table(rows)
+    return 0
+
+
+def cmd_users_set_role(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _check_role(settings, args.role)
+    with _users(args, settings) as users:
+        person = users.set_role(args.name, args.role)
+    print(f"user {person.username} now has role {person.role}")
+    return 0
+
+
+def cmd_users_delete(args: argparse.Namespace) -> int:
+    with _users(args) as users:
+        person = users.delete(args.name)
+    print(f"deleted user {person.username} and their refresh tokens")
+    return 0
+
+
+def cmd_users_import_csv(args: argparse.Namespace) -> int:
+    try:
+        if args.file == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.file, encoding="utf-8-sig", newline="") as stream:
+                text = stream.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {args.file}: {_os_reason(exc)}", EXIT_USAGE) from None
+    import io
+
+    with _users(args) as users:
+        count = users.import_csv(io.StringIO(text, newline=""))
+    print(f"imported {count} users")
+    return 0
+
+
+def cmd_users_export_csv(args: argparse.Namespace) -> int:
+    import io
+
+    buffer = io.StringIO()
+    with _users(args) as users:
+        count = users.export_csv(buffer)
+    if args.file == "-":
+        sys.stdout.write(buffer.getvalue())
+    else:
+        try:
+            with open(args.file, "w", encoding="utf-8", newline="") as stream:
+                stream.write(buffer.getvalue())
+        except OSError as exc:
+            raise CliError(f"cannot write {args.file}: {_os_reason(exc)}", EXIT_USAGE) from None
+    print(f"exported {count} users (without passwords)", file=sys.stderr)
+    return 0
+
+
+def _os_reason(exc: Exception) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
 def _print_table(rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -235,6 +382,47 @@ def build_parser() -> argparse.ArgumentParser:
     )
     clients_commands.required = True
     add("list", cmd_clients_list, "list the static clients of the config", clients_commands)
+
+    users = commands.add_parser(
+        "users", help="people: local, federated and proxy users", parents=[common]
+    )
+    users_commands = users.add_subparsers(
+        dest="users_command", metavar="COMMAND", parser_class=_Parser
+    )
+    users_commands.required = True
+    create = add(
+        "create",
+        cmd_users_create,
+        "create a local user (a random password is printed once unless --password-stdin)",
+        users_commands,
+    )
+    create.add_argument("name", metavar="NAME")
+    create.add_argument("--role", metavar="ROLE", help="one of rbac.roles (default: default_role)")
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    add("list", cmd_users_list, "list every user", users_commands)
+    set_role = add("set-role", cmd_users_set_role, "change a user's role", users_commands)
+    set_role.add_argument("name", metavar="NAME")
+    set_role.add_argument("role", metavar="ROLE")
+    delete = add(
+        "delete", cmd_users_delete, "delete a user and their refresh tokens", users_commands
+    )
+    delete.add_argument("name", metavar="NAME")
+    import_csv = add(
+        "import-csv",
+        cmd_users_import_csv,
+        "create local users from CSV username,password,role (all or none)",
+        users_commands,
+    )
+    import_csv.add_argument("file", metavar="FILE", help="the CSV file; - for standard input")
+    export_csv = add(
+        "export-csv",
+        cmd_users_export_csv,
+        "write every user as CSV username,,role (never passwords)",
+        users_commands,
+    )
+    export_csv.add_argument("file", metavar="FILE", help="the CSV file; - for standard output")
     return parser
 
 

@@ -44,6 +44,7 @@ SECRETS = {
     "ci-argon": "argon-secret-0123456789",
     "reader": "reader-secret-0123456789",
     "rs": "resource-server-secret-0123",
+    "webapp": "webapp-secret-0123456789",
 }
 AUDIENCES = ["https://api.example.com", "https://flyte.example.com"]
 
@@ -152,11 +153,33 @@ def standard_config(issuer: str, database_url: str, secret_key_file: Path) -> di
             {
                 "client_id": "cli",
                 "public": True,
+                "grant_types": [
+                    "authorization_code",
+                    "refresh_token",
+                    "urn:ietf:params:oauth:grant-type:device_code",
+                ],
+                "redirect_uris": [
+                    "http://127.0.0.1/callback",
+                    "http://localhost:53593/callback",
+                ],
+                "scopes": ["openid", "profile", "email", "offline_access", "all"],
+            },
+            {
+                # a confidential web app that asks for consent
+                "client_id": "webapp",
+                "client_secret_hash": bcrypt_hash(SECRETS["webapp"]),
                 "grant_types": ["authorization_code", "refresh_token"],
-                "redirect_uris": ["http://127.0.0.1/callback"],
-                "scopes": ["openid", "all"],
+                "redirect_uris": ["https://app.example.com/cb"],
+                "post_logout_redirect_uris": ["https://app.example.com/bye"],
+                "scopes": ["openid", "profile", "email", "groups", "offline_access", "read"],
+                "consent": True,
             },
         ],
+        "rbac": {
+            "default_role": "user",
+            "roles": {"admin": ["*"], "user": ["read", "write"], "viewer": ["read"]},
+            "group_roles": {"platform-admins": "admin", "viewers": "viewer"},
+        },
     }
 
 

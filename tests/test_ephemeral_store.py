@@ -336,6 +336,86 @@ def test_incr_loses_no_updates_under_concurrency(store: EphemeralStore, key: Key
     assert store.incr(key("c"), LONG_TTL) == THREADS * 10 + 1
 
 
+def test_incr_by_an_amount(store: EphemeralStore, key: Key) -> None:
+    assert store.incr(key("c"), LONG_TTL, amount=3) == 3
+    assert store.incr(key("c"), LONG_TTL) == 4
+    assert store.incr(key("c"), LONG_TTL, amount=10) == 14
+    assert store.counter(key("c"))[0] == 14
+
+
+@pytest.mark.parametrize("amount", [0, -1])
+def test_incr_refuses_an_amount_below_one(store: EphemeralStore, key: Key, amount: int) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        store.incr(key("c"), LONG_TTL, amount=amount)
+    assert store.counter(key("c")) == (0, 0.0)
+
+
+def test_incr_by_an_amount_restarts_at_the_amount_after_its_window(
+    store: EphemeralStore, key: Key
+) -> None:
+    assert store.incr(key("c"), SHORT_TTL, amount=2) == 2
+    assert store.incr(key("c"), SHORT_TTL, amount=2) == 4
+    time.sleep(PAST_SHORT_TTL)
+    assert store.incr(key("c"), LONG_TTL, amount=5) == 5
+    assert store.incr(key("c"), LONG_TTL) == 6
+
+
+def test_incr_by_an_amount_loses_no_updates_under_concurrency(
+    store: EphemeralStore, key: Key
+) -> None:
+    def increments() -> list[int]:
+        return [store.incr(key("c"), LONG_TTL, amount=3) for _ in range(5)]
+
+    results = _all_at_once(THREADS, increments)
+    seen = sorted(value for values in results for value in values)
+    assert seen == list(range(3, THREADS * 5 * 3 + 1, 3))
+    assert store.counter(key("c"))[0] == THREADS * 5 * 3
+
+
+# -- counter --------------------------------------------------------------------------
+
+
+def test_counter_of_a_missing_key_is_zero(store: EphemeralStore, key: Key) -> None:
+    assert store.counter(key("never-written")) == (0, 0.0)
+
+
+def test_counter_reads_the_count_and_its_window_end(store: EphemeralStore, key: Key) -> None:
+    before = time.time()
+    store.incr(key("c"), LONG_TTL)
+    after = time.time()
+    store.incr(key("c"), LONG_TTL)
+    count, expires_at = store.counter(key("c"))
+    assert count == 2
+    # Redis reports a remaining lifetime in whole milliseconds: allow for the rounding.
+    assert before + LONG_TTL - 0.01 <= expires_at <= after + LONG_TTL + 0.01
+    assert store.counter(key("c")) == (2, pytest.approx(expires_at, abs=0.05))  # no consume
+
+
+def test_counter_does_not_extend_the_window(store: EphemeralStore, key: Key) -> None:
+    store.incr(key("c"), LONG_TTL)
+    first = store.counter(key("c"))[1]
+    time.sleep(0.05)
+    store.incr(key("c"), LONG_TTL)
+    assert store.counter(key("c"))[1] == pytest.approx(first, abs=0.02)
+
+
+def test_counter_is_zero_after_expiry_and_delete(store: EphemeralStore, key: Key) -> None:
+    store.incr(key("expiring"), SHORT_TTL, amount=4)
+    store.incr(key("deleted"), LONG_TTL, amount=4)
+    assert store.counter(key("expiring"))[0] == 4
+    store.delete(key("deleted"))
+    assert store.counter(key("deleted")) == (0, 0.0)
+    time.sleep(PAST_SHORT_TTL)
+    assert store.counter(key("expiring")) == (0, 0.0)
+
+
+def test_counters_are_independent(store: EphemeralStore, key: Key) -> None:
+    store.incr(key("a"), LONG_TTL, amount=2)
+    store.incr(key("b"), LONG_TTL)
+    assert store.counter(key("a"))[0] == 2
+    assert store.counter(key("b"))[0] == 1
+
+
 # -- ping -----------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin
 
@@ -33,6 +34,9 @@ class Client(ClientMixin):  # type: ignore[misc]
     verifier: SecretVerifier
     #: A resource server that may introspect any client's tokens (RFC 7662 §4).
     introspect: bool = False
+    #: Ask the person before issuing (static clients are first-party: no by default).
+    consent: bool = False
+    post_logout_redirect_uris: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: ClientSettings, verifier: SecretVerifier) -> Client:
@@ -46,6 +50,8 @@ class Client(ClientMixin):  # type: ignore[misc]
             roles=settings.roles,
             verifier=verifier,
             introspect=settings.introspect,
+            consent=settings.consent,
+            post_logout_redirect_uris=settings.post_logout_redirect_uris,
         )
 
     def may_introspect(self, claims: dict[str, object]) -> bool:
@@ -61,12 +67,20 @@ class Client(ClientMixin):  # type: ignore[misc]
         return self.redirect_uris[0] if self.redirect_uris else None
 
     def get_allowed_scope(self, scope: str | None) -> str:
+        """RFC 6749 §3.3: the requested scopes this client holds (the server may grant
+        fewer than asked, and says so in the token response); none asked: all of them."""
         if not scope:
-            return ""
-        return " ".join(s for s in scope.split() if s in self.scopes)
+            return " ".join(self.scopes)
+        return " ".join(dict.fromkeys(s for s in scope.split() if s in self.scopes))
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return redirect_uri in self.redirect_uris
+        """Exact match (OAuth 2.1 §2.3.1), except that a loopback redirect matches any
+        port (RFC 8252 §7.3)."""
+        return any(redirect_uri_matches(r, redirect_uri) for r in self.redirect_uris)
+
+    def check_post_logout_redirect_uri(self, uri: str) -> bool:
+        registered = (*self.post_logout_redirect_uris, *self.redirect_uris)
+        return any(redirect_uri_matches(r, uri) for r in registered)
 
     def check_client_secret(self, client_secret: str) -> bool:
         if self.is_public or not self.secret_hash:
@@ -78,7 +92,7 @@ class Client(ClientMixin):  # type: ignore[misc]
         # secret everywhere; public clients identify themselves ("none") at the
         # token and revocation endpoints only.
         if self.is_public:
-            return method == "none" and endpoint in ("token", "revocation")
+            return method == "none" and endpoint in ("token", "revocation", "device_authorization")
         return method in SECRET_AUTH_METHODS
 
     def check_response_type(self, response_type: str) -> bool:
@@ -86,6 +100,26 @@ class Client(ClientMixin):  # type: ignore[misc]
 
     def check_grant_type(self, grant_type: str) -> bool:
         return grant_type in self.grant_types
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "[::1]", "localhost")
+
+
+def redirect_uri_matches(registered: str, asked: str) -> bool:
+    if registered == asked:
+        return True
+    reg, got = urlsplit(registered), urlsplit(asked)
+    if reg.scheme != "http" or got.scheme != "http":
+        return False
+    reg_host = reg.netloc.rsplit(":", 1)[0] if not reg.netloc.endswith("]") else reg.netloc
+    got_host = got.netloc.rsplit(":", 1)[0] if not got.netloc.endswith("]") else got.netloc
+    if reg_host not in LOOPBACK_HOSTS or reg_host != got_host or "@" in got.netloc:
+        return False
+    try:
+        got.port  # noqa: B018 - validates the port
+    except ValueError:
+        return False
+    return (reg.path, reg.query, reg.fragment) == (got.path, got.query, got.fragment)
 
 
 class ClientStore(Protocol):

@@ -10,11 +10,21 @@ from typing import Any
 from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
 
 
-@dataclass(frozen=True)
+@dataclass
 class HttpResponse:
     status: int
     body: dict[str, Any]
     headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def location(self) -> str | None:
+        """Where a redirect goes (authorization responses, RFC 6749 §4.1.2)."""
+        return next((v for k, v in self.headers if k.lower() == "location"), None)
+
+    @location.setter
+    def location(self, value: str) -> None:
+        self.headers = [(k, v) for k, v in self.headers if k.lower() != "location"]
+        self.headers.append(("Location", value))
 
 
 class FormPayload(OAuth2Payload):  # type: ignore[misc]
@@ -48,9 +58,14 @@ class HttpRequest(OAuth2Request):  # type: ignore[misc]
         uri: str,
         headers: Mapping[str, str],
         form: Mapping[str, list[str]],
+        *,
+        query: Mapping[str, list[str]] | None = None,
     ) -> None:
         super().__init__(method, uri, headers=headers)
-        self.payload = FormPayload(form)
+        # The authorization endpoint takes its parameters from the query (RFC 6749
+        # §4.1.1); every other endpoint from the form body.
+        self.payload = FormPayload(query if query is not None else form)
+        self._query = {k: v[0] for k, v in (query or {}).items() if v}
 
     @property
     def form(self) -> dict[str, str]:
@@ -59,4 +74,4 @@ class HttpRequest(OAuth2Request):  # type: ignore[misc]
 
     @property
     def args(self) -> dict[str, str]:
-        return {}
+        return self._query

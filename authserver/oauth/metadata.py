@@ -17,6 +17,11 @@ TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path, not a secret
 INTROSPECTION_PATH = "/oauth2/introspect"
 REVOCATION_PATH = "/oauth2/revoke"
 JWKS_PATH = "/.well-known/jwks.json"
+AUTHORIZATION_PATH = "/oauth2/authorize"
+DEVICE_AUTHORIZATION_PATH = "/oauth2/device_authorization"
+USERINFO_PATH = "/oauth2/userinfo"
+END_SESSION_PATH = "/logout"
+DEVICE_VERIFICATION_PATH = "/device"
 
 
 def server_metadata(
@@ -30,12 +35,42 @@ def server_metadata(
         "jwks_uri": base_url + JWKS_PATH,
         "introspection_endpoint": base_url + INTROSPECTION_PATH,
         "revocation_endpoint": base_url + REVOCATION_PATH,
-        "grant_types_supported": ["client_credentials"],
-        # RFC 8414 §2 makes this REQUIRED; no response type works until the
-        # authorization endpoint exists, so the honest list is empty.
-        "response_types_supported": [],
+        "authorization_endpoint": base_url + AUTHORIZATION_PATH,
+        "device_authorization_endpoint": base_url + DEVICE_AUTHORIZATION_PATH,
+        "userinfo_endpoint": base_url + USERINFO_PATH,
+        "end_session_endpoint": base_url + END_SESSION_PATH,
+        "grant_types_supported": [
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:device_code",
+        ],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [signing_algorithm],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "claims_supported": [
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "at_hash",
+            "azp",
+            "name",
+            "preferred_username",
+            "email",
+            "email_verified",
+            "groups",
+            "roles",
+        ],
         "scopes_supported": scopes,
-        "token_endpoint_auth_methods_supported": list(SECRET_AUTH_METHODS),
+        "token_endpoint_auth_methods_supported": [*SECRET_AUTH_METHODS, "none"],
         "introspection_endpoint_auth_methods_supported": list(SECRET_AUTH_METHODS),
         "revocation_endpoint_auth_methods_supported": [*SECRET_AUTH_METHODS, "none"],
         # RFC 9068 access tokens are signed with the configured algorithm; every

@@ -8,22 +8,36 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
+import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 from authlib.oauth2 import AuthorizationServer as _AuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Error
 
 from .audience import select_audience
+from .authorization import AuthorizationMixin
 from .clients import Client, ClientStore
 from .endpoints.introspection import IntrospectionEndpoint
 from .endpoints.revocation import RevocationEndpoint
+from .grants.authorization_code import (
+    CODE_USED_PREFIX,
+    CODE_USED_TTL_SECONDS,
+    AuthorizationCodeGrant,
+)
 from .grants.client_credentials import ClientCredentialsGrant
+from .grants.device_code import DeviceAuthorizationEndpoint, DeviceCodeGrant
+from .grants.refresh_token import RefreshTokenGrant
 from .http import HttpRequest, HttpResponse
+from .oidc import OPENID_SCOPE, IdTokens
+from .people import Person, UserDirectory, access_token_claims
+from .pkce import S256CodeChallenge
+from .refresh import RefreshTokens
 from .requests import for_description
-from .tokens import AccessTokens
+from .tokens import AccessTokens, IssuedToken
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +55,19 @@ DEFAULT_DESCRIPTIONS = {
 }
 
 
-class AuthServer(_AuthorizationServer):  # type: ignore[misc]
+class KeyValueStore(Protocol):
+    """The ephemeral store, as the grants use it (``authserver.storage.ephemeral``)."""
+
+    def put(self, key: str, value: bytes, ttl: float) -> None: ...
+    def add(self, key: str, value: bytes, ttl: float) -> bool: ...
+    def get(self, key: str) -> bytes | None: ...
+    def take(self, key: str) -> bytes | None: ...
+    def delete(self, key: str) -> None: ...
+    def incr(self, key: str, ttl: float) -> int: ...
+    def counter(self, key: str) -> tuple[int, float]: ...
+
+
+class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc]
     """One per app, built by ``create_app``; holds no request state."""
 
     def __init__(
@@ -49,21 +75,44 @@ class AuthServer(_AuthorizationServer):  # type: ignore[misc]
         clients: ClientStore,
         access_tokens: AccessTokens,
         *,
+        issuer: str,
         audiences: Sequence[str],
         default_audience: str,
+        store: KeyValueStore,
+        users: UserDirectory,
+        refresh_tokens: RefreshTokens,
+        id_tokens: IdTokens,
+        device_verification_uri: str,
+        device_code_ttl: float,
+        device_poll_interval: float,
         events: EventSink | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
         self.clients = clients
         self.access_tokens = access_tokens
+        self.issuer = issuer
         self.audiences = tuple(audiences)
         self.default_audience = default_audience
+        self.store = store
+        self.users = users
+        self.refresh_tokens = refresh_tokens
+        self.id_tokens = id_tokens
+        self.device_verification_uri = device_verification_uri
+        self.device_code_ttl = device_code_ttl
+        self.device_poll_interval = device_poll_interval
         self._events = events
+        self.now = clock
         self.register_client_auth_method("client_secret_basic", authenticate_client_secret_basic)
         self.register_client_auth_method("client_secret_post", authenticate_client_secret_post)
+        self.register_client_auth_method("none", authenticate_none)
         self.register_grant(ClientCredentialsGrant)
+        self.register_grant(AuthorizationCodeGrant, [S256CodeChallenge()])
+        self.register_grant(RefreshTokenGrant)
+        self.register_grant(DeviceCodeGrant)
         self.register_endpoint(IntrospectionEndpoint)
         self.register_endpoint(RevocationEndpoint)
+        self.register_endpoint(DeviceAuthorizationEndpoint)
 
     # -- hooks Authlib asks for -----------------------------------------------------
 
@@ -118,6 +167,97 @@ class AuthServer(_AuthorizationServer):  # type: ignore[misc]
         response: HttpResponse = self.create_token_response(request)
         return response
 
+    def device_authorization_response(self, request: HttpRequest) -> HttpResponse:
+        response: HttpResponse = self.create_endpoint_response("device_authorization", request)
+        return response
+
+    # -- tokens for people ----------------------------------------------------------
+
+    def issue_for_person(
+        self,
+        client: Client,
+        person: Person,
+        *,
+        scopes: Sequence[str],
+        audience: str,
+        auth_time: int,
+        grant_type: str,
+        nonce: str | None = None,
+        family_id: str | None = None,
+    ) -> tuple[dict[str, Any], IssuedToken]:
+        """An access token, a refresh token when allowed, an ID token for ``openid``.
+
+        A refresh token is issued to a client with the refresh_token grant that asked
+        for ``offline_access``, or that is not registered with that scope at all (its
+        config allows refresh without asking). ``family_id`` continues a family.
+        """
+        issued = self.access_tokens.issue(
+            client,
+            subject=person.id,
+            audience=audience,
+            scopes=scopes,
+            roles=person.roles,
+            extra=access_token_claims(person),
+        )
+        body = issued.as_response()
+        refresh = self.refresh_tokens
+        if family_id is not None:
+            body["refresh_token"] = refresh.next_token(family_id)
+        elif client.check_grant_type("refresh_token") and (
+            "offline_access" in scopes or "offline_access" not in client.scopes
+        ):
+            family_id, body["refresh_token"] = refresh.start_family(
+                user_id=person.id,
+                client_id=client.client_id,
+                scope=issued.scope,
+                audience=audience,
+                auth_time=auth_time,
+            )
+        if OPENID_SCOPE in scopes:
+            body["id_token"] = self.id_tokens.issue(
+                client,
+                person,
+                scopes=scopes,
+                auth_time=auth_time,
+                access_token=issued.access_token,
+                nonce=nonce,
+            )
+        claims = dict(issued.claims)
+        if family_id is not None:
+            claims["refresh_family"] = family_id
+        issued = IssuedToken(issued.access_token, issued.expires_in, issued.scope, claims)
+        self.emit("token_issued", grant_type=grant_type, client=client, claims=issued.claims)
+        return body, issued
+
+    def code_redeemed(self, key: str, issued: IssuedToken) -> None:
+        """Remember what a code issued; revoke it at once if a replay came meanwhile."""
+        record = {
+            "jti": issued.claims["jti"],
+            "exp": issued.claims["exp"],
+            "family_id": issued.claims.get("refresh_family"),
+        }
+        previous = self.store.get(CODE_USED_PREFIX + key)
+        self.store.put(CODE_USED_PREFIX + key, json.dumps(record).encode(), CODE_USED_TTL_SECONDS)
+        if previous is not None and json.loads(previous).get("replayed"):
+            self._revoke_code_tokens(record)
+
+    def code_replayed(self, key: str) -> None:
+        """RFC 6749 §4.1.2: a code used twice revokes the tokens issued from it."""
+        raw = self.store.get(CODE_USED_PREFIX + key)
+        if raw is None:
+            return  # never issued, or long expired: nothing to revoke
+        record = json.loads(raw)
+        if "jti" in record:
+            self._revoke_code_tokens(record)
+        else:  # the first redemption is still running; it will see this and revoke
+            self.store.put(CODE_USED_PREFIX + key, b'{"replayed": true}', CODE_USED_TTL_SECONDS)
+        self.emit("code_replayed", client=None)
+
+    def _revoke_code_tokens(self, record: dict[str, Any]) -> None:
+        self.access_tokens.revoke({"jti": record["jti"], "exp": record["exp"]})
+        if record.get("family_id"):
+            self.refresh_tokens.revoke_family(record["family_id"], "code_replay")
+
     def introspection_response(self, request: HttpRequest) -> HttpResponse:
         response: HttpResponse = self.create_endpoint_response("introspection", request)
         return response
@@ -165,6 +305,21 @@ def authenticate_client_secret_basic(
     client = query_client(unquote(client_id))
     if client is None or not client.check_client_secret(unquote(client_secret)):
         raise InvalidClientError(status_code=401, description="Client authentication failed.")
+    return client
+
+
+def authenticate_none(
+    query_client: Callable[[str], Client | None], request: HttpRequest
+) -> Client | None:
+    """``none`` (RFC 7591 §2): a public client names itself with ``client_id``."""
+    if request.headers.get("Authorization"):
+        return None
+    client_id = request.form.get("client_id")
+    if not client_id or request.form.get("client_secret"):
+        return None
+    client = query_client(client_id)
+    if client is None or not client.is_public:
+        return None
     return client
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -81,7 +81,9 @@ class AccessTokens:
         audience: str,
         scopes: Sequence[str],
         roles: Sequence[str],
+        extra: Mapping[str, Any] | None = None,
     ) -> IssuedToken:
+        """Sign a new token; ``extra`` adds claims about a person (``email``, ``groups``)."""
         now = int(self._clock())
         scope = " ".join(scopes)
         claims: dict[str, Any] = {
@@ -96,6 +98,8 @@ class AccessTokens:
             "scope": scope,
             "roles": list(roles),
         }
+        if extra:
+            claims.update({k: v for k, v in extra.items() if k not in claims})
         token = self._signer.sign({"typ": ACCESS_TOKEN_TYP}, claims)
         return IssuedToken(access_token=token, expires_in=self._ttl, scope=scope, claims=claims)
 

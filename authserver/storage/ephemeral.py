@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import redis
 from sqlalchemy import Engine, Table, bindparam, case, delete, select
@@ -38,8 +38,15 @@ class EphemeralStore(Protocol):
     def delete(self, key: str) -> None:
         """Remove ``key`` if present."""
 
-    def incr(self, key: str, ttl: float) -> int:
-        """Add one to a counter and return it; a new counter lives ``ttl`` seconds."""
+    def incr(self, key: str, ttl: float, amount: int = 1) -> int:
+        """Add ``amount`` (at least 1) to a counter and return the new count.
+
+        A fixed window: a new (or expired) counter starts at ``amount`` and lives ``ttl``
+        seconds from this call; later increments do not extend it.
+        """
+
+    def counter(self, key: str) -> tuple[int, float]:
+        """A counter's count and expiry (unix time), read together; ``(0, 0.0)`` if absent."""
 
     def ping(self) -> None:
         """Raise if the backing service cannot be reached."""
@@ -48,16 +55,20 @@ class EphemeralStore(Protocol):
 class RedisEphemeralStore:
     """Redis implementation; ``prefix`` namespaces one deployment's keys."""
 
-    #: INCR, and the TTL on the first increment only: one fixed window per counter.
+    #: INCRBY, and the TTL on the first increment only: one fixed window per counter.
+    #: (amount >= 1, so the count equals the amount exactly when the key was new.)
     _INCR = (
-        "local v = redis.call('INCR', KEYS[1]) "
-        "if v == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return v"
+        "local v = redis.call('INCRBY', KEYS[1], ARGV[2]) "
+        "if v == tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return v"
     )
+    #: The count and its remaining lifetime in one atomic read.
+    _COUNTER = "return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}"
 
     def __init__(self, client: redis.Redis, prefix: str = "authserver:") -> None:
         self._redis = client
         self._prefix = prefix
         self._incr = client.register_script(self._INCR)
+        self._counter = client.register_script(self._COUNTER)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "authserver:") -> RedisEphemeralStore:
@@ -78,8 +89,16 @@ class RedisEphemeralStore:
     def delete(self, key: str) -> None:
         self._redis.delete(self._prefix + key)
 
-    def incr(self, key: str, ttl: float) -> int:
-        return int(cast(int, self._incr(keys=[self._prefix + key], args=[_ms(ttl)])))
+    def incr(self, key: str, ttl: float, amount: int = 1) -> int:
+        _check_amount(amount)
+        return int(cast(int, self._incr(keys=[self._prefix + key], args=[_ms(ttl), amount])))
+
+    def counter(self, key: str) -> tuple[int, float]:
+        # Lua turns a nil GET into false, which comes back as None.
+        value, pttl = cast("list[Any]", self._counter(keys=[self._prefix + key]))
+        if value is None or int(pttl) <= 0:
+            return 0, 0.0
+        return int(value), time.time() + int(pttl) / 1000
 
     def ping(self) -> None:
         self._redis.ping()
@@ -109,6 +128,9 @@ class SqlEphemeralStore:
             .returning(entry.value)
         )
         self._delete = delete(self._table).where(entry.key == bindparam("key"))
+        self._counter = select(entry.counter, entry.expires_at).where(
+            entry.key == bindparam("key"), entry.expires_at > bindparam("now")
+        )
 
     def put(self, key: str, value: bytes, ttl: float) -> None:
         expires_at = time.time() + ttl
@@ -145,22 +167,30 @@ class SqlEphemeralStore:
     def delete(self, key: str) -> None:
         self._write(self._delete, {"key": key})
 
-    def incr(self, key: str, ttl: float) -> int:
+    def incr(self, key: str, ttl: float, amount: int = 1) -> int:
+        _check_amount(amount)
         now = time.time()
         entry = self._table.c
         insert = self._insert(self._table).values(
-            key=key, value=None, counter=1, expires_at=now + ttl
+            key=key, value=None, counter=amount, expires_at=now + ttl
         )
         expired = entry.expires_at <= now
         stmt = insert.on_conflict_do_update(
             index_elements=["key"],
             set_={
-                "counter": case((expired, 1), else_=entry.counter + 1),
+                "counter": case((expired, amount), else_=entry.counter + amount),
                 "expires_at": case((expired, now + ttl), else_=entry.expires_at),
                 "value": None,
             },
         ).returning(entry.counter)
         return int(cast(int, self._write(stmt)))
+
+    def counter(self, key: str) -> tuple[int, float]:
+        with self._engine.connect() as conn:
+            row = conn.execute(self._counter, {"key": key, "now": time.time()}).first()
+        if row is None:
+            return 0, 0.0
+        return int(row.counter), float(row.expires_at)
 
     def ping(self) -> None:
         with self._engine.connect() as conn:
@@ -180,6 +210,11 @@ class SqlEphemeralStore:
         if random.randrange(self.PURGE_ONE_IN) == 0:  # noqa: S311 - not security relevant
             self.purge_expired()
         return value
+
+
+def _check_amount(amount: int) -> None:
+    if amount < 1:
+        raise ValueError(f"a counter is incremented by at least 1, not {amount}")
 
 
 def _ms(ttl: float) -> int:

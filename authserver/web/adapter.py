@@ -32,7 +32,21 @@ def oauth_request() -> HttpRequest:
     )
 
 
+def authorization_request() -> HttpRequest:
+    """The authorization endpoint's request: parameters from the query (RFC 6749 §4.1.1)."""
+    base_url: str = current_app.config["AUTHSERVER_BASE_URL"]
+    return HttpRequest(
+        method="GET",
+        uri=base_url + request.full_path,
+        headers=cast(Mapping[str, str], request.headers),
+        form={},
+        query={key: request.args.getlist(key) for key in request.args},
+    )
+
+
 def to_flask(response: HttpResponse) -> Response:
+    if 300 <= response.status < 400:
+        return Response("", status=response.status, headers=response.headers)
     return Response(
         json.dumps(response.body),
         status=response.status,

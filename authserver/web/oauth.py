@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
 
-from ..oauth.metadata import INTROSPECTION_PATH, REVOCATION_PATH, TOKEN_PATH
+from ..oauth.metadata import (
+    DEVICE_AUTHORIZATION_PATH,
+    INTROSPECTION_PATH,
+    REVOCATION_PATH,
+    TOKEN_PATH,
+    USERINFO_PATH,
+)
 from ..oauth.server import AuthServer
 from .adapter import oauth_request, to_flask
 
@@ -29,3 +35,16 @@ def introspect() -> Response:
 @bp.post(REVOCATION_PATH)
 def revoke() -> Response:
     return to_flask(_server().revocation_response(oauth_request()))
+
+
+@bp.post(DEVICE_AUTHORIZATION_PATH)
+def device_authorization() -> Response:
+    return to_flask(_server().device_authorization_response(oauth_request()))
+
+
+@bp.route(USERINFO_PATH, methods=["GET", "POST"])
+def userinfo() -> Response:
+    """OIDC Core §5.3.1: GET or POST, the access token as a Bearer header (RFC 6750 §2.1)."""
+    response = to_flask(_server().userinfo_response(oauth_request()))
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response

@@ -1,0 +1,156 @@
+"""Upstream OIDC federation: people sign in at the configured IdP (Okta, Google,
+Keycloak, Entra ID...) through Authlib's Flask client.
+
+Authlib does discovery, the authorization code flow with PKCE (S256), ``state`` and
+``nonce``, and validates the ID token (signature from the IdP's JWKS, ``iss``,
+``aud``, ``exp``, ``nonce``; OIDC Core §3.1.3.7). The state it keeps between the
+redirect and the callback lives in our ephemeral store, not in the cookie.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from authlib.integrations.flask_client import OAuth
+from flask import Flask
+from werkzeug.wrappers import Response
+
+from ..settings import UpstreamSettings
+
+log = logging.getLogger(__name__)
+
+#: How long a sign-in at the IdP may take, from our redirect to its callback.
+STATE_TTL_SECONDS = 600
+
+
+class _Store(Protocol):
+    def put(self, key: str, value: bytes, ttl: float) -> None: ...
+    def get(self, key: str) -> bytes | None: ...
+    def delete(self, key: str) -> None: ...
+
+
+class StateCache:
+    """Authlib's cache interface (get/set/delete of strings) over the ephemeral store."""
+
+    def __init__(self, store: _Store, prefix: str = "federation:") -> None:
+        self._store = store
+        self._prefix = prefix
+
+    def get(self, key: str) -> str | None:
+        value = self._store.get(self._prefix + key)
+        return value.decode() if value is not None else None
+
+    def set(self, key: str, value: str, timeout: float | None = None) -> None:
+        self._store.put(self._prefix + key, value.encode(), timeout or STATE_TTL_SECONDS)
+
+    def delete(self, key: str) -> None:
+        self._store.delete(self._prefix + key)
+
+
+@dataclass(frozen=True)
+class UpstreamIdentity:
+    issuer: str
+    subject: str
+    email: str | None
+    name: str | None
+    groups: tuple[str, ...]
+
+
+class UpstreamError(Exception):
+    """The sign-in at the IdP did not work out; ``str()`` is safe to show the person."""
+
+
+class Upstream:
+    """The configured IdP, registered with Authlib's Flask client for one app."""
+
+    def __init__(self, app: Flask, settings: UpstreamSettings, store: _Store) -> None:
+        self.settings = settings
+        self._oauth = OAuth(app, cache=StateCache(store))
+        issuer = settings.issuer.rstrip("/")
+        self._client = self._oauth.register(
+            "upstream",
+            client_id=settings.client_id,
+            client_secret=settings.client_secret,
+            server_metadata_url=f"{issuer}/.well-known/openid-configuration",
+            client_kwargs={
+                "scope": " ".join(settings.scopes),
+                "code_challenge_method": "S256",
+                "timeout": 10,
+            },
+        )
+
+    @property
+    def name(self) -> str:
+        """Shown on the login button: the IdP's host."""
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.settings.issuer).hostname or self.settings.issuer
+
+    def redirect(self, callback_url: str) -> Response:
+        """Send the browser to the IdP (Authlib adds state, nonce and the PKCE challenge)."""
+        try:
+            response: Response = self._client.authorize_redirect(callback_url)
+        except Exception as exc:  # unreachable IdP, bad discovery document
+            log.warning("upstream IdP unavailable: %s", exc)
+            raise UpstreamError(
+                "The identity provider cannot be reached right now. Try again later."
+            ) from exc
+        return response
+
+    def finish(self) -> UpstreamIdentity:
+        """Handle the callback: check state, redeem the code, validate the ID token."""
+        from authlib.integrations.base_client.errors import MismatchingStateError, OAuthError
+
+        try:
+            token: dict[str, Any] = self._client.authorize_access_token()
+        except MismatchingStateError as exc:
+            raise UpstreamError(
+                "This sign-in link is stale or was not started here. Please sign in again."
+            ) from exc
+        except OAuthError as exc:
+            if exc.error == "access_denied":
+                raise UpstreamError("Sign-in was cancelled at the identity provider.") from exc
+            log.warning("upstream sign-in failed: %s %s", exc.error, exc.description)
+            raise UpstreamError(
+                f"The identity provider refused the sign-in ({exc.error})."
+            ) from exc
+        except Exception as exc:
+            log.warning("upstream sign-in failed", exc_info=True)
+            raise UpstreamError(
+                "The sign-in at the identity provider could not be completed. Try again."
+            ) from exc
+        claims: dict[str, Any] = dict(token.get("userinfo") or {})
+        if not claims.get("sub"):
+            raise UpstreamError("The identity provider sent no ID token.")
+        groups_claim = self.settings.groups_claim
+        if groups_claim not in claims or not claims.get("email"):
+            # Many IdPs put groups (and sometimes email) only in /userinfo.
+            try:
+                extra = dict(self._client.userinfo(token=token))
+            except Exception:
+                log.warning("upstream userinfo failed", exc_info=True)
+                extra = {}
+            if extra.get("sub") == claims["sub"]:
+                claims = {**extra, **claims}
+        return UpstreamIdentity(
+            issuer=str(claims.get("iss") or self.settings.issuer),
+            subject=str(claims["sub"]),
+            email=_str(claims.get("email")),
+            name=_str(claims.get("name")),
+            groups=_groups(claims.get(groups_claim)),
+        )
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _groups(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Sequence):
+        return tuple(str(v) for v in value if isinstance(v, str | int))
+    return ()

@@ -1,0 +1,470 @@
+"""People: local users with passwords, federated users, auth-proxy users, and their roles.
+
+A person's ``id`` is the ``sub`` of their tokens (OIDC Core §5.7: stable, never
+reassigned). A federated person is known by the upstream ``(iss, sub)`` pair only,
+never by email, so an upstream account can never take over a local one that happens
+to share its address.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import secrets
+import time
+import unicodedata
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import IO
+
+from ..settings import InitialAdminSettings, RbacSettings
+from ..storage.users import DuplicateUser, SqlUserRepository, UserRecord
+from . import passwords
+
+#: The CSV columns of ``import_csv`` and ``export_csv``, in order.
+CSV_COLUMNS = ("username", "password", "role")
+MIN_PASSWORD_LENGTH = 12
+#: argon2 takes any length; this only keeps a request from making it hash megabytes.
+MAX_PASSWORD_LENGTH = 1024
+MAX_USERNAME_LENGTH = 255
+
+
+class UserError(ValueError):
+    """A request about users that cannot be done; the message is one line, for people."""
+
+
+@dataclass(frozen=True)
+class Person:
+    id: str
+    username: str
+    email: str | None
+    name: str | None
+    role: str
+    groups: tuple[str, ...]
+    #: ``local``, ``upstream`` or ``proxy``.
+    source: str
+    disabled: bool
+    created_at: datetime
+    last_login_at: datetime | None
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The ``roles`` claim: one role per person today."""
+        return (self.role,)
+
+
+def normalize_username(username: str) -> str:
+    """The stored form of a username: NFC, lower-cased."""
+    return unicodedata.normalize("NFC", username).lower()
+
+
+def validate_username(username: str) -> str:
+    """``username`` normalised, or ``UserError`` when it is empty, too long or has spaces."""
+    name = normalize_username(username)
+    if not name:
+        raise UserError("a username may not be empty")
+    if len(name) > MAX_USERNAME_LENGTH:
+        raise UserError(f"a username has at most {MAX_USERNAME_LENGTH} characters")
+    if any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in name):
+        raise UserError(f"username {name!r} has whitespace or control characters")
+    return name
+
+
+def validate_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise UserError(f"a password has at most {MAX_PASSWORD_LENGTH} characters")
+    return password
+
+
+def generate_password() -> str:
+    """A random password (144 bits), for a user created without one."""
+    return secrets.token_urlsafe(18)
+
+
+class UserService:
+    """The rules about people, over a ``SqlUserRepository``."""
+
+    def __init__(
+        self,
+        repository: SqlUserRepository,
+        rbac: RbacSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._repo = repository
+        self._rbac = rbac
+        self._clock = clock
+
+    # -- reading ------------------------------------------------------------------
+
+    def get(self, user_id: str) -> Person | None:
+        record = self._repo.get(user_id)
+        return _person(record) if record else None
+
+    def by_username(self, username: str) -> Person | None:
+        record = self._repo.by_username(normalize_username(username))
+        return _person(record) if record else None
+
+    def list(self) -> list[Person]:
+        """Every person, ordered by username."""
+        return [_person(record) for record in self._repo.list()]
+
+    # -- local users ----------------------------------------------------------------
+
+    def create_local(
+        self, username: str, password: str | None = None, role: str | None = None
+    ) -> tuple[Person, str | None]:
+        """Create a local user; the password is generated (and returned, once) if not given."""
+        name = validate_username(username)
+        role = self._role(role)
+        generated = None
+        if password is None:
+            password = generated = generate_password()
+        validate_password(password)
+        record = self._local_record(name, passwords.hash_password(password), role)
+        try:
+            self._repo.insert(record)
+        except DuplicateUser:
+            raise UserError(f"user {name!r} already exists") from None
+        return _person(record), generated
+
+    def authenticate(self, username: str, password: str) -> Person | None:
+        """The person if ``password`` is theirs; ``None`` otherwise, whatever the reason.
+
+        Unknown, disabled and password-less users cost one argon2 verification, as a
+        wrong password does, so timing does not reveal which usernames exist.
+        """
+        record = self._repo.by_username(normalize_username(username))
+        if record is None or record.password_hash is None or record.disabled:
+            passwords.burn_verify(password)
+            return None
+        if not passwords.verify_password(record.password_hash, password):
+            return None
+        now = self._now()
+        changes: dict[str, object] = {"last_login_at": now}
+        if passwords.needs_rehash(record.password_hash):
+            changes["password_hash"] = passwords.hash_password(password)
+        self._repo.update(record.id, **changes)
+        return replace(_person(record), last_login_at=now)
+
+    def set_role(self, username: str, role: str) -> Person:
+        record = self._existing(username)
+        role = self._role(role)
+        self._repo.update(record.id, role=role)
+        return replace(_person(record), role=role)
+
+    def set_password(self, username: str, password: str) -> Person:
+        record = self._existing(username)
+        validate_password(password)
+        self._repo.update(record.id, password_hash=passwords.hash_password(password))
+        return _person(record)
+
+    def set_disabled(self, username: str, disabled: bool) -> Person:
+        """Disable (or enable) a person: they can no longer sign in, by any route."""
+        record = self._existing(username)
+        self._repo.update(record.id, disabled=disabled)
+        return replace(_person(record), disabled=disabled)
+
+    def delete(self, username: str) -> Person:
+        """Delete a person and their refresh tokens; access tokens already issued run out."""
+        record = self._existing(username)
+        if not self._repo.delete(record.id):
+            raise UserError(f"no user {record.username!r}")
+        return _person(record)
+
+    # -- CSV ------------------------------------------------------------------------
+
+    def import_csv(self, stream: IO[str] | Iterable[str]) -> int:
+        """Create local users from CSV ``username,password,role`` (a header row first).
+
+        Every row is checked before anything is written; one bad row (``UserError``
+        naming its line) and no user is created. An empty role cell means
+        ``rbac.default_role``; an empty password is an error. Returns the count.
+        """
+        reader = csv.reader(stream, strict=True)
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise UserError("the CSV file is empty: it needs the header username,password,role")
+            if header and header[0].startswith("\ufeff"):
+                header[0] = header[0][1:]
+            if [cell.strip().lower() for cell in header] != list(CSV_COLUMNS):
+                raise UserError(
+                    f"line {reader.line_num}: the header must be exactly "
+                    f"{','.join(CSV_COLUMNS)}, not {','.join(header)}"
+                )
+            rows: list[tuple[int, str, str, str]] = []
+            errors: list[str] = []
+            seen: dict[str, int] = {}
+            for row in reader:
+                line = reader.line_num
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue  # blank line
+                try:
+                    rows.append((line, *self._check_row(row, seen, line)))
+                except UserError as exc:
+                    errors.append(f"line {line}: {exc}")
+        except csv.Error as exc:
+            raise UserError(f"line {reader.line_num}: not valid CSV: {exc}") from None
+        if errors:
+            more = f" (and {len(errors) - 1} more bad lines)" if len(errors) > 1 else ""
+            raise UserError(f"{errors[0]}{more}; no user was imported")
+        records = [
+            self._local_record(name, passwords.hash_password(password), role)
+            for _line, name, password, role in rows
+        ]
+        try:
+            self._repo.insert_many(records)
+        except DuplicateUser:
+            raise UserError("a user of the file was just created; no user was imported") from None
+        return len(records)
+
+    def export_csv(self, stream: IO[str]) -> int:
+        """Write every person (all sources) as ``username,,role``; returns the count.
+
+        The password column is always empty: passwords are never exported.
+        """
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        people = self._repo.list()
+        for record in people:
+            writer.writerow((record.username, "", record.role))
+        return len(people)
+
+    # -- federated and proxy users ---------------------------------------------------
+
+    def federated(
+        self,
+        issuer: str,
+        subject: str,
+        *,
+        email: str | None,
+        name: str | None,
+        groups: Iterable[str],
+    ) -> Person:
+        """The person an upstream ID token (``iss``, ``sub``) names; created on first sight.
+
+        First sign-in: username is the lower-cased email (or, when another user has
+        that, the email with ``#`` and a short hash of the pair), role from
+        ``rbac.group_roles``. Later sign-ins refresh email, name and groups but keep
+        the role, which an admin may have changed. A disabled person is returned too:
+        callers check ``disabled``.
+        """
+        if isinstance(groups, str):  # a lone group, not its characters
+            groups = [groups]
+        group_list = tuple(dict.fromkeys(str(group) for group in groups))
+        existing = self._repo.by_upstream(issuer, subject)
+        if existing is None:
+            existing, created = self._create_federated(issuer, subject, email, name, group_list)
+            if created:
+                return _person(existing)
+        now = None if existing.disabled else self._now()
+        changes: dict[str, object] = {"email": email, "name": name, "groups": group_list}
+        if now is not None:
+            changes["last_login_at"] = now
+        self._repo.update(existing.id, **changes)
+        return replace(
+            _person(existing),
+            email=email,
+            name=name,
+            groups=group_list,
+            last_login_at=now or existing.last_login_at,
+        )
+
+    def proxy_user(self, email: str) -> Person:
+        """The person a trusted auth proxy's email header names; created on first sight.
+
+        Only a ``proxy`` user matches: a local or federated user with that username is
+        not taken over (``UserError``).
+        """
+        address = normalize_username(email.strip())
+        if (
+            "@" not in address
+            or len(address) > MAX_USERNAME_LENGTH
+            or any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in address)
+        ):
+            raise UserError("the proxy's email header does not hold an email address")
+        now = self._now()
+        for _attempt in range(2):
+            record = self._repo.by_username(address)
+            if record is not None:
+                if record.source != "proxy":
+                    raise UserError(
+                        f"user {address!r} exists and is not a proxy user; it is not taken over"
+                    )
+                if record.disabled:
+                    return _person(record)
+                self._repo.update(record.id, last_login_at=now)
+                return replace(_person(record), last_login_at=now)
+            record = UserRecord(
+                id=_new_id(),
+                username=address,
+                email=address,
+                name=None,
+                password_hash=None,
+                role=self._rbac.default_role,
+                groups=(),
+                source="proxy",
+                upstream_issuer=None,
+                upstream_subject=None,
+                disabled=False,
+                created_at=now,
+                last_login_at=now,
+            )
+            try:
+                self._repo.insert(record)
+            except DuplicateUser:
+                continue  # another request created them first: read theirs
+            return _person(record)
+        raise UserError(f"user {address!r} could not be created")
+
+    # -- first start ------------------------------------------------------------------
+
+    def ensure_initial_admin(self, initial: InitialAdminSettings | None) -> str | None:
+        """On an empty users table, create the first admin.
+
+        With ``initial.password`` set, that is the password and ``None`` is returned;
+        otherwise a random one is generated and returned, for ``serve`` to print once.
+        There is no fixed default password. Two processes racing here create one admin
+        (the loser gets ``None``).
+        """
+        if self._repo.count() > 0:
+            return None
+        if "admin" not in self._rbac.roles:
+            raise UserError("rbac.roles has no 'admin' role for the initial admin")
+        username = validate_username(initial.username if initial else "admin")
+        password = initial.password if initial and initial.password else None
+        generated = None
+        if password is None:
+            password = generated = generate_password()
+        validate_password(password)
+        record = self._local_record(username, passwords.hash_password(password), "admin")
+        try:
+            self._repo.insert(record)
+        except DuplicateUser:
+            return None
+        return generated
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _create_federated(
+        self,
+        issuer: str,
+        subject: str,
+        email: str | None,
+        name: str | None,
+        groups: tuple[str, ...],
+    ) -> tuple[UserRecord, bool]:
+        """Insert the person: ``(record, True)``; or a concurrent sign-in's ``(record, False)``."""
+        pair = hashlib.sha256(f"{issuer}\x00{subject}".encode()).hexdigest()[:10]
+        base = normalize_username((email or subject).strip())[: MAX_USERNAME_LENGTH - 11]
+        now = self._now()
+        for username in (base, f"{base}#{pair}"):
+            record = UserRecord(
+                id=_new_id(),
+                username=username,
+                email=email,
+                name=name,
+                password_hash=None,
+                role=self._role_for_groups(groups),
+                groups=groups,
+                source="upstream",
+                upstream_issuer=issuer,
+                upstream_subject=subject,
+                disabled=False,
+                created_at=now,
+                last_login_at=now,
+            )
+            try:
+                self._repo.insert(record)
+            except DuplicateUser:
+                winner = self._repo.by_upstream(issuer, subject)
+                if winner is not None:
+                    return winner, False  # a concurrent first sign-in made them
+                continue  # the username is another person's
+            return record, True
+        raise UserError(f"no free username for upstream user {subject!r} of {issuer}")
+
+    def _role_for_groups(self, groups: Iterable[str]) -> str:
+        """The first role of ``rbac.roles`` (in config order) that one of ``groups`` maps to."""
+        mapped = {self._rbac.group_roles[g] for g in groups if g in self._rbac.group_roles}
+        for role in self._rbac.roles:
+            if role in mapped:
+                return role
+        return self._rbac.default_role
+
+    def _role(self, role: str | None) -> str:
+        if role is None:
+            return self._rbac.default_role
+        if role not in self._rbac.roles:
+            raise UserError(f"unknown role {role!r}; the roles are: {', '.join(self._rbac.roles)}")
+        return role
+
+    def _existing(self, username: str) -> UserRecord:
+        name = normalize_username(username)
+        record = self._repo.by_username(name)
+        if record is None:
+            raise UserError(f"no user {name!r}")
+        return record
+
+    def _check_row(
+        self, row: Sequence[str], seen: dict[str, int], line: int
+    ) -> tuple[str, str, str]:
+        if len(row) != len(CSV_COLUMNS):
+            raise UserError(f"expected 3 cells (username,password,role), found {len(row)}")
+        username, password, role = row
+        name = validate_username(username.strip())
+        if name in seen:
+            raise UserError(f"user {name!r} is also on line {seen[name]}")
+        seen[name] = line
+        if not password:
+            raise UserError(f"user {name!r} has no password (the password cell is empty)")
+        validate_password(password)
+        role = self._role(role.strip() or None)
+        if self._repo.by_username(name) is not None:
+            raise UserError(f"user {name!r} already exists")
+        return name, password, role
+
+    def _local_record(self, username: str, password_hash: str, role: str) -> UserRecord:
+        return UserRecord(
+            id=_new_id(),
+            username=username,
+            email=None,
+            name=None,
+            password_hash=password_hash,
+            role=role,
+            groups=(),
+            source="local",
+            upstream_issuer=None,
+            upstream_subject=None,
+            disabled=False,
+            created_at=self._now(),
+            last_login_at=None,
+        )
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+
+def _new_id() -> str:
+    """A new ``sub``: 32 hex digits, random (OIDC Core §8: never reassigned)."""
+    return uuid.uuid4().hex
+
+
+def _person(record: UserRecord) -> Person:
+    return Person(
+        id=record.id,
+        username=record.username,
+        email=record.email,
+        name=record.name,
+        role=record.role,
+        groups=record.groups,
+        source=record.source,
+        disabled=record.disabled,
+        created_at=record.created_at,
+        last_login_at=record.last_login_at,
+    )

@@ -1,0 +1,79 @@
+"""OpenID Connect Core 1.0: ID tokens (§2, §3.1.3.6) and the claims of ``/userinfo`` (§5.3)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from authlib.oidc.core.util import create_half_hash
+
+from .clients import Client
+from .people import Person, userinfo_claims
+from .tokens import Signer
+
+OPENID_SCOPE = "openid"
+
+
+class IdTokens:
+    def __init__(
+        self, issuer: str, signer: Signer, ttl: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.issuer = issuer
+        self._signer = signer
+        self._ttl = int(ttl)
+        self._clock = clock
+
+    def issue(
+        self,
+        client: Client,
+        person: Person,
+        *,
+        scopes: Sequence[str],
+        auth_time: int,
+        access_token: str,
+        nonce: str | None = None,
+    ) -> str:
+        """§2: ``iss sub aud exp iat auth_time``, ``nonce`` if the request had one,
+        ``at_hash`` (§3.1.3.6) and ``azp``; plus the claims its scopes ask for."""
+        now = int(self._clock())
+        claims: dict[str, Any] = userinfo_claims(person, scopes)
+        claims.update(
+            {
+                "iss": self.issuer,
+                "sub": person.id,
+                "aud": client.client_id,
+                "azp": client.client_id,
+                "exp": now + self._ttl,
+                "iat": now,
+                "auth_time": auth_time,
+            }
+        )
+        if nonce:
+            claims["nonce"] = nonce
+        algorithm = getattr(self._signer, "algorithm", "RS256")
+        at_hash = create_half_hash(access_token, algorithm)
+        if at_hash is not None:
+            claims["at_hash"] = at_hash.decode()
+        return self._signer.sign({"typ": "JWT"}, claims)
+
+    def audience_of(self, id_token: str) -> str | None:
+        """The client an ID token of ours was issued to, expired or not (logout hints)."""
+        try:
+            token = self._signer.verify(id_token)
+        except ValueError:
+            return None
+        claims = token.claims
+        aud = claims.get("aud")
+        if claims.get("iss") != self.issuer or not isinstance(aud, str):
+            return None
+        return str(aud)
+
+    def subject_of(self, id_token: str) -> str | None:
+        """The ``sub`` of an ID token of ours, expired or not."""
+        try:
+            token = self._signer.verify(id_token)
+        except ValueError:
+            return None
+        sub = token.claims.get("sub")
+        return sub if token.claims.get("iss") == self.issuer and isinstance(sub, str) else None

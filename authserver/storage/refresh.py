@@ -1,0 +1,151 @@
+"""Refresh-token families and their members (hashes only), in SQL."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import cast
+
+from sqlalchemy import Engine, Table, insert, select, update
+
+from .models import RefreshFamily, RefreshToken
+
+
+@dataclass(frozen=True)
+class StoredRefreshToken:
+    token_hash: str
+    family_id: str
+    user_id: str
+    client_id: str
+    scope: str
+    audience: str
+    auth_time: int
+    family_expires_at: float
+    family_revoked: bool
+    idle_expires_at: float
+    rotated_at: float | None
+
+
+class SqlRefreshStore:
+    """Implements ``authserver.oauth.refresh.RefreshStore``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._families = cast(Table, RefreshFamily.__table__)
+        self._tokens = cast(Table, RefreshToken.__table__)
+
+    def create_family(
+        self,
+        *,
+        user_id: str,
+        client_id: str,
+        scope: str,
+        audience: str,
+        auth_time: int,
+        expires_at: float,
+    ) -> str:
+        family_id = secrets.token_hex(16)
+        with self._engine.begin() as conn:
+            conn.execute(
+                insert(self._families).values(
+                    id=family_id,
+                    user_id=user_id,
+                    client_id=client_id,
+                    scope=scope,
+                    audience=audience,
+                    auth_time=auth_time,
+                    created_at=datetime.now(UTC),
+                    expires_at=_dt(expires_at),
+                )
+            )
+        return family_id
+
+    def add_token(self, family_id: str, token_hash: str, idle_expires_at: float) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                insert(self._tokens).values(
+                    token_hash=token_hash,
+                    family_id=family_id,
+                    created_at=datetime.now(UTC),
+                    idle_expires_at=_dt(idle_expires_at),
+                )
+            )
+
+    def lookup(self, token_hash: str) -> StoredRefreshToken | None:
+        t, f = self._tokens.c, self._families.c
+        stmt = (
+            select(
+                t.token_hash,
+                t.family_id,
+                t.idle_expires_at,
+                t.rotated_at,
+                f.user_id,
+                f.client_id,
+                f.scope,
+                f.audience,
+                f.auth_time,
+                f.expires_at,
+                f.revoked_at,
+            )
+            .join(self._families, f.id == t.family_id)
+            .where(t.token_hash == token_hash)
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            return None
+        return StoredRefreshToken(
+            token_hash=row.token_hash,
+            family_id=row.family_id,
+            user_id=row.user_id,
+            client_id=row.client_id,
+            scope=row.scope,
+            audience=row.audience,
+            auth_time=row.auth_time,
+            family_expires_at=_ts(row.expires_at) or 0.0,
+            family_revoked=row.revoked_at is not None,
+            idle_expires_at=_ts(row.idle_expires_at) or 0.0,
+            rotated_at=_ts(row.rotated_at),
+        )
+
+    def mark_rotated(self, token_hash: str, at: float) -> bool:
+        t = self._tokens.c
+        stmt = (
+            update(self._tokens)
+            .where(t.token_hash == token_hash, t.rotated_at.is_(None))
+            .values(rotated_at=_dt(at))
+        )
+        with self._engine.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def revoke_family(self, family_id: str, reason: str) -> bool:
+        f = self._families.c
+        stmt = (
+            update(self._families)
+            .where(f.id == family_id, f.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC), revoked_reason=reason)
+        )
+        with self._engine.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def revoke_user(self, user_id: str, reason: str) -> int:
+        """Revoke every live family of a user (disabled or deleted)."""
+        f = self._families.c
+        stmt = (
+            update(self._families)
+            .where(f.user_id == user_id, f.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC), revoked_reason=reason)
+        )
+        with self._engine.begin() as conn:
+            return int(conn.execute(stmt).rowcount)
+
+
+def _dt(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
+def _ts(value: datetime | None) -> float | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()

@@ -1,0 +1,112 @@
+"""The authorization endpoint's pages (RFC 6749 §3.1): sign-in, consent, the redirect.
+
+Parameter checks and the code are the protocol layer's (``AuthServer``); this module
+only knows who is signed in and what the person clicked.
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlencode
+
+from authlib.oauth2.rfc6749 import AccessDeniedError, OAuth2Error
+from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
+from flask import Blueprint, current_app, redirect, request, session, url_for
+from werkzeug.wrappers import Response
+
+from ..oauth.authorization import AuthorizationRequest
+from ..oauth.server import AuthServer
+from .adapter import authorization_request, to_flask
+from .forms import ConsentForm
+from .pages import message, page
+from .signin import current_signin
+
+bp = Blueprint("authorize", __name__)
+
+AUTHORIZE_PATH = "/oauth2/authorize"
+
+SCOPE_DESCRIPTIONS = {
+    "openid": "know who you are",
+    "profile": "your name, username, groups and roles",
+    "email": "your email address",
+    "groups": "your groups",
+    "offline_access": "stay signed in (refresh tokens)",
+}
+
+
+def _server() -> AuthServer:
+    server: AuthServer = current_app.extensions["authserver.oauth"]
+    return server
+
+
+def _error(error: OAuth2Error) -> Response:
+    redirect_response = _server().authorization_error(error)
+    if redirect_response is not None:
+        return to_flask(redirect_response)
+    # §4.1.2.1: a bad client_id or redirect_uri is shown, never redirected to.
+    text = error.description or error.error
+    return message("This sign-in link is not valid", text, 400, error=True)
+
+
+def _login_url(prompts: frozenset[str]) -> str:
+    """The login page, coming back here afterwards (without ``prompt=login``, so the
+    fresh sign-in is not asked for again)."""
+    args = [
+        (k, v)
+        for k, v in request.args.items(multi=True)
+        if not (k == "prompt" and "login" in v.split())
+    ]
+    remaining = " ".join(p for p in prompts if p != "login")
+    if remaining:
+        args.append(("prompt", remaining))
+    return url_for("login.login", next=AUTHORIZE_PATH + "?" + urlencode(args), force="1")
+
+
+def _consent_key(auth: AuthorizationRequest) -> str:
+    return auth.client.client_id + " " + " ".join(sorted(auth.scopes))
+
+
+@bp.route(AUTHORIZE_PATH, methods=["GET", "POST"])
+def authorize() -> Response:
+    server = _server()
+    try:
+        auth = server.validate_authorization(authorization_request())
+    except OAuth2Error as error:
+        return _error(error)
+    state = request.args.get("state")
+    signin = current_signin()
+    stale = (
+        signin is not None
+        and auth.max_age is not None
+        and time.time() - signin.auth_time > auth.max_age
+    )
+    if signin is None or stale or "login" in auth.prompts:
+        if "none" in auth.prompts:
+            # OIDC Core §3.1.2.6.
+            return _error(LoginRequiredError(redirect_uri=auth.redirect_uri, state=state))
+        return redirect(_login_url(auth.prompts))
+    consents: list[str] = session.get("consents", [])
+    needs_consent = auth.client.consent and (
+        "consent" in auth.prompts or _consent_key(auth) not in consents
+    )
+    if needs_consent:
+        if "none" in auth.prompts:
+            return _error(ConsentRequiredError(redirect_uri=auth.redirect_uri, state=state))
+        form = ConsentForm()
+        if request.method == "POST" and form.validate_on_submit():
+            if not form.approve.data:
+                server.emit("authorization_denied", client=auth.client, user_id=signin.person.id)
+                return _error(AccessDeniedError(redirect_uri=auth.redirect_uri, state=state))
+            session["consents"] = [*consents[-19:], _consent_key(auth)]
+        else:
+            return page(
+                "consent.html",
+                400 if request.method == "POST" else 200,
+                form=form,
+                action=request.full_path,
+                client_id=auth.client.client_id,
+                username=signin.person.username,
+                scopes=auth.scopes,
+                descriptions=SCOPE_DESCRIPTIONS,
+            )
+    return to_flask(server.authorization_response(auth, signin.person, signin.auth_time))

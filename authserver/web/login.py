@@ -1,0 +1,167 @@
+"""Sign-in pages: local username/password, the upstream IdP, and sign-out
+(OIDC RP-Initiated Logout 1.0)."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode
+
+from flask import Blueprint, current_app, redirect, request, session, url_for
+from werkzeug.wrappers import Response
+
+from ..identity.federation import Upstream, UpstreamError
+from ..settings import Settings
+from .forms import LoginForm, LogoutForm
+from .pages import message, page
+from .signin import current_signin, safe_next, sign_in, sign_out
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("login", __name__)
+
+#: Failed sign-ins allowed per account and per address (brute force, RFC 9700 §4.x;
+#: OWASP ASVS 2.2.1). Only failures count.
+LOGIN_PER_ACCOUNT = "10/15minutes"
+LOGIN_PER_ADDRESS = "30/minute;300/hour"
+LOGOUT_PATH = "/logout"
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["authserver.settings"]
+    return settings
+
+
+def _upstream() -> Upstream | None:
+    upstream: Upstream | None = current_app.extensions.get("authserver.upstream")
+    return upstream
+
+
+def _login_page(form: LoginForm | None, next_url: str, error: str | None, status: int) -> Response:
+    upstream = _upstream()
+    return page(
+        "login.html",
+        status,
+        form=form,
+        next=next_url,
+        error=error,
+        upstream=upstream.name if upstream else None,
+    )
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Response:
+    settings = _settings()
+    form = LoginForm() if settings.local_users else None
+    next_url = safe_next(request.values.get("next"))
+    if request.method == "GET":
+        if current_signin() is not None and request.args.get("force") != "1":
+            return redirect(next_url)
+        if form is None and _upstream() is not None:
+            # The IdP is the only way in: go there straight away.
+            return redirect(url_for("login.upstream_start", next=next_url))
+        return _login_page(form, next_url, None, 200)
+    if form is None:
+        return message("Sign-in", "Password sign-in is not enabled here.", 404, error=True)
+    if not form.validate_on_submit():
+        if form.csrf_token.errors:
+            error = "The form expired. Please try again."
+        else:
+            error = "Enter your username and password."
+        return _login_page(form, next_url, error, 400)
+    limits = current_app.extensions["authserver.ratelimits"]
+    username = form.username.data.strip().lower()
+    address = request.remote_addr or "unknown"
+    if not limits.test(LOGIN_PER_ADDRESS, "login-addr", address) or not limits.test(
+        LOGIN_PER_ACCOUNT, "login-user", username
+    ):
+        current_app.extensions["authserver.events"]("login_throttled", username=username)
+        return _login_page(
+            form, next_url, "Too many failed sign-ins. Wait a few minutes and try again.", 429
+        )
+    users = current_app.extensions["authserver.users"]
+    person = users.authenticate(username, form.password.data)
+    if person is None:
+        limits.hit(LOGIN_PER_ADDRESS, "login-addr", address)
+        limits.hit(LOGIN_PER_ACCOUNT, "login-user", username)
+        current_app.extensions["authserver.events"]("login_failed", username=username)
+        return _login_page(form, next_url, "Wrong username or password.", 401)
+    sign_in(person, "password")
+    current_app.extensions["authserver.events"]("login", user_id=person.id, method="password")
+    return redirect(next_url)
+
+
+@bp.get("/login/upstream")
+def upstream_start() -> Response:
+    upstream = _upstream()
+    if upstream is None:
+        return message("Sign-in", "No identity provider is configured here.", 404, error=True)
+    session["upstream_next"] = safe_next(request.args.get("next"))
+    base_url: str = current_app.config["AUTHSERVER_BASE_URL"]
+    try:
+        return upstream.redirect(base_url + url_for("login.callback"))
+    except UpstreamError as exc:
+        return message("Sign-in failed", str(exc), 502, error=True, link=url_for("login.login"))
+
+
+@bp.get("/callback")
+def callback() -> Response:
+    upstream = _upstream()
+    if upstream is None:
+        return message("Sign-in", "No identity provider is configured here.", 404, error=True)
+    retry = url_for("login.login", force="1")
+    try:
+        identity = upstream.finish()
+    except UpstreamError as exc:
+        current_app.extensions["authserver.events"]("login_failed", method="upstream")
+        status = 502 if "reach" in str(exc) else 400
+        return message(
+            "Sign-in failed", str(exc), status, error=True, link=retry, link_text="Sign in again"
+        )
+    users = current_app.extensions["authserver.users"]
+    person = users.federated(
+        identity.issuer,
+        identity.subject,
+        email=identity.email,
+        name=identity.name,
+        groups=identity.groups,
+    )
+    if person.disabled:
+        return message("Sign-in refused", "This account is disabled.", 403, error=True)
+    next_url = safe_next(session.get("upstream_next"))
+    sign_in(person, "upstream")
+    current_app.extensions["authserver.events"]("login", user_id=person.id, method="upstream")
+    return redirect(next_url)
+
+
+@bp.route(LOGOUT_PATH, methods=["GET", "POST"])
+def logout() -> Response:
+    """OIDC RP-Initiated Logout 1.0 §2-3: the end_session_endpoint.
+
+    Signing out on a bare GET would let any page sign a person out, so a GET shows a
+    confirmation unless its ``id_token_hint`` names the person signed in.
+    """
+    server = current_app.extensions["authserver.oauth"]
+    args = request.args
+    target = server.logout_redirect(
+        id_token_hint=args.get("id_token_hint"),
+        client_id=args.get("client_id"),
+        post_logout_redirect_uri=args.get("post_logout_redirect_uri"),
+        state=args.get("state"),
+    )
+    signin = current_signin()
+    form = LogoutForm()
+    hint_matches = False
+    if signin is not None and args.get("id_token_hint"):
+        hint_sub = server.id_tokens.subject_of(args["id_token_hint"])
+        hint_matches = hint_sub == signin.person.id
+    if signin is not None and request.method == "GET" and not hint_matches:
+        action = LOGOUT_PATH + ("?" + urlencode(list(args.items(multi=True))) if args else "")
+        return page("logout.html", form=form, action=action, username=signin.person.username)
+    if request.method == "POST" and not form.validate_on_submit():
+        return message("Sign out", "The form expired. Please try again.", 400, error=True)
+    if signin is not None:
+        sign_out()
+        current_app.extensions["authserver.events"]("logout", user_id=signin.person.id)
+    if target:
+        return redirect(target)
+    return message("Signed out", "You are signed out.")

@@ -1,0 +1,89 @@
+"""Who is signed in: the session cookie, or the trusted auth-proxy header.
+
+The session holds the user id, the sign-in time and a session id; signing out puts
+the session id on a denylist in the ephemeral store, so a copied cookie dies with
+the sign-out even though the cookie itself is stateless.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from flask import current_app, request, session
+
+from ..identity.proxy import trusted_address
+from ..oauth.people import Person
+from ..settings import Settings
+
+LOGGED_OUT_PREFIX = "logged-out:"
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    person: Person
+    auth_time: float
+    method: str
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["authserver.settings"]
+    return settings
+
+
+def current_signin() -> SignedIn | None:
+    """The person making this request, if any (proxy header first, then session)."""
+    settings = _settings()
+    users = current_app.extensions["authserver.users"]
+    proxy = settings.auth_proxy
+    if proxy is not None:
+        email = request.headers.get(proxy.email_header, "").strip()
+        # The header is only believed from the proxy itself: from anywhere else a
+        # client could set it to anyone's address.
+        if email and "@" in email and trusted_address(request.remote_addr, proxy.trusted_proxies):
+            person = users.proxy_user(email)
+            if not person.disabled:
+                return SignedIn(person=person, auth_time=time.time(), method="proxy")
+    uid, auth_time, sid = session.get("uid"), session.get("auth_time"), session.get("sid")
+    if not isinstance(uid, str) or not isinstance(auth_time, int | float) or not sid:
+        return None
+    if time.time() - auth_time > settings.session_lifetime:
+        return None
+    store = current_app.extensions["authserver.ephemeral"]
+    if store.get(LOGGED_OUT_PREFIX + str(sid)) is not None:
+        return None
+    person = users.get(uid)
+    if person is None or person.disabled:
+        return None
+    return SignedIn(person=person, auth_time=float(auth_time), method=str(session.get("method")))
+
+
+def sign_in(person: Person, method: str) -> None:
+    """A fresh session (never reuse one across a sign-in: session fixation)."""
+    session.clear()
+    session.permanent = True
+    session.update(
+        uid=person.id, auth_time=int(time.time()), sid=secrets.token_urlsafe(16), method=method
+    )
+
+
+def sign_out() -> None:
+    sid = session.get("sid")
+    if sid:
+        store = current_app.extensions["authserver.ephemeral"]
+        store.put(LOGGED_OUT_PREFIX + str(sid), b"1", _settings().session_lifetime)
+    session.clear()
+
+
+def safe_next(value: str | None, default: str = "/") -> str:
+    """A ``next`` target on our own origin only: a path, never ``//host`` or a URL."""
+    if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
+        return default
+    if "\\" in value or any(ord(c) < 0x20 for c in value):
+        return default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return default
+    return value

@@ -1,0 +1,184 @@
+"""``authserver users ...`` through the entry point (a real subprocess), on both databases."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from authserver.identity.users import UserService
+from authserver.settings import RbacSettings
+from authserver.storage.users import SqlUserRepository
+
+from .conftest import _empty_pg, run_cli, standard_config
+
+
+@dataclass
+class Cli:
+    config: Path
+    workdir: Path
+    database_url: str
+    engines: list[sa.Engine] = field(default_factory=list)
+
+    def __call__(
+        self, *args: str, input_text: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return run_cli("--config", str(self.config), *args, cwd=self.workdir, input_text=input_text)
+
+    def service(self) -> UserService:
+        """The service, straight on the database the command used."""
+        engine = sa.create_engine(self.database_url)
+        self.engines.append(engine)
+        return UserService(SqlUserRepository(engine), RbacSettings())
+
+    def close(self) -> None:
+        for engine in self.engines:
+            engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def cli(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cli]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    else:
+        url = request.getfixturevalue("pg_database_url")
+        _empty_pg(url)
+    config = tmp_path / "authserver.yaml"
+    config.write_text(
+        yaml.safe_dump(standard_config("http://127.0.0.1:8080", url, tmp_path / "sk"))
+    )
+    runner = Cli(config, tmp_path, url)
+    if request.param == "postgresql":
+        upgraded = runner("db", "upgrade")
+        assert upgraded.returncode == 0, upgraded.stderr
+    yield runner
+    runner.close()
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def fails(result: subprocess.CompletedProcess[str], code: int, needle: str) -> None:
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert needle in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def listed(cli: Cli) -> dict[str, list[str]]:
+    lines = ok(cli("users", "list")).stdout.splitlines()
+    assert lines[0].split()[:3] == ["USERNAME", "ROLE", "SOURCE"]
+    return {line.split()[0]: line.split()[1:] for line in lines[1:]}
+
+
+def test_create_prints_a_generated_password_once(cli: Cli) -> None:
+    result = ok(cli("users", "create", "Alice"))
+    password = result.stdout.strip()
+    assert len(password.splitlines()) == 1
+    assert len(password) >= 20
+    assert "created user alice (role user)" in result.stderr
+    person = cli.service().authenticate("alice", password)
+    assert person is not None
+    assert person.source == "local"
+    rows = listed(cli)
+    assert rows["alice"][:3] == ["user", "local", "-"]
+    assert rows["alice"][-1] == "no"
+    assert password not in ok(cli("users", "list")).stdout
+
+
+def test_create_with_password_on_stdin(cli: Cli) -> None:
+    result = ok(
+        cli(
+            "users",
+            "create",
+            "bob",
+            "--role",
+            "admin",
+            "--password-stdin",
+            input_text="bob's long password\n",
+        )
+    )
+    assert result.stdout == ""  # nothing generated, nothing printed
+    person = cli.service().authenticate("bob", "bob's long password")
+    assert person is not None
+    assert person.role == "admin"
+    fails(
+        cli("users", "create", "carl", "--password-stdin", input_text="short\n"), 2, "at least 12"
+    )
+    fails(cli("users", "create", "carl", "--password-stdin", input_text=""), 2, "no password")
+    fails(
+        cli("users", "create", "bob", "--password-stdin", input_text="another long password"),
+        1,
+        "user 'bob' already exists",
+    )
+    fails(cli("users", "create", "has space"), 2, "whitespace")
+    assert sorted(listed(cli)) == ["bob"]
+
+
+def test_set_role_and_delete(cli: Cli) -> None:
+    ok(cli("users", "create", "dana"))
+    assert "now has role admin" in ok(cli("users", "set-role", "DANA", "admin")).stdout
+    assert listed(cli)["dana"][0] == "admin"
+    fails(cli("users", "set-role", "dana", "root"), 2, "unknown role 'root'")
+    assert listed(cli)["dana"][0] == "admin"
+    fails(cli("users", "create", "eli", "--role", "root"), 2, "unknown role 'root'")
+    fails(cli("users", "set-role", "nobody", "user"), 1, "no user 'nobody'")
+    assert "deleted user dana" in ok(cli("users", "delete", "dana")).stdout
+    fails(cli("users", "delete", "dana"), 1, "no user 'dana'")
+    assert listed(cli) == {}
+    missing = cli("users", "set-role", "dana")  # argparse: usage, then the error
+    assert missing.returncode == 2
+    assert "arguments are required: ROLE" in missing.stderr
+
+
+def test_import_export_round_trip_never_exports_passwords(cli: Cli) -> None:
+    source = cli.workdir / "in.csv"
+    source.write_text(
+        "username,password,role\r\n"
+        "fred,fred's long password,admin\r\n"
+        "gail,gail's long password,user\r\n",
+        newline="",
+    )
+    assert "imported 2 users" in ok(cli("users", "import-csv", str(source))).stdout
+    service = cli.service()
+    assert service.authenticate("fred", "fred's long password") is not None
+    target = cli.workdir / "out.csv"
+    ok(cli("users", "export-csv", str(target)))
+    exported = target.read_text()
+    assert exported == "username,password,role\nfred,,admin\ngail,,user\n"
+    assert "long password" not in exported
+    to_stdout = ok(cli("users", "export-csv", "-"))
+    assert to_stdout.stdout == exported
+    assert "exported 2 users" in to_stdout.stderr
+    # an exported file has no passwords, so it cannot be imported back as it is
+    fails(cli("users", "import-csv", str(target)), 1, "line 2: user 'fred' has no password")
+
+
+def test_a_bad_csv_changes_nothing(cli: Cli) -> None:
+    source = cli.workdir / "bad.csv"
+    source.write_text(
+        "username,password,role\n"
+        "hank,hank's long password,user\n"
+        "iris,iris's long password,superuser\n"
+        "jack,jack's long password,admin\n"
+    )
+    fails(cli("users", "import-csv", str(source)), 1, "line 3: unknown role 'superuser'")
+    assert listed(cli) == {}
+    fails(cli("users", "import-csv", str(cli.workdir / "missing.csv")), 2, "cannot read")
+    ok(
+        cli(
+            "users",
+            "import-csv",
+            "-",
+            input_text="username,password,role\nkate,kate's long password,\n",
+        )
+    )
+    assert sorted(listed(cli)) == ["kate"]
