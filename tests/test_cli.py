@@ -160,7 +160,12 @@ def test_serve_refuses_postgres_with_pending_migrations(
     assert_clean_failure(result, 1, "authserver db upgrade")
     # and db upgrade fixes it (the tables exist; stamp-free re-run must not fail)
     with engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE IF EXISTS signing_keys, ephemeral_entries"))
+        conn.execute(
+            sa.text(
+                "DROP TABLE IF EXISTS signing_keys, ephemeral_entries, refresh_tokens, "
+                "refresh_families, users"
+            )
+        )
     engine.dispose()
     assert run_cli("--config", str(config), "db", "upgrade", cwd=tmp_path).returncode == 0
 

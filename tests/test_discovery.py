@@ -17,12 +17,21 @@ def test_both_documents_match_and_name_the_issuer_exactly(live_server: LiveServe
     assert oidc.json() == oauth.json()
     metadata = oidc.json()
     assert metadata["issuer"] == live_server.url
-    assert metadata["grant_types_supported"] == ["client_credentials"]
-    assert "authorization_endpoint" not in metadata  # not advertised until it works
+    assert set(metadata["grant_types_supported"]) == {
+        "authorization_code",
+        "refresh_token",
+        "client_credentials",
+        "urn:ietf:params:oauth:grant-type:device_code",
+    }
+    assert metadata["response_types_supported"] == ["code"]
+    assert metadata["code_challenge_methods_supported"] == ["S256"]
+    assert metadata["authorization_response_iss_parameter_supported"] is True
     assert set(metadata["token_endpoint_auth_methods_supported"]) == {
         "client_secret_basic",
         "client_secret_post",
+        "none",
     }
+    assert "RS256" in metadata["id_token_signing_alg_values_supported"]
     assert metadata["access_token_signing_alg_values_supported"][0] == "RS256"
 
 

@@ -35,7 +35,26 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
     ) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         reject_repeated_parameters(request, TOKEN_ENDPOINT_PARAMETERS)
         client: Client = self.authenticate_endpoint_client(request)
-        claims = self.server.access_tokens.check(require_token_parameter(request))
+        token = require_token_parameter(request)
+        refresh = self.server.refresh_tokens
+        record = refresh.lookup(token)
+        if record is not None:
+            # A refresh token: only its own client may ask (RFC 7662 §4, no leaking).
+            if record.client_id != client.client_id or not refresh.is_live(record):
+                return 200, {"active": False}, default_json_headers
+            return (
+                200,
+                {
+                    "active": True,
+                    "token_type": "refresh_token",
+                    "client_id": record.client_id,
+                    "sub": record.user_id,
+                    "scope": record.scope,
+                    "exp": int(min(record.family_expires_at, record.idle_expires_at)),
+                },
+                default_json_headers,
+            )
+        claims = self.server.access_tokens.check(token)
         if claims is None or not client.may_introspect(claims):
             return 200, {"active": False}, default_json_headers
         body: dict[str, Any] = {"active": True, "token_type": "Bearer"}

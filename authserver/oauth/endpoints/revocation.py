@@ -1,6 +1,9 @@
 """Token revocation, RFC 7009.
 
-A revoked access token's ``jti`` goes to the denylist until the token expires. A token
+A revoked access token's ``jti`` goes to the denylist until the token expires; a
+revoked refresh token takes its whole family with it (§2.1: the server "SHOULD" also
+revoke the access tokens of the same grant where it can; ours are self-contained JWTs
+that die on their own within ``access_token_ttl``). A token
 we do not know (or that already expired) is answered 200 all the same (§2.2: "invalid
 tokens do not cause an error response"). A client may only revoke its own tokens (§2.1).
 """
@@ -32,7 +35,21 @@ class RevocationEndpoint(_RevocationEndpoint):  # type: ignore[misc]
     ) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         reject_repeated_parameters(request, TOKEN_ENDPOINT_PARAMETERS)
         client: Client = self.authenticate_endpoint_client(request)
-        claims = self.server.access_tokens.check(require_token_parameter(request))
+        token = require_token_parameter(request)
+        record = self.server.refresh_tokens.lookup(token)
+        if record is not None:
+            # A refresh token: revoke its whole family (every token from that sign-in).
+            if record.client_id != client.client_id:
+                raise InvalidRequestError(description="This token was not issued to this client.")
+            if self.server.refresh_tokens.revoke_family(record.family_id, "revoked"):
+                self.server.emit(
+                    "refresh_revoked",
+                    client=client,
+                    family_id=record.family_id,
+                    user_id=record.user_id,
+                )
+            return 200, {}, default_json_headers
+        claims = self.server.access_tokens.check(token)
         if claims is not None:
             if claims.get("client_id") != client.client_id:
                 raise InvalidRequestError(description="This token was not issued to this client.")
