@@ -90,6 +90,20 @@ def login() -> Response:
     return redirect(next_url)
 
 
+@bp.get("/")
+def home() -> Response:
+    """Where a sign-in without a ``next`` ends: who you are, and how to sign out."""
+    signin = current_signin()
+    if signin is None:
+        return redirect(url_for("login.login"))
+    return message(
+        "Signed in",
+        f"You are signed in as {signin.person.username}.",
+        link=LOGOUT_PATH,
+        link_text="Sign out",
+    )
+
+
 @bp.get("/login/upstream")
 def upstream_start() -> Response:
     upstream = _upstream()
