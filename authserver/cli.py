@@ -90,6 +90,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError("the database schema is not current: run `authserver db upgrade` first")
     with app.app_context():
         app.extensions["authserver.keys"].ensure_keys()
+        _initial_admin(app, settings)
         from .storage.models import db
 
         db.engine.dispose()  # workers open their own connections after the fork
@@ -104,6 +105,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         run_gunicorn(settings, args.bind, args.workers, args.tls_cert, args.tls_key)
     return 0
+
+
+def _initial_admin(app: Flask, settings: Settings) -> None:
+    """The first admin of an empty database: from ``initial_admin``, or a one-time
+    password printed here (never a fixed default password)."""
+    from .identity.users import UserError
+
+    if not settings.local_users:
+        return
+    try:
+        password = app.extensions["authserver.users"].ensure_initial_admin(settings.initial_admin)
+    except UserError as exc:
+        raise CliError(f"initial_admin: {exc}", EXIT_USAGE) from exc
+    if password:
+        name = settings.initial_admin.username if settings.initial_admin else "admin"
+        print(
+            f"authserver: the database had no users; created admin `{name}` with the "
+            f"one-time password {password}\n"
+            "authserver: it is shown only now; sign in and keep it somewhere safe, or reset "
+            f"it with `authserver users delete {name}` and `users create {name} --role admin`",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:

@@ -60,7 +60,14 @@ class UpstreamIdentity:
 
 
 class UpstreamError(Exception):
-    """The sign-in at the IdP did not work out; ``str()`` is safe to show the person."""
+    """The sign-in at the IdP did not work out; ``str()`` is safe to show the person.
+
+    ``status``: 502 when the IdP failed us, 400 when the request was not good.
+    """
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Upstream:
@@ -96,7 +103,7 @@ class Upstream:
         except Exception as exc:  # unreachable IdP, bad discovery document
             log.warning("upstream IdP unavailable: %s", exc)
             raise UpstreamError(
-                "The identity provider cannot be reached right now. Try again later."
+                "The identity provider cannot be reached right now. Try again later.", 502
             ) from exc
         return response
 
@@ -117,10 +124,10 @@ class Upstream:
             raise UpstreamError(
                 f"The identity provider refused the sign-in ({exc.error})."
             ) from exc
-        except Exception as exc:
-            log.warning("upstream sign-in failed", exc_info=True)
+        except Exception as exc:  # IdP unreachable at the token endpoint, bad ID token...
+            log.warning("upstream sign-in failed: %s: %s", type(exc).__name__, exc)
             raise UpstreamError(
-                "The sign-in at the identity provider could not be completed. Try again."
+                "The sign-in at the identity provider could not be completed. Try again.", 502
             ) from exc
         claims: dict[str, Any] = dict(token.get("userinfo") or {})
         if not claims.get("sub"):

@@ -114,7 +114,9 @@ def upstream_start() -> Response:
     try:
         return upstream.redirect(base_url + url_for("login.callback"))
     except UpstreamError as exc:
-        return message("Sign-in failed", str(exc), 502, error=True, link=url_for("login.login"))
+        return message(
+            "Sign-in failed", str(exc), exc.status, error=True, link=url_for("login.login")
+        )
 
 
 @bp.get("/callback")
@@ -127,9 +129,13 @@ def callback() -> Response:
         identity = upstream.finish()
     except UpstreamError as exc:
         current_app.extensions["authserver.events"]("login_failed", method="upstream")
-        status = 502 if "reach" in str(exc) else 400
         return message(
-            "Sign-in failed", str(exc), status, error=True, link=retry, link_text="Sign in again"
+            "Sign-in failed",
+            str(exc),
+            exc.status,
+            error=True,
+            link=retry,
+            link_text="Sign in again",
         )
     users = current_app.extensions["authserver.users"]
     person = users.federated(

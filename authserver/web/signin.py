@@ -7,6 +7,7 @@ the sign-out even though the cookie itself is stateless.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -15,10 +16,13 @@ from urllib.parse import urlsplit
 from flask import current_app, request, session
 
 from ..identity.proxy import trusted_address
+from ..identity.users import UserError
 from ..oauth.people import Person
 from ..settings import Settings
 
 LOGGED_OUT_PREFIX = "logged-out:"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,9 +47,13 @@ def current_signin() -> SignedIn | None:
         # The header is only believed from the proxy itself: from anywhere else a
         # client could set it to anyone's address.
         if email and "@" in email and trusted_address(request.remote_addr, proxy.trusted_proxies):
-            person = users.proxy_user(email)
-            if not person.disabled:
-                return SignedIn(person=person, auth_time=time.time(), method="proxy")
+            try:
+                person = users.proxy_user(email)
+            except UserError as exc:  # not an address we accept, or a local user's name
+                log.warning("auth-proxy header ignored: %s", exc)
+            else:
+                if not person.disabled:
+                    return SignedIn(person=person, auth_time=time.time(), method="proxy")
     uid, auth_time, sid = session.get("uid"), session.get("auth_time"), session.get("sid")
     if not isinstance(uid, str) or not isinstance(auth_time, int | float) or not sid:
         return None
