@@ -23,7 +23,7 @@ from .settings import Settings
 from .storage.database import configure_engine, engine_options, normalize_database_url
 from .storage.ephemeral import EphemeralStore, RedisEphemeralStore, SqlEphemeralStore
 from .storage.keys import SqlKeyRepository
-from .storage.models import db
+from .storage.models import IdTokenSigningKey, db
 from .storage.ratelimit import RateLimits
 from .storage.refresh import SqlRefreshStore
 from .storage.users import SqlUserRepository
@@ -87,6 +87,18 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
         publish_ahead=settings.signing.publish_ahead,
         token_ttl=settings.tokens.access_token_ttl,
     )
+    # OIDC Discovery §3: RS256 must be among the ID token algorithms. With another
+    # algorithm for access tokens, ID tokens get a line of RS256 keys of their own.
+    id_token_keys = keys
+    if settings.signing.algorithm != "RS256":
+        id_token_keys = KeyManager(
+            SqlKeyRepository(engine, IdTokenSigningKey),
+            KeyEncryptor(app.config["SECRET_KEY"]),
+            algorithm="RS256",
+            rotate_every=settings.signing.rotate_every,
+            publish_ahead=settings.signing.publish_ahead,
+            token_ttl=settings.tokens.access_token_ttl,
+        )
     clients = StaticClientStore(settings.clients, SecretVerifier())
     access_tokens = AccessTokens(
         settings.issuer, keys, ephemeral, ttl=settings.tokens.access_token_ttl
@@ -108,7 +120,7 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
             idle_ttl=settings.tokens.refresh_token_idle_ttl,
             retry_grace=settings.tokens.refresh_retry_grace,
         ),
-        id_tokens=IdTokens(settings.issuer, keys, ttl=settings.tokens.access_token_ttl),
+        id_tokens=IdTokens(settings.issuer, id_token_keys, ttl=settings.tokens.access_token_ttl),
         device_verification_uri=settings.base_url + DEVICE_VERIFICATION_PATH,
         device_code_ttl=settings.tokens.device_code_ttl,
         device_poll_interval=settings.tokens.device_poll_interval,
@@ -120,6 +132,8 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
             "authserver.settings": settings,
             "authserver.ephemeral": ephemeral,
             "authserver.keys": keys,
+            # Every key line: the access-token keys first (``keys`` CLI, JWKS).
+            "authserver.key_lines": [keys] if id_token_keys is keys else [keys, id_token_keys],
             "authserver.oauth": server,
             "authserver.users": users,
             "authserver.ratelimits": RateLimits(ephemeral),

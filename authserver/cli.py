@@ -89,7 +89,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not settings.is_sqlite and pending_migrations(app):
         raise CliError("the database schema is not current: run `authserver db upgrade` first")
     with app.app_context():
-        app.extensions["authserver.keys"].ensure_keys()
+        for line in app.extensions["authserver.key_lines"]:
+            line.ensure_keys()
         _initial_admin(app, settings)
         from .storage.models import db
 
@@ -158,7 +159,7 @@ def cmd_hash_secret(args: argparse.Namespace) -> int:
 def cmd_keys_list(args: argparse.Namespace) -> int:
     app = _app(args)
     with app.app_context():
-        statuses = app.extensions["authserver.keys"].statuses()
+        statuses = [s for line in app.extensions["authserver.key_lines"] for s in line.statuses()]
     if not statuses:
         print("no signing keys yet: the first is made when the server starts", file=sys.stderr)
     rows = [("KID", "ALG", "STATE", "SIGNS FROM", "PUBLISHED UNTIL")]
@@ -172,9 +173,13 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     app = _app(args)
     with app.app_context():
-        record = app.extensions["authserver.keys"].rotate(immediate=args.now)
-    signs_from = f"{record.activates_at:%Y-%m-%d %H:%M:%S}Z"
-    print(f"new key {record.kid} ({record.algorithm}) published; signs from {signs_from}")
+        # Every line rotates together: a compromised secret key compromises them all.
+        records = [
+            line.rotate(immediate=args.now) for line in app.extensions["authserver.key_lines"]
+        ]
+    for record in records:
+        signs_from = f"{record.activates_at:%Y-%m-%d %H:%M:%S}Z"
+        print(f"new key {record.kid} ({record.algorithm}) published; signs from {signs_from}")
     return 0
 
 

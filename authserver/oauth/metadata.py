@@ -50,7 +50,8 @@ def server_metadata(
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": True,
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": [signing_algorithm],
+        # ID tokens are always RS256 (OIDC Discovery §3 requires it to be offered).
+        "id_token_signing_alg_values_supported": ["RS256"],
         "prompt_values_supported": ["none", "login", "consent"],
         "claims_supported": [
             "sub",

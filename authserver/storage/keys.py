@@ -9,7 +9,7 @@ from typing import Any, cast
 from sqlalchemy import Engine, Table, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from .models import SigningKey
+from .models import IdTokenSigningKey, SigningKey
 
 
 @dataclass(frozen=True)
@@ -24,13 +24,18 @@ class KeyRecord:
 
 
 class SqlKeyRepository:
-    def __init__(self, engine: Engine) -> None:
+    """``model`` is :class:`SigningKey` (access tokens) or :class:`IdTokenSigningKey`."""
+
+    def __init__(
+        self, engine: Engine, model: type[SigningKey] | type[IdTokenSigningKey] = SigningKey
+    ) -> None:
         self._engine = engine
+        self._table = cast(Table, model.__table__)
 
     def list(self) -> list[KeyRecord]:
         """Every key, oldest generation first."""
         with self._engine.connect() as conn:
-            rows = conn.execute(select(SigningKey.__table__).order_by(SigningKey.generation))
+            rows = conn.execute(select(self._table).order_by(self._table.c.generation))
             return [
                 KeyRecord(
                     kid=row.kid,
@@ -49,7 +54,7 @@ class SqlKeyRepository:
         try:
             with self._engine.begin() as conn:
                 conn.execute(
-                    insert(cast(Table, SigningKey.__table__)).values(
+                    insert(self._table).values(
                         kid=record.kid,
                         generation=record.generation,
                         algorithm=record.algorithm,
@@ -65,7 +70,7 @@ class SqlKeyRepository:
 
     def withdraw_older_than(self, generation: int) -> None:
         """Delete every key before ``generation`` (a compromised key's rotation)."""
-        table = cast(Table, SigningKey.__table__)
+        table = self._table
         with self._engine.begin() as conn:
             conn.execute(delete(table).where(table.c.generation < generation))
 

@@ -59,6 +59,24 @@ class SigningKey(Base):
     activates_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
+class IdTokenSigningKey(Base):
+    """An RS256 key for ID tokens when access tokens use another algorithm.
+
+    OIDC Discovery §3 requires RS256 among ``id_token_signing_alg_values_supported``;
+    this second line of keys follows the same schedule as ``signing_keys``.
+    """
+
+    __tablename__ = "id_token_signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, unique=True, nullable=False)
+    algorithm: Mapped[str] = mapped_column(String(16), nullable=False)
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    private_key_encrypted: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    activates_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
 class EphemeralEntry(Base):
     """One entry of the SQL ephemeral store (used when no Redis is configured)."""
 

@@ -27,6 +27,9 @@ def metadata() -> Response:
 
 @bp.get(JWKS_PATH)
 def jwks() -> Response:
-    keys: KeyManager = current_app.extensions["authserver.keys"]
+    lines: list[KeyManager] = current_app.extensions["authserver.key_lines"]
     # Cacheable for half of publish_ahead: a cache always holds a new key before it signs.
-    return _json(keys.jwks(), keys.jwks_max_age)
+    if len(lines) == 1:
+        return _json(lines[0].jwks(), lines[0].jwks_max_age)
+    keys = [key for line in lines for key in line.jwks()["keys"]]
+    return _json({"keys": keys}, min(line.jwks_max_age for line in lines))
