@@ -24,6 +24,7 @@ from .clients import Client, ClientStore
 from .endpoints.introspection import IntrospectionEndpoint
 from .endpoints.revocation import RevocationEndpoint
 from .grants.authorization_code import (
+    CODE_REPLAYED_PREFIX,
     CODE_USED_PREFIX,
     CODE_USED_TTL_SECONDS,
     AuthorizationCodeGrant,
@@ -230,15 +231,18 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
         return body, issued
 
     def code_redeemed(self, key: str, issued: IssuedToken) -> None:
-        """Remember what a code issued; revoke it at once if a replay came meanwhile."""
+        """Remember what a code issued; revoke it at once if a replay came meanwhile.
+
+        The record is written before the replay flag is read, and a replay sets its
+        flag before it reads the record again, so one of the two always revokes.
+        """
         record = {
             "jti": issued.claims["jti"],
             "exp": issued.claims["exp"],
             "family_id": issued.claims.get("refresh_family"),
         }
-        previous = self.store.get(CODE_USED_PREFIX + key)
         self.store.put(CODE_USED_PREFIX + key, json.dumps(record).encode(), CODE_USED_TTL_SECONDS)
-        if previous is not None and json.loads(previous).get("replayed"):
+        if self.store.get(CODE_REPLAYED_PREFIX + key) is not None:
             self._revoke_code_tokens(record)
 
     def code_replayed(self, key: str) -> None:
@@ -246,12 +250,15 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
         raw = self.store.get(CODE_USED_PREFIX + key)
         if raw is None:
             return  # never issued, or long expired: nothing to revoke
+        self.emit("code_replayed", client=None)
         record = json.loads(raw)
+        if "jti" not in record:
+            # The first redemption is still running: flag it, then look again.
+            self.store.put(CODE_REPLAYED_PREFIX + key, b"1", CODE_USED_TTL_SECONDS)
+            raw = self.store.get(CODE_USED_PREFIX + key)
+            record = json.loads(raw) if raw is not None else {}
         if "jti" in record:
             self._revoke_code_tokens(record)
-        else:  # the first redemption is still running; it will see this and revoke
-            self.store.put(CODE_USED_PREFIX + key, b'{"replayed": true}', CODE_USED_TTL_SECONDS)
-        self.emit("code_replayed", client=None)
 
     def _revoke_code_tokens(self, record: dict[str, Any]) -> None:
         self.access_tokens.revoke({"jti": record["jti"], "exp": record["exp"]})

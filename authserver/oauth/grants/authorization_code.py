@@ -27,6 +27,8 @@ CODE_PREFIX = "code:"
 #: What a redeemed code issued, so that a replay can revoke it.
 CODE_USED_PREFIX = "code-used:"
 CODE_USED_TTL_SECONDS = 600
+#: Set by a replay that came while the first redemption was still issuing.
+CODE_REPLAYED_PREFIX = "code-replayed:"
 
 
 @dataclass(frozen=True)

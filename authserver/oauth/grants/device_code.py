@@ -149,6 +149,8 @@ class DeviceCodeGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: ign
         interval = state["interval"] + SLOW_DOWN_STEP * slowed
         if not store.add(POLL_PREFIX + key, b"1", max(interval - 0.5, 0.5)):
             store.incr(SLOW_PREFIX + key, state["expires_at"] - time.time() + 60)
+            # "for this and all subsequent requests": the wait starts again now.
+            store.put(POLL_PREFIX + key, b"1", max(interval + SLOW_DOWN_STEP - 0.5, 0.5))
             raise SlowDownError(
                 description=f"Polling too fast; wait {interval + SLOW_DOWN_STEP} seconds."
             )
