@@ -84,7 +84,9 @@ def redis_url() -> str:
     import redis
 
     try:
-        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+        client = redis.Redis.from_url(url, socket_connect_timeout=3)
+        client.ping()
+        client.close()
     except redis.RedisError as exc:
         pytest.fail(f"Redis at {url} is not reachable: {exc}")
     return url
@@ -257,6 +259,9 @@ def make_app(backend: Backend, tmp_path: Path) -> Iterator[AppFactory]:
     for app in built:
         with app.app_context():
             db.engine.dispose()
+        store = app.extensions["authserver.ephemeral"]
+        if isinstance(store, RedisEphemeralStore):
+            store.close()
 
 
 @pytest.fixture

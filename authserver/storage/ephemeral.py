@@ -103,6 +103,10 @@ class RedisEphemeralStore:
     def ping(self) -> None:
         self._redis.ping()
 
+    def close(self) -> None:
+        """Close the connection pool (tests; a server keeps it for its lifetime)."""
+        self._redis.close()
+
 
 class SqlEphemeralStore:
     """SQL implementation over the ``ephemeral_entries`` table (SQLite or PostgreSQL).

@@ -51,10 +51,12 @@ def _error(error: OAuth2Error) -> Response:
 def _login_url(prompts: frozenset[str]) -> str:
     """The login page, coming back here afterwards (without ``prompt=login``, so the
     fresh sign-in is not asked for again)."""
+    # max_age is dropped too: the sign-in about to happen satisfies it (OIDC Core
+    # §3.1.2.1), and keeping max_age=0 would send the person back here for ever.
     args = [
         (k, v)
         for k, v in request.args.items(multi=True)
-        if not (k == "prompt" and "login" in v.split())
+        if not (k == "prompt" and "login" in v.split()) and k != "max_age"
     ]
     remaining = " ".join(p for p in prompts if p != "login")
     if remaining:
