@@ -39,15 +39,8 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 
 
-class SigningKey(Base):
-    """A token signing key. The private part is encrypted under the server secret.
-
-    A key is published (in JWKS) from ``created_at``, signs from ``activates_at``
-    until a newer key activates, and stays published until every token it signed
-    has expired (``authserver.keys.manager`` works that out from the list).
-    """
-
-    __tablename__ = "signing_keys"
+class _KeyColumns:
+    """The columns of a line of signing keys."""
 
     kid: Mapped[str] = mapped_column(String(64), primary_key=True)
     #: Monotonic; unique, so two workers racing to rotate make one key, not two.
@@ -59,7 +52,18 @@ class SigningKey(Base):
     activates_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
-class IdTokenSigningKey(Base):
+class SigningKey(_KeyColumns, Base):
+    """A token signing key. The private part is encrypted under the server secret.
+
+    A key is published (in JWKS) from ``created_at``, signs from ``activates_at``
+    until a newer key activates, and stays published until every token it signed
+    has expired (``authserver.keys.manager`` works that out from the list).
+    """
+
+    __tablename__ = "signing_keys"
+
+
+class IdTokenSigningKey(_KeyColumns, Base):
     """An RS256 key for ID tokens when access tokens use another algorithm.
 
     OIDC Discovery §3 requires RS256 among ``id_token_signing_alg_values_supported``;
@@ -67,14 +71,6 @@ class IdTokenSigningKey(Base):
     """
 
     __tablename__ = "id_token_signing_keys"
-
-    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
-    generation: Mapped[int] = mapped_column(Integer, unique=True, nullable=False)
-    algorithm: Mapped[str] = mapped_column(String(16), nullable=False)
-    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
-    private_key_encrypted: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    activates_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
 class EphemeralEntry(Base):
