@@ -340,6 +340,63 @@ def cmd_users_export_csv(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- a person's sign-in: login and token (the client side; no config, no database) ---
+
+
+@contextmanager
+def _client_errors() -> Iterator[None]:
+    """``LoginError`` as a one-line failure."""
+    try:
+        from .client import LoginError
+    except ImportError as exc:  # requests is not a server dependency
+        name = exc.name or "requests"
+        raise CliError(f"this command needs the {name} package: pip install {name}") from None
+    try:
+        yield
+    except LoginError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    with _client_errors():
+        from .client import TokenCache, login_device, login_loopback
+
+        cache = TokenCache()
+
+        def show(text: str) -> None:
+            print(text, file=sys.stderr, flush=True)
+
+        if args.device:
+            token = login_device(args.issuer, args.client_id, args.scope, show)
+        else:
+
+            def open_browser(url: str) -> None:
+                if args.no_browser:
+                    show(f"Open this URL in a browser to sign in:\n{url}")
+                    return
+                show(f"Opening a browser to sign in. If none opens, visit:\n{url}")
+                import webbrowser
+
+                webbrowser.open(url)
+
+            token = login_loopback(args.issuer, args.client_id, args.scope, open_browser)
+        cache.store(args.issuer, args.client_id, token)
+    granted = f" (scope {token.scope})" if token.scope else ""
+    print(
+        f"authserver: signed in to {args.issuer}{granted}; tokens cached in {cache.path}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    with _client_errors():
+        from .client import fresh_access_token
+
+        print(fresh_access_token(args.issuer, args.client_id))
+    return 0
+
+
 def _os_reason(exc: Exception) -> str:
     return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
 
@@ -452,7 +509,34 @@ def build_parser() -> argparse.ArgumentParser:
         users_commands,
     )
     export_csv.add_argument("file", metavar="FILE", help="the CSV file; - for standard output")
+
+    login = add(
+        "login",
+        cmd_login,
+        "sign in as a person (PKCE with a loopback redirect, or --device) and cache the tokens",
+    )
+    _client_arguments(login)
+    login.add_argument(
+        "--scope",
+        default="openid profile offline_access",
+        help="space-separated scopes (default: %(default)s)",
+    )
+    login.add_argument(
+        "--device", action="store_true", help="the device flow: approve on another device"
+    )
+    login.add_argument(
+        "--no-browser", action="store_true", help="print the sign-in URL instead of opening it"
+    )
+    token = add("token", cmd_token, "print a fresh access token (refreshed when needed)")
+    _client_arguments(token)
     return parser
+
+
+def _client_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--issuer", required=True, metavar="URL", help="the server's issuer URL")
+    command.add_argument(
+        "--client-id", default="cli", metavar="ID", help="a public client (default: %(default)s)"
+    )
 
 
 def _positive_int(value: str) -> int:
