@@ -94,28 +94,137 @@ def test_wrong_password_is_401_with_a_message(app: Flask) -> None:
     assert "Wrong username or password." in response.text
 
 
-def test_failed_sign_ins_are_limited_per_account(app: Flask) -> None:
-    """10 failures per account in 15 minutes; then even the right password waits."""
+def test_failed_sign_ins_are_limited_per_account_and_address(app: Flask) -> None:
+    """10 tries per account from one address in 15 minutes; the owner elsewhere is not
+    locked out by someone guessing (a per-account limit alone would let anyone lock
+    any account)."""
     app.extensions["authserver.users"].create_local("hank", PASSWORD, "user")
-    for i in range(10):
-        client = app.test_client()
-        # a different address each time: only the per-account limit applies
-        client.environ_base["REMOTE_ADDR"] = f"10.0.0.{i + 1}"
-        assert _login(client, "hank", "wrong password guess").status_code == 401
-    client = app.test_client()
-    client.environ_base["REMOTE_ADDR"] = "10.0.1.1"
-    response = _login(client, "hank", PASSWORD)
+    attacker = app.test_client()
+    attacker.environ_base["REMOTE_ADDR"] = "10.0.0.1"
+    for _ in range(10):
+        assert _login(attacker, "hank", "wrong password guess").status_code == 401
+    response = _login(attacker, "hank", PASSWORD)
     assert response.status_code == 429
     assert "Too many failed sign-ins" in response.text
-    # another account from the same address is not affected
+    owner = app.test_client()
+    owner.environ_base["REMOTE_ADDR"] = "10.0.1.1"
+    assert _login(owner, "hank", PASSWORD).status_code == 302
+    # another account from the attacker's address is not affected
     app.extensions["authserver.users"].create_local("ivy", PASSWORD, "user")
-    assert _login(client, "ivy", PASSWORD).status_code == 302
+    assert _login(attacker, "ivy", PASSWORD).status_code == 302
+
+
+def test_one_ipv6_host_is_one_address_for_the_limits(app: Flask) -> None:
+    """Addresses of one /64 share the per-account+address counter."""
+    app.extensions["authserver.users"].create_local("lena", PASSWORD, "user")
+    for i in range(10):
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = f"2001:db8:1:2::{i + 1:x}"
+        assert _login(client, "lena", "wrong password guess").status_code == 401
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = "2001:db8:1:2::ffff"
+    assert _login(client, "lena", PASSWORD).status_code == 429
 
 
 def test_failed_sign_ins_are_limited_per_address(app: Flask) -> None:
     client = app.test_client()
     client.environ_base["REMOTE_ADDR"] = "10.9.9.9"
-    for i in range(30):
+    for i in range(60):
         assert _login(client, f"nobody{i}", "wrong password guess").status_code == 401
     app.extensions["authserver.users"].create_local("jack", PASSWORD, "user")
     assert _login(client, "jack", PASSWORD).status_code == 429
+
+
+def test_control_characters_in_the_username_are_a_failed_sign_in(app: Flask) -> None:
+    response = _login(app.test_client(), "ad\x00min", "whatever password")
+    assert response.status_code == 401
+    assert "Wrong username or password." in response.text
+
+
+# -- odd input at the authorization endpoint: a clear 4xx, never a 500 -----------------
+
+
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [
+        ({"redirect_uri": "http://[::1"}, 400),
+        ({"redirect_uri": "http://[abc]/callback"}, 400),
+        ({"response_type": "é"}, 302),
+        ({"response_type": 'a"b'}, 302),
+        ({"response_type": "\x01"}, 302),
+        ({"response_type": "token"}, 302),
+        ({"client_id": "nope", "response_type": "é"}, 400),
+        ({"max_age": "²"}, 302),
+        ({"scope": "openid", "redirect_uri": None}, 400),
+    ],
+)
+def test_odd_authorization_requests_are_clear_errors(
+    app: Flask, params: dict[str, str | None], status: int
+) -> None:
+    from .people import pkce_pair
+
+    app.extensions["authserver.users"].create_local("mia", PASSWORD, "user")
+    client = app.test_client()
+    assert _login(client, "mia", PASSWORD).status_code == 302
+    _, challenge = pkce_pair()
+    query: dict[str, str | None] = {
+        "response_type": "code",
+        "client_id": "cli",
+        "redirect_uri": "http://127.0.0.1:40001/callback",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "state": "s1",
+        **params,
+    }
+    response = client.get(
+        "/oauth2/authorize", query_string={k: v for k, v in query.items() if v is not None}
+    )
+    assert response.status_code == status, response.text
+    if status == 302:
+        location = response.headers["Location"]
+        assert location.startswith("http://127.0.0.1:40001/callback?error=")
+        assert "state=s1" in location
+        assert "iss=" in location
+    else:
+        assert "Location" not in response.headers
+        assert "text/html" in response.content_type
+
+
+def test_public_client_confirms_when_the_sign_in_is_not_fresh(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 8252 §8.6: no silent code for a loopback listener on an old session."""
+    from authserver.web import authorize
+
+    from .people import pkce_pair
+
+    app.extensions["authserver.users"].create_local("nina", PASSWORD, "user")
+    client = app.test_client()
+    assert _login(client, "nina", PASSWORD).status_code == 302
+    _, challenge = pkce_pair()
+    query = {
+        "response_type": "code",
+        "client_id": "cli",
+        "redirect_uri": "http://127.0.0.1:40002/callback",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "scope": "openid offline_access",
+    }
+    fresh = client.get("/oauth2/authorize", query_string=query)
+    assert fresh.status_code == 302  # just signed in: the sign-in was the interaction
+    monkeypatch.setattr(authorize, "FRESH_SIGNIN_SECONDS", -1)
+    page = client.get("/oauth2/authorize", query_string=query)
+    assert page.status_code == 200
+    assert "Allow" in page.text
+    assert "offline_access" in page.text
+    silent = client.get("/oauth2/authorize", query_string={**query, "prompt": "none"})
+    assert "error=consent_required" in silent.headers["Location"]
+    approved = client.post(
+        "/oauth2/authorize",
+        query_string=query,
+        data={"csrf_token": form_field(page.text, "csrf_token"), "approve": "1"},
+    )
+    assert approved.status_code == 302
+    assert "code=" in approved.headers["Location"]
+    # not remembered: the next silent request asks again
+    assert client.get("/oauth2/authorize", query_string=query).status_code == 200

@@ -22,6 +22,27 @@ from ..settings import UpstreamSettings
 
 log = logging.getLogger(__name__)
 
+#: OAuth 2.0 / OIDC error codes an IdP may send back (RFC 6749 §4.1.2.1, OIDC Core
+#: §3.1.2.6); anything else is shown as plain "error".
+KNOWN_UPSTREAM_ERRORS = frozenset(
+    {
+        "invalid_request",
+        "unauthorized_client",
+        "unsupported_response_type",
+        "invalid_scope",
+        "server_error",
+        "temporarily_unavailable",
+        "interaction_required",
+        "login_required",
+        "account_selection_required",
+        "consent_required",
+        "invalid_request_uri",
+        "invalid_request_object",
+        "invalid_grant",
+        "invalid_client",
+    }
+)
+
 #: How long a sign-in at the IdP may take, from our redirect to its callback.
 STATE_TTL_SECONDS = 600
 
@@ -120,10 +141,10 @@ class Upstream:
         except OAuthError as exc:
             if exc.error == "access_denied":
                 raise UpstreamError("Sign-in was cancelled at the identity provider.") from exc
-            log.warning("upstream sign-in failed: %s %s", exc.error, exc.description)
-            raise UpstreamError(
-                f"The identity provider refused the sign-in ({exc.error})."
-            ) from exc
+            log.warning("upstream sign-in failed: %r %r", exc.error, exc.description)
+            # Only codes we know are shown: the callback's query is anyone's to forge.
+            code = exc.error if exc.error in KNOWN_UPSTREAM_ERRORS else "error"
+            raise UpstreamError(f"The identity provider refused the sign-in ({code}).") from exc
         except Exception as exc:  # IdP unreachable at the token endpoint, bad ID token...
             log.warning("upstream sign-in failed: %s: %s", type(exc).__name__, exc)
             raise UpstreamError(

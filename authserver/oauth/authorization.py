@@ -6,12 +6,18 @@ them: the web layer knows who is signed in and renders pages; the decisions are 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from authlib.common.urls import add_params_to_uri
-from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Error
+from authlib.oauth2.rfc6749 import (
+    InvalidClientError,
+    InvalidRequestError,
+    OAuth2Error,
+    UnsupportedResponseTypeError,
+)
 
 from .grants.device_code import USER_CODE_PREFIX, normalize_user_code
 from .http import HttpRequest, HttpResponse
@@ -65,6 +71,7 @@ class AuthorizationMixin:
         the client (:meth:`authorization_error`), otherwise it is shown to the person
         (§4.1.2.1: never redirect to an unverified URI).
         """
+        self._precheck(request)
         grant = self.get_consent_grant(request)  # type: ignore[attr-defined]
         redirect_uri = grant.redirect_uri
         data = request.payload.data
@@ -89,6 +96,43 @@ class AuthorizationMixin:
             prompts=prompts,
             max_age=max_age,
         )
+
+    def _precheck(self, request: HttpRequest) -> None:
+        """What Authlib would get wrong or leave loose, checked before it runs.
+
+        ``response_type``: only ``code`` (OAuth 2.1 §4.1.1); Authlib would quote any
+        other value in its error, and a value outside RFC 6749's error character set
+        is a 500 there. ``redirect_uri``: required when the client has more than one or
+        the request is OpenID (OAuth 2.1 §4.1.1, OIDC Core §3.1.2.1).
+        """
+        data = request.payload.data
+        client = self.query_client(data.get("client_id") or "")  # type: ignore[attr-defined]
+        redirect_uri = data.get("redirect_uri")
+        if client is None:  # shown to the person, never redirected (§4.1.2.1)
+            if not data.get("client_id"):
+                raise InvalidClientError(description="The client_id parameter is missing.")
+            raise InvalidClientError(description="There is no client with this client_id.")
+        if not redirect_uri and (
+            len(client.redirect_uris) > 1 or OPENID_SCOPE in (data.get("scope") or "").split()
+        ):
+            raise InvalidRequestError(description="The redirect_uri parameter is required.")
+        response_type = data.get("response_type")
+        if response_type != "code":
+            verified = (
+                redirect_uri if redirect_uri and client.check_redirect_uri(redirect_uri) else None
+            )
+            if not response_type:
+                raise InvalidRequestError(
+                    description="The response_type parameter is missing.",
+                    redirect_uri=verified,
+                    state=data.get("state"),
+                )
+            raise UnsupportedResponseTypeError(
+                for_description(response_type),
+                description="Only response_type=code is supported.",
+                redirect_uri=verified,
+                state=data.get("state"),
+            )
 
     def authorization_response(
         self, auth: AuthorizationRequest, person: Person, auth_time: float
@@ -223,7 +267,7 @@ class AuthorizationMixin:
 def _max_age(value: str | None) -> int | None:
     if value is None or value == "":
         return None
-    if not value.isdigit() or len(value) > 10:
+    if not re.fullmatch(r"[0-9]{1,10}", value):
         raise InvalidRequestError(description="max_age must be a number of seconds.")
     return int(value)
 

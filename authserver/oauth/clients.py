@@ -108,7 +108,10 @@ LOOPBACK_HOSTS = ("127.0.0.1", "[::1]", "localhost")
 def redirect_uri_matches(registered: str, asked: str) -> bool:
     if registered == asked:
         return True
-    reg, got = urlsplit(registered), urlsplit(asked)
+    try:
+        reg, got = urlsplit(registered), urlsplit(asked)
+    except ValueError:  # e.g. "http://[::1" - not a URI at all
+        return False
     if reg.scheme != "http" or got.scheme != "http":
         return False
     reg_host = reg.netloc.rsplit(":", 1)[0] if not reg.netloc.endswith("]") else reg.netloc

@@ -53,9 +53,9 @@ def userinfo_claims(person: Person, scopes: Iterable[str]) -> dict[str, Any]:
         claims["name"] = person.name or person.username
         claims["preferred_username"] = person.username
     if "email" in scopes and person.email:
+        # No ``email_verified``: we pass on what the IdP or the proxy said, and cannot
+        # vouch that the address was verified (an IdP may let people set their own).
         claims["email"] = person.email
-        # Emails come from the upstream IdP, the auth proxy, or an admin: verified by them.
-        claims["email_verified"] = True
     if "profile" in scopes or "groups" in scopes:
         claims["groups"] = list(person.groups)
     if "profile" in scopes or "roles" in scopes:

@@ -24,6 +24,9 @@ from .signin import current_signin
 bp = Blueprint("authorize", __name__)
 
 AUTHORIZE_PATH = "/oauth2/authorize"
+#: A public client gets a code without a confirmation click only this soon after the
+#: person signed in for it.
+FRESH_SIGNIN_SECONDS = 300
 
 SCOPE_DESCRIPTIONS = {
     "openid": "know who you are",
@@ -91,6 +94,12 @@ def authorize() -> Response:
     needs_consent = auth.client.consent and (
         "consent" in auth.prompts or _consent_key(auth) not in consents
     )
+    # RFC 8252 §8.6: a public client's identity cannot be assured (any program can
+    # listen on a loopback port), so its codes are not issued without the person
+    # doing something: a sign-in just now, or a click on the confirmation page.
+    silent = signin.method == "proxy" or time.time() - signin.auth_time > FRESH_SIGNIN_SECONDS
+    confirm_public = auth.client.is_public and ("consent" in auth.prompts or silent)
+    needs_consent = needs_consent or confirm_public
     if needs_consent:
         if "none" in auth.prompts:
             return _error(ConsentRequiredError(redirect_uri=auth.redirect_uri, state=state))
@@ -99,7 +108,8 @@ def authorize() -> Response:
             if not form.approve.data:
                 server.emit("authorization_denied", client=auth.client, user_id=signin.person.id)
                 return _error(AccessDeniedError(redirect_uri=auth.redirect_uri, state=state))
-            session["consents"] = [*consents[-19:], _consent_key(auth)]
+            if auth.client.consent:  # a public client's confirmation is not remembered
+                session["consents"] = [*consents[-19:], _consent_key(auth)]
         else:
             return page(
                 "consent.html",

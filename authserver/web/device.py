@@ -8,7 +8,7 @@ from werkzeug.wrappers import Response
 from ..oauth.server import AuthServer
 from .forms import DeviceCodeForm, DeviceDecisionForm
 from .pages import message, page
-from .signin import current_signin
+from .signin import client_address, current_signin
 
 bp = Blueprint("device", __name__)
 
@@ -31,7 +31,7 @@ def _require_signin() -> Response | None:
 def _lookup(code: str) -> tuple[Response | None, object]:
     """The pending request for ``code``, or the page to show instead."""
     limits = current_app.extensions["authserver.ratelimits"]
-    address = request.remote_addr or "unknown"
+    address = client_address()
     if not limits.test(USER_CODE_PER_ADDRESS, "user-code", address):
         form = DeviceCodeForm(formdata=None)
         return page(
@@ -104,7 +104,18 @@ def decide() -> Response:
             link=url_for("device.start"),
         )
     server = _server()
+    limits = current_app.extensions["authserver.ratelimits"]
+    address = client_address()
+    if not limits.test(USER_CODE_PER_ADDRESS, "user-code", address):
+        return message(
+            "Connect a device",
+            "Too many wrong codes. Wait a few minutes and try again.",
+            429,
+            error=True,
+        )
     pending = server.pending_device(form.user_code.data)
+    if pending is None:
+        limits.hit(USER_CODE_PER_ADDRESS, "user-code", address)
     approve = bool(form.approve.data)
     if pending is None or not server.decide_device(
         pending, signin.person, approve=approve, auth_time=signin.auth_time

@@ -7,6 +7,7 @@ the sign-out even though the cookie itself is stateless.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 import time
@@ -95,3 +96,18 @@ def safe_next(value: str | None, default: str = "/") -> str:
     if parts.scheme or parts.netloc:
         return default
     return value
+
+
+def client_address() -> str:
+    """The address rate limits are keyed on: the peer, an IPv6 one as its /64 (one
+    host usually holds a whole /64, so per-/128 limits would be no limit)."""
+    address = request.remote_addr or "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
