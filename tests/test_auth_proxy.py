@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from .conftest import AUDIENCES, AppFactory
-from .people import pkce_pair
+from .people import form_field, pkce_pair
 
 HEADER = "X-Auth-Request-Email"
 PROXY = {"email_header": HEADER, "trusted_proxies": ["127.0.0.1/32"]}
@@ -53,6 +53,20 @@ def _authorize(
     response = client.get(
         "/oauth2/authorize", query_string=params, headers=headers, environ_base=environ
     )
+    if response.status_code == 200 and 'id="approve"' in response.get_data(as_text=True):
+        # RFC 8252 §8.6: a proxy sign-in involves no interaction with us, so a public
+        # client's code waits for the person's click on the confirmation page (never
+        # the login page).
+        response = client.post(
+            "/oauth2/authorize",
+            query_string=params,
+            headers=headers,
+            environ_base=environ,
+            data={
+                "csrf_token": form_field(response.get_data(as_text=True), "csrf_token"),
+                "approve": "1",
+            },
+        )
     return response, params, verifier
 
 
