@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 EventSink = Callable[..., None]
 
+#: Access tokens issued in a refresh-token family (jti, exp), to deny with the family.
+FAMILY_TOKENS_PREFIX = "family-tokens:"
+
 #: RFC 6749 §5.2 descriptions for errors Authlib raises without one.
 DEFAULT_DESCRIPTIONS = {
     "invalid_request": "The request is missing a parameter or is malformed.",
@@ -226,6 +229,7 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
         claims = dict(issued.claims)
         if family_id is not None:
             claims["refresh_family"] = family_id
+            self._remember_family_token(family_id, claims)
         issued = IssuedToken(issued.access_token, issued.expires_in, issued.scope, claims)
         self.emit("token_issued", grant_type=grant_type, client=client, claims=issued.claims)
         return body, issued
@@ -263,7 +267,28 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
     def _revoke_code_tokens(self, record: dict[str, Any]) -> None:
         self.access_tokens.revoke({"jti": record["jti"], "exp": record["exp"]})
         if record.get("family_id"):
-            self.refresh_tokens.revoke_family(record["family_id"], "code_replay")
+            self.revoke_family(record["family_id"], "code_replay")
+
+    # -- refresh-token families ---------------------------------------------------------
+
+    def _remember_family_token(self, family_id: str, claims: dict[str, Any]) -> None:
+        """Note an access token issued in a family, so that revoking the family (reuse,
+        revocation, a replayed code) can deny it too (RFC 7009 §2.1, RFC 9700 §4.14)."""
+        key = FAMILY_TOKENS_PREFIX + family_id
+        now = self.now()
+        raw = self.store.get(key)
+        entries = [e for e in json.loads(raw) if e[1] + 60 > now] if raw else []
+        entries.append([claims["jti"], claims["exp"]])
+        self.store.put(key, json.dumps(entries[-50:]).encode(), self.access_tokens.ttl + 120)
+
+    def revoke_family(self, family_id: str, reason: str) -> bool:
+        """Revoke every refresh token of a family and the access tokens it issued that
+        are still alive; ``True`` if the family was live until now."""
+        revoked = self.refresh_tokens.revoke_family(family_id, reason)
+        raw = self.store.take(FAMILY_TOKENS_PREFIX + family_id)
+        for jti, exp in json.loads(raw) if raw else []:
+            self.access_tokens.revoke({"jti": jti, "exp": exp})
+        return revoked
 
     def introspection_response(self, request: HttpRequest) -> HttpResponse:
         response: HttpResponse = self.create_endpoint_response("introspection", request)

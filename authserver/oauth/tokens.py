@@ -103,6 +103,10 @@ class AccessTokens:
         token = self._signer.sign({"typ": ACCESS_TOKEN_TYP}, claims)
         return IssuedToken(access_token=token, expires_in=self._ttl, scope=scope, claims=claims)
 
+    @property
+    def ttl(self) -> int:
+        return self._ttl
+
     def check(self, token: str) -> dict[str, Any] | None:
         """The claims of a token that is ours, well formed, unexpired and not revoked.
 

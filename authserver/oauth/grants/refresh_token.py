@@ -68,7 +68,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             return 200, self._reused(refresh, record, token), self.TOKEN_RESPONSE_HEADER
         person = self.server.users.get(record.user_id)
         if person is None or person.disabled:
-            refresh.revoke_family(record.family_id, "user")
+            self.server.revoke_family(record.family_id, "user")
             raise InvalidGrantError(description="The person this token was issued to is gone.")
         body, _ = self.server.issue_for_person(
             client,
@@ -90,7 +90,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             if body is not None:
                 return body
             raise InvalidGrantError(description="The refresh token was already used.")
-        if refresh.revoke_family(record.family_id, "reuse"):
+        if self.server.revoke_family(record.family_id, "reuse"):
             self.server.emit(
                 "refresh_reuse_detected",
                 client=self.request.client,
