@@ -277,6 +277,17 @@ class Settings(_Section):
     initial_admin: InitialAdminSettings | None = None
     #: How long a sign-in at the login page lasts (the session cookie).
     session_lifetime: Duration = 12 * 3600
+    #: Reverse proxies (CIDRs) whose ``X-Forwarded-For`` names the client for rate
+    #: limits; without them every client behind a proxy shares the proxy's limits.
+    trusted_forwarders: tuple[str, ...] = ()
+
+    @field_validator("trusted_forwarders")
+    @classmethod
+    def _forwarder_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)
+        return value
+
     rbac: RbacSettings = Field(default_factory=RbacSettings)
     #: Largest accepted request body; RFC 6749 forms are small.
     max_form_bytes: int = Field(default=64 * 1024, gt=0)

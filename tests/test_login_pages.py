@@ -228,3 +228,77 @@ def test_public_client_confirms_when_the_sign_in_is_not_fresh(
     assert "code=" in approved.headers["Location"]
     # not remembered: the next silent request asks again
     assert client.get("/oauth2/authorize", query_string=query).status_code == 200
+
+
+def test_limits_key_on_the_forwarded_client_only_behind_a_trusted_forwarder(
+    make_app,  # type: ignore[no-untyped-def]
+) -> None:
+    """Behind a TLS proxy every request comes from the proxy: with ``trusted_forwarders``
+    the client's own address (right-most untrusted X-Forwarded-For hop) is what counts."""
+    app = make_app(trusted_forwarders=["10.0.0.0/8"])
+    app.extensions["authserver.users"].create_local("olga", PASSWORD, "user")
+    attacker = app.test_client()
+    attacker.environ_base["REMOTE_ADDR"] = "10.0.0.5"
+    # the attacker writes a fake left-most hop; the proxy appends the real one
+    headers = {"X-Forwarded-For": "1.2.3.4, 198.51.100.7"}
+    for _ in range(10):
+        page = attacker.get("/login", query_string={"force": "1"})
+        response = attacker.post(
+            "/login",
+            headers=headers,
+            data={
+                "csrf_token": form_field(page.text, "csrf_token"),
+                "username": "olga",
+                "password": "wrong password guess",
+                "next": "/",
+            },
+        )
+        assert response.status_code == 401
+    page = attacker.get("/login", query_string={"force": "1"})
+    blocked = attacker.post(
+        "/login",
+        headers=headers,
+        data={
+            "csrf_token": form_field(page.text, "csrf_token"),
+            "username": "olga",
+            "password": PASSWORD,
+            "next": "/",
+        },
+    )
+    assert blocked.status_code == 429
+    # the owner comes through the same proxy from another address: not blocked
+    owner = app.test_client()
+    owner.environ_base["REMOTE_ADDR"] = "10.0.0.5"
+    page = owner.get("/login", query_string={"force": "1"})
+    ok = owner.post(
+        "/login",
+        headers={"X-Forwarded-For": "203.0.113.9"},
+        data={
+            "csrf_token": form_field(page.text, "csrf_token"),
+            "username": "olga",
+            "password": PASSWORD,
+            "next": "/",
+        },
+    )
+    assert ok.status_code == 302
+
+
+def test_forwarded_for_from_an_untrusted_peer_is_ignored(app: Flask) -> None:
+    """Without trusted_forwarders, a client cannot pick its own rate-limit key."""
+    app.extensions["authserver.users"].create_local("pia", PASSWORD, "user")
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = "10.7.7.7"
+    for i in range(10):
+        page = client.get("/login", query_string={"force": "1"})
+        response = client.post(
+            "/login",
+            headers={"X-Forwarded-For": f"192.0.2.{i}"},
+            data={
+                "csrf_token": form_field(page.text, "csrf_token"),
+                "username": "pia",
+                "password": "wrong password guess",
+                "next": "/",
+            },
+        )
+        assert response.status_code == 401
+    assert _login(client, "pia", PASSWORD).status_code == 429

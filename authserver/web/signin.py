@@ -102,6 +102,21 @@ def client_address() -> str:
     """The address rate limits are keyed on: the peer, an IPv6 one as its /64 (one
     host usually holds a whole /64, so per-/128 limits would be no limit)."""
     address = request.remote_addr or "unknown"
+    forwarders = _settings().trusted_forwarders
+    if forwarders and trusted_address(address, forwarders):
+        # The right-most address that is not one of our proxies is the client's;
+        # anything left of it the client may have written itself.
+        hops = [
+            hop.strip()
+            for header in request.headers.getlist("X-Forwarded-For")
+            for hop in header.split(",")
+        ]
+        for hop in reversed(hops):
+            if not _is_ip(hop):
+                break
+            address = hop
+            if not trusted_address(hop, forwarders):
+                break
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -111,3 +126,11 @@ def client_address() -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
