@@ -74,7 +74,7 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
 
     if ephemeral is None:
         ephemeral = (
-            RedisEphemeralStore.from_url(settings.redis_url)
+            RedisEphemeralStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
             if settings.redis_url
             else SqlEphemeralStore(engine)
         )

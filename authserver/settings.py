@@ -262,6 +262,8 @@ class Settings(_Section):
     issuer: str = "http://127.0.0.1:8080"
     database_url: str = "sqlite:///instance/authserver.db"
     redis_url: str | None = None
+    #: Prefix of every Redis key, so that deployments can share one Redis.
+    redis_prefix: Annotated[str, Field(min_length=1, max_length=64)] = "authserver:"
     #: Inline secret key (prefer ``secret_key_file``); signs cookies, encrypts keys.
     secret_key: str | None = Field(default=None, repr=False)
     #: Where the secret key lives; generated (0600) if absent.

@@ -390,6 +390,8 @@ def live_server(
         _empty_pg(pg_url)
         config = standard_config(issuer, pg_url, workdir / "secret_key")
         config["redis_url"] = request.getfixturevalue("redis_url")
+        # every live server its own keys: counters must not carry over between tests
+        config["redis_prefix"] = f"authserver-live:{secrets.token_hex(4)}:"
         (workdir / "authserver.yaml").write_text(yaml.safe_dump(config))
         upgraded = run_cli(
             "--config", str(workdir / "authserver.yaml"), "db", "upgrade", cwd=workdir

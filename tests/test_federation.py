@@ -92,6 +92,7 @@ def deployment(
         _empty_pg(pg_url)
         base = standard_config(issuer, pg_url, workdir / "secret_key")
         base["redis_url"] = request.getfixturevalue("redis_url")
+        base["redis_prefix"] = f"authserver-live:{secrets.token_hex(4)}:"
         dead_base = {**base, "issuer": dead_issuer}
     config = _config(base, idp.url)
     dead_config = _config(dead_base, f"http://127.0.0.1:{closed_port}")

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("login", __name__)
 
-#: Sign-in attempts allowed (brute force; OWASP ASVS 2.2.1). Per account and address
+#: Failed sign-ins allowed (brute force; OWASP ASVS 2.2.1). Per account and address
 #: tightly; per account alone loosely, so that nobody can lock the owner out with a
 #: few wrong passwords from elsewhere; per address for password spraying.
 LOGIN_PER_ACCOUNT_ADDRESS = "10/15minutes"
@@ -75,14 +75,14 @@ def login() -> Response:
     limits = current_app.extensions["authserver.ratelimits"]
     username = normalize_username(form.username.data.strip())
     address = client_address()
-    # Every attempt counts before it is checked (so a burst cannot slip past the
-    # limit); a success clears the account+address counter.
-    allowed = [
-        limits.hit(LOGIN_PER_ADDRESS, "login-addr", address),
-        limits.hit(LOGIN_PER_ACCOUNT_ADDRESS, "login-user-addr", username, address),
-        limits.hit(LOGIN_PER_ACCOUNT, "login-user", username),
+    # Failed attempts count; a burst of concurrent guesses can pass the check before
+    # the failures are counted, by at most the server's concurrency.
+    checks = [
+        (LOGIN_PER_ADDRESS, ("login-addr", address)),
+        (LOGIN_PER_ACCOUNT_ADDRESS, ("login-user-addr", username, address)),
+        (LOGIN_PER_ACCOUNT, ("login-user", username)),
     ]
-    if not all(allowed):
+    if not all(limits.test(limit, *keys) for limit, keys in checks):
         current_app.extensions["authserver.events"]("login_throttled", username=username)
         return _login_page(
             form, next_url, "Too many failed sign-ins. Wait a few minutes and try again.", 429
@@ -92,9 +92,10 @@ def login() -> Response:
     if not any(unicodedata.category(c).startswith("C") for c in username):
         person = users.authenticate(username, form.password.data)
     if person is None:
+        for limit, keys in checks:
+            limits.hit(limit, *keys)
         current_app.extensions["authserver.events"]("login_failed", username=username)
         return _login_page(form, next_url, "Wrong username or password.", 401)
-    limits.clear(LOGIN_PER_ACCOUNT_ADDRESS, "login-user-addr", username, address)
     sign_in(person, "password")
     current_app.extensions["authserver.events"]("login", user_id=person.id, method="password")
     return redirect(next_url)
