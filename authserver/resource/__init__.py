@@ -1,4 +1,444 @@
 """A library for resource servers: validate our RFC 9068 access tokens.
 
-Depends on nothing of the server side, so a resource server can install it alone.
+Depends on nothing of the server side, so a resource server can install it alone
+(one module on purpose: the layer check forbids even ``authserver.resource.*`` imports).
+
+``TokenValidator(issuer, audience).validate(token)`` returns :class:`Claims` or raises
+:class:`InvalidToken`; :func:`check` turns an ``Authorization`` header into claims or an
+RFC 6750 error; :func:`require` is the Flask decorator built on it.
 """
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import requests
+from joserfc import jwt
+from joserfc.errors import (
+    BadSignatureError,
+    ExpiredTokenError,
+    InvalidClaimError,
+    JoseError,
+    MissingClaimError,
+    UnsupportedAlgorithmError,
+)
+from joserfc.jwa import JWSAlgModel
+from joserfc.jwk import ECKey, Key, OKPKey, RSAKey, import_key
+from joserfc.jws import JWSRegistry, extract_compact
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+__all__ = [
+    "Claims",
+    "Forbidden",
+    "InvalidToken",
+    "KeysUnavailable",
+    "TokenValidator",
+    "Unauthorized",
+    "check",
+    "init_app",
+    "require",
+]
+
+
+#: header ``alg`` -> (key type, curve or None); asymmetric only, never ``none`` or HS*.
+ALGORITHMS: dict[str, tuple[type[Key], str | None]] = {
+    "RS256": (RSAKey, None),
+    "ES256": (ECKey, "P-256"),
+    "EdDSA": (OKPKey, "Ed25519"),
+}
+#: RFC 9068 §4: the ``typ`` header of an access token.
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+
+
+class InvalidToken(Exception):
+    """The token is not acceptable; ``reason`` is short and safe to show to the caller."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class KeysUnavailable(InvalidToken):
+    """The issuer's metadata or keys could not be fetched (or were not acceptable)."""
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(value.split())
+    if isinstance(value, list | tuple):
+        return tuple(v for v in value if isinstance(v, str))
+    return ()
+
+
+@dataclass(frozen=True)
+class Claims:
+    """The claims of a validated access token."""
+
+    sub: str
+    client_id: str | None
+    scopes: tuple[str, ...]
+    roles: tuple[str, ...]
+    email: str | None
+    groups: tuple[str, ...]
+    exp: int
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> Claims:
+        email = payload.get("email")
+        client_id = payload.get("client_id")
+        return cls(
+            sub=str(payload["sub"]),
+            client_id=client_id if isinstance(client_id, str) else None,
+            scopes=_strings(payload.get("scope")),
+            roles=_strings(payload.get("roles")),
+            email=email if isinstance(email, str) else None,
+            groups=_strings(payload.get("groups")),
+            exp=int(payload["exp"]),
+            raw=dict(payload),
+        )
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+
+class _Registry(JWSRegistry):
+    """Exactly the one algorithm the key allows; no deprecation noise for ``EdDSA``."""
+
+    def get_alg(self, name: str) -> JWSAlgModel:
+        if name not in ALGORITHMS or not self.allowed or name not in self.allowed:
+            raise UnsupportedAlgorithmError(f"Algorithm of '{name}' is not allowed")
+        return self.algorithms[name]
+
+
+class TokenValidator:
+    """Validates access tokens of one issuer for one (or several) audiences.
+
+    Discovery and keys are fetched lazily, on the first token, and cached; an unknown
+    ``kid`` refetches the keys at most once per ``jwks_refresh_min_interval`` seconds.
+    Thread-safe.
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: str | Sequence[str],
+        *,
+        leeway: int = 30,
+        jwks_refresh_min_interval: float = 60,
+        http_timeout: float = 5,
+    ) -> None:
+        self.issuer = issuer
+        self.audiences: tuple[str, ...] = (
+            (audience,) if isinstance(audience, str) else tuple(audience)
+        )
+        if not self.audiences:
+            raise ValueError("at least one audience is required")
+        self.leeway = leeway
+        self.jwks_refresh_min_interval = jwks_refresh_min_interval
+        self.http_timeout = http_timeout
+        self._lock = threading.Lock()
+        self._jwks_uri: str | None = None
+        self._keys: dict[str, Key] | None = None
+        self._fetched_at = float("-inf")
+        self._generation = 0
+        #: how many times the JWKS was fetched (for monitoring and tests)
+        self.jwks_fetches = 0
+
+    # -- keys ---------------------------------------------------------------------
+
+    def _get_json(self, url: str) -> dict[str, Any]:
+        try:
+            response = requests.get(
+                url, timeout=self.http_timeout, headers={"Accept": "application/json"}
+            )
+            response.raise_for_status()
+            body = response.json()
+        except (requests.RequestException, ValueError) as error:
+            raise KeysUnavailable("cannot fetch keys") from error
+        if not isinstance(body, dict):
+            raise KeysUnavailable("cannot fetch keys")
+        return body
+
+    def _discover(self) -> str:
+        base = self.issuer.rstrip("/")
+        metadata: dict[str, Any] | None = None
+        for suffix in (
+            "/.well-known/openid-configuration",
+            "/.well-known/oauth-authorization-server",
+        ):
+            try:
+                metadata = self._get_json(base + suffix)
+                break
+            except KeysUnavailable:
+                continue
+        if metadata is None:
+            raise KeysUnavailable("cannot fetch keys")
+        if metadata.get("issuer") != self.issuer:  # RFC 8414 §3.3: exactly
+            raise KeysUnavailable("issuer metadata mismatch")
+        jwks_uri = metadata.get("jwks_uri")
+        if not isinstance(jwks_uri, str) or not jwks_uri:
+            raise KeysUnavailable("issuer publishes no keys")
+        return jwks_uri
+
+    def _fetch_keys(self) -> dict[str, Key]:
+        if self._jwks_uri is None:
+            self._jwks_uri = self._discover()
+        self.jwks_fetches += 1
+        body = self._get_json(self._jwks_uri)
+        keys: dict[str, Key] = {}
+        entries = body.get("keys")
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
+                continue
+            if entry.get("kty") not in ("RSA", "EC", "OKP") or entry.get("use", "sig") != "sig":
+                continue  # symmetric keys never verify our tokens
+            try:
+                key = import_key(entry)
+            except (JoseError, ValueError, TypeError, KeyError):
+                continue
+            if key.is_private:
+                continue
+            keys[entry["kid"]] = key
+        return keys
+
+    def _key(self, kid: str) -> Key:
+        keys, generation = self._keys, self._generation
+        if keys is not None and kid in keys:
+            return keys[kid]
+        with self._lock:
+            if self._generation != generation:
+                # another thread fetched while we waited: use its result, do not refetch
+                if self._keys is not None and kid in self._keys:
+                    return self._keys[kid]
+                if self._keys is None:
+                    raise KeysUnavailable("cannot fetch keys")
+                raise InvalidToken("unknown signing key")
+            now = time.monotonic()
+            if self._keys is not None and now - self._fetched_at < self.jwks_refresh_min_interval:
+                raise InvalidToken("unknown signing key")
+            self._fetched_at = now
+            self._generation += 1
+            self._keys = self._fetch_keys()  # a failure keeps the old keys (or none)
+            if kid in self._keys:
+                return self._keys[kid]
+        raise InvalidToken("unknown signing key")
+
+    # -- validation -----------------------------------------------------------------
+
+    def validate(self, token: str) -> Claims:
+        """The claims of ``token``, or :class:`InvalidToken` with a reason."""
+        try:
+            return self._validate(token)
+        except InvalidToken:
+            raise
+        except Exception as error:  # never leak another exception type
+            raise InvalidToken("invalid token") from error
+
+    def _validate(self, token: str) -> Claims:
+        if not isinstance(token, str) or token.count(".") != 2:
+            raise InvalidToken("malformed token")
+        try:
+            header = extract_compact(token.encode("ascii")).headers()
+        except (JoseError, ValueError, UnicodeError) as error:
+            raise InvalidToken("malformed token") from error
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in ALGORITHMS:
+            raise InvalidToken("unsupported algorithm")
+        if header.get("typ") not in ACCESS_TOKEN_TYPES:
+            raise InvalidToken("not an access token")
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise InvalidToken("unknown signing key")
+        key = self._key(kid)
+        key_type, curve = ALGORITHMS[alg]
+        if not isinstance(key, key_type) or (curve and key.as_dict().get("crv") != curve):
+            raise InvalidToken("algorithm does not match the key")
+        if key.alg and key.alg != alg:
+            raise InvalidToken("algorithm does not match the key")
+        try:
+            decoded = jwt.decode(token, key, algorithms=[alg], registry=_Registry(algorithms=[alg]))
+        except BadSignatureError as error:
+            raise InvalidToken("bad signature") from error
+        except JoseError as error:
+            raise InvalidToken("malformed token") from error
+        registry = jwt.JWTClaimsRegistry(
+            leeway=self.leeway,
+            iss={"essential": True, "value": self.issuer},
+            aud={"essential": True, "values": list(self.audiences)},
+            sub={"essential": True},
+            exp={"essential": True},
+        )
+        try:
+            registry.validate(decoded.claims)
+        except ExpiredTokenError as error:
+            raise InvalidToken("token expired") from error
+        except MissingClaimError as error:
+            raise InvalidToken(f"missing claim {error.claim}") from error
+        except InvalidClaimError as error:
+            name = error.claim
+            reason = {
+                "iss": "wrong issuer",
+                "aud": "wrong audience",
+                "nbf": "token not yet valid",
+                "iat": "token issued in the future",
+            }.get(name, f"invalid claim {name}")
+            raise InvalidToken(reason) from error
+        return Claims.from_payload(decoded.claims)
+
+
+# -- RFC 6750 ----------------------------------------------------------------------
+
+
+_UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")  # RFC 6750 §3 error_description
+
+
+def _quote(value: str) -> str:
+    return '"' + _UNSAFE.sub("?", value) + '"'
+
+
+class BearerError(Exception):
+    """An RFC 6750 error: ``status``, ``error`` (or None) and the WWW-Authenticate value."""
+
+    status = 401
+
+    def __init__(
+        self, www_authenticate: str, error: str | None = None, description: str | None = None
+    ) -> None:
+        super().__init__(www_authenticate)
+        self.www_authenticate = www_authenticate
+        self.error = error
+        self.description = description
+
+
+class Unauthorized(BearerError):
+    status = 401
+
+
+class Forbidden(BearerError):
+    status = 403
+
+
+def _challenge(realm: str, **params: str | None) -> str:
+    parts = [f"realm={_quote(realm)}"]
+    parts += [f"{name}={_quote(value)}" for name, value in params.items() if value is not None]
+    return "Bearer " + ", ".join(parts)
+
+
+def _names(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return tuple(value.split()) if isinstance(value, str) else tuple(value)
+
+
+def check(
+    validator: TokenValidator,
+    authorization_header: str | None,
+    *,
+    scope: str | Sequence[str] | None = None,
+    role: str | Sequence[str] | None = None,
+    realm: str | None = None,
+) -> Claims:
+    """The claims of the bearer token in ``authorization_header``.
+
+    Every scope in ``scope`` and every role in ``role`` is required. Raises
+    :class:`Unauthorized` (401) or :class:`Forbidden` (403) with the RFC 6750 §3
+    ``WWW-Authenticate`` value to answer with.
+    """
+    realm = realm if realm is not None else validator.audiences[0]
+    scheme, _, token = (authorization_header or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        # no authentication information at all: no error code (RFC 6750 §3.1)
+        raise Unauthorized(_challenge(realm))
+    token = token.strip()
+    try:
+        if not token:
+            raise InvalidToken("empty token")
+        claims = validator.validate(token)
+    except InvalidToken as error:
+        raise Unauthorized(
+            _challenge(realm, error="invalid_token", error_description=error.reason),
+            "invalid_token",
+            error.reason,
+        ) from None
+    required = _names(scope)
+    if not all(claims.has_scope(s) for s in required):
+        description = f"scope {' '.join(required)} required"
+        raise Forbidden(
+            _challenge(
+                realm,
+                error="insufficient_scope",
+                error_description=description,
+                scope=" ".join(required),
+            ),
+            "insufficient_scope",
+            description,
+        )
+    for name in _names(role):
+        if not claims.has_role(name):
+            description = f"role {name} required"
+            raise Forbidden(
+                _challenge(realm, error="insufficient_scope", error_description=description),
+                "insufficient_scope",
+                description,
+            )
+    return claims
+
+
+# -- Flask -------------------------------------------------------------------------
+
+
+EXTENSION = "authserver.resource"
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def init_app(app: Flask, validator: TokenValidator) -> None:
+    """Make ``validator`` the one ``require`` uses in ``app`` when given none."""
+    app.extensions[EXTENSION] = validator
+
+
+def require(
+    validator: TokenValidator | None = None,
+    *,
+    scope: str | Sequence[str] | None = None,
+    role: str | Sequence[str] | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, Any]]:
+    """Answer 401/403 (RFC 6750) unless the request bears a valid token with ``scope``
+    and ``role``; the view finds the claims on ``flask.g.claims``."""
+
+    def decorator(view: Callable[P, R]) -> Callable[P, Any]:
+        @functools.wraps(view)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            import flask
+
+            chosen = validator or flask.current_app.extensions.get(EXTENSION)
+            if not isinstance(chosen, TokenValidator):
+                raise RuntimeError("no TokenValidator: pass one or call init_app(app, validator)")
+            # the resource server's own request, not the authorization server's
+            header = flask.request.headers.get("Authorization")  # noqa: TID251
+            try:
+                flask.g.claims = check(chosen, header, scope=scope, role=role)
+            except BearerError as error:
+                body = {"error": error.error or "invalid_request"}
+                body["error_description"] = error.description or "a bearer token is required"
+                response = flask.jsonify(body)
+                response.status_code = error.status
+                response.headers["WWW-Authenticate"] = error.www_authenticate
+                return response
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
