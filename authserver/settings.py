@@ -89,7 +89,14 @@ def _check_scope_token(value: str) -> str:
     return value
 
 
+def _check_network(value: str) -> str:
+    ipaddress.ip_network(value, strict=False)  # ValueError names the bad value
+    return value
+
+
 RedirectUri = Annotated[str, AfterValidator(_check_redirect_uri)]
+#: An address or CIDR block, like ``10.0.0.0/8``.
+Network = Annotated[str, AfterValidator(_check_network)]
 ScopeToken = Annotated[str, AfterValidator(_check_scope_token)]
 
 
@@ -222,14 +229,7 @@ class UpstreamSettings(_Section):
 
 class AuthProxySettings(_Section):
     email_header: str = "X-Auth-Request-Email"
-    trusted_proxies: tuple[str, ...] = ("127.0.0.1/32",)
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for network in value:
-            ipaddress.ip_network(network, strict=False)
-        return value
+    trusted_proxies: tuple[Network, ...] = ("127.0.0.1/32",)
 
 
 class InitialAdminSettings(_Section):
@@ -281,14 +281,7 @@ class Settings(_Section):
     session_lifetime: Duration = 12 * 3600
     #: Reverse proxies (CIDRs) whose ``X-Forwarded-For`` names the client for rate
     #: limits; without them every client behind a proxy shares the proxy's limits.
-    trusted_forwarders: tuple[str, ...] = ()
-
-    @field_validator("trusted_forwarders")
-    @classmethod
-    def _forwarder_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for network in value:
-            ipaddress.ip_network(network, strict=False)
-        return value
+    trusted_forwarders: tuple[Network, ...] = ()
 
     rbac: RbacSettings = Field(default_factory=RbacSettings)
     #: Largest accepted request body; RFC 6749 forms are small.

@@ -300,20 +300,8 @@ class UserService:
                     return _person(record)
                 self._repo.update(record.id, last_login_at=now)
                 return replace(_person(record), last_login_at=now)
-            record = UserRecord(
-                id=_new_id(),
-                username=address,
-                email=address,
-                name=None,
-                password_hash=None,
-                role=self._rbac.default_role,
-                groups=(),
-                source="proxy",
-                upstream_issuer=None,
-                upstream_subject=None,
-                disabled=False,
-                created_at=now,
-                last_login_at=now,
+            record = self._new_record(
+                address, self._rbac.default_role, "proxy", email=address, last_login_at=now
             )
             try:
                 self._repo.insert(record)
@@ -364,19 +352,15 @@ class UserService:
         base = normalize_username((email or subject).strip())[: MAX_USERNAME_LENGTH - 11]
         now = self._now()
         for username in (base, f"{base}#{pair}"):
-            record = UserRecord(
-                id=_new_id(),
-                username=username,
+            record = self._new_record(
+                username,
+                self._role_for_groups(groups),
+                "upstream",
                 email=email,
                 name=name,
-                password_hash=None,
-                role=self._role_for_groups(groups),
                 groups=groups,
-                source="upstream",
                 upstream_issuer=issuer,
                 upstream_subject=subject,
-                disabled=False,
-                created_at=now,
                 last_login_at=now,
             )
             try:
@@ -430,20 +414,37 @@ class UserService:
         return name, password, role
 
     def _local_record(self, username: str, password_hash: str, role: str) -> UserRecord:
+        return self._new_record(username, role, "local", password_hash=password_hash)
+
+    def _new_record(
+        self,
+        username: str,
+        role: str,
+        source: str,
+        *,
+        email: str | None = None,
+        name: str | None = None,
+        password_hash: str | None = None,
+        groups: tuple[str, ...] = (),
+        upstream_issuer: str | None = None,
+        upstream_subject: str | None = None,
+        last_login_at: datetime | None = None,
+    ) -> UserRecord:
+        """A new person, with a fresh ``sub``."""
         return UserRecord(
             id=_new_id(),
             username=username,
-            email=None,
-            name=None,
+            email=email,
+            name=name,
             password_hash=password_hash,
             role=role,
-            groups=(),
-            source="local",
-            upstream_issuer=None,
-            upstream_subject=None,
+            groups=groups,
+            source=source,
+            upstream_issuer=upstream_issuer,
+            upstream_subject=upstream_subject,
             disabled=False,
             created_at=self._now(),
-            last_login_at=None,
+            last_login_at=last_login_at,
         )
 
     def _now(self) -> datetime:

@@ -57,23 +57,20 @@ class IdTokens:
             claims["at_hash"] = at_hash.decode()
         return self._signer.sign({"typ": "JWT"}, claims)
 
-    def audience_of(self, id_token: str) -> str | None:
-        """The client an ID token of ours was issued to, expired or not (logout hints)."""
+    def _own_claims(self, id_token: str) -> dict[str, Any] | None:
+        """The claims of an ID token of ours, expired or not (logout hints)."""
         try:
-            token = self._signer.verify(id_token)
+            claims = dict(self._signer.verify(id_token).claims)
         except ValueError:
             return None
-        claims = token.claims
-        aud = claims.get("aud")
-        if claims.get("iss") != self.issuer or not isinstance(aud, str):
-            return None
-        return str(aud)
+        return claims if claims.get("iss") == self.issuer else None
+
+    def audience_of(self, id_token: str) -> str | None:
+        """The client an ID token of ours was issued to."""
+        aud = (self._own_claims(id_token) or {}).get("aud")
+        return aud if isinstance(aud, str) else None
 
     def subject_of(self, id_token: str) -> str | None:
-        """The ``sub`` of an ID token of ours, expired or not."""
-        try:
-            token = self._signer.verify(id_token)
-        except ValueError:
-            return None
-        sub = token.claims.get("sub")
-        return sub if token.claims.get("iss") == self.issuer and isinstance(sub, str) else None
+        """The ``sub`` of an ID token of ours."""
+        sub = (self._own_claims(id_token) or {}).get("sub")
+        return sub if isinstance(sub, str) else None

@@ -10,6 +10,19 @@ from flask import Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..oauth.http import HttpRequest, HttpResponse
+from ..oauth.server import AuthServer
+from ..settings import Settings
+
+
+def oauth_server() -> AuthServer:
+    """This app's protocol engine (built by ``create_app``)."""
+    server: AuthServer = current_app.extensions["authserver.oauth"]
+    return server
+
+
+def app_settings() -> Settings:
+    settings: Settings = current_app.extensions["authserver.settings"]
+    return settings
 
 
 def oauth_request() -> HttpRequest:

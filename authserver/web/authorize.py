@@ -11,12 +11,11 @@ from urllib.parse import urlencode
 
 from authlib.oauth2.rfc6749 import AccessDeniedError, OAuth2Error
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
-from flask import Blueprint, current_app, redirect, request, session, url_for
+from flask import Blueprint, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
 from ..oauth.authorization import AuthorizationRequest
-from ..oauth.server import AuthServer
-from .adapter import authorization_request, to_flask
+from .adapter import authorization_request, oauth_server, to_flask
 from .forms import ConsentForm
 from .pages import message, page
 from .signin import current_signin
@@ -37,13 +36,8 @@ SCOPE_DESCRIPTIONS = {
 }
 
 
-def _server() -> AuthServer:
-    server: AuthServer = current_app.extensions["authserver.oauth"]
-    return server
-
-
 def _error(error: OAuth2Error) -> Response:
-    redirect_response = _server().authorization_error(error)
+    redirect_response = oauth_server().authorization_error(error)
     if redirect_response is not None:
         return to_flask(redirect_response)
     # §4.1.2.1: a bad client_id or redirect_uri is shown, never redirected to.
@@ -73,7 +67,7 @@ def _consent_key(auth: AuthorizationRequest) -> str:
 
 @bp.route(AUTHORIZE_PATH, methods=["GET", "POST"])
 def authorize() -> Response:
-    server = _server()
+    server = oauth_server()
     try:
         auth = server.validate_authorization(authorization_request())
     except OAuth2Error as error:

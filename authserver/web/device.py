@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from flask import Blueprint, current_app, redirect, request, url_for
 from werkzeug.wrappers import Response
 
-from ..oauth.server import AuthServer
+from ..oauth.authorization import PendingDevice
+from .adapter import oauth_server
 from .forms import DeviceCodeForm, DeviceDecisionForm
 from .pages import message, page
 from .signin import client_address, current_signin
@@ -15,11 +18,7 @@ bp = Blueprint("device", __name__)
 DEVICE_PATH = "/device"
 #: Wrong codes allowed per address (§5.1: "brute force attacks"; 20^8 codes in all).
 USER_CODE_PER_ADDRESS = "10/minute;60/hour"
-
-
-def _server() -> AuthServer:
-    server: AuthServer = current_app.extensions["authserver.oauth"]
-    return server
+THROTTLED = "Too many wrong codes. Wait a few minutes and try again."
 
 
 def _require_signin() -> Response | None:
@@ -28,40 +27,39 @@ def _require_signin() -> Response | None:
     return None
 
 
-def _lookup(code: str) -> tuple[Response | None, object]:
-    """The pending request for ``code``, or the page to show instead."""
+def _pending(code: str) -> PendingDevice | Literal["throttled"] | None:
+    """The pending request for ``code``; a wrong code counts against the address."""
     limits = current_app.extensions["authserver.ratelimits"]
     address = client_address()
     if not limits.test(USER_CODE_PER_ADDRESS, "user-code", address):
-        form = DeviceCodeForm(formdata=None)
-        return page(
-            "device.html",
-            429,
-            form=form,
-            error="Too many wrong codes. Wait a few minutes and try again.",
-        ), None
-    pending = _server().pending_device(code)
+        return "throttled"
+    pending = oauth_server().pending_device(code)
     if pending is None:
         limits.hit(USER_CODE_PER_ADDRESS, "user-code", address)
-        form = DeviceCodeForm(formdata=None)
-        return page(
-            "device.html",
-            400,
-            form=form,
-            error="That code is not valid or has expired. Check your device.",
-        ), None
-    return None, pending
+    return pending
 
 
-def _confirm(pending: object) -> Response:
+def _lookup(code: str) -> Response:
+    """The confirmation page for ``code``, or the code page again with why not."""
+    pending = _pending(code)
+    if pending == "throttled":
+        error, status = THROTTLED, 429
+    elif pending is None:
+        error, status = "That code is not valid or has expired. Check your device.", 400
+    else:
+        return _confirm(pending)
+    return page("device.html", status, form=DeviceCodeForm(formdata=None), error=error)
+
+
+def _confirm(pending: PendingDevice) -> Response:
     signin = current_signin()
     assert signin is not None
     return page(
         "device_confirm.html",
         form=DeviceDecisionForm(formdata=None),
-        user_code=pending.user_code,  # type: ignore[attr-defined]
-        client_id=pending.client.client_id,  # type: ignore[attr-defined]
-        scopes=pending.scopes,  # type: ignore[attr-defined]
+        user_code=pending.user_code,
+        client_id=pending.client.client_id,
+        scopes=pending.scopes,
         username=signin.person.username,
     )
 
@@ -72,8 +70,7 @@ def start() -> Response:
         return login
     code = request.args.get("user_code", "")
     if code:  # verification_uri_complete (§3.3.1)
-        shown, pending = _lookup(code)
-        return shown if shown is not None else _confirm(pending)
+        return _lookup(code)
     return page("device.html", form=DeviceCodeForm(formdata=None))
 
 
@@ -84,8 +81,7 @@ def verify() -> Response:
     form = DeviceCodeForm()
     if not form.validate_on_submit():
         return page("device.html", 400, form=form, error="Enter the code shown on your device.")
-    shown, pending = _lookup(form.user_code.data)
-    return shown if shown is not None else _confirm(pending)
+    return _lookup(form.user_code.data)
 
 
 @bp.post(DEVICE_PATH + "/decide")
@@ -103,21 +99,11 @@ def decide() -> Response:
             error=True,
             link=url_for("device.start"),
         )
-    server = _server()
-    limits = current_app.extensions["authserver.ratelimits"]
-    address = client_address()
-    if not limits.test(USER_CODE_PER_ADDRESS, "user-code", address):
-        return message(
-            "Connect a device",
-            "Too many wrong codes. Wait a few minutes and try again.",
-            429,
-            error=True,
-        )
-    pending = server.pending_device(form.user_code.data)
-    if pending is None:
-        limits.hit(USER_CODE_PER_ADDRESS, "user-code", address)
+    pending = _pending(form.user_code.data)
+    if pending == "throttled":
+        return message("Connect a device", THROTTLED, 429, error=True)
     approve = bool(form.approve.data)
-    if pending is None or not server.decide_device(
+    if pending is None or not oauth_server().decide_device(
         pending, signin.person, approve=approve, auth_time=signin.auth_time
     ):
         return message(

@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response
 
 from ..identity.federation import Upstream, UpstreamError
 from ..identity.users import normalize_username
-from ..settings import Settings
+from .adapter import app_settings, oauth_server
 from .forms import LoginForm, LogoutForm
 from .pages import message, page
 from .signin import client_address, current_signin, safe_next, sign_in, sign_out
@@ -28,11 +28,6 @@ LOGIN_PER_ACCOUNT_ADDRESS = "10/15minutes"
 LOGIN_PER_ACCOUNT = "100/hour"
 LOGIN_PER_ADDRESS = "60/minute;600/hour"
 LOGOUT_PATH = "/logout"
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["authserver.settings"]
-    return settings
 
 
 def _upstream() -> Upstream | None:
@@ -54,7 +49,7 @@ def _login_page(form: LoginForm | None, next_url: str, error: str | None, status
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Response:
-    settings = _settings()
+    settings = app_settings()
     form = LoginForm() if settings.local_users else None
     next_url = safe_next(request.values.get("next"))
     if request.method == "GET":
@@ -171,7 +166,7 @@ def logout() -> Response:
     Signing out on a bare GET would let any page sign a person out, so a GET shows a
     confirmation unless its ``id_token_hint`` names the person signed in.
     """
-    server = current_app.extensions["authserver.oauth"]
+    server = oauth_server()
     args = request.args
     target = server.logout_redirect(
         id_token_hint=args.get("id_token_hint"),

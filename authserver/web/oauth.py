@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 
 from ..oauth.metadata import (
     DEVICE_AUTHORIZATION_PATH,
@@ -11,40 +11,34 @@ from ..oauth.metadata import (
     TOKEN_PATH,
     USERINFO_PATH,
 )
-from ..oauth.server import AuthServer
-from .adapter import oauth_request, to_flask
+from .adapter import oauth_request, oauth_server, to_flask
 
 bp = Blueprint("oauth", __name__)
 
 
-def _server() -> AuthServer:
-    server: AuthServer = current_app.extensions["authserver.oauth"]
-    return server
-
-
 @bp.post(TOKEN_PATH)
 def token() -> Response:
-    return to_flask(_server().token_response(oauth_request()))
+    return to_flask(oauth_server().token_response(oauth_request()))
 
 
 @bp.post(INTROSPECTION_PATH)
 def introspect() -> Response:
-    return to_flask(_server().introspection_response(oauth_request()))
+    return to_flask(oauth_server().introspection_response(oauth_request()))
 
 
 @bp.post(REVOCATION_PATH)
 def revoke() -> Response:
-    return to_flask(_server().revocation_response(oauth_request()))
+    return to_flask(oauth_server().revocation_response(oauth_request()))
 
 
 @bp.post(DEVICE_AUTHORIZATION_PATH)
 def device_authorization() -> Response:
-    return to_flask(_server().device_authorization_response(oauth_request()))
+    return to_flask(oauth_server().device_authorization_response(oauth_request()))
 
 
 @bp.route(USERINFO_PATH, methods=["GET", "POST"])
 def userinfo() -> Response:
     """OIDC Core §5.3.1: GET or POST, the access token as a Bearer header (RFC 6750 §2.1)."""
-    response = to_flask(_server().userinfo_response(oauth_request()))
+    response = to_flask(oauth_server().userinfo_response(oauth_request()))
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response

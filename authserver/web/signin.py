@@ -14,12 +14,12 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from flask import current_app, request, session
+from flask import current_app, g, request, session
 
 from ..identity.proxy import trusted_address
 from ..identity.users import UserError
 from ..oauth.people import Person
-from ..settings import Settings
+from .adapter import app_settings
 
 LOGGED_OUT_PREFIX = "logged-out:"
 
@@ -33,14 +33,19 @@ class SignedIn:
     method: str
 
 
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["authserver.settings"]
-    return settings
-
-
 def current_signin() -> SignedIn | None:
-    """The person making this request, if any (proxy header first, then session)."""
-    settings = _settings()
+    """The person making this request, if any (proxy header first, then session).
+
+    Worked out once per request: it reads the user and the sign-out denylist.
+    """
+    if "authserver_signin" not in g:
+        g.authserver_signin = _find_signin()
+    signin: SignedIn | None = g.authserver_signin
+    return signin
+
+
+def _find_signin() -> SignedIn | None:
+    settings = app_settings()
     users = current_app.extensions["authserver.users"]
     proxy = settings.auth_proxy
     if proxy is not None:
@@ -76,14 +81,16 @@ def sign_in(person: Person, method: str) -> None:
     session.update(
         uid=person.id, auth_time=int(time.time()), sid=secrets.token_urlsafe(16), method=method
     )
+    g.pop("authserver_signin", None)
 
 
 def sign_out() -> None:
     sid = session.get("sid")
     if sid:
         store = current_app.extensions["authserver.ephemeral"]
-        store.put(LOGGED_OUT_PREFIX + str(sid), b"1", _settings().session_lifetime)
+        store.put(LOGGED_OUT_PREFIX + str(sid), b"1", app_settings().session_lifetime)
     session.clear()
+    g.pop("authserver_signin", None)
 
 
 def safe_next(value: str | None, default: str = "/") -> str:
@@ -102,7 +109,7 @@ def client_address() -> str:
     """The address rate limits are keyed on: the peer, an IPv6 one as its /64 (one
     host usually holds a whole /64, so per-/128 limits would be no limit)."""
     address = request.remote_addr or "unknown"
-    forwarders = _settings().trusted_forwarders
+    forwarders = app_settings().trusted_forwarders
     if forwarders and trusted_address(address, forwarders):
         # The right-most address that is not one of our proxies is the client's;
         # anything left of it the client may have written itself.
