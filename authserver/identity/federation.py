@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from authlib.integrations.flask_client import OAuth
 from flask import Flask
 from werkzeug.wrappers import Response
 
 from ..settings import UpstreamSettings
+from ..storage.ephemeral import EphemeralStore
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +48,10 @@ KNOWN_UPSTREAM_ERRORS = frozenset(
 STATE_TTL_SECONDS = 600
 
 
-class _Store(Protocol):
-    def put(self, key: str, value: bytes, ttl: float) -> None: ...
-    def get(self, key: str) -> bytes | None: ...
-    def delete(self, key: str) -> None: ...
-
-
 class StateCache:
     """Authlib's cache interface (get/set/delete of strings) over the ephemeral store."""
 
-    def __init__(self, store: _Store, prefix: str = "federation:") -> None:
+    def __init__(self, store: EphemeralStore, prefix: str = "federation:") -> None:
         self._store = store
         self._prefix = prefix
 
@@ -94,7 +89,7 @@ class UpstreamError(Exception):
 class Upstream:
     """The configured IdP, registered with Authlib's Flask client for one app."""
 
-    def __init__(self, app: Flask, settings: UpstreamSettings, store: _Store) -> None:
+    def __init__(self, app: Flask, settings: UpstreamSettings, store: EphemeralStore) -> None:
         self.settings = settings
         self._oauth = OAuth(app, cache=StateCache(store))
         issuer = settings.issuer.rstrip("/")

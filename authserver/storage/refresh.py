@@ -129,17 +129,6 @@ class SqlRefreshStore:
         with self._engine.begin() as conn:
             return conn.execute(stmt).rowcount == 1
 
-    def revoke_user(self, user_id: str, reason: str) -> int:
-        """Revoke every live family of a user (disabled or deleted)."""
-        f = self._families.c
-        stmt = (
-            update(self._families)
-            .where(f.user_id == user_id, f.revoked_at.is_(None))
-            .values(revoked_at=datetime.now(UTC), revoked_reason=reason)
-        )
-        with self._engine.begin() as conn:
-            return int(conn.execute(stmt).rowcount)
-
 
 def _dt(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC)
