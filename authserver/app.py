@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-from typing import Any
 
 from flask import Flask
 from flask_migrate import Migrate
 
 from .identity.federation import Upstream
+from .identity.service_accounts import ServiceAccountService
 from .identity.users import UserService
 from .keys import KeyEncryptor, KeyManager
-from .oauth.clients import StaticClientStore
+from .oauth.clients import ChainedClientStore, StaticClientStore
 from .oauth.metadata import DEVICE_VERIFICATION_PATH, server_metadata
 from .oauth.oidc import IdTokens
 from .oauth.refresh import RefreshTokens
@@ -20,18 +19,19 @@ from .oauth.secrets import SecretVerifier
 from .oauth.server import AuthServer
 from .oauth.tokens import AccessTokens
 from .settings import Settings
+from .storage.audit import SqlAuditLog
 from .storage.database import configure_engine, engine_options, normalize_database_url
 from .storage.ephemeral import EphemeralStore, RedisEphemeralStore, SqlEphemeralStore
 from .storage.keys import SqlKeyRepository
 from .storage.models import IdTokenSigningKey, db
 from .storage.ratelimit import RateLimits
 from .storage.refresh import SqlRefreshStore
+from .storage.service_accounts import SqlServiceAccountRepository
 from .storage.users import SqlUserRepository
-from .web import authorize, device, discovery, login, oauth
+from .web import admin_api, authorize, dashboard, device, discovery, login, oauth
+from .web.audit import AuditTrail
 from .web.errors import register_error_handlers
 from .web.sessions import CookieSessionInterface
-
-log = logging.getLogger("authserver")
 
 
 def migrations_directory() -> str:
@@ -99,7 +99,10 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
             publish_ahead=settings.signing.publish_ahead,
             token_ttl=settings.tokens.access_token_ttl,
         )
-    clients = StaticClientStore(settings.clients, SecretVerifier())
+    static_clients = StaticClientStore(settings.clients, SecretVerifier())
+    service_accounts = ServiceAccountService(SqlServiceAccountRepository(engine), settings.rbac)
+    clients = ChainedClientStore(static_clients, service_accounts.clients())
+    events = AuditTrail(SqlAuditLog(engine))
     access_tokens = AccessTokens(
         settings.issuer, keys, ephemeral, ttl=settings.tokens.access_token_ttl
     )
@@ -124,7 +127,7 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
         device_verification_uri=settings.base_url + DEVICE_VERIFICATION_PATH,
         device_code_ttl=settings.tokens.device_code_ttl,
         device_poll_interval=settings.tokens.device_poll_interval,
-        events=_log_event,
+        events=events,
     )
 
     app.extensions.update(
@@ -137,7 +140,10 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
             "authserver.oauth": server,
             "authserver.users": users,
             "authserver.ratelimits": RateLimits(ephemeral),
-            "authserver.events": _log_event,
+            "authserver.events": events,
+            "authserver.audit": events.audit_log,
+            "authserver.service_accounts": service_accounts,
+            "authserver.clients": clients,
             "authserver.metadata": server_metadata(
                 settings.issuer, settings.base_url, clients.all(), settings.signing.algorithm
             ),
@@ -150,23 +156,7 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
     app.register_blueprint(authorize.bp)
     app.register_blueprint(login.bp)
     app.register_blueprint(device.bp)
+    app.register_blueprint(admin_api.bp)
+    app.register_blueprint(dashboard.bp)
     register_error_handlers(app)
     return app
-
-
-#: Events worth a line in the log at INFO (the rest at DEBUG).
-_NOTABLE = frozenset({"refresh_reuse_detected", "code_replayed", "login_throttled"})
-
-
-def _log_event(event: str, **details: Any) -> None:
-    # Per-request events: the audit log (issue #4) records them durably.
-    level = logging.WARNING if event in _NOTABLE else logging.DEBUG
-    if log.isEnabledFor(level):
-        client = details.get("client")
-        log.log(
-            level,
-            "%s client_id=%s user_id=%s",
-            event,
-            getattr(client, "client_id", None),
-            details.get("user_id"),
-        )

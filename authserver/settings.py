@@ -205,6 +205,13 @@ class ClientSettings(_Section):
                 raise ValueError(f"unknown grant type {grant_type!r}; known: {known}")
         return value
 
+    @field_validator("client_id")
+    @classmethod
+    def _not_a_service_account_id(cls, value: str) -> str:
+        if value.startswith("sa-"):
+            raise ValueError("client ids starting with 'sa-' are kept for service accounts")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> ClientSettings:
         if self.public and self.client_secret_hash:
@@ -239,12 +246,24 @@ class InitialAdminSettings(_Section):
     password: str | None = Field(default=None, repr=False)
 
 
+#: The roles every server has (``rbac.roles`` adds to them or changes their permissions).
+BUILTIN_ROLES: dict[str, tuple[str, ...]] = {"admin": ("*",), "user": ("read", "write")}
+
+
 class RbacSettings(_Section):
+    """Roles and their permissions. A permission is a scope that a service account of
+    the role may be given (``*``: any scope). The ``admin`` role administers this
+    server (admin API, dashboard); ``user`` may read users and roles there."""
+
     default_role: str = "user"
-    roles: dict[str, tuple[str, ...]] = Field(
-        default_factory=lambda: {"admin": ("*",), "user": ("read", "write")}
-    )
+    roles: dict[str, tuple[ScopeToken, ...]] = Field(default_factory=lambda: dict(BUILTIN_ROLES))
     group_roles: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("roles")
+    @classmethod
+    def _builtin_roles(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        """``admin`` and ``user`` always exist; config may give them other permissions."""
+        return {**BUILTIN_ROLES, **value}
 
     @model_validator(mode="after")
     def _roles_exist(self) -> RbacSettings:

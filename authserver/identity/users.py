@@ -35,6 +35,14 @@ class UserError(ValueError):
     """A request about users that cannot be done; the message is one line, for people."""
 
 
+class NotFound(UserError):
+    """The user (or service account) named does not exist."""
+
+
+class AlreadyExists(UserError):
+    """The name is taken."""
+
+
 @dataclass(frozen=True)
 class Person:
     id: str
@@ -129,7 +137,7 @@ class UserService:
         try:
             self._repo.insert(record)
         except DuplicateUser:
-            raise UserError(f"user {name!r} already exists") from None
+            raise AlreadyExists(f"user {name!r} already exists") from None
         return _person(record), generated
 
     def authenticate(self, username: str, password: str) -> Person | None:
@@ -173,7 +181,7 @@ class UserService:
         """Delete a person and their refresh tokens; access tokens already issued run out."""
         record = self._existing(username)
         if not self._repo.delete(record.id):
-            raise UserError(f"no user {record.username!r}")
+            raise NotFound(f"no user {record.username!r}")
         return _person(record)
 
     # -- CSV ------------------------------------------------------------------------
@@ -392,7 +400,7 @@ class UserService:
         name = normalize_username(username)
         record = self._repo.by_username(name)
         if record is None:
-            raise UserError(f"no user {name!r}")
+            raise NotFound(f"no user {name!r}")
         return record
 
     def _check_row(

@@ -6,8 +6,12 @@ clients) plug in through the same :class:`ClientStore` protocol.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -125,6 +129,58 @@ def redirect_uri_matches(registered: str, asked: str) -> bool:
     return (reg.path, reg.query, reg.fragment) == (got.path, got.query, got.fragment)
 
 
+#: A service-account token is ``as_sa_<client_id>.<secret>`` (DESIGN.md).
+SERVICE_ACCOUNT_TOKEN_PREFIX = "as_sa_"  # noqa: S105 - a prefix, not a secret
+#: The client ids of service accounts start with this; static ones may not.
+SERVICE_ACCOUNT_ID_PREFIX = "sa-"
+
+
+def new_service_account_token(client_id: str) -> str:
+    """A fresh token for ``client_id``: 256 random bits after the id."""
+    return f"{SERVICE_ACCOUNT_TOKEN_PREFIX}{client_id}.{secrets.token_urlsafe(32)}"
+
+
+def service_account_client_id(token: str) -> str | None:
+    """The client id inside a service-account token, or ``None`` if it is not one."""
+    if not token.startswith(SERVICE_ACCOUNT_TOKEN_PREFIX):
+        return None
+    client_id, dot, secret = token[len(SERVICE_ACCOUNT_TOKEN_PREFIX) :].partition(".")
+    if not dot or not secret or not client_id.startswith(SERVICE_ACCOUNT_ID_PREFIX):
+        return None
+    return client_id
+
+
+def service_account_token_hash(token: str) -> str:
+    """The stored form of a token: SHA-256 (it has 256 random bits; nothing to slow)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ServiceAccountClient(Client):
+    """A service account as a confidential client: client credentials only.
+
+    Its secret is its whole token, checked against the stored hash; past
+    ``expires_at`` it authenticates no more (``invalid_client``).
+    """
+
+    expires_at: float | None = None
+    #: Called after each successful authentication (``last_used_at``).
+    on_use: Callable[[str], None] | None = field(default=None, compare=False)
+    clock: Callable[[], float] = field(default=time.time, compare=False)
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        if self.secret_hash is None or service_account_client_id(client_secret) != self.client_id:
+            return False
+        presented = service_account_token_hash(client_secret)
+        if not hmac.compare_digest(presented, self.secret_hash):
+            return False
+        if self.expires_at is not None and self.clock() >= self.expires_at:
+            return False
+        if self.on_use is not None:
+            self.on_use(self.client_id)
+        return True
+
+
 class ClientStore(Protocol):
     def get(self, client_id: str) -> Client | None: ...
 
@@ -142,3 +198,21 @@ class StaticClientStore:
 
     def all(self) -> Iterable[Client]:
         return self._clients.values()
+
+
+class ChainedClientStore:
+    """Static clients first, then service accounts (by their id prefix)."""
+
+    def __init__(self, static: ClientStore, service_accounts: ClientStore) -> None:
+        self.static = static
+        self.service_accounts = service_accounts
+
+    def get(self, client_id: str) -> Client | None:
+        client = self.static.get(client_id)
+        if client is None and client_id.startswith(SERVICE_ACCOUNT_ID_PREFIX):
+            client = self.service_accounts.get(client_id)
+        return client
+
+    def all(self) -> Iterable[Client]:
+        """The static clients (service accounts are listed by their own service)."""
+        return self.static.all()

@@ -20,7 +20,7 @@ from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAut
 
 from .audience import select_audience
 from .authorization import AuthorizationMixin
-from .clients import Client, ClientStore
+from .clients import Client, ClientStore, service_account_client_id
 from .endpoints.introspection import IntrospectionEndpoint
 from .endpoints.revocation import RevocationEndpoint
 from .grants.authorization_code import (
@@ -157,7 +157,7 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
     # -- ours -----------------------------------------------------------------------
 
     def select_audience(self, request: HttpRequest) -> str:
-        return select_audience(request, self.audiences, self.default_audience)
+        return select_audience(request, self.audiences, self.default_audience, self.issuer)
 
     def emit(self, event: str, **details: Any) -> None:
         if self._events is not None:
@@ -361,10 +361,11 @@ def authenticate_client_secret_post(
     """``client_secret_post`` (RFC 6749 §2.3.1): credentials in the form body.
 
     A wrong secret or unknown client is ``invalid_client`` with the same words as for
-    Basic, so neither method tells which of the two was wrong.
+    Basic, so neither method tells which of the two was wrong. A service-account token
+    may come alone: the client id is read from it (DESIGN.md).
     """
-    client_id = request.form.get("client_id")
     client_secret = request.form.get("client_secret")
+    client_id = request.form.get("client_id") or service_account_client_id(client_secret or "")
     if not client_id or not client_secret:
         return None
     client = query_client(client_id)

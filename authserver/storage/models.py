@@ -8,6 +8,7 @@ from typing import Any
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -153,3 +154,51 @@ class RefreshToken(Base):
     idle_expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     #: Set (once, atomically) when it is exchanged for its successor.
     rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ServiceAccount(Base):
+    """A confidential client made at runtime for a CI job or a service (DESIGN.md).
+
+    Its token ``as_sa_<client_id>.<secret>`` is shown once and stored only as a
+    SHA-256 hash (it carries 256 random bits, so a fast hash is enough). Revoking one
+    deletes its row; the audit log keeps the record.
+    """
+
+    __tablename__ = "service_accounts"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
+    role: Mapped[str] = mapped_column(String(64), nullable=False)
+    #: The scopes it may ask for (within its role's permissions).
+    scopes: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    #: Who made it (a username, or ``cli``).
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    #: ``None``: never expires.
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Updated at most once a minute, so that a busy CI job costs no write per token.
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEvent(Base):
+    """One security-relevant action: who did what to what, when, and from where."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+    #: ``login``, ``login_failed``, ``token_issued``, ``user_created``, ...
+    event: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    #: Who: a username, a client id, or ``cli`` for the command line.
+    actor: Mapped[str | None] = mapped_column(String(255))
+    client_id: Mapped[str | None] = mapped_column(String(255))
+    #: What it was done to: a user, a service account, a key, a token's subject.
+    target: Mapped[str | None] = mapped_column(String(255))
+    #: The client's address (``client_address`` of the web layer), or ``local``.
+    address: Mapped[str | None] = mapped_column(String(64))
+    #: The rest: grant type, scope, jti, ...; never a token or a secret.
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)

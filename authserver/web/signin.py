@@ -108,6 +108,21 @@ def safe_next(value: str | None, default: str = "/") -> str:
 def client_address() -> str:
     """The address rate limits are keyed on: the peer, an IPv6 one as its /64 (one
     host usually holds a whole /64, so per-/128 limits would be no limit)."""
+    address = peer_address()
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def peer_address() -> str:
+    """The client's address: the TCP peer, or behind ``trusted_forwarders`` the
+    address they forwarded for (the audit log records this one)."""
     address = request.remote_addr or "unknown"
     forwarders = app_settings().trusted_forwarders
     if forwarders and trusted_address(address, forwarders):
@@ -124,15 +139,7 @@ def client_address() -> str:
             address = hop
             if not trusted_address(hop, forwarders):
                 break
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
+    return address
 
 
 def _is_ip(value: str) -> bool:

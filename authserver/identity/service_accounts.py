@@ -1,0 +1,268 @@
+"""Service accounts: confidential clients that admins make at runtime for CI and services.
+
+A service account has a name, one role, the scopes it may ask for (within its role's
+permissions, ``rbac.roles``) and an expiry (30 days unless told otherwise, or never).
+Its token, ``as_sa_<client_id>.<secret>`` (DESIGN.md), is returned once by
+:meth:`ServiceAccountService.create` and :meth:`~ServiceAccountService.rotate` and
+stored only as a hash. With it a CI job uses the client credentials grant (RFC 6749
+§4.4), authenticating with HTTP Basic ``<client_id>:<token>`` or with the token alone
+as ``client_secret``. Rotated, revoked (deleted) or expired, it is ``invalid_client``.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from ..oauth.clients import (
+    SERVICE_ACCOUNT_ID_PREFIX,
+    Client,
+    ServiceAccountClient,
+    new_service_account_token,
+    service_account_token_hash,
+)
+from ..oauth.secrets import SecretVerifier
+from ..settings import RbacSettings
+from ..storage.service_accounts import (
+    DuplicateServiceAccount,
+    ServiceAccountRecord,
+    SqlServiceAccountRepository,
+)
+from .users import AlreadyExists, NotFound, UserError
+
+DEFAULT_EXPIRY_SECONDS = 30 * 86400
+#: The longest expiry one can ask for (about 10 years); longer is "never".
+MAX_EXPIRY_SECONDS = 3650 * 86400
+#: ``last_used_at`` is written at most this often per account.
+LAST_USED_RESOLUTION_SECONDS = 60
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+GRANT_CLIENT_CREDENTIALS = "client_credentials"
+
+
+@dataclass(frozen=True)
+class ServiceAccountInfo:
+    """What a listing shows: never the token, nor its hash."""
+
+    client_id: str
+    name: str
+    role: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    created_by: str | None
+    expires_at: datetime | None
+    rotated_at: datetime | None
+    last_used_at: datetime | None
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+    def as_dict(self) -> dict[str, object]:
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value is not None else None
+
+        return {
+            "client_id": self.client_id,
+            "name": self.name,
+            "role": self.role,
+            "scopes": list(self.scopes),
+            "created_at": iso(self.created_at),
+            "created_by": self.created_by,
+            "expires_at": iso(self.expires_at),
+            "rotated_at": iso(self.rotated_at),
+            "last_used_at": iso(self.last_used_at),
+        }
+
+
+class ServiceAccountService:
+    """The rules about service accounts, over a ``SqlServiceAccountRepository``.
+
+    It is also the ``ClientStore`` of service accounts for the token endpoint.
+    """
+
+    def __init__(
+        self,
+        repository: SqlServiceAccountRepository,
+        rbac: RbacSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._repo = repository
+        self._rbac = rbac
+        self._clock = clock
+        self._verifier = SecretVerifier()
+
+    # -- admin operations -------------------------------------------------------------
+
+    def list(self) -> list[ServiceAccountInfo]:
+        return [_info(record) for record in self._repo.list()]
+
+    def get(self, name: str) -> ServiceAccountInfo:
+        return _info(self._existing(name))
+
+    def create(
+        self,
+        name: str,
+        *,
+        role: str | None = None,
+        scopes: Iterable[str] | None = None,
+        expires_in: float | None = DEFAULT_EXPIRY_SECONDS,
+        created_by: str | None = None,
+    ) -> tuple[ServiceAccountInfo, str]:
+        """Make one; returns it and its token, which is never shown again.
+
+        ``expires_in`` is seconds from now, ``None`` for never. ``scopes`` defaults to
+        the role's permissions (for a ``*`` role: every permission of any role).
+        """
+        name = validate_name(name)
+        role = self._role(role)
+        granted = self._scopes(role, scopes)
+        now = self._now()
+        client_id = SERVICE_ACCOUNT_ID_PREFIX + secrets.token_hex(8)
+        token = new_service_account_token(client_id)
+        record = ServiceAccountRecord(
+            client_id=client_id,
+            name=name,
+            role=role,
+            scopes=granted,
+            token_hash=service_account_token_hash(token),
+            created_at=now,
+            created_by=created_by,
+            expires_at=self._expiry(now, expires_in),
+            rotated_at=None,
+            last_used_at=None,
+        )
+        try:
+            self._repo.insert(record)
+        except DuplicateServiceAccount:
+            raise AlreadyExists(f"service account {name!r} already exists") from None
+        return _info(record), token
+
+    def rotate(self, name: str) -> tuple[ServiceAccountInfo, str]:
+        """A new token; the old one stops working at once. The expiry is kept."""
+        record = self._existing(name)
+        token = new_service_account_token(record.client_id)
+        now = self._now()
+        if not self._repo.replace_token(record.client_id, service_account_token_hash(token), now):
+            raise NotFound(f"no service account {record.name!r}")
+        return _info(record, rotated_at=now), token
+
+    def revoke(self, name: str) -> ServiceAccountInfo:
+        """Delete it: its token is refused from now on (access tokens run out)."""
+        record = self._existing(name)
+        if not self._repo.delete(record.client_id):
+            raise NotFound(f"no service account {record.name!r}")
+        return _info(record)
+
+    # -- ClientStore ----------------------------------------------------------------------
+
+    def get_client(self, client_id: str) -> Client | None:
+        record = self._repo.get(client_id)
+        if record is None:
+            return None
+        return ServiceAccountClient(
+            client_id=record.client_id,
+            is_public=False,
+            secret_hash=record.token_hash,
+            grant_types=(GRANT_CLIENT_CREDENTIALS,),
+            redirect_uris=(),
+            scopes=record.scopes,
+            roles=(record.role,),
+            verifier=self._verifier,
+            expires_at=record.expires_at.timestamp() if record.expires_at else None,
+            on_use=self._touch,
+            clock=self._clock,
+        )
+
+    def clients(self) -> _ClientView:
+        """This service as a ``ClientStore`` (``get`` by client id)."""
+        return _ClientView(self)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _touch(self, client_id: str) -> None:
+        now = self._now()
+        stale = now - timedelta(seconds=LAST_USED_RESOLUTION_SECONDS)
+        self._repo.touch(client_id, now, stale)
+
+    def _existing(self, name: str) -> ServiceAccountRecord:
+        record = self._repo.by_name(name) if NAME_PATTERN.fullmatch(name) else None
+        if record is None:
+            raise NotFound(f"no service account {name!r}")
+        return record
+
+    def _role(self, role: str | None) -> str:
+        if role is None:
+            return self._rbac.default_role
+        if role not in self._rbac.roles:
+            raise UserError(f"unknown role {role!r}; the roles are: {', '.join(self._rbac.roles)}")
+        return role
+
+    def _scopes(self, role: str, asked: Iterable[str] | None) -> tuple[str, ...]:
+        permissions = self._rbac.roles[role]
+        if "*" in permissions:
+            every = {p for perms in self._rbac.roles.values() for p in perms if p != "*"}
+            default = tuple(sorted(every))
+        else:
+            default = tuple(permissions)
+        if asked is None:
+            return default
+        scopes = tuple(dict.fromkeys(asked))
+        for scope in scopes:
+            if not re.fullmatch(r"[\x21\x23-\x5b\x5d-\x7e]+", scope) or scope == "*":
+                raise UserError(f"{scope!r} is not a valid scope")
+            if "*" not in permissions and scope not in permissions:
+                raise UserError(
+                    f"role {role!r} does not permit scope {scope!r}; "
+                    f"its permissions are: {', '.join(permissions) or 'none'}"
+                )
+        return scopes
+
+    def _expiry(self, now: datetime, expires_in: float | None) -> datetime | None:
+        if expires_in is None:
+            return None
+        if not 0 < expires_in <= MAX_EXPIRY_SECONDS:
+            raise UserError("the expiry must be more than 0 s and at most 3650 days (or never)")
+        return now + timedelta(seconds=expires_in)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+
+class _ClientView:
+    def __init__(self, service: ServiceAccountService) -> None:
+        self._service = service
+
+    def get(self, client_id: str) -> Client | None:
+        return self._service.get_client(client_id)
+
+    def all(self) -> Iterable[Client]:
+        return ()
+
+
+def validate_name(name: str) -> str:
+    if not NAME_PATTERN.fullmatch(name):
+        raise UserError(
+            "a service account name is 1 to 64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def _info(
+    record: ServiceAccountRecord, *, rotated_at: datetime | None = None
+) -> ServiceAccountInfo:
+    return ServiceAccountInfo(
+        client_id=record.client_id,
+        name=record.name,
+        role=record.role,
+        scopes=record.scopes,
+        created_at=record.created_at,
+        created_by=record.created_by,
+        expires_at=record.expires_at,
+        rotated_at=rotated_at or record.rotated_at,
+        last_used_at=record.last_used_at,
+    )

@@ -1,0 +1,96 @@
+"""The audit log: durable, append-only rows of ``audit_events``, read newest first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import Engine, Row, Table, insert, select
+
+from .models import AuditEvent
+
+_TABLE = cast(Table, AuditEvent.__table__)
+
+#: Column sizes, so that an over-long value is cut instead of failing the insert.
+_LIMITS = {"event": 64, "actor": 255, "client_id": 255, "target": 255, "address": 64}
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    id: int
+    at: datetime
+    event: str
+    actor: str | None
+    client_id: str | None
+    target: str | None
+    address: str | None
+    details: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "event": self.event,
+            "actor": self.actor,
+            "client_id": self.client_id,
+            "target": self.target,
+            "address": self.address,
+            "details": self.details,
+        }
+
+
+class SqlAuditLog:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def record(
+        self,
+        event: str,
+        *,
+        actor: str | None = None,
+        client_id: str | None = None,
+        target: str | None = None,
+        address: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        values: dict[str, Any] = {
+            "event": event,
+            "actor": actor,
+            "client_id": client_id,
+            "target": target,
+            "address": address,
+        }
+        for key, limit in _LIMITS.items():
+            if isinstance(values[key], str):
+                values[key] = values[key][:limit]
+        with self._engine.begin() as conn:
+            conn.execute(
+                insert(_TABLE).values(at=datetime.now(UTC), details=details or {}, **values)
+            )
+
+    def page(
+        self, *, before: int | None = None, limit: int = 50, event: str | None = None
+    ) -> list[AuditRecord]:
+        """Up to ``limit`` events older than id ``before`` (all, if ``None``), newest first."""
+        stmt = select(_TABLE).order_by(_TABLE.c.id.desc()).limit(limit)
+        if before is not None:
+            stmt = stmt.where(_TABLE.c.id < before)
+        if event:
+            stmt = stmt.where(_TABLE.c.event == event)
+        with self._engine.connect() as conn:
+            return [_record(row) for row in conn.execute(stmt)]
+
+
+def _record(row: Row[Any]) -> AuditRecord:
+    at = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)
+    return AuditRecord(
+        id=row.id,
+        at=at,
+        event=row.event,
+        actor=row.actor,
+        client_id=row.client_id,
+        target=row.target,
+        address=row.address,
+        details=dict(row.details or {}),
+    )

@@ -1,0 +1,199 @@
+"""What the admin API and the dashboard both do: the operations, their audit events,
+and the JSON shapes of users, roles, clients, service accounts and keys.
+
+Each operation records an audit event naming the actor (``set_actor`` was called by
+the API's token check or the dashboard's sign-in check) and the client's address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import IO, Any
+
+from flask import current_app
+
+from ..identity.service_accounts import (
+    DEFAULT_EXPIRY_SECONDS,
+    ServiceAccountInfo,
+    ServiceAccountService,
+)
+from ..identity.users import NotFound, Person, UserError, UserService
+from ..keys import KeyManager
+from ..oauth.clients import Client
+from ..storage.audit import SqlAuditLog
+from .adapter import app_settings
+
+#: The role that may change things (DESIGN.md "Admin API"; issue #4).
+ADMIN_ROLE = "admin"
+#: A new service account's expiry unless told otherwise.
+DEFAULT_SERVICE_ACCOUNT_EXPIRY = DEFAULT_EXPIRY_SECONDS
+#: Roles that may read users and roles.
+READER_ROLES = frozenset({"admin", "user"})
+
+
+def users() -> UserService:
+    service: UserService = current_app.extensions["authserver.users"]
+    return service
+
+
+def service_accounts() -> ServiceAccountService:
+    service: ServiceAccountService = current_app.extensions["authserver.service_accounts"]
+    return service
+
+
+def audit_log() -> SqlAuditLog:
+    log: SqlAuditLog = current_app.extensions["authserver.audit"]
+    return log
+
+
+def audit(event: str, **details: Any) -> None:
+    current_app.extensions["authserver.events"](event, **details)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+# -- shapes ---------------------------------------------------------------------------
+
+
+def user_json(person: Person) -> dict[str, Any]:
+    return {
+        "id": person.id,
+        "username": person.username,
+        "email": person.email,
+        "name": person.name,
+        "role": person.role,
+        "groups": list(person.groups),
+        "source": person.source,
+        "disabled": person.disabled,
+        "created_at": _iso(person.created_at),
+        "last_login_at": _iso(person.last_login_at),
+    }
+
+
+def roles_json() -> list[dict[str, Any]]:
+    rbac = app_settings().rbac
+    return [
+        {"name": name, "permissions": list(perms), "default": name == rbac.default_role}
+        for name, perms in rbac.roles.items()
+    ]
+
+
+def client_json(client: Client) -> dict[str, Any]:
+    return {
+        "client_id": client.client_id,
+        "type": "public" if client.is_public else "confidential",
+        "grant_types": list(client.grant_types),
+        "redirect_uris": list(client.redirect_uris),
+        "scopes": list(client.scopes),
+        "roles": list(client.roles),
+        "consent": client.consent,
+        "introspect": client.introspect,
+    }
+
+
+def static_clients() -> list[Client]:
+    store = current_app.extensions["authserver.clients"]
+    return sorted(store.all(), key=lambda c: c.client_id)
+
+
+def keys_json() -> list[dict[str, Any]]:
+    lines: list[KeyManager] = current_app.extensions["authserver.key_lines"]
+    result = []
+    for index, line in enumerate(lines):
+        for status in line.statuses():
+            result.append(
+                {
+                    "kid": status.kid,
+                    "algorithm": status.algorithm,
+                    "use": "access_token" if index == 0 else "id_token",
+                    "state": status.state,
+                    "created_at": _iso(status.created_at),
+                    "signs_from": _iso(status.activates_at),
+                    "published_until": _iso(status.published_until),
+                }
+            )
+    return result
+
+
+# -- operations -------------------------------------------------------------------------
+
+
+def create_user(username: str, role: str | None, password: str | None) -> tuple[Person, str | None]:
+    person, generated = users().create_local(username, password, role)
+    audit("user_created", target=person.username, role=person.role)
+    return person, generated
+
+
+def update_user(username: str, *, role: str | None, disabled: bool | None) -> Person:
+    service = users()
+    person = service.by_username(username)
+    if person is None:
+        raise NotFound(f"no user {username!r}")
+    if role is not None and role != person.role:
+        person = service.set_role(person.username, role)
+        audit("user_updated", target=person.username, role=role)
+    if disabled is not None and disabled != person.disabled:
+        person = service.set_disabled(person.username, disabled)
+        audit("user_updated", target=person.username, disabled=disabled)
+    return person
+
+
+def delete_user(username: str) -> Person:
+    person = users().delete(username)
+    audit("user_deleted", target=person.username)
+    return person
+
+
+def change_password(person: Person, password: str) -> None:
+    """A local user's new password (``UserError`` for one that signs in elsewhere)."""
+    if person.source != "local":
+        raise UserError(
+            f"user {person.username!r} signs in through {person.source}; it has no password here"
+        )
+    users().set_password(person.username, password)
+    audit("password_changed", target=person.username)
+
+
+def import_users(stream: IO[str] | Iterable[str]) -> int:
+    count = users().import_csv(stream)
+    audit("users_imported", count=count)
+    return count
+
+
+def create_service_account(
+    name: str, role: str | None, scopes: list[str] | None, expires_in: float | None, actor: str
+) -> tuple[ServiceAccountInfo, str]:
+    info, token = service_accounts().create(
+        name, role=role, scopes=scopes, expires_in=expires_in, created_by=actor
+    )
+    audit(
+        "service_account_created",
+        target=info.name,
+        client_id=info.client_id,
+        role=info.role,
+        expires_at=_iso(info.expires_at),
+    )
+    return info, token
+
+
+def rotate_service_account(name: str) -> tuple[ServiceAccountInfo, str]:
+    info, token = service_accounts().rotate(name)
+    audit("service_account_rotated", target=info.name, client_id=info.client_id)
+    return info, token
+
+
+def revoke_service_account(name: str) -> ServiceAccountInfo:
+    info = service_accounts().revoke(name)
+    audit("service_account_revoked", target=info.name, client_id=info.client_id)
+    return info
+
+
+def rotate_keys(immediate: bool) -> list[str]:
+    """Every key line rotates together (as ``authserver keys rotate``); the new kids."""
+    lines: list[KeyManager] = current_app.extensions["authserver.key_lines"]
+    kids = [line.rotate(immediate=immediate).kid for line in lines]
+    audit("keys_rotated", target=",".join(kids), immediate=immediate)
+    return kids
