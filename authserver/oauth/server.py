@@ -365,9 +365,12 @@ def authenticate_client_secret_post(
     may come alone: the client id is read from it (DESIGN.md).
     """
     client_secret = request.form.get("client_secret")
-    client_id = request.form.get("client_id") or service_account_client_id(client_secret or "")
-    if not client_id or not client_secret:
+    if not client_secret:
         return None
+    client_id = request.form.get("client_id") or service_account_client_id(client_secret)
+    if not client_id:
+        # A secret with no client to check it against (RFC 6749 §2.3.1).
+        raise InvalidClientError(description="Client authentication failed.")
     client = query_client(client_id)
     if client is None or not client.check_client_secret(client_secret):
         raise InvalidClientError(description="Client authentication failed.")

@@ -92,7 +92,9 @@ def login() -> Response:
         current_app.extensions["authserver.events"]("login_failed", username=username)
         return _login_page(form, next_url, "Wrong username or password.", 401)
     sign_in(person, "password")
-    current_app.extensions["authserver.events"]("login", user_id=person.id, method="password")
+    current_app.extensions["authserver.events"](
+        "login", user_id=person.id, username=person.username, method="password"
+    )
     return redirect(next_url)
 
 
@@ -155,7 +157,9 @@ def callback() -> Response:
         return message("Sign-in refused", "This account is disabled.", 403, error=True)
     next_url = safe_next(session.get("upstream_next"))
     sign_in(person, "upstream")
-    current_app.extensions["authserver.events"]("login", user_id=person.id, method="upstream")
+    current_app.extensions["authserver.events"](
+        "login", user_id=person.id, username=person.username, method="upstream"
+    )
     return redirect(next_url)
 
 
@@ -187,7 +191,9 @@ def logout() -> Response:
         return message("Sign out", "The form expired. Please try again.", 400, error=True)
     if signin is not None:
         sign_out()
-        current_app.extensions["authserver.events"]("logout", user_id=signin.person.id)
+        current_app.extensions["authserver.events"](
+            "logout", user_id=signin.person.id, username=signin.person.username
+        )
     if target:
         return redirect(target)
     return message("Signed out", "You are signed out.")

@@ -1,0 +1,201 @@
+"""The audit log (issue #4): every security-relevant action as a row of ``audit_events``,
+with who, what, when and from where, and never a token or secret value; paged newest
+first at ``/api/v1/audit-events``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+
+from .conftest import SECRETS, AppFactory
+from .test_refresh_tokens import (
+    flask_refresh,
+    flask_sign_in,
+    flask_tokens,
+    form_field,
+    new_local_user,
+)
+
+ISSUER = "http://127.0.0.1:8080"
+
+
+def rows(app: Flask) -> list[dict[str, Any]]:
+    """Every audit event, oldest first, as plain dicts."""
+    with app.app_context():
+        engine = app.extensions["sqlalchemy"].engines[None]
+    with engine.connect() as conn:
+        result = conn.execute(sa.text("SELECT * FROM audit_events ORDER BY id"))
+        out = [dict(row._mapping) for row in result]
+    for row in out:
+        if isinstance(row["details"], str):
+            row["details"] = json.loads(row["details"])
+    return out
+
+
+def of(app: Flask, event: str) -> list[dict[str, Any]]:
+    return [r for r in rows(app) if r["event"] == event]
+
+
+def admin_token(app: Flask) -> str:
+    """An access token of an admin service account, for this server's API."""
+    with app.app_context():
+        _, token = app.extensions["authserver.service_accounts"].create(
+            "auditor", role="admin", created_by="test"
+        )
+    response = app.test_client().post(
+        "/oauth2/token",
+        data={"grant_type": "client_credentials", "client_secret": token, "audience": ISSUER},
+    )
+    assert response.status_code == 200, response.get_json()
+    access: str = response.get_json()["access_token"]
+    return access
+
+
+def test_sign_ins_succeeded_and_failed(make_app: AppFactory) -> None:
+    app = make_app()
+    user = new_local_user(app)
+    flask_sign_in(app, user, address="198.51.100.7")
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = "203.0.113.9"
+    page = client.get("/login").get_data(as_text=True)
+    response = client.post(
+        "/login",
+        data={
+            "csrf_token": form_field(page, "csrf_token"),
+            "username": user,
+            "password": "not the password at all",
+        },
+    )
+    assert response.status_code == 401
+
+    (login,) = of(app, "login")
+    assert login["actor"] == user
+    assert login["address"] == "198.51.100.7"
+    assert login["details"]["method"] == "password"
+    assert login["at"] is not None
+    (failed,) = of(app, "login_failed")
+    assert failed["actor"] == user
+    assert failed["address"] == "203.0.113.9"
+    assert "not the password" not in json.dumps(failed["details"])
+
+
+def test_token_issuance_per_grant_without_token_values(make_app: AppFactory) -> None:
+    app = make_app(tokens={"refresh_retry_grace": "1s"})
+    client = flask_sign_in(app, new_local_user(app))
+    first = flask_tokens(client)
+    second = flask_refresh(client, first["refresh_token"]).get_json()
+    cc = app.test_client().post(
+        "/oauth2/token", data={"grant_type": "client_credentials"}, auth=("ci", SECRETS["ci"])
+    )
+    assert cc.status_code == 200
+    issued = of(app, "token_issued")
+    grants = [r["details"]["grant_type"] for r in issued]
+    assert grants == ["authorization_code", "refresh_token", "client_credentials"]
+    assert {r["client_id"] for r in issued} == {"cli", "ci"}
+    assert issued[-1]["actor"] == "ci"
+    assert all(r["details"]["jti"] and r["details"]["scope"] is not None for r in issued)
+
+    # refresh reuse after the grace: detected, and the family revoked
+    time.sleep(1.3)
+    assert flask_refresh(client, first["refresh_token"]).status_code == 400
+    (reuse,) = of(app, "refresh_reuse_detected")
+    assert reuse["client_id"] == "cli"
+    assert reuse["details"]["family_id"]
+
+    # no token value anywhere in the log
+    secrets = [
+        first["access_token"],
+        first["refresh_token"],
+        first["id_token"],
+        second["access_token"],
+        second["refresh_token"],
+        cc.get_json()["access_token"],
+    ]
+    dump = json.dumps(rows(app), default=str)
+    for value in secrets:
+        assert value not in dump
+        assert value.split(".")[-1] not in dump
+
+
+def test_revocations(make_app: AppFactory) -> None:
+    app = make_app()
+    client = flask_sign_in(app, new_local_user(app))
+    tokens = flask_tokens(client)
+    for token in (tokens["access_token"], tokens["refresh_token"]):
+        response = client.post("/oauth2/revoke", data={"token": token, "client_id": "cli"})
+        assert response.status_code == 200
+    assert len(of(app, "token_revoked")) == 1
+    (family,) = of(app, "refresh_revoked")
+    assert family["client_id"] == "cli"
+
+
+def test_admin_changes_name_the_admin_and_where_from(make_app: AppFactory) -> None:
+    app = make_app()
+    token = admin_token(app)
+    api = app.test_client()
+    api.environ_base["REMOTE_ADDR"] = "192.0.2.44"
+    headers = {"Authorization": f"Bearer {token}"}
+    created = api.post(
+        "/api/v1/users", json={"username": "carol", "role": "viewer"}, headers=headers
+    )
+    assert created.status_code == 201
+    assert (
+        api.patch("/api/v1/users/carol", json={"role": "user"}, headers=headers).status_code == 200
+    )
+    assert api.delete("/api/v1/users/carol", headers=headers).status_code == 204
+    sa_created = api.post("/api/v1/service-accounts", json={"name": "deployer"}, headers=headers)
+    assert sa_created.status_code == 201
+    assert api.post("/api/v1/service-accounts/deployer/rotate", headers=headers).status_code == 200
+    assert api.delete("/api/v1/service-accounts/deployer", headers=headers).status_code == 204
+    assert api.post("/api/v1/keys/rotate", headers=headers).status_code == 201
+
+    events = [r for r in rows(app) if r["address"] == "192.0.2.44"]
+    assert [e["event"] for e in events] == [
+        "user_created",
+        "user_updated",
+        "user_deleted",
+        "service_account_created",
+        "service_account_rotated",
+        "service_account_revoked",
+        "keys_rotated",
+    ]
+    with app.app_context():
+        auditor = app.extensions["authserver.service_accounts"].get("auditor")
+    assert {e["actor"] for e in events} == {auditor.client_id}
+    assert events[0]["target"] == "carol"
+    assert events[0]["details"]["role"] == "viewer"
+    assert events[1]["details"]["role"] == "user"
+    assert events[3]["target"] == "deployer"
+    new_token = sa_created.get_json()["token"]
+    assert new_token not in json.dumps(rows(app), default=str)
+
+
+def test_paged_newest_first(make_app: AppFactory) -> None:
+    app = make_app()
+    token = admin_token(app)
+    client = app.test_client()
+    for _ in range(5):
+        client.post(
+            "/oauth2/token", data={"grant_type": "client_credentials"}, auth=("ci", SECRETS["ci"])
+        )
+    headers = {"Authorization": f"Bearer {token}"}
+    seen: list[int] = []
+    url: str | None = "/api/v1/audit-events?limit=2&event=token_issued"
+    while url:
+        page = client.get(url.removeprefix(ISSUER), headers=headers)
+        assert page.status_code == 200, page.get_json()
+        body = page.get_json()
+        assert len(body["items"]) <= 2
+        assert all(item["event"] == "token_issued" for item in body["items"])
+        seen += [item["id"] for item in body["items"]]
+        url = body["next"]
+    assert seen == sorted(seen, reverse=True)
+    assert len(seen) == len(set(seen)) == 6  # five for ci, one for the auditor
+    bad = client.get("/api/v1/audit-events?limit=0", headers=headers)
+    assert bad.status_code == 400
+    assert bad.get_json()["error"] == "invalid_request"
