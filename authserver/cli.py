@@ -13,7 +13,8 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, NoReturn
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .settings import (
@@ -27,6 +28,7 @@ from .settings import (
 if TYPE_CHECKING:
     from flask import Flask
 
+    from .identity.service_accounts import ServiceAccountInfo, ServiceAccountService
     from .identity.users import UserService
 
 EXIT_FAILURE = 1
@@ -177,6 +179,12 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
         records = [
             line.rotate(immediate=args.now) for line in app.extensions["authserver.key_lines"]
         ]
+        _audit(
+            app,
+            "keys_rotated",
+            target=",".join(record.kid for record in records),
+            immediate=args.now,
+        )
     for record in records:
         signs_from = f"{record.activates_at:%Y-%m-%d %H:%M:%S}Z"
         print(f"new key {record.kid} ({record.algorithm}) published; signs from {signs_from}")
@@ -203,23 +211,39 @@ def cmd_clients_list(args: argparse.Namespace) -> int:
 # -- users ----------------------------------------------------------------------------
 
 
-@contextmanager
-def _users(args: argparse.Namespace, settings: Settings | None = None) -> Iterator[UserService]:
-    """The user service, with ``UserError`` as a one-line failure."""
-    from .identity.users import UserError, UserService
-    from .storage.models import db
-    from .storage.users import SqlUserRepository
+def _actor() -> str:
+    """Who acts, for the audit trail: ``cli:<OS user>`` (``cli`` if that is unknown)."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no name for this uid, no USER/LOGNAME: still audit it
+        return "cli"
 
-    settings = settings or _settings(args)
+
+def _audit(app: Flask, event: str, **details: Any) -> None:
+    """Record an admin change made from here, as the admin API does (``web/admin.py``)."""
+    app.extensions["authserver.events"](event, actor=_actor(), address="local", **details)
+
+
+@contextmanager
+def _admin(args: argparse.Namespace, settings: Settings | None = None) -> Iterator[Flask]:
+    """The app, in its context, with ``UserError`` as a one-line failure."""
+    from .identity.users import UserError
+
     app = _app(args, settings)
     with app.app_context():
-        service = app.extensions.get("authserver.users")
-        if service is None:
-            service = UserService(SqlUserRepository(db.engine), settings.rbac)
         try:
-            yield service
+            yield app
         except UserError as exc:
             raise CliError(str(exc)) from None
+
+
+@contextmanager
+def _users(
+    args: argparse.Namespace, settings: Settings | None = None
+) -> Iterator[tuple[UserService, Flask]]:
+    """The user service (and its app), with ``UserError`` as a one-line failure."""
+    with _admin(args, settings) as app:
+        yield app.extensions["authserver.users"], app
 
 
 def _check_role(settings: Settings, role: str | None) -> None:
@@ -252,8 +276,9 @@ def cmd_users_create(args: argparse.Namespace) -> int:
         raise CliError(str(exc), EXIT_USAGE) from None
     settings = _settings(args)
     _check_role(settings, args.role)
-    with _users(args, settings) as users:
+    with _users(args, settings) as (users, app):
         person, generated = users.create_local(args.name, password, args.role)
+        _audit(app, "user_created", target=person.username, role=person.role)
     print(f"authserver: created user {person.username} (role {person.role})", file=sys.stderr)
     if not settings.local_users:
         print(
@@ -267,7 +292,7 @@ def cmd_users_create(args: argparse.Namespace) -> int:
 
 
 def cmd_users_list(args: argparse.Namespace) -> int:
-    with _users(args) as users:
+    with _users(args) as (users, _):
         people = users.list()
     if not people:
         print("no users yet", file=sys.stderr)
@@ -292,15 +317,17 @@ def cmd_users_list(args: argparse.Namespace) -> int:
 def cmd_users_set_role(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _check_role(settings, args.role)
-    with _users(args, settings) as users:
+    with _users(args, settings) as (users, app):
         person = users.set_role(args.name, args.role)
+        _audit(app, "user_updated", target=person.username, role=person.role)
     print(f"user {person.username} now has role {person.role}")
     return 0
 
 
 def cmd_users_delete(args: argparse.Namespace) -> int:
-    with _users(args) as users:
+    with _users(args) as (users, app):
         person = users.delete(args.name)
+        _audit(app, "user_deleted", target=person.username)
     print(f"deleted user {person.username} and their refresh tokens")
     return 0
 
@@ -316,8 +343,9 @@ def cmd_users_import_csv(args: argparse.Namespace) -> int:
         raise CliError(f"cannot read {args.file}: {_os_reason(exc)}", EXIT_USAGE) from None
     import io
 
-    with _users(args) as users:
+    with _users(args) as (users, app):
         count = users.import_csv(io.StringIO(text, newline=""))
+        _audit(app, "users_imported", count=count)
     print(f"imported {count} users")
     return 0
 
@@ -326,7 +354,7 @@ def cmd_users_export_csv(args: argparse.Namespace) -> int:
     import io
 
     buffer = io.StringIO()
-    with _users(args) as users:
+    with _users(args) as (users, _):
         count = users.export_csv(buffer)
     if args.file == "-":
         sys.stdout.write(buffer.getvalue())
@@ -337,6 +365,156 @@ def cmd_users_export_csv(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CliError(f"cannot write {args.file}: {_os_reason(exc)}", EXIT_USAGE) from None
     print(f"exported {count} users (without passwords)", file=sys.stderr)
+    return 0
+
+
+# -- service accounts -------------------------------------------------------------------
+
+
+def _service_accounts(app: Flask) -> ServiceAccountService:
+    service: ServiceAccountService = app.extensions["authserver.service_accounts"]
+    return service
+
+
+def _expires_in(value: str | None) -> float | None:
+    """``--expires-in``: a duration as in the config (``30d``, ``12h``) or ``never``."""
+    from .identity.service_accounts import DEFAULT_EXPIRY_SECONDS
+    from .settings import parse_duration
+
+    if value is None:
+        return DEFAULT_EXPIRY_SECONDS
+    if value.strip().lower() == "never":
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise CliError(f"--expires-in {value!r}: {exc}, or never", EXIT_USAGE) from None
+
+
+def _scopes(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    return [scope for value in values for scope in value.replace(",", " ").split()]
+
+
+def _when(value: datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M}Z" if value is not None else "-"
+
+
+def _expiry(info: ServiceAccountInfo, now: datetime | None = None) -> str:
+    if info.expires_at is None:
+        return "never"
+    if info.expired(now or datetime.now(UTC)):
+        return f"expired {_when(info.expires_at)}"
+    return _when(info.expires_at)
+
+
+def _show_token(verb: str, info: ServiceAccountInfo, token: str) -> None:
+    scopes = " ".join(info.scopes) or "none"
+    print(
+        f"authserver: {verb} service account {info.name} (client id {info.client_id}, "
+        f"role {info.role}, scopes {scopes}, expires {_expiry(info)})",
+        file=sys.stderr,
+    )
+    print(
+        "authserver: its token, shown this once (use it as the client secret, with or "
+        "without the client id):",
+        file=sys.stderr,
+        flush=True,
+    )
+    print(token)
+
+
+def cmd_service_accounts_create(args: argparse.Namespace) -> int:
+    from .identity.service_accounts import validate_name
+    from .identity.users import AlreadyExists, UserError
+
+    expires_in = _expires_in(args.expires_in)
+    scopes = _scopes(args.scope)
+    try:
+        validate_name(args.name)
+    except UserError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    settings = _settings(args)
+    _check_role(settings, args.role)
+    with _admin(args, settings) as app:
+        actor = _actor()
+        try:
+            info, token = _service_accounts(app).create(
+                args.name,
+                role=args.role,
+                scopes=scopes,
+                expires_in=expires_in,
+                created_by=actor,
+            )
+        except AlreadyExists:
+            raise
+        except UserError as exc:  # the rest is the input: a scope, the expiry
+            raise CliError(str(exc), EXIT_USAGE) from None
+        _audit(
+            app,
+            "service_account_created",
+            target=info.name,
+            client_id=info.client_id,
+            role=info.role,
+            scopes=" ".join(info.scopes),
+            expires_at=info.expires_at.isoformat() if info.expires_at else None,
+        )
+    _show_token("created", info, token)
+    return 0
+
+
+def cmd_service_accounts_list(args: argparse.Namespace) -> int:
+    with _admin(args) as app:
+        accounts = _service_accounts(app).list()
+    if not accounts:
+        print("no service accounts yet", file=sys.stderr)
+    rows = [("NAME", "CLIENT_ID", "ROLE", "SCOPES", "CREATED", "EXPIRES", "LAST USED")]
+    for info in accounts:
+        rows.append(
+            (
+                info.name,
+                info.client_id,
+                info.role,
+                ",".join(info.scopes) or "-",
+                _when(info.created_at),
+                _expiry(info),
+                _when(info.last_used_at),
+            )
+        )
+    _print_table(rows)
+    return 0
+
+
+def cmd_service_accounts_rotate(args: argparse.Namespace) -> int:
+    with _admin(args) as app:
+        info, token = _service_accounts(app).rotate(args.name)
+        _audit(
+            app,
+            "service_account_rotated",
+            target=info.name,
+            client_id=info.client_id,
+            role=info.role,
+        )
+    _show_token("rotated", info, token)
+    print("authserver: the old token no longer works", file=sys.stderr)
+    return 0
+
+
+def cmd_service_accounts_revoke(args: argparse.Namespace) -> int:
+    with _admin(args) as app:
+        info = _service_accounts(app).revoke(args.name)
+        _audit(
+            app,
+            "service_account_revoked",
+            target=info.name,
+            client_id=info.client_id,
+            role=info.role,
+        )
+    print(
+        f"revoked service account {info.name} ({info.client_id}); its access tokens "
+        "run out on their own"
+    )
     return 0
 
 
@@ -509,6 +687,53 @@ def build_parser() -> argparse.ArgumentParser:
         users_commands,
     )
     export_csv.add_argument("file", metavar="FILE", help="the CSV file; - for standard output")
+
+    accounts = commands.add_parser(
+        "service-accounts",
+        help="service accounts: tokens for CI jobs and services",
+        parents=[common],
+    )
+    accounts_commands = accounts.add_subparsers(
+        dest="service_accounts_command", metavar="COMMAND", parser_class=_Parser
+    )
+    accounts_commands.required = True
+    sa_create = add(
+        "create",
+        cmd_service_accounts_create,
+        "create a service account and print its token, once",
+        accounts_commands,
+    )
+    sa_create.add_argument("name", metavar="NAME")
+    sa_create.add_argument(
+        "--role", metavar="ROLE", help="one of rbac.roles (default: default_role)"
+    )
+    sa_create.add_argument(
+        "--expires-in",
+        metavar="DURATION",
+        help="e.g. 30d, 12h, or never (default: 30d)",
+    )
+    sa_create.add_argument(
+        "--scope",
+        action="append",
+        metavar="SCOPE",
+        help="a scope it may ask for, within its role's permissions; repeatable "
+        "(default: all of the role's)",
+    )
+    add("list", cmd_service_accounts_list, "list service accounts", accounts_commands)
+    sa_rotate = add(
+        "rotate",
+        cmd_service_accounts_rotate,
+        "give a service account a new token (printed once); the old one stops working",
+        accounts_commands,
+    )
+    sa_rotate.add_argument("name", metavar="NAME")
+    sa_revoke = add(
+        "revoke",
+        cmd_service_accounts_revoke,
+        "delete a service account: its token stops working",
+        accounts_commands,
+    )
+    sa_revoke.add_argument("name", metavar="NAME")
 
     login = add(
         "login",

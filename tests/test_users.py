@@ -456,10 +456,17 @@ def test_no_initial_admin_on_a_database_with_users(users: UserService) -> None:
     assert users.by_username("admin") is None
 
 
-def test_initial_admin_needs_an_admin_role(repo: SqlUserRepository) -> None:
-    rbac = RbacSettings.model_validate({"default_role": "user", "roles": {"user": ["read"]}})
-    with pytest.raises(UserError, match="no 'admin' role"):
-        UserService(repo, rbac).ensure_initial_admin(None)
+def test_admin_and_user_roles_always_exist(repo: SqlUserRepository) -> None:
+    """Issue #4: ``admin`` and ``user`` exist by default; config may change their
+    permissions, so the initial admin always has its role."""
+    rbac = RbacSettings.model_validate(
+        {"default_role": "user", "roles": {"user": ["read"], "ops": ["deploy"]}}
+    )
+    assert rbac.roles == {"admin": ("*",), "user": ("read",), "ops": ("deploy",)}
+    assert UserService(repo, rbac).ensure_initial_admin(None)
+    admin = UserService(repo, rbac).by_username("admin")
+    assert admin is not None
+    assert admin.role == "admin"
 
 
 def test_concurrent_initial_admin_creates_exactly_one(repo: SqlUserRepository) -> None:

@@ -13,6 +13,7 @@ import yaml
 
 from authserver.identity.users import UserService
 from authserver.settings import RbacSettings
+from authserver.storage.audit import SqlAuditLog
 from authserver.storage.users import SqlUserRepository
 
 from .conftest import _empty_pg, run_cli, standard_config
@@ -35,6 +36,13 @@ class Cli:
         engine = sa.create_engine(self.database_url)
         self.engines.append(engine)
         return UserService(SqlUserRepository(engine), RbacSettings())
+
+    def audit(self) -> list[tuple[str, str | None, str | None, dict[str, object]]]:
+        """(event, actor, target, details) of every audit event, oldest first."""
+        engine = sa.create_engine(self.database_url)
+        self.engines.append(engine)
+        records = reversed(SqlAuditLog(engine).page(limit=1000))
+        return [(r.event, r.actor, r.target, r.details) for r in records]
 
     def close(self) -> None:
         for engine in self.engines:
@@ -137,6 +145,16 @@ def test_set_role_and_delete(cli: Cli) -> None:
     missing = cli("users", "set-role", "dana")  # argparse: usage, then the error
     assert missing.returncode == 2
     assert "arguments are required: ROLE" in missing.stderr
+    # every change is in the audit trail, as the CLI's; the refused ones are not
+    audit = cli.audit()
+    assert [(event, target, details) for event, _, target, details in audit] == [
+        ("user_created", "dana", {"role": "user"}),
+        ("user_updated", "dana", {"role": "admin"}),
+        ("user_deleted", "dana", {}),
+    ]
+    for _, actor, _, _ in audit:
+        assert actor is not None
+        assert actor.startswith("cli")
 
 
 def test_import_export_round_trip_never_exports_passwords(cli: Cli) -> None:
@@ -160,6 +178,9 @@ def test_import_export_round_trip_never_exports_passwords(cli: Cli) -> None:
     assert "exported 2 users" in to_stdout.stderr
     # an exported file has no passwords, so it cannot be imported back as it is
     fails(cli("users", "import-csv", str(target)), 1, "line 2: user 'fred' has no password")
+    assert [(event, details) for event, _, _, details in cli.audit()] == [
+        ("users_imported", {"count": 2})
+    ]
 
 
 def test_a_bad_csv_changes_nothing(cli: Cli) -> None:

@@ -330,8 +330,6 @@ class UserService:
         """
         if self._repo.count() > 0:
             return None
-        if "admin" not in self._rbac.roles:
-            raise UserError("rbac.roles has no 'admin' role for the initial admin")
         username = validate_username(initial.username if initial else "admin")
         password = initial.password if initial and initial.password else None
         generated = None
