@@ -1,7 +1,575 @@
-"""The dashboard at ``/dashboard`` (to be written)."""
+"""The admin dashboard at ``/dashboard``: server-rendered pages over the operations of
+:mod:`authserver.web.admin`, so the audit events are the admin API's.
+
+Sign-in is the normal login page. Only a person whose current role is ``admin`` gets
+in: ``current_signin`` re-reads the person on every request, so a demoted or disabled
+admin is out at once. Every change is a POST with Flask-WTF's CSRF token; a GET never
+changes anything. A secret (a generated password, a service-account token) appears
+once, in the response to the POST that made it: never in the session, a redirect or a
+listing. Pages allow no script, except the one-off secret page, whose copy button runs
+a script allowed by a per-response nonce (CSP Level 3 §6.7.3.1).
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import io
+import json
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, current_app, flash, g, redirect, request, url_for
+from flask_wtf import FlaskForm
+from flask_wtf.csrf import generate_csrf
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wrappers import Response
+
+from ..identity.users import AlreadyExists, NotFound, UserError
+from ..oauth.people import Person
+from . import admin
+from .adapter import app_settings
+from .audit import AUDITED, set_actor
+from .forms import (
+    SERVICE_ACCOUNT_EXPIRIES,
+    CreateServiceAccountForm,
+    CreateUserForm,
+    DeleteUserForm,
+    ImportUsersForm,
+    RotateKeysForm,
+    ServiceAccountActionForm,
+    UserDisabledForm,
+    UserRoleForm,
+)
+from .pages import message, page
+from .signin import current_signin
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
+
+#: The sections of the navigation: (endpoint, label).
+NAV = (
+    ("dashboard.users", "Users"),
+    ("dashboard.service_accounts", "Service accounts"),
+    ("dashboard.clients", "Clients"),
+    ("dashboard.keys", "Signing keys"),
+    ("dashboard.audit", "Audit log"),
+)
+AUDIT_PAGE = 50
+AUDIT_PAGE_MAX = 200
+FORM_EXPIRED = (
+    "The form expired or did not come from this dashboard (CSRF check failed). "
+    "Reload the page and try again."
+)
+
+
+# -- who may use it --------------------------------------------------------------------
+
+
+@bp.before_request
+def _admins_only() -> Response | None:
+    signin = current_signin()
+    if signin is None:
+        # Back here after signing in; a POST cannot be replayed, so its page instead.
+        target = request.full_path.rstrip("?") if request.method == "GET" else url_for(".index")
+        return redirect(url_for("login.login", next=target))
+    person = signin.person
+    # One role per person today (``Person.roles`` is ``(role,)``), re-read this request.
+    if admin.ADMIN_ROLE not in person.roles:
+        return message(
+            "Admins only",
+            f"The dashboard is for admins. You are signed in as {person.username}, "
+            f"whose role is {', '.join(person.roles) or 'none'}.",
+            403,
+            error=True,
+        )
+    set_actor(person.username)
+    g.dashboard_person = person
+    return None
+
+
+def _me() -> Person:
+    person: Person = g.dashboard_person
+    return person
+
+
+@bp.context_processor
+def _context() -> dict[str, Any]:
+    me = g.get("dashboard_person")
+    return {
+        "nav": NAV,
+        "me": me,
+        "csrf": generate_csrf() if me else "",
+        "when": _when,
+        "when_iso": _when_iso,
+    }
+
+
+def _when(value: datetime | None, empty: str = "—") -> str:
+    if value is None:
+        return empty
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _when_iso(value: str | None, empty: str = "—") -> str:
+    return _when(datetime.fromisoformat(value), empty) if value else empty
+
+
+def _render(template: str, status: int = 200, **context: Any) -> Response:
+    return page(f"dashboard/{template}", status, **context)
+
+
+def _status(exc: UserError) -> int:
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, AlreadyExists):
+        return 409
+    return 400
+
+
+def _form_error(form: FlaskForm) -> str:
+    if "csrf_token" in form.errors:
+        return FORM_EXPIRED
+    for field, errors in form.errors.items():
+        label = getattr(getattr(form, field, None), "label", None)
+        return f"{label.text if label and label.text else field}: {errors[0]}"
+    return "The form was not sent as the page sends it."
+
+
+def _done(text: str, endpoint: str) -> Response:
+    """Post/Redirect/Get: the list again, with what was done above it."""
+    flash(text)
+    return redirect(url_for(endpoint), 303)
+
+
+def _roles() -> list[str]:
+    return list(app_settings().rbac.roles)
+
+
+@bp.get("/")
+@bp.get("")  # registered first: the one url_for builds
+def index() -> Response:
+    return redirect(url_for(".users"))
+
+
+# -- users ----------------------------------------------------------------------------------
+
+
+def _users_page(
+    status: int = 200,
+    *,
+    error: str | None = None,
+    create: CreateUserForm | None = None,
+) -> Response:
+    if create is None:
+        create = CreateUserForm(formdata=None, role=app_settings().rbac.default_role)
+    create.role.choices = _roles()
+    return _render(
+        "users.html",
+        status,
+        section="dashboard.users",
+        error=error,
+        people=admin.users().list(),
+        roles=_roles(),
+        create=create,
+        upload=ImportUsersForm(formdata=None),
+    )
+
+
+@bp.get("/users")
+def users() -> Response:
+    return _users_page()
+
+
+@bp.post("/users")
+def create_user() -> Response:
+    form = CreateUserForm()
+    if not form.validate_on_submit():
+        return _users_page(400, error=_form_error(form), create=form)
+    try:
+        person, generated = admin.create_user(
+            (form.username.data or "").strip(), form.role.data or None, form.password.data or None
+        )
+    except UserError as exc:
+        return _users_page(_status(exc), error=str(exc), create=form)
+    if generated is not None:
+        return _secret_page(
+            201,
+            section="dashboard.users",
+            title=f"User {person.username} created",
+            intro=f"The local user {person.username} (role {person.role}) can sign in "
+            "with this password.",
+            label="Password",
+            field_id="generated-password",
+            value=generated,
+            what="password",
+            back=url_for(".users"),
+            back_text="Back to users",
+        )
+    return _done(f"User {person.username} created with role {person.role}.", ".users")
+
+
+def _not_yourself(username: str, what: str) -> None:
+    """An admin may not lock themself out here: another admin (or the CLI) must do it."""
+    target = admin.users().by_username(username)
+    if target is not None and target.id == _me().id:
+        raise UserError(
+            f"You cannot {what} yourself here; another admin, or `authserver users`, can."
+        )
+
+
+@bp.post("/users/role")
+def set_role() -> Response:
+    form = UserRoleForm()
+    if not form.validate_on_submit():
+        return _users_page(400, error=_form_error(form))
+    username, role = form.username.data, form.role.data
+    try:
+        if role != admin.ADMIN_ROLE:
+            _not_yourself(username, "take the admin role from")
+        person = admin.update_user(username, role=role, disabled=None)
+    except UserError as exc:
+        return _users_page(_status(exc), error=str(exc))
+    return _done(f"The role of {person.username} is now {person.role}.", ".users")
+
+
+@bp.post("/users/disabled")
+def set_disabled() -> Response:
+    form = UserDisabledForm()
+    if not form.validate_on_submit():
+        return _users_page(400, error=_form_error(form))
+    disabled = form.disabled.data == "true"
+    try:
+        if disabled:
+            _not_yourself(form.username.data, "disable")
+        person = admin.update_user(form.username.data, role=None, disabled=disabled)
+    except UserError as exc:
+        return _users_page(_status(exc), error=str(exc))
+    state = "disabled: they can no longer sign in" if person.disabled else "enabled"
+    return _done(f"User {person.username} is {state}.", ".users")
+
+
+@bp.get("/users/delete")
+def confirm_delete_user() -> Response:
+    username = request.args.get("username", "")
+    person = admin.users().by_username(username) if username else None
+    if person is None:
+        return _users_page(404, error=f"no user {username!r}")
+    return _render(
+        "confirm.html",
+        section="dashboard.users",
+        title=f"Delete user {person.username}?",
+        text=f"{person.username} ({person.source}, role {person.role}) is deleted with their "
+        "refresh tokens; access tokens already issued run out. This cannot be undone.",
+        action=url_for(".delete_user"),
+        fields={"username": person.username},
+        button=f"Delete user {person.username}",
+        back=url_for(".users"),
+    )
+
+
+@bp.post("/users/delete")
+def delete_user() -> Response:
+    form = DeleteUserForm()
+    if not form.validate_on_submit():
+        return _users_page(400, error=_form_error(form))
+    try:
+        _not_yourself(form.username.data, "delete")
+        person = admin.delete_user(form.username.data)
+    except UserError as exc:
+        return _users_page(_status(exc), error=str(exc))
+    return _done(f"User {person.username} deleted.", ".users")
+
+
+@bp.post("/users/import")
+def import_users() -> Response:
+    """All or nothing (``UserService.import_csv``): one bad line and no user is created."""
+    form = ImportUsersForm()
+    if not form.validate_on_submit():
+        return _users_page(400, error=_form_error(form))
+    try:
+        text = form.file.data.read().decode("utf-8")
+    except UnicodeDecodeError:
+        return _users_page(400, error="The file is not UTF-8 text; no user was imported.")
+    try:
+        count = admin.import_users(io.StringIO(text, newline=""))
+    except UserError as exc:
+        return _users_page(400, error=str(exc))
+    return _done(f"Imported {count} user{'s' if count != 1 else ''}.", ".users")
+
+
+@bp.get("/users/export.csv")
+def export_users() -> Response:
+    """``username,password,role`` with the password column empty: none is ever exported."""
+    out = io.StringIO()
+    admin.users().export_csv(out)
+    response = Response(out.getvalue(), mimetype="text/csv")
+    response.headers["Content-Disposition"] = 'attachment; filename="users.csv"'
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(exc: RequestEntityTooLarge) -> Response:
+    limit = app_settings().max_form_bytes
+    error = f"The upload is larger than {limit} bytes (max_form_bytes); nothing was changed."
+    if request.endpoint == "dashboard.import_users":
+        return _users_page(413, error=error)
+    return message("Too large", error, 413, error=True)
+
+
+# -- service accounts -----------------------------------------------------------------------
+
+
+def _service_accounts_page(
+    status: int = 200,
+    *,
+    error: str | None = None,
+    create: CreateServiceAccountForm | None = None,
+) -> Response:
+    if create is None:
+        create = CreateServiceAccountForm(formdata=None, role=app_settings().rbac.default_role)
+    create.role.choices = _roles()
+    return _render(
+        "service_accounts.html",
+        status,
+        section="dashboard.service_accounts",
+        error=error,
+        accounts=admin.service_accounts().list(),
+        now=datetime.now(UTC),
+        create=create,
+    )
+
+
+@bp.get("/service-accounts")
+def service_accounts() -> Response:
+    return _service_accounts_page()
+
+
+@bp.post("/service-accounts")
+def create_service_account() -> Response:
+    form = CreateServiceAccountForm()
+    if not form.validate_on_submit():
+        return _service_accounts_page(400, error=_form_error(form), create=form)
+    scopes = (form.scopes.data or "").split() or None
+    try:
+        info, token = admin.create_service_account(
+            (form.name.data or "").strip(),
+            form.role.data or None,
+            scopes,
+            SERVICE_ACCOUNT_EXPIRIES[form.expires_in.data],
+            _me().username,
+        )
+    except UserError as exc:
+        return _service_accounts_page(_status(exc), error=str(exc), create=form)
+    return _token_page(201, f"Service account {info.name} created", info.client_id, token)
+
+
+def _token_page(status: int, title: str, client_id: str, token: str) -> Response:
+    return _secret_page(
+        status,
+        section="dashboard.service_accounts",
+        title=title,
+        intro=f"Its client id is {client_id}. A CI job trades the token for an access "
+        "token with grant_type=client_credentials, sending it as HTTP Basic "
+        "<client id>:<token> or alone as client_secret.",
+        label="Token",
+        field_id="service-account-token",
+        value=token,
+        what="token",
+        token_url=app_settings().base_url + "/oauth2/token",
+        client_id=client_id,
+        back=url_for(".service_accounts"),
+        back_text="Back to service accounts",
+    )
+
+
+def _confirm_service_account(action: str) -> Response:
+    name = request.args.get("name", "")
+    try:
+        info = admin.service_accounts().get(name)
+    except UserError as exc:
+        return _service_accounts_page(_status(exc), error=str(exc))
+    if action == "rotate":
+        title = f"Rotate the token of {info.name}?"
+        text = "A new token is made and shown once; the current one stops working at once."
+        endpoint, button = ".rotate_service_account", f"Rotate token of {info.name}"
+    else:
+        title = f"Revoke service account {info.name}?"
+        text = (
+            "The service account is deleted and its token refused from now on; access "
+            "tokens already issued run out. This cannot be undone."
+        )
+        endpoint, button = ".revoke_service_account", f"Revoke {info.name}"
+    return _render(
+        "confirm.html",
+        section="dashboard.service_accounts",
+        title=title,
+        text=text,
+        action=url_for(endpoint),
+        fields={"name": info.name},
+        button=button,
+        back=url_for(".service_accounts"),
+    )
+
+
+@bp.get("/service-accounts/rotate")
+def confirm_rotate_service_account() -> Response:
+    return _confirm_service_account("rotate")
+
+
+@bp.post("/service-accounts/rotate")
+def rotate_service_account() -> Response:
+    form = ServiceAccountActionForm()
+    if not form.validate_on_submit():
+        return _service_accounts_page(400, error=_form_error(form))
+    try:
+        info, token = admin.rotate_service_account(form.name.data)
+    except UserError as exc:
+        return _service_accounts_page(_status(exc), error=str(exc))
+    return _token_page(200, f"New token for {info.name}", info.client_id, token)
+
+
+@bp.get("/service-accounts/revoke")
+def confirm_revoke_service_account() -> Response:
+    return _confirm_service_account("revoke")
+
+
+@bp.post("/service-accounts/revoke")
+def revoke_service_account() -> Response:
+    form = ServiceAccountActionForm()
+    if not form.validate_on_submit():
+        return _service_accounts_page(400, error=_form_error(form))
+    try:
+        info = admin.revoke_service_account(form.name.data)
+    except UserError as exc:
+        return _service_accounts_page(_status(exc), error=str(exc))
+    return _done(
+        f"Service account {info.name} revoked: its token no longer works.", ".service_accounts"
+    )
+
+
+def _secret_page(status: int, **context: Any) -> Response:
+    """A secret, shown once; the copy button's script runs by nonce, nothing else may."""
+    nonce = secrets.token_urlsafe(18)
+    response = _render("secret.html", status, nonce=nonce, **context)
+    response.headers["Content-Security-Policy"] += f"; script-src 'nonce-{nonce}'"
+    return response
+
+
+# -- clients, keys, audit log ---------------------------------------------------------------
+
+
+@bp.get("/clients")
+def clients() -> Response:
+    return _render(
+        "clients.html",
+        section="dashboard.clients",
+        clients=[admin.client_json(client) for client in admin.static_clients()],
+    )
+
+
+def _keys_page(status: int = 200, *, error: str | None = None) -> Response:
+    return _render(
+        "keys.html",
+        status,
+        section="dashboard.keys",
+        error=error,
+        keys=admin.keys_json(),
+        algorithm=app_settings().signing.algorithm,
+        # create_app gives ID tokens an RS256 key line of their own for other algorithms.
+        id_token_keys=len(current_app.extensions["authserver.key_lines"]) > 1,
+    )
+
+
+@bp.get("/keys")
+def keys() -> Response:
+    return _keys_page()
+
+
+@bp.post("/keys/rotate")
+def rotate_keys() -> Response:
+    form = RotateKeysForm()
+    if not form.validate_on_submit():
+        return _keys_page(400, error=_form_error(form))
+    if form.rotate_now.data:
+        immediate = True
+    elif form.rotate_publish.data:
+        immediate = False
+    else:
+        return _keys_page(400, error="Choose “Rotate now” or “Rotate (publish first)”.")
+    kids = admin.rotate_keys(immediate)
+    how = "signing from now" if immediate else "published now, signing after the publish delay"
+    return _done(f"New key{'s' if len(kids) > 1 else ''} {', '.join(kids)}: {how}.", ".keys")
+
+
+@bp.get("/audit")
+def audit() -> Response:
+    """Newest first, ``limit`` a page; "Older" is the page ``before`` the last id shown."""
+    event = request.args.get("event", "").strip()
+    try:
+        before = _int_arg("before", None, 1, 2**63 - 1)
+        limit = _int_arg("limit", AUDIT_PAGE, 1, AUDIT_PAGE_MAX) or AUDIT_PAGE
+        if len(event) > 64:
+            raise ValueError("the event filter is at most 64 characters")
+    except ValueError as exc:
+        return _render("audit.html", 400, section="dashboard.audit", error=str(exc), **_no_events())
+    items = admin.audit_log().page(before=before, limit=limit, event=event or None)
+    older = None
+    if len(items) == limit:
+        query: dict[str, Any] = {"before": items[-1].id}
+        if limit != AUDIT_PAGE:
+            query["limit"] = limit
+        if event:
+            query["event"] = event
+        older = url_for(".audit", **query)
+    return _render(
+        "audit.html",
+        section="dashboard.audit",
+        items=items,
+        event=event,
+        events=sorted(AUDITED | ({event} if event else set())),
+        details=_details,
+        older=older,
+        newest=url_for(".audit", event=event) if event else url_for(".audit"),
+        paged=before is not None,
+    )
+
+
+def _no_events() -> dict[str, Any]:
+    return {
+        "items": [],
+        "event": "",
+        "events": sorted(AUDITED),
+        "details": _details,
+        "older": None,
+        "newest": url_for(".audit"),
+        "paged": False,
+    }
+
+
+def _details(details: dict[str, Any]) -> str:
+    return " ".join(
+        f"{key}={value if isinstance(value, str) else json.dumps(value)}"
+        for key, value in details.items()
+    )
+
+
+def _int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
+    raw = request.args.get(name, "")
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name!r} must be a whole number") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name!r} must be from {low} to {high}")
+    return value
+
+
+@bp.get("/<path:rest>")
+def unknown(rest: str) -> Response:
+    del rest
+    return message("Not found", "There is no such dashboard page.", 404, error=True)

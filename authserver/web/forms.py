@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, PasswordField, StringField, SubmitField
-from wtforms.validators import DataRequired, Length
+from flask_wtf.file import FileField, FileRequired
+from wtforms import HiddenField, PasswordField, SelectField, StringField, SubmitField
+from wtforms.validators import AnyOf, DataRequired, Length
 
 
 class LoginForm(FlaskForm):  # type: ignore[misc]
@@ -32,3 +33,73 @@ class DeviceDecisionForm(FlaskForm):  # type: ignore[misc]
 
 class LogoutForm(FlaskForm):  # type: ignore[misc]
     submit = SubmitField("Sign out")
+
+
+# -- the admin dashboard (dashboard.py) ----------------------------------------------------
+# These forms check the CSRF token and bound the lengths; the values themselves (names,
+# roles, scopes, passwords) are checked by the operations of ``admin``, whose messages
+# the dashboard shows. Role selects are filled from ``rbac.roles`` per request.
+
+#: The expiry choices of a new service account (option values as shown, so that the
+#: select needs no (value, label) pairs): seconds, ``None`` for never.
+SERVICE_ACCOUNT_EXPIRIES: dict[str, int | None] = {
+    "1 day": 86400,
+    "7 days": 7 * 86400,
+    "30 days": 30 * 86400,
+    "90 days": 90 * 86400,
+    "365 days": 365 * 86400,
+    "never": None,
+}
+
+
+class CreateUserForm(FlaskForm):  # type: ignore[misc]
+    username = StringField("Username", validators=[Length(max=255)])
+    role = SelectField("Role", validate_choice=False)
+    password = PasswordField("Password (optional)", validators=[Length(max=1024)])
+    submit = SubmitField("Create user")
+
+
+class UserRoleForm(FlaskForm):  # type: ignore[misc]
+    username = HiddenField(validators=[DataRequired(), Length(max=255)])
+    role = SelectField("Role", validate_choice=False, validators=[DataRequired()])
+    submit = SubmitField("Set role")
+
+
+class UserDisabledForm(FlaskForm):  # type: ignore[misc]
+    username = HiddenField(validators=[DataRequired(), Length(max=255)])
+    disabled = HiddenField(validators=[AnyOf(["true", "false"])])
+    submit = SubmitField("Disable")
+
+
+class DeleteUserForm(FlaskForm):  # type: ignore[misc]
+    username = HiddenField(validators=[DataRequired(), Length(max=255)])
+    submit = SubmitField("Delete user")
+
+
+class ImportUsersForm(FlaskForm):  # type: ignore[misc]
+    file = FileField("CSV file", validators=[FileRequired("Choose a CSV file to import.")])
+    submit = SubmitField("Import users")
+
+
+class CreateServiceAccountForm(FlaskForm):  # type: ignore[misc]
+    name = StringField("Name", validators=[Length(max=255)])
+    role = SelectField("Role", validate_choice=False)
+    scopes = StringField("Scopes (optional, space-separated)", validators=[Length(max=2048)])
+    expires_in = SelectField(
+        "Expires in",
+        choices=list(SERVICE_ACCOUNT_EXPIRIES),
+        default="30 days",
+    )
+    submit = SubmitField("Create service account")
+
+
+class ServiceAccountActionForm(FlaskForm):  # type: ignore[misc]
+    """Rotate or revoke the service account ``name``."""
+
+    name = HiddenField(validators=[DataRequired(), Length(max=255)])
+    submit = SubmitField("Confirm")
+
+
+class RotateKeysForm(FlaskForm):  # type: ignore[misc]
+    rotate_now = SubmitField("Rotate now")
+    rotate_publish = SubmitField("Rotate (publish first)")
