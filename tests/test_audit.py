@@ -199,3 +199,20 @@ def test_paged_newest_first(make_app: AppFactory) -> None:
     bad = client.get("/api/v1/audit-events?limit=0", headers=headers)
     assert bad.status_code == 400
     assert bad.get_json()["error"] == "invalid_request"
+
+
+def test_a_nul_in_a_username_is_still_recorded(make_app: AppFactory) -> None:
+    """PostgreSQL text cannot hold NUL: the event is stored with it replaced."""
+    app = make_app()
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    response = client.post(
+        "/login",
+        data={
+            "csrf_token": form_field(page, "csrf_token"),
+            "username": "adm\x00in",
+            "password": "not the password at all",
+        },
+    )
+    assert response.status_code == 401
+    assert [r["actor"] for r in of(app, "login_failed")] == ["adm\ufffdin"]

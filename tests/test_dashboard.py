@@ -722,3 +722,17 @@ def test_unknown_dashboard_page_is_404(dash: FlaskClient) -> None:
     assert response.status_code == 404
     assert "no such dashboard page" in text(response)
     assert dash.get("/dashboard").headers["Location"] == "/dashboard/users"
+
+
+def test_a_nul_anywhere_is_a_clear_400(admin_app: Flask, dash: FlaskClient) -> None:
+    """PostgreSQL cannot compare a NUL: refused before any lookup, never a 500."""
+    before = people(admin_app)
+    for response in (
+        dash.get("/dashboard/audit?event=%00"),
+        dash.get("/dashboard/users/delete?username=a%00b"),
+        post(dash, "/dashboard/users/role", {"username": "a\x00b", "role": "admin"}),
+        post(dash, "/dashboard/users/delete", {"username": "a\x00b"}),
+    ):
+        assert response.status_code == 400, text(response)
+        assert "NUL" in alert(response)
+    assert people(admin_app).keys() == before.keys()

@@ -221,3 +221,30 @@ def test_with_authlib_client_against_a_live_server(live_server: LiveServer) -> N
     with pytest.raises(OAuthError) as refused:
         session.fetch_token(url, grant_type="client_credentials")
     assert refused.value.error == "invalid_client"
+
+
+def test_rights_follow_the_config(make_app: AppFactory) -> None:
+    """A role taken out of ``rbac.roles`` stops its accounts; a permission taken out of
+    a role stops that scope."""
+    app = make_app()
+    _, ops = create(app, "ops-job", role="viewer")
+    _, wide = create(app, "wide-job", role="user", scopes=["read", "write"])
+    narrowed = make_app(rbac={"roles": {"user": ["read"]}, "group_roles": {}})
+    client = narrowed.test_client()
+    assert_oauth_error(token_request(client, ops), "invalid_client")
+    assert token_request(client, wide).get_json()["scope"] == "read"
+    assert_oauth_error(token_request(client, wide, scope="write"), "invalid_scope")
+
+
+def test_a_rotation_that_lost_a_race_says_so(make_app: AppFactory) -> None:
+    app = make_app()
+    client_id, token = create(app)
+    with app.app_context():
+        repo = accounts(app)._repo
+        record = repo.get(client_id)
+        assert record is not None
+        accounts(app).rotate("ci-job")
+        # a second rotation that read the row before the first one wrote it
+        assert not repo.replace_token(client_id, record.token_hash, "0" * 64, record.created_at)
+        assert repo.get(client_id).token_hash != "0" * 64  # type: ignore[union-attr]
+    assert_oauth_error(token_request(app.test_client(), token), "invalid_client")

@@ -501,3 +501,21 @@ def test_concurrent_first_federated_sign_in_makes_one_person(
         people = list(pool.map(sign_in, range(4)))
     assert len({p.id for p in people}) == 1
     assert repo.count() == 1
+
+
+def test_a_new_password_revokes_refresh_tokens(make_app: AppFactory) -> None:
+    from .people import PASSWORD
+    from .test_refresh_tokens import flask_refresh, flask_sign_in, flask_tokens, new_local_user
+
+    app = make_app()
+    user = new_local_user(app)
+    tokens = flask_tokens(flask_sign_in(app, user))
+    with app.app_context():
+        service = app.extensions["authserver.users"]
+        assert service.check_password(user, PASSWORD)
+        assert not service.check_password(user, "not the password at all")
+        service.set_password(user, "a brand new password")
+        assert service.check_password(user, "a brand new password")
+    response = flask_refresh(app.test_client(), tokens["refresh_token"])
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_grant"

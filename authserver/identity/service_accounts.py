@@ -146,8 +146,12 @@ class ServiceAccountService:
         record = self._existing(name)
         token = new_service_account_token(record.client_id)
         now = self._now()
-        if not self._repo.replace_token(record.client_id, service_account_token_hash(token), now):
-            raise NotFound(f"no service account {record.name!r}")
+        new_hash = service_account_token_hash(token)
+        if not self._repo.replace_token(record.client_id, record.token_hash, new_hash, now):
+            raise AlreadyExists(
+                f"service account {record.name!r} was rotated or revoked meanwhile; "
+                "its token is not this one"
+            )
         return _info(record, rotated_at=now), token
 
     def revoke(self, name: str) -> ServiceAccountInfo:
@@ -161,21 +165,35 @@ class ServiceAccountService:
 
     def get_client(self, client_id: str) -> Client | None:
         record = self._repo.get(client_id)
-        if record is None:
-            return None
+        if record is None or record.role not in self._rbac.roles:
+            return None  # gone, or its role was taken out of the config
+        permitted = self._rbac.roles[record.role]
+        scopes = tuple(s for s in record.scopes if "*" in permitted or s in permitted)
         return ServiceAccountClient(
             client_id=record.client_id,
             is_public=False,
             secret_hash=record.token_hash,
             grant_types=(GRANT_CLIENT_CREDENTIALS,),
             redirect_uris=(),
-            scopes=record.scopes,
+            scopes=scopes,
             roles=(record.role,),
             verifier=self._verifier,
             expires_at=record.expires_at.timestamp() if record.expires_at else None,
             on_use=self._touch,
             clock=self._clock,
         )
+
+    def token_still_good(self, client_id: str, issued_at: float) -> bool:
+        """Whether an access token issued to ``client_id`` at ``issued_at`` may still act
+        at our own admin API: the account exists, has not expired, and was not rotated
+        since (rotation is the answer to a leaked token)."""
+        record = self._repo.get(client_id)
+        if record is None or record.role not in self._rbac.roles:
+            return False
+        now = self._clock()
+        if record.expires_at is not None and record.expires_at.timestamp() <= now:
+            return False
+        return record.rotated_at is None or issued_at >= int(record.rotated_at.timestamp())
 
     def clients(self) -> _ClientView:
         """This service as a ``ClientStore`` (``get`` by client id)."""

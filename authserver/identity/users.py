@@ -166,10 +166,21 @@ class UserService:
         return replace(_person(record), role=role)
 
     def set_password(self, username: str, password: str) -> Person:
+        """A new password; the person's refresh tokens die with the old one (a reset
+        is how an account is taken back)."""
         record = self._existing(username)
         validate_password(password)
         self._repo.update(record.id, password_hash=passwords.hash_password(password))
+        self._repo.revoke_refresh_tokens(record.id, "password")
         return _person(record)
+
+    def check_password(self, username: str, password: str) -> bool:
+        """Whether ``password`` is the person's, with no side effect (no sign-in)."""
+        record = self._repo.by_username(normalize_username(username))
+        if record is None or record.password_hash is None:
+            passwords.burn_verify(password)
+            return False
+        return passwords.verify_password(record.password_hash, password)
 
     def set_disabled(self, username: str, disabled: bool) -> Person:
         """Disable (or enable) a person: they can no longer sign in, by any route."""

@@ -63,10 +63,10 @@ class SqlAuditLog:
         }
         for key, limit in _LIMITS.items():
             if isinstance(values[key], str):
-                values[key] = values[key][:limit]
+                values[key] = _clean(values[key])[:limit]
         with self._engine.begin() as conn:
             conn.execute(
-                insert(_TABLE).values(at=datetime.now(UTC), details=details or {}, **values)
+                insert(_TABLE).values(at=datetime.now(UTC), details=_clean(details or {}), **values)
             )
 
     def page(
@@ -77,9 +77,21 @@ class SqlAuditLog:
         if before is not None:
             stmt = stmt.where(_TABLE.c.id < before)
         if event:
-            stmt = stmt.where(_TABLE.c.event == event)
+            stmt = stmt.where(_TABLE.c.event == _clean(event))
         with self._engine.connect() as conn:
             return [_record(row) for row in conn.execute(stmt)]
+
+
+def _clean(value: Any) -> Any:
+    """``value`` without NUL characters, which PostgreSQL text and JSON cannot hold (an
+    attacker's username may carry one; the event must still be stored)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
 
 
 def _record(row: Row[Any]) -> AuditRecord:

@@ -59,11 +59,13 @@ class SqlServiceAccountRepository:
         except IntegrityError as exc:
             raise DuplicateServiceAccount(record.name) from exc
 
-    def replace_token(self, client_id: str, token_hash: str, at: datetime) -> bool:
-        """Rotate: the old hash is gone in the same statement that stores the new one."""
+    def replace_token(self, client_id: str, old_hash: str, token_hash: str, at: datetime) -> bool:
+        """Rotate: the old hash is gone in the same statement that stores the new one;
+        ``False`` if it was no longer ``old_hash`` (a concurrent rotation won)."""
+        c = _TABLE.c
         stmt = (
             update(_TABLE)
-            .where(_TABLE.c.client_id == client_id)
+            .where(c.client_id == client_id, c.token_hash == old_hash)
             .values(token_hash=token_hash, rotated_at=at)
         )
         with self._engine.begin() as conn:

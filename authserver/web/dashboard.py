@@ -83,6 +83,9 @@ def _admins_only() -> Response | None:
         )
     set_actor(person.username)
     g.dashboard_person = person
+    if any("\x00" in value for value in request.values.values()):
+        # No name or filter holds a NUL, and PostgreSQL cannot even compare one.
+        return message("Bad request", "The request holds a NUL character.", 400, error=True)
     return None
 
 
