@@ -19,21 +19,19 @@ from functools import wraps
 from typing import Any, TypeVar, cast
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException
 
 from ..identity.users import AlreadyExists, NotFound, Person, UserError
 from ..oauth.clients import SERVICE_ACCOUNT_ID_PREFIX
 from . import admin
 from .adapter import app_settings, oauth_server
 from .audit import set_actor
-from .openapi import openapi_document
+from .openapi import DEFAULT_PAGE, MAX_PAGE, openapi_document
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1")
 
 F = TypeVar("F", bound=Callable[..., Response])
-
-MAX_PAGE = 200
-DEFAULT_PAGE = 50
 
 
 class ApiError(Exception):
@@ -147,9 +145,17 @@ def _body(allowed: dict[str, tuple[type, ...]], required: tuple[str, ...] = ()) 
     """The JSON object of the request, its fields checked against ``allowed`` types."""
     if not request.is_json:
         raise ApiError(415, "invalid_request", "The body must be JSON (application/json).")
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        raise ApiError(400, "invalid_request", "The body is nested too deeply.") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_request", "The body must be a JSON object.")
+    try:
+        # JSON may escape lone surrogates ("\ud800"); no text of ours can hold one.
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ApiError(400, "invalid_request", "The body has text that is not Unicode.") from None
     for key, value in data.items():
         if key not in allowed:
             raise ApiError(400, "invalid_request", f"Unknown field '{key[:64]}'.")
@@ -161,6 +167,19 @@ def _body(allowed: dict[str, tuple[type, ...]], required: tuple[str, ...] = ()) 
         if data.get(key) is None:
             raise ApiError(400, "invalid_request", f"The field '{key}' is required.")
     return data
+
+
+def _username(username: str) -> str:
+    """A username from the path; ``NotFound`` for one with NUL, which is nobody's (none
+    can be stored, and PostgreSQL refuses even to look one up)."""
+    if "\x00" in username:
+        raise NotFound(f"no user {username!r}")
+    return username
+
+
+def _person(username: str) -> Person | None:
+    """The person a username from the path names, if any."""
+    return None if "\x00" in username else admin.users().by_username(username)
 
 
 def _string_list(value: Any, field: str) -> list[str] | None:
@@ -212,7 +231,7 @@ def create_user() -> Response:
 @bp.get("/users/<username>")
 @requires("admin", "user")
 def get_user(username: str) -> Response:
-    person = admin.users().by_username(username)
+    person = _person(username)
     if person is None:
         raise NotFound(f"no user {username!r}")
     return _json(admin.user_json(person))
@@ -222,14 +241,16 @@ def get_user(username: str) -> Response:
 @requires("admin")
 def update_user(username: str) -> Response:
     data = _body({"role": (str,), "disabled": (bool,)})
-    person = admin.update_user(username, role=data.get("role"), disabled=data.get("disabled"))
+    person = admin.update_user(
+        _username(username), role=data.get("role"), disabled=data.get("disabled")
+    )
     return _json(admin.user_json(person))
 
 
 @bp.delete("/users/<username>")
 @requires("admin")
 def delete_user(username: str) -> Response:
-    admin.delete_user(username)
+    admin.delete_user(_username(username))
     return Response(status=204)
 
 
@@ -239,7 +260,7 @@ def set_password(username: str) -> Response:
     """Admins set anyone's (local) password; others only their own."""
     caller: Caller = g.api_caller
     data = _body({"password": (str,)}, required=("password",))
-    person = admin.users().by_username(username)
+    person = _person(username)
     is_self = caller.person is not None and person is not None and person.id == caller.person.id
     if not is_self and not _allowed(caller, frozenset({admin.ADMIN_ROLE})):
         raise ApiError(403, "insufficient_scope", "Only an admin may set another's password.")
@@ -344,6 +365,8 @@ def list_audit_events() -> Response:
     event = request.args.get("event") or None
     if event is not None and len(event) > 64:
         raise ApiError(400, "invalid_request", "The event filter is at most 64 characters.")
+    if event is not None and not event.isprintable():
+        raise ApiError(400, "invalid_request", "The event filter has control characters.")
     items = admin.audit_log().page(before=before, limit=limit, event=event)
     next_url = None
     if len(items) == limit:
@@ -367,5 +390,19 @@ def _int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
 
 @bp.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
 def unknown(rest: str) -> Response:
+    """404, or 405 with ``Allow`` when the path is an endpoint's and the method is not."""
     del rest
-    return _error(404, "not_found", "No such API endpoint.")
+    adapter = current_app.create_url_adapter(request)
+    allowed = []
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        try:
+            endpoint, _args = adapter.match(request.path, method=method) if adapter else ("", {})
+        except HTTPException:
+            continue
+        if endpoint not in ("", request.endpoint):
+            allowed.append(method)
+    if not allowed:
+        return _error(404, "not_found", "No such API endpoint.")
+    response = _error(405, "invalid_request", f"Use {' or '.join(allowed)} here.")
+    response.headers["Allow"] = ", ".join(allowed)
+    return response

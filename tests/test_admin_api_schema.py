@@ -1,0 +1,340 @@
+"""The admin API and its OpenAPI 3.1 document, checked against each other.
+
+Schemathesis generates requests (valid and invalid) for every documented operation and
+sends them to the app with a real admin token; every response must be documented (its
+status, content type, headers and body schema) and none may be a server error. Plain
+tests check that the document and the URL map name the same operations, that the
+document is valid OpenAPI 3.1, and how the API treats missing, foreign and weak tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+import sqlalchemy as sa
+from flask import Flask
+from hypothesis import HealthCheck, settings
+from openapi_spec_validator import validate
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from authserver.app import create_app
+from authserver.settings import Settings
+from authserver.storage.ephemeral import RedisEphemeralStore
+from authserver.storage.migrations import upgrade_database
+from authserver.storage.models import db
+from authserver.web.openapi import openapi_document
+from tests.conftest import AUDIENCES, BACKENDS, SECRETS, Backend, standard_config
+
+ISSUER = "http://127.0.0.1:8080"
+API = "/api/v1"
+#: HTTP methods an OpenAPI path item may hold (HEAD and OPTIONS are Flask's own).
+METHODS = {"get", "post", "put", "patch", "delete"}
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+
+
+def token_for(app: Flask, client_id: str, audience: str | None = ISSUER) -> str:
+    """An access token of a static client by the client credentials grant."""
+    basic = base64.b64encode(f"{client_id}:{SECRETS[client_id]}".encode()).decode()
+    data = {"grant_type": "client_credentials"}
+    if audience is not None:
+        data["audience"] = audience
+    response = app.test_client().post(
+        "/oauth2/token", data=data, headers={"Authorization": f"Basic {basic}"}
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    token: str = response.get_json()["access_token"]
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def document(app: Flask) -> dict[str, Any]:
+    response = app.test_client().get(f"{API}/openapi.json")
+    assert response.status_code == 200
+    body: dict[str, Any] = response.get_json()
+    return body
+
+
+# -- generated requests -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def api_app(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Flask]:
+    """One app per backend for every operation's generated requests (building one per
+    operation costs more than the requests). On PostgreSQL it has a database of its
+    own, which the per-test emptying of the shared one does not touch."""
+    workdir = tmp_path_factory.mktemp("admin-api")
+    database_url = f"sqlite:///{workdir / 'authserver.db'}"
+    backend = Backend(request.param, database_url)
+    server: sa.Engine | None = None
+    name = f"authserver_api_{secrets.token_hex(4)}"
+    if request.param != "sqlite":
+        shared = request.getfixturevalue("pg_database_url")
+        server = sa.create_engine(shared, isolation_level="AUTOCOMMIT")
+        with server.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        database_url = sa.make_url(shared).set(database=name).render_as_string(False)
+        backend = Backend(request.param, database_url, request.getfixturevalue("redis_url"))
+    config = standard_config(ISSUER, database_url, workdir / "secret_key")
+    if backend.redis_url:
+        config["redis_url"] = backend.redis_url
+    app = create_app(Settings.model_validate(config), ephemeral=backend.ephemeral())
+    upgrade_database(app)
+    with app.app_context():
+        # Something to list, find and page through, besides what generated calls make.
+        service_accounts = app.extensions["authserver.service_accounts"]
+        service_accounts.create("deploy-bot", role="user", created_by="test")
+        app.extensions["authserver.users"].create_local("alice", "alice-password-123", "user")
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+    store = app.extensions["authserver.ephemeral"]
+    if isinstance(store, RedisEphemeralStore):
+        store.close()
+    if server is not None:
+        with server.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        server.dispose()
+
+
+@pytest.fixture(scope="module")
+def admin_token(api_app: Flask) -> str:
+    """The static ``ci-b64`` client (role admin): generated deletes cannot take it away."""
+    return token_for(api_app, "ci-b64")
+
+
+#: The document the app serves (``test_document_is_served_without_a_token_...`` checks).
+schema = schemathesis.openapi.from_dict(openapi_document(ISSUER))
+
+
+@schema.parametrize()
+@settings(
+    max_examples=15,
+    deadline=None,
+    database=None,  # no .hypothesis/ in the work tree; a failure prints its example
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+def test_api_conforms_to_its_document(
+    case: schemathesis.Case, api_app: Flask, admin_token: str
+) -> None:
+    case.call_and_validate(app=api_app, headers=bearer(admin_token), checks=CHECKS)
+
+
+# -- the document and the URL map --------------------------------------------------------
+
+
+def test_document_is_served_without_a_token_and_is_valid_openapi_3_1(api_app: Flask) -> None:
+    response = api_app.test_client().get(f"{API}/openapi.json")
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert body["openapi"] == "3.1.0"
+    assert body["servers"] == [{"url": ISSUER + API}]
+    validate(body)  # raises on an invalid document
+    assert body == openapi_document(ISSUER)  # what the generated requests were made from
+
+
+def test_every_route_is_documented_and_every_documented_operation_exists(api_app: Flask) -> None:
+    documented = {
+        (path, method)
+        for path, item in document(api_app)["paths"].items()
+        for method in item
+        if method in METHODS
+    }
+    routed = set()
+    for rule in api_app.url_map.iter_rules():
+        if not rule.rule.startswith(API + "/") or rule.endpoint == "admin_api.unknown":
+            continue
+        path = rule.rule.removeprefix(API).replace("<", "{").replace(">", "}")
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
+            routed.add((path, method.lower()))
+    assert routed == documented
+
+
+def test_every_operation_has_an_id_a_summary_and_its_error_responses(api_app: Flask) -> None:
+    ids = []
+    for path, item in document(api_app)["paths"].items():
+        for method, operation in item.items():
+            if method not in METHODS:
+                continue
+            ids.append(operation["operationId"])
+            assert operation["summary"]
+            if path == "/openapi.json":
+                assert operation["security"] == []
+                continue
+            assert {"401", "403"} <= operation["responses"].keys(), (path, method)
+            if "requestBody" in operation:
+                assert {"400", "415"} <= operation["responses"].keys(), (path, method)
+            if "{" in path:
+                assert "404" in operation["responses"], (path, method)
+    assert len(ids) == len(set(ids))
+
+
+# -- tokens and roles --------------------------------------------------------------------
+
+
+def test_no_token_is_401_with_a_bearer_challenge(api_app: Flask) -> None:
+    response = api_app.test_client().get(f"{API}/users")
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "unauthorized"
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="authserver"'
+
+
+def test_a_token_for_another_audience_is_401_invalid_token(api_app: Flask) -> None:
+    token = token_for(api_app, "ci-b64", audience=AUDIENCES[0])
+    response = api_app.test_client().get(f"{API}/users", headers=bearer(token))
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "invalid_token"
+    assert response.headers["WWW-Authenticate"].startswith('Bearer realm="authserver", ')
+    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+
+
+def test_a_garbage_token_is_401_invalid_token(api_app: Flask) -> None:
+    response = api_app.test_client().get(f"{API}/me", headers=bearer("not.a.jwt"))
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "invalid_token"
+
+
+def test_a_user_token_reads_users_and_roles_only(api_app: Flask) -> None:
+    client = api_app.test_client()
+    headers = bearer(token_for(api_app, "ci"))  # role user
+    for path in ("/users", "/roles", "/me"):
+        assert client.get(API + path, headers=headers).status_code == 200, path
+    forbidden = [
+        ("post", "/users", {"username": "mallory"}),
+        ("patch", "/users/alice", {"role": "admin"}),
+        ("delete", "/users/alice", None),
+        ("get", "/service-accounts", None),
+        ("post", "/service-accounts", {"name": "x"}),
+        ("get", "/service-accounts/x", None),
+        ("post", "/service-accounts/x/rotate", None),
+        ("delete", "/service-accounts/x", None),
+        ("get", "/clients", None),
+        ("get", "/clients/ci", None),
+        ("get", "/keys", None),
+        ("post", "/keys/rotate", None),
+        ("get", "/audit-events", None),
+        # not their own password: a client has none
+        ("put", "/users/alice/password", {"password": "another-password-1"}),
+    ]
+    for method, path, body in forbidden:
+        response = client.open(API + path, method=method.upper(), headers=headers, json=body)
+        assert response.status_code == 403, (method, path, response.get_json())
+        assert response.get_json()["error"] == "insufficient_scope"
+        challenge = response.headers["WWW-Authenticate"]
+        assert challenge.startswith("Bearer ")
+        assert 'error="insufficient_scope"' in challenge
+
+
+def test_a_token_with_no_role_is_403_everywhere(api_app: Flask) -> None:
+    headers = bearer(token_for(api_app, "ci-argon"))  # no roles
+    for path in ("/me", "/users", "/roles"):
+        response = api_app.test_client().get(API + path, headers=headers)
+        assert response.status_code == 403, path
+
+
+def test_audit_pages_follow_next(app: Flask) -> None:
+    client = app.test_client()
+    headers = bearer(token_for(app, "ci-b64"))
+    for index in range(5):
+        created = client.post(f"{API}/users", headers=headers, json={"username": f"user{index}"})
+        assert created.status_code == 201
+    seen: list[int] = []
+    url: str | None = f"{API}/audit-events?limit=2&event=user_created"
+    while url:
+        page = client.get(url, headers=headers).get_json()
+        seen += [event["id"] for event in page["items"]]
+        url = page["next"] and page["next"].removeprefix(ISSUER)
+    assert len(seen) == 5
+    assert seen == sorted(seen, reverse=True)
+
+
+# -- inputs the generator rarely makes ------------------------------------------------------
+
+
+ODD_INPUTS: list[tuple[str, str, str | dict[str, Any] | None, int]] = [
+    # PostgreSQL cannot hold (nor look up) NUL: no such user, never a 500
+    ("GET", "/users/a%00b", None, 404),
+    ("PATCH", "/users/a%00b", {}, 404),
+    ("DELETE", "/users/a%00b", None, 404),
+    ("PUT", "/users/a%00b/password", {"password": "a-long-password"}, 404),
+    ("GET", "/service-accounts/a%00b", None, 404),
+    ("POST", "/service-accounts/a%00b/rotate", None, 404),
+    ("GET", "/clients/a%00b", None, 404),
+    ("GET", "/audit-events?event=a%00b", None, 400),
+    ("GET", "/audit-events?event=" + "e" * 65, None, 400),
+    ("GET", "/audit-events?limit=0", None, 400),
+    ("GET", "/audit-events?limit=201", None, 400),
+    ("GET", "/audit-events?before=x", None, 400),
+    # a lone surrogate is valid JSON text but no string of ours
+    ("POST", "/users", '{"username": "bob", "password": "\\ud800-long-password"}', 400),
+    ("PUT", "/users/alice/password", '{"password": "\\udfff-long-password"}', 400),
+    # nested deeper than Python's parser goes
+    ("POST", "/users", "[" * 50_000, 400),
+    ("POST", "/service-accounts", '{"a":' * 10_000, 400),
+    ("POST", "/users", "x" * 70_000, 413),
+    ("POST", "/users", '{"username": 5}', 400),
+    ("PATCH", "/users/alice", '{"disabled": 1}', 400),
+    ("POST", "/service-accounts", '{"name": "n", "expires_in": true}', 400),
+    ("POST", "/service-accounts", '{"name": "n", "expires_in": 1.5}', 400),
+    ("POST", "/service-accounts", '{"name": "n", "expires_in": 0}', 400),
+    ("POST", "/service-accounts", '{"name": "n", "scopes": [1]}', 400),
+    ("POST", "/keys/rotate", '{"immediate": "yes"}', 400),
+]
+
+
+def test_odd_input_is_a_documented_client_error(api_app: Flask) -> None:
+    client = api_app.test_client()  # alice exists
+    headers = bearer(token_for(api_app, "ci-b64"))
+    for method, path, body, status in ODD_INPUTS:
+        kwargs: dict[str, Any] = {"json": body} if isinstance(body, dict) else {}
+        if isinstance(body, str):
+            kwargs = {"data": body, "content_type": "application/json"}
+        response = client.open(API + path, method=method, headers=headers, **kwargs)
+        where = f"{method} {path[:60]} {str(body)[:60]}"
+        assert response.status_code == status, (where, response.get_data(as_text=True))
+        assert response.get_json()["error"] in ("invalid_request", "not_found"), where
+        assert str(status) in documented_operation(api_app, method, path)["responses"], where
+
+
+def documented_operation(app: Flask, method: str, path: str) -> dict[str, Any]:
+    """The document's operation for a concrete ``path`` (query string and all)."""
+    path = path.partition("?")[0]
+    for template, item in document(app)["paths"].items():
+        if re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", template), path):
+            operation: dict[str, Any] = item[method.lower()]
+            return operation
+    raise AssertionError(f"{path} is not documented")
+
+
+def test_a_known_path_with_another_method_is_405_with_allow(api_app: Flask) -> None:
+    headers = bearer(token_for(api_app, "ci-b64"))
+    response = api_app.test_client().get(f"{API}/keys/rotate", headers=headers)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST"
+    response = api_app.test_client().put(f"{API}/users/alice", headers=headers)
+    assert response.status_code == 405
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "PATCH", "DELETE"}
+    assert api_app.test_client().get(f"{API}/nothing", headers=headers).status_code == 404
