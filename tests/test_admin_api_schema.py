@@ -12,9 +12,11 @@ from __future__ import annotations
 import base64
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import jwt
 import pytest
 import schemathesis
 import sqlalchemy as sa
@@ -50,7 +52,7 @@ CHECKS = [
 ]
 
 
-def token_for(app: Flask, client_id: str, audience: str | None = ISSUER) -> str:
+def token_for(app: Flask, client_id: str, audience: str | None = ISSUER + API) -> str:
     """An access token of a static client by the client credentials grant."""
     basic = base64.b64encode(f"{client_id}:{SECRETS[client_id]}".encode()).decode()
     data = {"grant_type": "client_credentials"}
@@ -333,8 +335,59 @@ def test_a_known_path_with_another_method_is_405_with_allow(api_app: Flask) -> N
     headers = bearer(token_for(api_app, "ci-b64"))
     response = api_app.test_client().get(f"{API}/keys/rotate", headers=headers)
     assert response.status_code == 405
-    assert response.headers["Allow"] == "POST"
+    # Flask answers OPTIONS on every route itself, so Allow lists it too (RFC 9110 §10.2.1).
+    assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
     response = api_app.test_client().put(f"{API}/users/alice", headers=headers)
     assert response.status_code == 405
-    assert set(response.headers["Allow"].split(", ")) == {"GET", "PATCH", "DELETE"}
+    allowed = set(response.headers["Allow"].split(", "))
+    assert allowed == {"GET", "HEAD", "PATCH", "DELETE", "OPTIONS"}
     assert api_app.test_client().get(f"{API}/nothing", headers=headers).status_code == 404
+
+
+def test_the_default_audience_never_reaches_the_api(make_app: Any) -> None:
+    """With no ``tokens.audiences`` every token's ``aud`` is the issuer; none of them may
+    act here: only a token asked for the API's URL (RFC 8707) does."""
+    app = make_app(tokens={"access_token_ttl": "1h", "audiences": []})
+    default = token_for(app, "ci-b64", audience=None)
+    assert jwt.decode(default, options={"verify_signature": False})["aud"] == ISSUER
+    response = app.test_client().get(f"{API}/users", headers=bearer(default))
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "invalid_token"
+    asked = token_for(app, "ci-b64")
+    assert app.test_client().get(f"{API}/users", headers=bearer(asked)).status_code == 200
+
+
+def test_a_rotated_or_expired_service_account_stops_at_once(make_app: Any) -> None:
+    app = make_app()
+    with app.app_context():
+        service = app.extensions["authserver.service_accounts"]
+        _, token = service.create("deployer", role="admin", expires_in=2)
+    issued = app.test_client().post(
+        "/oauth2/token",
+        data={"grant_type": "client_credentials", "client_secret": token, "audience": ISSUER + API},
+    )
+    access = issued.get_json()["access_token"]
+    client = app.test_client()
+    assert client.get(f"{API}/service-accounts", headers=bearer(access)).status_code == 200
+    time.sleep(2.2)  # expired: its access token still has an hour, but not here
+    expired = client.get(f"{API}/service-accounts", headers=bearer(access))
+    assert expired.status_code == 401
+    assert expired.get_json()["error"] == "invalid_token"
+
+    with app.app_context():
+        _, token = service.create("builder", role="admin")
+    access = client.post(
+        "/oauth2/token",
+        data={"grant_type": "client_credentials", "client_secret": token, "audience": ISSUER + API},
+    ).get_json()["access_token"]
+    time.sleep(1.1)  # ``iat`` has whole seconds
+    with app.app_context():
+        service.rotate("builder")
+    rotated = client.post(
+        f"{API}/service-accounts",
+        json={"name": "backdoor", "role": "admin", "expires_in": None},
+        headers=bearer(access),
+    )
+    assert rotated.status_code == 401
+    with app.app_context():
+        assert [i.name for i in service.list()] == ["builder", "deployer"]

@@ -22,6 +22,7 @@ from .test_refresh_tokens import (
 )
 
 ISSUER = "http://127.0.0.1:8080"
+ADMIN_API = ISSUER + "/api/v1"
 
 
 def rows(app: Flask) -> list[dict[str, Any]]:
@@ -49,7 +50,7 @@ def admin_token(app: Flask) -> str:
         )
     response = app.test_client().post(
         "/oauth2/token",
-        data={"grant_type": "client_credentials", "client_secret": token, "audience": ISSUER},
+        data={"grant_type": "client_credentials", "client_secret": token, "audience": ADMIN_API},
     )
     assert response.status_code == 200, response.get_json()
     access: str = response.get_json()["access_token"]

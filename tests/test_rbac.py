@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from .conftest import AUDIENCES, SECRETS, LiveServer
-from .people import code_for, signed_in_session
+from .people import PASSWORD, code_for, signed_in_session
 from .test_refresh_tokens import REDIRECT_URI, jwt_claims, new_user, redeem, refresh
 from .test_resource import load_example
 
@@ -31,6 +31,11 @@ def person_tokens(server: LiveServer, username: str, audience: str) -> dict[str,
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+def admin_api(server: LiveServer) -> str:
+    """The admin API's URL: the ``aud`` its tokens must carry."""
+    return server.url + "/api/v1"
 
 
 def api(server: LiveServer, method: str, path: str, token: str, **kw: Any) -> requests.Response:
@@ -51,10 +56,10 @@ def assert_forbidden(response: requests.Response) -> None:
 
 def test_user_role_reads_but_cannot_change(live_server: LiveServer) -> None:
     user = new_user(live_server)
-    token = person_tokens(live_server, user, live_server.url)["access_token"]
+    token = person_tokens(live_server, user, admin_api(live_server))["access_token"]
     claims = jwt_claims(token)
     assert claims["roles"] == ["user"]
-    assert claims["aud"] == live_server.url
+    assert claims["aud"] == admin_api(live_server)
     assert claims["groups"] == []
 
     listed = api(live_server, "GET", "/users", token)
@@ -76,24 +81,40 @@ def test_user_role_reads_but_cannot_change(live_server: LiveServer) -> None:
 
 def test_user_changes_only_their_own_password(live_server: LiveServer) -> None:
     user, other = new_user(live_server), new_user(live_server)
-    token = person_tokens(live_server, user, live_server.url)["access_token"]
+    token = person_tokens(live_server, user, admin_api(live_server))["access_token"]
     new_password = "a much newer password"
+    path = f"/users/{user}/password"
+    # one's own password only with the current one: a stolen token is not the account
+    for wrong in ({"password": new_password}, {"password": new_password, "current_password": "x"}):
+        refused = api(live_server, "PUT", path, token, json=wrong)
+        assert refused.status_code == 400, refused.text
+        assert "current_password" in refused.json()["error_description"]
     changed = api(
-        live_server, "PUT", f"/users/{user}/password", token, json={"password": new_password}
+        live_server,
+        "PUT",
+        path,
+        token,
+        json={"password": new_password, "current_password": PASSWORD},
     )
     assert changed.status_code == 204, changed.text
     assert signed_in_session(live_server.url, user, new_password)
     assert_forbidden(
         api(live_server, "PUT", f"/users/{other}/password", token, json={"password": new_password})
     )
-    short = api(live_server, "PUT", f"/users/{user}/password", token, json={"password": "short"})
+    short = api(
+        live_server,
+        "PUT",
+        path,
+        token,
+        json={"password": "short", "current_password": new_password},
+    )
     assert short.status_code == 400
-    assert short.json()["error"] == "invalid_request"
+    assert "at least 12 characters" in short.json()["error_description"]
 
 
 def test_role_change_shows_in_the_refreshed_token_and_at_the_api(live_server: LiveServer) -> None:
     user = new_user(live_server)
-    first = person_tokens(live_server, user, live_server.url)
+    first = person_tokens(live_server, user, admin_api(live_server))
     assert jwt_claims(first["access_token"])["roles"] == ["user"]
 
     assert live_server.cli("users", "set-role", user, "admin").returncode == 0

@@ -18,12 +18,12 @@ class InvalidTargetError(OAuth2Error):  # type: ignore[misc]
 
 
 def select_audience(
-    request: HttpRequest, allowed: Sequence[str], default: str, issuer: str | None = None
+    request: HttpRequest, allowed: Sequence[str], default: str, own: str | None = None
 ) -> str:
     """The ``aud`` for a token: the one asked for if we serve it, else the default.
 
-    RFC 9068 §3: with no resource indicator, a default audience MUST be used. The
-    ``issuer`` is always an audience one may ask for: it names our own admin API.
+    RFC 9068 §3: with no resource indicator, a default audience MUST be used. ``own``
+    (our admin API) is always an audience one may ask for, and only by asking.
     """
     asked = [
         value
@@ -36,6 +36,6 @@ def select_audience(
     if len(set(asked)) > 1:
         raise InvalidTargetError(description="Ask for one audience per token.")
     audience = asked[0]
-    if audience not in allowed and audience not in (default, issuer):
+    if audience not in allowed and audience not in (default, own):
         raise InvalidTargetError(description=f"Unknown audience '{for_description(audience)}'.")
     return audience

@@ -22,6 +22,14 @@ DEVICE_AUTHORIZATION_PATH = "/oauth2/device_authorization"
 USERINFO_PATH = "/oauth2/userinfo"
 END_SESSION_PATH = "/logout"
 DEVICE_VERIFICATION_PATH = "/device"
+#: The admin API; its URL is the ``aud`` (RFC 8707 resource) its tokens must carry.
+ADMIN_API_PATH = "/api/v1"
+
+
+def admin_api_audience(issuer: str) -> str:
+    """The audience of tokens for our admin API: its URL (RFC 8707 §2), never the
+    bare issuer, so that no token issued by default can act there."""
+    return issuer.rstrip("/") + ADMIN_API_PATH
 
 
 def server_metadata(

@@ -33,6 +33,7 @@ from .grants.client_credentials import ClientCredentialsGrant
 from .grants.device_code import DeviceAuthorizationEndpoint, DeviceCodeGrant
 from .grants.refresh_token import RefreshTokenGrant
 from .http import HttpRequest, HttpResponse
+from .metadata import admin_api_audience
 from .oidc import OPENID_SCOPE, IdTokens
 from .people import Person, UserDirectory, access_token_claims
 from .pkce import S256CodeChallenge
@@ -157,7 +158,9 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
     # -- ours -----------------------------------------------------------------------
 
     def select_audience(self, request: HttpRequest) -> str:
-        return select_audience(request, self.audiences, self.default_audience, self.issuer)
+        return select_audience(
+            request, self.audiences, self.default_audience, admin_api_audience(self.issuer)
+        )
 
     def emit(self, event: str, **details: Any) -> None:
         if self._events is not None:

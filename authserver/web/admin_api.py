@@ -1,13 +1,15 @@
 """The admin API: JSON under ``/api/v1/`` (DESIGN.md "Admin API"), OpenAPI 3.1 at
 ``/api/v1/openapi.json``.
 
-Authorised by our own access tokens (RFC 6750 §2.1 Bearer header) whose ``aud`` is
-this server's issuer (RFC 9068 §4: a token for another resource is refused here). The
-``admin`` role may do everything; ``user`` may read users and roles and change their
-own password (local users). A person's role is read from the database on each call,
-so a demoted or disabled admin loses access at once; a service account must still
-exist. Errors are ``{"error", "error_description"}``; 401 and 403 carry
-``WWW-Authenticate: Bearer`` as RFC 6750 §3 says.
+Authorised by our own access tokens (RFC 6750 §2.1 Bearer header) whose ``aud`` is the
+API's own URL, ``<issuer>/api/v1`` (RFC 9068 §4: a token for another resource, the
+default audience included, is refused here; ask for this one with ``resource`` or
+``audience``). The ``admin`` role may do everything; ``user`` may read users and roles
+and change their own password (local users, with the current one). A person's role is
+read from the database on each call, so a demoted or disabled admin loses access at
+once; a service account's token must come from its current secret (not one rotated
+away) and the account must exist and not have expired. Errors are ``{"error",
+"error_description"}``; 401 and 403 carry ``WWW-Authenticate: Bearer`` (RFC 6750 §3).
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from typing import Any, TypeVar, cast
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, g, request
-from werkzeug.exceptions import HTTPException
 
 from ..identity.users import AlreadyExists, NotFound, Person, UserError
 from ..oauth.clients import SERVICE_ACCOUNT_ID_PREFIX
+from ..oauth.metadata import admin_api_audience
 from . import admin
 from .adapter import app_settings, oauth_server
 from .audit import set_actor
+from .login import LOGIN_PER_ACCOUNT
 from .openapi import DEFAULT_PAGE, MAX_PAGE, openapi_document
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1")
@@ -96,17 +99,17 @@ def _caller() -> Caller:
         raise ApiError(401, "invalid_token", "The access token is invalid, expired or revoked.")
     audience = claims.get("aud")
     audiences = audience if isinstance(audience, list) else [audience]
-    if app_settings().issuer not in audiences:
-        raise ApiError(
-            401, "invalid_token", "The access token is not for this API (aud is not the issuer)."
-        )
+    if admin_api_audience(app_settings().issuer) not in audiences:
+        raise ApiError(401, "invalid_token", "The access token is not for this API (wrong aud).")
     subject = str(claims.get("sub"))
     if subject == claims.get("client_id"):
         # Client credentials: a static client or a service account.
-        if subject.startswith(SERVICE_ACCOUNT_ID_PREFIX) and (
-            admin.service_accounts().get_client(subject) is None
+        if subject.startswith(SERVICE_ACCOUNT_ID_PREFIX) and not (
+            admin.service_accounts().token_still_good(subject, float(claims.get("iat", 0)))
         ):
-            raise ApiError(401, "invalid_token", "The service account no longer exists.")
+            raise ApiError(
+                401, "invalid_token", "The service account was revoked, rotated or expired."
+            )
         roles = claims.get("roles")
         caller = Caller(subject, tuple(roles) if isinstance(roles, list) else (), None)
     else:
@@ -257,17 +260,34 @@ def delete_user(username: str) -> Response:
 @bp.put("/users/<username>/password")
 @requires("admin", "user")
 def set_password(username: str) -> Response:
-    """Admins set anyone's (local) password; others only their own."""
+    """Admins set anyone's (local) password; everyone may set their own, giving the
+    current one (a stolen access token must not become the account)."""
     caller: Caller = g.api_caller
-    data = _body({"password": (str,)}, required=("password",))
+    data = _body({"password": (str,), "current_password": (str,)}, required=("password",))
     person = _person(username)
     is_self = caller.person is not None and person is not None and person.id == caller.person.id
     if not is_self and not _allowed(caller, frozenset({admin.ADMIN_ROLE})):
         raise ApiError(403, "insufficient_scope", "Only an admin may set another's password.")
     if person is None:
         raise NotFound(f"no user {username!r}")
+    if is_self:
+        _check_current_password(person, data.get("current_password"))
     admin.change_password(person, data["password"])
     return Response(status=204)
+
+
+def _check_current_password(person: Person, current: str | None) -> None:
+    """One's own password changes only with the current one, under the sign-in page's
+    per-account limit on wrong passwords."""
+    limits = current_app.extensions["authserver.ratelimits"]
+    key = ("login-user", person.username)
+    if not limits.test(LOGIN_PER_ACCOUNT, *key):
+        raise ApiError(429, "invalid_request", "Too many wrong passwords; try again later.")
+    if current is None or not admin.users().check_password(person.username, current):
+        limits.hit(LOGIN_PER_ACCOUNT, *key)
+        raise ApiError(
+            400, "invalid_request", "The current password (current_password) is missing or wrong."
+        )
 
 
 @bp.get("/roles")
@@ -386,23 +406,3 @@ def _int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
     if not low <= value <= high:
         raise ApiError(400, "invalid_request", f"'{name}' must be from {low} to {high}.")
     return value
-
-
-@bp.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-def unknown(rest: str) -> Response:
-    """404, or 405 with ``Allow`` when the path is an endpoint's and the method is not."""
-    del rest
-    adapter = current_app.create_url_adapter(request)
-    allowed = []
-    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
-        try:
-            endpoint, _args = adapter.match(request.path, method=method) if adapter else ("", {})
-        except HTTPException:
-            continue
-        if endpoint not in ("", request.endpoint):
-            allowed.append(method)
-    if not allowed:
-        return _error(404, "not_found", "No such API endpoint.")
-    response = _error(405, "invalid_request", f"Use {' or '.join(allowed)} here.")
-    response.headers["Allow"] = ", ".join(allowed)
-    return response

@@ -43,6 +43,7 @@ _ERRORS = {
     "409": "Conflict",
     "413": "PayloadTooLarge",
     "415": "UnsupportedMediaType",
+    "429": "TooManyRequests",
 }
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
@@ -352,15 +353,19 @@ _RESPONSES: dict[str, Any] = {
     "UnsupportedMediaType": _json(
         _ref("Error"), "The body is not `application/json` (`invalid_request`)."
     ),
+    "TooManyRequests": _json(
+        _ref("Error"), "Too many wrong passwords for this account (`invalid_request`)."
+    ),
 }
 
 _SECURITY_DESCRIPTION = (
-    "An access token of this server (a JWT, RFC 9068) whose `aud` is the issuer: ask for "
-    "it with `audience=<issuer>` (or `resource=<issuer>`, RFC 8707) at the token endpoint. "
-    "The `admin` role may do everything; the `user` role may list and read users "
-    "and roles, read `/me`, and change its own password. A person's role is read from the "
-    "database on each call; a service account's token stops working here when the "
-    "account is deleted."
+    "An access token of this server (a JWT, RFC 9068) whose `aud` is this API's URL, "
+    "`<issuer>/api/v1`: ask for it with `audience=<issuer>/api/v1` (or `resource=`, "
+    "RFC 8707) at the token endpoint. The `admin` role may do everything; the `user` role "
+    "may list and read users and roles, read `/me`, and change its own password (with "
+    "`current_password`). A person's role is read from the database on each call; a "
+    "service account's token stops working here when the account is revoked, rotated or "
+    "expired."
 )
 
 _PATHS: dict[str, Any] = {
@@ -478,8 +483,10 @@ _PATHS: dict[str, Any] = {
         "put": {
             "operationId": "setUserPassword",
             "summary": "Set a local user's password",
-            "description": "Roles: admin for anyone; user for their own. A person who signs "
-            "in upstream or through the auth proxy has no password here (400).",
+            "description": "Roles: admin for anyone; everyone for their own, with "
+            "`current_password` (a wrong one counts against the account's sign-in limit). "
+            "A person who signs in upstream or through the auth proxy has no password here "
+            "(400). Their refresh tokens are revoked.",
             "tags": ["users"],
             "requestBody": {
                 "required": True,
@@ -489,12 +496,15 @@ _PATHS: dict[str, Any] = {
                             "type": "object",
                             "additionalProperties": False,
                             "required": ["password"],
-                            "properties": {"password": _PASSWORD},
+                            "properties": {
+                                "password": _PASSWORD,
+                                "current_password": {"type": "string", "maxLength": 1024},
+                            },
                         }
                     }
                 },
             },
-            "responses": _responses(_NO_CONTENT, "400", "404", "413", "415"),
+            "responses": _responses(_NO_CONTENT, "400", "404", "413", "415", "429"),
         },
     },
     "/roles": {
