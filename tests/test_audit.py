@@ -9,6 +9,7 @@ import json
 import time
 from typing import Any
 
+import requests
 import sqlalchemy as sa
 from flask import Flask
 
@@ -27,6 +28,7 @@ ADMIN_API = ISSUER + "/api/v1"
 
 def rows(app: Flask) -> list[dict[str, Any]]:
     """Every audit event, oldest first, as plain dicts."""
+    app.extensions["authserver.events"].flush()
     with app.app_context():
         engine = app.extensions["sqlalchemy"].engines[None]
     with engine.connect() as conn:
@@ -217,3 +219,35 @@ def test_a_nul_in_a_username_is_still_recorded(make_app: AppFactory) -> None:
     )
     assert response.status_code == 401
     assert [r["actor"] for r in of(app, "login_failed")] == ["adm\ufffdin"]
+
+
+def test_batched_issuance_rows_are_written_when_the_server_stops(
+    tmp_path: Any,
+) -> None:
+    """``token_issued`` rows are written in batches; a server that stops writes the
+    batch it holds (gunicorn's graceful stop), so none is lost."""
+    from .conftest import free_port, standard_config, start_server, stop_server
+
+    port = free_port()
+    config = standard_config(
+        f"http://127.0.0.1:{port}", f"sqlite:///{tmp_path / 'a.db'}", tmp_path / "secret_key"
+    )
+    server = start_server(tmp_path, config, port)
+    try:
+        for _ in range(20):
+            response = requests.post(
+                server.url + "/oauth2/token",
+                data={"grant_type": "client_credentials"},
+                auth=("ci", SECRETS["ci"]),
+                timeout=10,
+            )
+            assert response.status_code == 200
+    finally:
+        stop_server(server)
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    with engine.connect() as conn:
+        count = conn.execute(
+            sa.text("SELECT count(*) FROM audit_events WHERE event = 'token_issued'")
+        ).scalar_one()
+    engine.dispose()
+    assert count == 20

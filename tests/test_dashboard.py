@@ -68,6 +68,7 @@ def people(app: Flask) -> dict[str, Any]:
 
 
 def audit_events(app: Flask, event: str | None = None) -> list[Any]:
+    app.extensions["authserver.events"].flush()
     with app.app_context():
         return app.extensions["authserver.audit"].page(limit=200, event=event)
 

@@ -54,20 +54,35 @@ class SqlAuditLog:
         address: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
-        values: dict[str, Any] = {
-            "event": event,
-            "actor": actor,
-            "client_id": client_id,
-            "target": target,
-            "address": address,
-        }
-        for key, limit in _LIMITS.items():
-            if isinstance(values[key], str):
-                values[key] = _clean(values[key])[:limit]
-        with self._engine.begin() as conn:
-            conn.execute(
-                insert(_TABLE).values(at=datetime.now(UTC), details=_clean(details or {}), **values)
-            )
+        self.record_many(
+            [
+                {
+                    "event": event,
+                    "actor": actor,
+                    "client_id": client_id,
+                    "target": target,
+                    "address": address,
+                    "details": details,
+                }
+            ]
+        )
+
+    def record_many(self, events: list[dict[str, Any]]) -> None:
+        """Store events (``record``'s keyword arguments plus ``event`` and, optionally,
+        ``at``) in one transaction: all of them or, on error, none."""
+        rows = []
+        now = datetime.now(UTC)
+        for event in events:
+            row: dict[str, Any] = {
+                key: _clean(event.get(key))[:limit] if isinstance(event.get(key), str) else None
+                for key, limit in _LIMITS.items()
+            }
+            row["at"] = event.get("at") or now
+            row["details"] = _clean(event.get("details") or {})
+            rows.append(row)
+        if rows:
+            with self._engine.begin() as conn:
+                conn.execute(insert(_TABLE), rows)
 
     def page(
         self, *, before: int | None = None, limit: int = 50, event: str | None = None

@@ -43,6 +43,8 @@ def service_accounts() -> ServiceAccountService:
 
 
 def audit_log() -> SqlAuditLog:
+    """The audit log, with this worker's batched events written first."""
+    current_app.extensions["authserver.events"].flush()
     log: SqlAuditLog = current_app.extensions["authserver.audit"]
     return log
 
