@@ -391,3 +391,45 @@ def test_a_rotated_or_expired_service_account_stops_at_once(make_app: Any) -> No
     assert rotated.status_code == 401
     with app.app_context():
         assert [i.name for i in service.list()] == ["builder", "deployer"]
+
+
+def test_a_third_party_client_may_not_ask_for_the_admin_api(make_app: Any) -> None:
+    """A client with ``consent: true`` (the person approves scopes, not this audience)
+    gets ``invalid_target`` (RFC 8707 §2) for the admin API; a first-party one may."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from .people import pkce_pair
+    from .test_refresh_tokens import flask_sign_in, new_local_user
+
+    app = make_app()
+    client = flask_sign_in(app, new_local_user(app, "admin"))
+    _, challenge = pkce_pair()
+    common = {
+        "response_type": "code",
+        "scope": "openid",
+        "state": "s",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "resource": ISSUER + API,
+    }
+    third = client.get(
+        "/oauth2/authorize",
+        query_string={
+            **common,
+            "client_id": "webapp",
+            "redirect_uri": "https://app.example.com/cb",
+        },
+    )
+    assert third.status_code == 302
+    query = parse_qs(urlsplit(third.headers["Location"]).query)
+    assert query["error"] == ["invalid_target"]
+    first = client.get(
+        "/oauth2/authorize",
+        query_string={
+            **common,
+            "client_id": "cli",
+            "redirect_uri": "http://127.0.0.1:43210/callback",
+        },
+    )
+    assert first.status_code == 302
+    assert "code" in parse_qs(urlsplit(first.headers["Location"]).query)

@@ -83,7 +83,7 @@ class AuthorizationMixin:
             if "none" in prompts and len(prompts) > 1:
                 raise InvalidRequestError(description="prompt=none cannot be combined.")
             max_age = _max_age(data.get("max_age"))
-            grant.request.audience = self.select_audience(request)  # type: ignore[attr-defined]
+            grant.request.audience = self.select_audience(request, grant.client)  # type: ignore[attr-defined]
         except OAuth2Error as error:
             error.redirect_uri = redirect_uri
             error.state = request.payload.state

@@ -18,7 +18,7 @@ from urllib.parse import unquote
 from authlib.oauth2 import AuthorizationServer as _AuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Error
 
-from .audience import select_audience
+from .audience import InvalidTargetError, select_audience
 from .authorization import AuthorizationMixin
 from .clients import Client, ClientStore, service_account_client_id
 from .endpoints.introspection import IntrospectionEndpoint
@@ -157,10 +157,15 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
 
     # -- ours -----------------------------------------------------------------------
 
-    def select_audience(self, request: HttpRequest) -> str:
-        return select_audience(
-            request, self.audiences, self.default_audience, admin_api_audience(self.issuer)
-        )
+    def select_audience(self, request: HttpRequest, client: Client) -> str:
+        """The token's ``aud``. Our admin API's audience acts with the whole of a
+        person's role, so a third-party client (one that asks for consent, which names
+        scopes and not this) may not ask for it."""
+        own = admin_api_audience(self.issuer)
+        audience = select_audience(request, self.audiences, self.default_audience, own)
+        if audience == own and client.consent:
+            raise InvalidTargetError(description="This client may not ask for the admin API.")
+        return audience
 
     def emit(self, event: str, **details: Any) -> None:
         if self._events is not None:

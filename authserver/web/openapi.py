@@ -361,11 +361,11 @@ _RESPONSES: dict[str, Any] = {
 _SECURITY_DESCRIPTION = (
     "An access token of this server (a JWT, RFC 9068) whose `aud` is this API's URL, "
     "`<issuer>/api/v1`: ask for it with `audience=<issuer>/api/v1` (or `resource=`, "
-    "RFC 8707) at the token endpoint. The `admin` role may do everything; the `user` role "
-    "may list and read users and roles, read `/me`, and change its own password (with "
-    "`current_password`). A person's role is read from the database on each call; a "
-    "service account's token stops working here when the account is revoked, rotated or "
-    "expired."
+    "RFC 8707) at the token endpoint (not by a client with `consent: true`). "
+    "The `admin` role may do everything; the `user` role may list and read users and "
+    "roles, read `/me`, and change its own password (with `current_password`). "
+    "A person's role is read from the database on each call; a service account's "
+    "token stops working here when the account is revoked, rotated or expired."
 )
 
 _PATHS: dict[str, Any] = {

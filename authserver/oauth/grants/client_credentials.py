@@ -27,7 +27,7 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
             )
         self.request.client = client
         self.request.granted_scopes = granted_scopes(client, self.request.payload.scope)
-        self.request.audience = self.server.select_audience(self.request)
+        self.request.audience = self.server.select_audience(self.request, client)
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         client: Client = self.request.client

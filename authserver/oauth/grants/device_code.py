@@ -75,7 +75,7 @@ class DeviceAuthorizationEndpoint(_DeviceAuthorizationEndpoint):  # type: ignore
         if not client.check_grant_type(GRANT_DEVICE_CODE):
             raise UnauthorizedClientError(description="This client may not use the device flow.")
         scopes = granted_scopes(client, request.payload.scope)
-        audience = self.server.select_audience(request)
+        audience = self.server.select_audience(request, client)
         device_code = secrets.token_urlsafe(32)
         user_code = "".join(secrets.choice(USER_CODE_ALPHABET) for _ in range(8))
         ttl = int(self.server.device_code_ttl)
