@@ -537,7 +537,7 @@ def _client_errors() -> Iterator[None]:
 
 def cmd_login(args: argparse.Namespace) -> int:
     with _client_errors():
-        from .client import TokenCache, login_device, login_loopback
+        from .client import TokenCache, cache_key, login_device, login_loopback
 
         cache = TokenCache()
 
@@ -545,7 +545,9 @@ def cmd_login(args: argparse.Namespace) -> int:
             print(text, file=sys.stderr, flush=True)
 
         if args.device:
-            token = login_device(args.issuer, args.client_id, args.scope, show)
+            token = login_device(
+                args.issuer, args.client_id, args.scope, show, audience=args.audience
+            )
         else:
 
             def open_browser(url: str) -> None:
@@ -557,8 +559,10 @@ def cmd_login(args: argparse.Namespace) -> int:
 
                 webbrowser.open(url)
 
-            token = login_loopback(args.issuer, args.client_id, args.scope, open_browser)
-        cache.store(args.issuer, args.client_id, token)
+            token = login_loopback(
+                args.issuer, args.client_id, args.scope, open_browser, audience=args.audience
+            )
+        cache.store(args.issuer, cache_key(args.client_id, args.audience), token)
     granted = f" (scope {token.scope})" if token.scope else ""
     print(
         f"authserver: signed in to {args.issuer}{granted}; tokens cached in {cache.path}",
@@ -571,7 +575,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     with _client_errors():
         from .client import fresh_access_token
 
-        print(fresh_access_token(args.issuer, args.client_id))
+        print(fresh_access_token(args.issuer, args.client_id, audience=args.audience))
     return 0
 
 
@@ -761,6 +765,12 @@ def _client_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--issuer", required=True, metavar="URL", help="the server's issuer URL")
     command.add_argument(
         "--client-id", default="cli", metavar="ID", help="a public client (default: %(default)s)"
+    )
+    command.add_argument(
+        "--audience",
+        metavar="URL",
+        help="the API the tokens are for (RFC 8707 resource), e.g. ISSUER/api/v1 for the "
+        "admin API; each audience signs in and is cached apart",
     )
 
 

@@ -263,27 +263,40 @@ class TokenCache:
             ) from None
 
 
+def cache_key(client_id: str, audience: str | None = None) -> str:
+    """Where a sign-in's tokens are cached: per client and, if one was asked for, per
+    audience (RFC 8707 resource): a token for one API is no token for another."""
+    return f"{client_id} {audience}" if audience else client_id
+
+
 def fresh_access_token(
-    issuer: str, client_id: str = DEFAULT_CLIENT_ID, cache: TokenCache | None = None
+    issuer: str,
+    client_id: str = DEFAULT_CLIENT_ID,
+    cache: TokenCache | None = None,
+    audience: str | None = None,
 ) -> str:
     """A cached access token with more than a minute left, refreshed when needed."""
     cache = cache or TokenCache()
-    token = cache.load(issuer, client_id)
+    key = cache_key(client_id, audience)
+    login_hint = f"authserver login --issuer {issuer}" + (
+        f" --audience {audience}" if audience else ""
+    )
+    token = cache.load(issuer, key)
     if token is not None and token.seconds_left() > REFRESH_MARGIN:
         return token.access_token
     with cache.locked():
-        token = cache.load(issuer, client_id)  # another process may have refreshed it
+        token = cache.load(issuer, key)  # another process may have refreshed it
         if token is None:
             raise LoginError(
-                f"not signed in to {issuer} as client {client_id}: "
-                f"run `authserver login --issuer {issuer}`"
+                f"not signed in to {issuer} as client {client_id}"
+                + (f" for {audience}" if audience else "")
+                + f": run `{login_hint}`"
             )
         if token.seconds_left() > REFRESH_MARGIN:
             return token.access_token
         if not token.refresh_token:
             raise LoginError(
-                "the access token has expired and there is no refresh token: "
-                f"run `authserver login --issuer {issuer}`"
+                f"the access token has expired and there is no refresh token: run `{login_hint}`"
             )
         metadata = discover(issuer)
         with _session(client_id) as session:
@@ -295,8 +308,7 @@ def fresh_access_token(
                 )
             except OAuthError as exc:
                 raise LoginError(
-                    f"the refresh token was refused ({_oauth_reason(exc)}): "
-                    f"run `authserver login --issuer {issuer}`"
+                    f"the refresh token was refused ({_oauth_reason(exc)}): run `{login_hint}`"
                 ) from None
             except (requests.RequestException, ValueError) as exc:
                 raise LoginError(
@@ -304,7 +316,7 @@ def fresh_access_token(
                 ) from None
         # The old refresh token is used up: store the rotated one at once.
         refreshed = CachedToken.from_response(response, previous=token)
-        cache.store(issuer, client_id, refreshed)
+        cache.store(issuer, key, refreshed)
         return refreshed.access_token
 
 
@@ -371,8 +383,11 @@ def login_loopback(
     scopes: str = DEFAULT_SCOPES,
     open_browser: Callable[[str], None] = print,
     timeout: float = 300,
+    audience: str | None = None,
 ) -> CachedToken:
-    """Sign in through the browser: ``open_browser`` gets the authorization URL."""
+    """Sign in through the browser: ``open_browser`` gets the authorization URL.
+
+    ``audience`` asks for tokens for that resource (RFC 8707 ``resource``)."""
     metadata = discover(issuer)
     if not metadata.authorization_endpoint:
         raise LoginError(f"{issuer} has no authorization endpoint: try `--device`")
@@ -401,8 +416,9 @@ def login_loopback(
         server = _CallbackServer(accept)
         # RFC 8252 §7.3: any port of the registered http://127.0.0.1/callback
         session.redirect_uri = f"http://127.0.0.1:{server.server_port}{CALLBACK_PATH}"
+        extra = {"resource": audience} if audience else {}
         url, _ = session.create_authorization_url(
-            metadata.authorization_endpoint, state=state, code_verifier=verifier
+            metadata.authorization_endpoint, state=state, code_verifier=verifier, **extra
         )
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2})
         thread.start()
@@ -459,6 +475,7 @@ def login_device(
     scopes: str = DEFAULT_SCOPES,
     show: Callable[[str], None] = print,
     sleep: Callable[[float], None] = time.sleep,
+    audience: str | None = None,
 ) -> CachedToken:
     """Sign in on another device: ``show`` gets the instructions; then poll (§3.4-3.5)."""
     metadata = discover(issuer)
@@ -468,7 +485,8 @@ def login_device(
     try:
         response = requests.post(
             endpoint,
-            data={"client_id": client_id, "scope": scopes},
+            data={"client_id": client_id, "scope": scopes}
+            | ({"resource": audience} if audience else {}),
             headers={"Accept": "application/json"},
             timeout=HTTP_TIMEOUT,
         )

@@ -408,3 +408,30 @@ def test_login_unreachable_issuer(tmp_path: Path, cli_env: dict[str, str], devic
     args = ["login", "--issuer", issuer, "--no-browser", *(["--device"] if device else [])]
     result = cli(tmp_path, cli_env, *args)
     assert_one_line_error(result, "cannot reach", issuer)
+
+
+def test_login_for_the_admin_api_audience(
+    live_server: LiveServer,
+    zoe: str,
+    start_cli: Any,
+    cli_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """``--audience`` asks for tokens for one API (RFC 8707); they are cached apart, so
+    ``token`` without it is still signed out, and the admin API takes them."""
+    admin_api = live_server.url + "/api/v1"
+    login = start_cli("login", "--issuer", live_server.url, "--device", "--audience", admin_api)
+    approve_device(live_server.url, zoe, login.wait_for(USER_CODE).group(1))
+    code, output = login.finish()
+    assert code == 0, output
+
+    result = cli(tmp_path, cli_env, "token", "--issuer", live_server.url, "--audience", admin_api)
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    assert jwt_claims(token)["aud"] == admin_api
+    me = requests.get(admin_api + "/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert me.status_code == 200, me.text
+    assert me.json()["user"]["username"] == zoe
+
+    other = cli(tmp_path, cli_env, "token", "--issuer", live_server.url)
+    assert_one_line_error(other, "authserver login")
