@@ -101,7 +101,7 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
         )
     static_clients = StaticClientStore(settings.clients, SecretVerifier())
     service_accounts = ServiceAccountService(SqlServiceAccountRepository(engine), settings.rbac)
-    clients = ChainedClientStore(static_clients, service_accounts.clients())
+    clients = ChainedClientStore(static_clients, service_accounts.get_client)
     events = AuditTrail(SqlAuditLog(engine))
     access_tokens = AccessTokens(
         settings.issuer, keys, ephemeral, ttl=settings.tokens.access_token_ttl

@@ -82,9 +82,12 @@ def _check_redirect_uri(value: str) -> str:
     return value
 
 
+#: RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+
 def _check_scope_token(value: str) -> str:
-    # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-    if not re.fullmatch(r"[\x21\x23-\x5b\x5d-\x7e]+", value):
+    if not SCOPE_TOKEN.fullmatch(value):
         raise ValueError("not a valid scope token (RFC 6749 §3.3)")
     return value
 

@@ -26,6 +26,7 @@ import requests
 import sqlalchemy as sa
 import yaml
 from flask import Flask
+from playwright.sync_api import Browser, sync_playwright
 
 from authserver.app import create_app
 from authserver.settings import Settings
@@ -402,3 +403,32 @@ def live_server(
     stop_server(server)
     if request.param == "sqlite":
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+# -- a browser for the page tests ------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+#: Quiet on a closed network, and able to run as root in a container.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One Chromium for the module; each test gets its own context (fresh cookies)."""
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing (apt-get install chromium; .ci/run does)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

@@ -13,27 +13,13 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from playwright.sync_api import Browser, BrowserContext, Page, Request, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Request, expect
 
-from .conftest import IN_CI, LiveServer
+from .conftest import LiveServer
 from .people import PASSWORD
-from .test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, path_of, unlabelled_inputs
+from .test_browser import TIMEOUT_MS, path_of, unlabelled_inputs
 
 ADMIN = "dash-admin"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One Chromium for the module (as in ``test_browser``); never a downloaded one."""
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing (apt-get install chromium; .ci/run does)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -26,13 +26,13 @@ from ..oauth.clients import (
     service_account_token_hash,
 )
 from ..oauth.secrets import SecretVerifier
-from ..settings import RbacSettings
+from ..settings import SCOPE_TOKEN, RbacSettings
 from ..storage.service_accounts import (
     DuplicateServiceAccount,
     ServiceAccountRecord,
     SqlServiceAccountRepository,
 )
-from .users import AlreadyExists, NotFound, UserError
+from .users import AlreadyExists, NotFound, UserError, check_role
 
 DEFAULT_EXPIRY_SECONDS = 30 * 86400
 #: The longest expiry one can ask for (about 10 years); longer is "never".
@@ -80,7 +80,7 @@ class ServiceAccountInfo:
 class ServiceAccountService:
     """The rules about service accounts, over a ``SqlServiceAccountRepository``.
 
-    It is also the ``ClientStore`` of service accounts for the token endpoint.
+    :meth:`get_client` is how the token endpoint finds them (``ChainedClientStore``).
     """
 
     def __init__(
@@ -118,7 +118,7 @@ class ServiceAccountService:
         the role's permissions (for a ``*`` role: every permission of any role).
         """
         name = validate_name(name)
-        role = self._role(role)
+        role = check_role(self._rbac, role)
         granted = self._scopes(role, scopes)
         now = self._now()
         client_id = SERVICE_ACCOUNT_ID_PREFIX + secrets.token_hex(8)
@@ -179,7 +179,8 @@ class ServiceAccountService:
             roles=(record.role,),
             verifier=self._verifier,
             expires_at=record.expires_at.timestamp() if record.expires_at else None,
-            on_use=self._touch,
+            # ``last_used_at`` is written only once it is stale: no write per token.
+            on_use=self._touch if self._stale(record.last_used_at) else None,
             clock=self._clock,
         )
 
@@ -195,29 +196,22 @@ class ServiceAccountService:
             return False
         return record.rotated_at is None or issued_at >= int(record.rotated_at.timestamp())
 
-    def clients(self) -> _ClientView:
-        """This service as a ``ClientStore`` (``get`` by client id)."""
-        return _ClientView(self)
-
     # -- helpers ------------------------------------------------------------------------
+
+    def _stale(self, last_used_at: datetime | None) -> bool:
+        limit = self._now() - timedelta(seconds=LAST_USED_RESOLUTION_SECONDS)
+        return last_used_at is None or last_used_at < limit
 
     def _touch(self, client_id: str) -> None:
         now = self._now()
-        stale = now - timedelta(seconds=LAST_USED_RESOLUTION_SECONDS)
-        self._repo.touch(client_id, now, stale)
+        # Conditional again in SQL: of workers racing here, one writes.
+        self._repo.touch(client_id, now, now - timedelta(seconds=LAST_USED_RESOLUTION_SECONDS))
 
     def _existing(self, name: str) -> ServiceAccountRecord:
         record = self._repo.by_name(name) if NAME_PATTERN.fullmatch(name) else None
         if record is None:
             raise NotFound(f"no service account {name!r}")
         return record
-
-    def _role(self, role: str | None) -> str:
-        if role is None:
-            return self._rbac.default_role
-        if role not in self._rbac.roles:
-            raise UserError(f"unknown role {role!r}; the roles are: {', '.join(self._rbac.roles)}")
-        return role
 
     def _scopes(self, role: str, asked: Iterable[str] | None) -> tuple[str, ...]:
         permissions = self._rbac.roles[role]
@@ -230,7 +224,7 @@ class ServiceAccountService:
             return default
         scopes = tuple(dict.fromkeys(asked))
         for scope in scopes:
-            if not re.fullmatch(r"[\x21\x23-\x5b\x5d-\x7e]+", scope) or scope == "*":
+            if not SCOPE_TOKEN.fullmatch(scope) or scope == "*":
                 raise UserError(f"{scope!r} is not a valid scope")
             if "*" not in permissions and scope not in permissions:
                 raise UserError(
@@ -248,17 +242,6 @@ class ServiceAccountService:
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
-
-
-class _ClientView:
-    def __init__(self, service: ServiceAccountService) -> None:
-        self._service = service
-
-    def get(self, client_id: str) -> Client | None:
-        return self._service.get_client(client_id)
-
-    def all(self) -> Iterable[Client]:
-        return ()
 
 
 def validate_name(name: str) -> str:

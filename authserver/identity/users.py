@@ -88,6 +88,15 @@ def validate_password(password: str) -> str:
     return password
 
 
+def check_role(rbac: RbacSettings, role: str | None) -> str:
+    """``role``, or ``rbac.default_role`` for none; ``UserError`` if it is not a role."""
+    if role is None:
+        return rbac.default_role
+    if role not in rbac.roles:
+        raise UserError(f"unknown role {role!r}; the roles are: {', '.join(rbac.roles)}")
+    return role
+
+
 def generate_password() -> str:
     """A random password (144 bits), for a user created without one."""
     return secrets.token_urlsafe(18)
@@ -114,7 +123,7 @@ class UserService:
         return _person(record) if record else None
 
     def by_username(self, username: str) -> Person | None:
-        record = self._repo.by_username(normalize_username(username))
+        record = self._lookup(username)
         return _person(record) if record else None
 
     def list(self) -> list[Person]:
@@ -176,7 +185,7 @@ class UserService:
 
     def check_password(self, username: str, password: str) -> bool:
         """Whether ``password`` is the person's, with no side effect (no sign-in)."""
-        record = self._repo.by_username(normalize_username(username))
+        record = self._lookup(username)
         if record is None or record.password_hash is None:
             passwords.burn_verify(password)
             return False
@@ -399,18 +408,20 @@ class UserService:
         return self._rbac.default_role
 
     def _role(self, role: str | None) -> str:
-        if role is None:
-            return self._rbac.default_role
-        if role not in self._rbac.roles:
-            raise UserError(f"unknown role {role!r}; the roles are: {', '.join(self._rbac.roles)}")
-        return role
+        return check_role(self._rbac, role)
 
     def _existing(self, username: str) -> UserRecord:
-        name = normalize_username(username)
-        record = self._repo.by_username(name)
+        record = self._lookup(username)
         if record is None:
-            raise NotFound(f"no user {name!r}")
+            raise NotFound(f"no user {normalize_username(username)!r}")
         return record
+
+    def _lookup(self, username: str) -> UserRecord | None:
+        """The record of a username; a name with a NUL is nobody's (none is ever stored,
+        and PostgreSQL refuses even to compare one)."""
+        if "\x00" in username:
+            return None
+        return self._repo.by_username(normalize_username(username))
 
     def _check_row(
         self, row: Sequence[str], seen: dict[str, int], line: int

@@ -201,16 +201,19 @@ class StaticClientStore:
 
 
 class ChainedClientStore:
-    """Static clients first, then service accounts (by their id prefix)."""
+    """Static clients first, then service accounts (by their id prefix, so that no
+    other client id costs a database read)."""
 
-    def __init__(self, static: ClientStore, service_accounts: ClientStore) -> None:
+    def __init__(
+        self, static: ClientStore, service_account: Callable[[str], Client | None]
+    ) -> None:
         self.static = static
-        self.service_accounts = service_accounts
+        self.service_account = service_account
 
     def get(self, client_id: str) -> Client | None:
         client = self.static.get(client_id)
         if client is None and client_id.startswith(SERVICE_ACCOUNT_ID_PREFIX):
-            client = self.service_accounts.get(client_id)
+            client = self.service_account(client_id)
         return client
 
     def all(self) -> Iterable[Client]:

@@ -44,32 +44,10 @@ class SqlAuditLog:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def record(
-        self,
-        event: str,
-        *,
-        actor: str | None = None,
-        client_id: str | None = None,
-        target: str | None = None,
-        address: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        self.record_many(
-            [
-                {
-                    "event": event,
-                    "actor": actor,
-                    "client_id": client_id,
-                    "target": target,
-                    "address": address,
-                    "details": details,
-                }
-            ]
-        )
-
     def record_many(self, events: list[dict[str, Any]]) -> None:
-        """Store events (``record``'s keyword arguments plus ``event`` and, optionally,
-        ``at``) in one transaction: all of them or, on error, none."""
+        """Store events in one transaction: all of them or, on error, none. Each is a
+        dict of ``event``, ``actor``, ``client_id``, ``target``, ``address``, ``details``
+        and, optionally, ``at``; over-long strings are cut to their column."""
         rows = []
         now = datetime.now(UTC)
         for event in events:

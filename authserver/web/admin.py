@@ -13,11 +13,7 @@ from typing import IO, Any
 
 from flask import current_app
 
-from ..identity.service_accounts import (
-    DEFAULT_EXPIRY_SECONDS,
-    ServiceAccountInfo,
-    ServiceAccountService,
-)
+from ..identity.service_accounts import ServiceAccountInfo, ServiceAccountService
 from ..identity.users import NotFound, Person, UserError, UserService
 from ..keys import KeyManager
 from ..oauth.clients import Client
@@ -26,8 +22,6 @@ from .adapter import app_settings
 
 #: The role that may change things (DESIGN.md "Admin API"; issue #4).
 ADMIN_ROLE = "admin"
-#: A new service account's expiry unless told otherwise.
-DEFAULT_SERVICE_ACCOUNT_EXPIRY = DEFAULT_EXPIRY_SECONDS
 #: Roles that may read users and roles.
 READER_ROLES = frozenset({"admin", "user"})
 

@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, g, request
 
+from ..identity.service_accounts import DEFAULT_EXPIRY_SECONDS
 from ..identity.users import AlreadyExists, NotFound, Person, UserError
 from ..oauth.clients import SERVICE_ACCOUNT_ID_PREFIX
 from ..oauth.metadata import admin_api_audience
@@ -172,19 +173,6 @@ def _body(allowed: dict[str, tuple[type, ...]], required: tuple[str, ...] = ()) 
     return data
 
 
-def _username(username: str) -> str:
-    """A username from the path; ``NotFound`` for one with NUL, which is nobody's (none
-    can be stored, and PostgreSQL refuses even to look one up)."""
-    if "\x00" in username:
-        raise NotFound(f"no user {username!r}")
-    return username
-
-
-def _person(username: str) -> Person | None:
-    """The person a username from the path names, if any."""
-    return None if "\x00" in username else admin.users().by_username(username)
-
-
 def _string_list(value: Any, field: str) -> list[str] | None:
     if value is None:
         return None
@@ -234,7 +222,7 @@ def create_user() -> Response:
 @bp.get("/users/<username>")
 @requires("admin", "user")
 def get_user(username: str) -> Response:
-    person = _person(username)
+    person = admin.users().by_username(username)
     if person is None:
         raise NotFound(f"no user {username!r}")
     return _json(admin.user_json(person))
@@ -244,16 +232,14 @@ def get_user(username: str) -> Response:
 @requires("admin")
 def update_user(username: str) -> Response:
     data = _body({"role": (str,), "disabled": (bool,)})
-    person = admin.update_user(
-        _username(username), role=data.get("role"), disabled=data.get("disabled")
-    )
+    person = admin.update_user(username, role=data.get("role"), disabled=data.get("disabled"))
     return _json(admin.user_json(person))
 
 
 @bp.delete("/users/<username>")
 @requires("admin")
 def delete_user(username: str) -> Response:
-    admin.delete_user(_username(username))
+    admin.delete_user(username)
     return Response(status=204)
 
 
@@ -264,7 +250,7 @@ def set_password(username: str) -> Response:
     current one (a stolen access token must not become the account)."""
     caller: Caller = g.api_caller
     data = _body({"password": (str,), "current_password": (str,)}, required=("password",))
-    person = _person(username)
+    person = admin.users().by_username(username)
     is_self = caller.person is not None and person is not None and person.id == caller.person.id
     if not is_self and not _allowed(caller, frozenset({admin.ADMIN_ROLE})):
         raise ApiError(403, "insufficient_scope", "Only an admin may set another's password.")
@@ -312,7 +298,7 @@ def create_service_account() -> Response:
         {"name": (str,), "role": (str,), "scopes": (list,), "expires_in": (int, type(None))},
         required=("name",),
     )
-    expires_in = data.get("expires_in", admin.DEFAULT_SERVICE_ACCOUNT_EXPIRY)
+    expires_in = data.get("expires_in", DEFAULT_EXPIRY_SECONDS)
     caller: Caller = g.api_caller
     info, token = admin.create_service_account(
         data["name"],

@@ -90,8 +90,11 @@ class AuditTrail:
 
     def __call__(self, event: str, **details: Any) -> None:
         level = logging.WARNING if event in NOTABLE else logging.DEBUG
+        logged = log.isEnabledFor(level)
+        if not logged and event not in AUDITED:
+            return
         row = self._row(event, details)
-        if log.isEnabledFor(level):
+        if logged:
             log.log(level, "%s %s", event, row)
         if event not in AUDITED:
             return
