@@ -71,8 +71,11 @@ class RefreshStore(Protocol):
 
     def lookup(self, token_hash: str) -> RefreshRecord | None: ...
 
-    def mark_rotated(self, token_hash: str, at: float) -> bool:
-        """Set ``rotated_at`` if unset; ``True`` only for the one caller that set it."""
+    def rotate(
+        self, token_hash: str, at: float, successor_hash: str, idle_expires_at: float
+    ) -> bool:
+        """In one transaction: set ``rotated_at`` if unset and add the successor to the
+        family. ``True`` only for the one caller that did; otherwise nothing changes."""
 
     def revoke_family(self, family_id: str, reason: str) -> bool:
         """``True`` if the family was live until now."""
@@ -82,6 +85,10 @@ class RetryCache(Protocol):
     def put(self, key: str, value: bytes, ttl: float) -> None: ...
 
     def get(self, key: str) -> bytes | None: ...
+
+
+class RotationLost(Exception):
+    """Another request rotated this refresh token first (RFC 9700 §4.14.2: reuse)."""
 
 
 def hash_refresh_token(token: str) -> str:
@@ -140,9 +147,21 @@ class RefreshTokens:
             and record.rotated_at is None
         )
 
-    def claim(self, record: RefreshRecord) -> bool:
-        """Rotate ``record``: ``True`` for the one request that may mint its successor."""
-        return self.store.mark_rotated(record.token_hash, self._clock())
+    def rotate(self, record: RefreshRecord) -> str:
+        """Rotate ``record`` and return its successor, both in one transaction.
+
+        Raises :class:`RotationLost` when another request rotated it first. A refresh
+        either completes or changes nothing: what can fail after this (the retry cache)
+        is best effort, and what must come before (the family's access-token list) is
+        written first, so a client retrying after an error is never taken for a thief.
+        """
+        token = REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = self._clock()
+        if not self.store.rotate(
+            record.token_hash, now, hash_refresh_token(token), now + self.idle_ttl
+        ):
+            raise RotationLost
+        return token
 
     def within_grace(self, record: RefreshRecord) -> bool:
         rotated_at = record.rotated_at if record.rotated_at is not None else self._clock()

@@ -37,7 +37,7 @@ from .metadata import admin_api_audience
 from .oidc import OPENID_SCOPE, IdTokens
 from .people import Person, UserDirectory, access_token_claims
 from .pkce import S256CodeChallenge
-from .refresh import RefreshTokens
+from .refresh import RefreshRecord, RefreshTokens
 from .requests import for_description
 from .tokens import AccessTokens, IssuedToken
 
@@ -195,13 +195,14 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
         auth_time: int,
         grant_type: str,
         nonce: str | None = None,
-        family_id: str | None = None,
+        rotate: RefreshRecord | None = None,
     ) -> tuple[dict[str, Any], IssuedToken]:
         """An access token, a refresh token when allowed, an ID token for ``openid``.
 
         A refresh token is issued to a client with the refresh_token grant that asked
         for ``offline_access``, or that is not registered with that scope at all (its
-        config allows refresh without asking). ``family_id`` continues a family.
+        config allows refresh without asking). ``rotate`` continues its family: the
+        successor replaces it (raises :class:`RotationLost` if another request did).
         """
         issued = self.access_tokens.issue(
             client,
@@ -212,9 +213,15 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
             extra=access_token_claims(person),
         )
         body = issued.as_response()
+        claims = dict(issued.claims)
         refresh = self.refresh_tokens
-        if family_id is not None:
-            body["refresh_token"] = refresh.next_token(family_id)
+        family_id: str | None = None
+        if rotate is not None:
+            family_id = claims["refresh_family"] = rotate.family_id
+            # The ephemeral write comes first: if it fails, nothing durable changed and
+            # the client's retry is a plain refresh, never a reuse (RFC 9700 §4.14.2).
+            self._remember_family_token(family_id, claims)
+            body["refresh_token"] = refresh.rotate(rotate)
         elif client.check_grant_type("refresh_token") and (
             "offline_access" in scopes or "offline_access" not in client.scopes
         ):
@@ -225,6 +232,8 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
                 audience=audience,
                 auth_time=auth_time,
             )
+            claims["refresh_family"] = family_id
+            self._remember_family_token(family_id, claims)
         if OPENID_SCOPE in scopes:
             body["id_token"] = self.id_tokens.issue(
                 client,
@@ -234,10 +243,6 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
                 access_token=issued.access_token,
                 nonce=nonce,
             )
-        claims = dict(issued.claims)
-        if family_id is not None:
-            claims["refresh_family"] = family_id
-            self._remember_family_token(family_id, claims)
         issued = IssuedToken(issued.access_token, issued.expires_in, issued.scope, claims)
         self.emit("token_issued", grant_type=grant_type, client=client, claims=issued.claims)
         return body, issued
@@ -293,10 +298,18 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
         """Revoke every refresh token of a family and the access tokens it issued that
         are still alive; ``True`` if the family was live until now."""
         revoked = self.refresh_tokens.revoke_family(family_id, reason)
-        raw = self.store.take(FAMILY_TOKENS_PREFIX + family_id)
-        for jti, exp in json.loads(raw) if raw else []:
-            self.access_tokens.revoke({"jti": jti, "exp": exp})
+        self.deny_family_tokens(family_id)
         return revoked
+
+    def deny_family_tokens(self, family_id: str) -> None:
+        """Deny the live access tokens of a revoked family. Safe to repeat: a request
+        that failed here (Redis down, 503) does it again when retried."""
+        raw = self.store.get(FAMILY_TOKENS_PREFIX + family_id)
+        entries = json.loads(raw) if raw else []
+        for jti, exp in entries:
+            self.access_tokens.revoke({"jti": jti, "exp": exp})
+        if entries:
+            self.store.delete(FAMILY_TOKENS_PREFIX + family_id)
 
     def introspection_response(self, request: HttpRequest) -> HttpResponse:
         response: HttpResponse = self.create_endpoint_response("introspection", request)

@@ -33,7 +33,15 @@ def engine_options(url: str) -> dict[str, Any]:
     if make_url(url).get_backend_name() == "sqlite":
         # Writers wait for each other instead of failing with "database is locked".
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
-    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+    # A database that is down must cost a request seconds, not minutes: a bounded
+    # connect and a bounded wait for a pooled connection (then 503, see web/errors.py).
+    return {
+        "pool_pre_ping": True,
+        "pool_size": 5,
+        "max_overflow": 10,
+        "pool_timeout": 2,
+        "connect_args": {"connect_timeout": 2},
+    }
 
 
 def configure_engine(engine: Engine) -> None:

@@ -9,15 +9,24 @@ Redis ``GETDEL``, SQL ``DELETE ... RETURNING``.
 
 from __future__ import annotations
 
+import logging
+import math
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol, cast
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy import Engine, Table, bindparam, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ..errors import DependencyUnavailable
 from .models import EphemeralEntry
+
+log = logging.getLogger(__name__)
 
 
 class EphemeralStore(Protocol):
@@ -53,7 +62,19 @@ class EphemeralStore(Protocol):
 
 
 class RedisEphemeralStore:
-    """Redis implementation; ``prefix`` namespaces one deployment's keys."""
+    """Redis implementation; ``prefix`` namespaces one deployment's keys.
+
+    A Redis that is down or stalled costs a request at most :attr:`TIMEOUT` seconds, and
+    only the first request: after a failure the store answers
+    :class:`~authserver.errors.DependencyUnavailable` at once for :attr:`COOL_DOWN`
+    seconds (a circuit breaker), so worker threads never pile up waiting on it and what
+    does not need Redis keeps its speed. It tries again by itself after that.
+    """
+
+    #: Seconds a command (or a connection attempt) may take.
+    TIMEOUT = 1.0
+    #: Seconds to fail fast after a failure before trying Redis again.
+    COOL_DOWN = 1.0
 
     #: INCRBY, and the TTL on the first increment only: one fixed window per counter.
     #: (amount >= 1, so the count equals the amount exactly when the key was new.)
@@ -69,38 +90,67 @@ class RedisEphemeralStore:
         self._prefix = prefix
         self._incr = client.register_script(self._INCR)
         self._counter = client.register_script(self._COUNTER)
+        self._down_until = 0.0
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "authserver:") -> RedisEphemeralStore:
-        return cls(redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5), prefix)
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=cls.TIMEOUT,
+            socket_connect_timeout=cls.TIMEOUT,
+            # redis-py retries 3 times with back-off by default: up to ~19 s per call.
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        return cls(client, prefix)
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        if time.monotonic() < self._down_until:
+            raise DependencyUnavailable("redis", retry_after=math.ceil(self.COOL_DOWN) + 1)
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() >= self._down_until:
+                log.warning("redis is unavailable: %s", exc)
+            self._down_until = time.monotonic() + self.COOL_DOWN
+            raise DependencyUnavailable("redis", retry_after=math.ceil(self.COOL_DOWN) + 1) from exc
 
     def put(self, key: str, value: bytes, ttl: float) -> None:
-        self._redis.set(self._prefix + key, value, px=_ms(ttl))
+        with self._guard():
+            self._redis.set(self._prefix + key, value, px=_ms(ttl))
 
     def add(self, key: str, value: bytes, ttl: float) -> bool:
-        return bool(self._redis.set(self._prefix + key, value, px=_ms(ttl), nx=True))
+        with self._guard():
+            return bool(self._redis.set(self._prefix + key, value, px=_ms(ttl), nx=True))
 
     def get(self, key: str) -> bytes | None:
-        return cast("bytes | None", self._redis.get(self._prefix + key))
+        with self._guard():
+            return cast("bytes | None", self._redis.get(self._prefix + key))
 
     def take(self, key: str) -> bytes | None:
-        return cast("bytes | None", self._redis.getdel(self._prefix + key))
+        with self._guard():
+            return cast("bytes | None", self._redis.getdel(self._prefix + key))
 
     def delete(self, key: str) -> None:
-        self._redis.delete(self._prefix + key)
+        with self._guard():
+            self._redis.delete(self._prefix + key)
 
     def incr(self, key: str, ttl: float, amount: int = 1) -> int:
         _check_amount(amount)
-        return int(cast(int, self._incr(keys=[self._prefix + key], args=[_ms(ttl), amount])))
+        with self._guard():
+            return int(cast(int, self._incr(keys=[self._prefix + key], args=[_ms(ttl), amount])))
 
     def counter(self, key: str) -> tuple[int, float]:
         # Lua turns a nil GET into false, which comes back as None.
-        value, pttl = cast("list[Any]", self._counter(keys=[self._prefix + key]))
+        with self._guard():
+            value, pttl = cast("list[Any]", self._counter(keys=[self._prefix + key]))
         if value is None or int(pttl) <= 0:
             return 0, 0.0
         return int(value), time.time() + int(pttl) / 1000
 
     def ping(self) -> None:
+        # Unguarded: a health check wants the real reason, and must not trip the breaker.
         self._redis.ping()
 
     def close(self) -> None:

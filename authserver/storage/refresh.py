@@ -109,15 +109,29 @@ class SqlRefreshStore:
             rotated_at=_ts(row.rotated_at),
         )
 
-    def mark_rotated(self, token_hash: str, at: float) -> bool:
+    def rotate(
+        self, token_hash: str, at: float, successor_hash: str, idle_expires_at: float
+    ) -> bool:
         t = self._tokens.c
-        stmt = (
+        claim = (
             update(self._tokens)
             .where(t.token_hash == token_hash, t.rotated_at.is_(None))
             .values(rotated_at=_dt(at))
+            .returning(t.family_id)
         )
         with self._engine.begin() as conn:
-            return conn.execute(stmt).rowcount == 1
+            family_id = conn.execute(claim).scalar()
+            if family_id is None:
+                return False  # rotated by another request: nothing written
+            conn.execute(
+                insert(self._tokens).values(
+                    token_hash=successor_hash,
+                    family_id=family_id,
+                    created_at=datetime.now(UTC),
+                    idle_expires_at=_dt(idle_expires_at),
+                )
+            )
+        return True
 
     def revoke_family(self, family_id: str, reason: str) -> bool:
         f = self._families.c

@@ -5,9 +5,16 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, request
+from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.wrappers import Response as WerkzeugResponse
 
+from ..errors import DependencyUnavailable
 from .adapter import oauth_error
+from .pages import message
+
+#: Paths whose callers are programs: they get RFC 6749 JSON, never an HTML page.
+JSON_PATHS = ("/oauth2/", "/api/", "/.well-known/", "/userinfo", "/jwks", "/readyz")
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +36,29 @@ def register_error_handlers(app: Flask) -> None:
             allowed = getattr(exc, "valid_methods", None)
             if allowed:
                 response.headers["Allow"] = ", ".join(allowed)
+        return response
+
+    @app.errorhandler(DependencyUnavailable)
+    def dependency_down(exc: DependencyUnavailable) -> WerkzeugResponse:
+        return unavailable(exc.dependency, exc.retry_after)
+
+    @app.errorhandler(DBAPIError)
+    def database_error(exc: DBAPIError) -> WerkzeugResponse:
+        # A database that is down or restarting (connection refused, reset, or cut
+        # mid-query) is an outage, not a bug: 503, and the request changed nothing.
+        if isinstance(exc, OperationalError) or exc.connection_invalidated:
+            log.warning("database is unavailable: %s", exc.orig or exc)
+            return unavailable("database", 2)
+        return unexpected(exc)
+
+    def unavailable(dependency: str, retry_after: int) -> WerkzeugResponse:
+        """503 + Retry-After (RFC 9110 §15.6.4, §10.2.3), JSON or an HTML page."""
+        description = "The service is temporarily unavailable; try again shortly."
+        if request.path.startswith(JSON_PATHS) or not request.accept_mimetypes.accept_html:
+            response: WerkzeugResponse = oauth_error(503, "temporarily_unavailable", description)
+        else:
+            response = message("Temporarily unavailable", description, 503, error=True)
+        response.headers["Retry-After"] = str(retry_after)
         return response
 
     @app.errorhandler(Exception)

@@ -9,6 +9,7 @@ disabled or deleted person's refresh tokens stop working at once.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
 from authlib.oauth2.rfc6749 import (
@@ -19,10 +20,13 @@ from authlib.oauth2.rfc6749 import (
     grants,
 )
 
+from ...errors import DependencyUnavailable
 from ...settings import GRANT_REFRESH_TOKEN
 from ..clients import SECRET_AUTH_METHODS, Client
-from ..refresh import RefreshTokens
+from ..refresh import RefreshTokens, RotationLost
 from ..requests import TOKEN_PARAMETERS, for_description, reject_repeated_parameters
+
+log = logging.getLogger(__name__)
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
@@ -64,22 +68,30 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         client: Client = self.request.client
         record = self.request.refresh_record
         token: str = self.request.refresh_token_value
-        if record.rotated_at is not None or not refresh.claim(record):
+        if record.rotated_at is not None:
             return 200, self._reused(refresh, record, token), self.TOKEN_RESPONSE_HEADER
         person = self.server.users.get(record.user_id)
         if person is None or person.disabled:
             self.server.revoke_family(record.family_id, "user")
             raise InvalidGrantError(description="The person this token was issued to is gone.")
-        body, _ = self.server.issue_for_person(
-            client,
-            person,
-            scopes=self.request.granted_scopes,
-            audience=record.audience,
-            auth_time=record.auth_time,
-            grant_type=self.GRANT_TYPE,
-            family_id=record.family_id,
-        )
-        refresh.remember_response(token, body)
+        try:
+            body, _ = self.server.issue_for_person(
+                client,
+                person,
+                scopes=self.request.granted_scopes,
+                audience=record.audience,
+                auth_time=record.auth_time,
+                grant_type=self.GRANT_TYPE,
+                rotate=record,
+            )
+        except RotationLost:  # a concurrent use won: it is this token's reuse now
+            return 200, self._reused(refresh, record, token), self.TOKEN_RESPONSE_HEADER
+        try:
+            refresh.remember_response(token, body)
+        except DependencyUnavailable:
+            # The rotation is done and the client gets its successor; only a retry of
+            # a response lost on the way cannot be answered from the cache (then 503).
+            log.warning("refresh retry cache not written: the ephemeral store is down")
         return 200, body, self.TOKEN_RESPONSE_HEADER
 
     def _reused(self, refresh: RefreshTokens, record: Any, token: str) -> dict[str, Any]:
@@ -90,11 +102,14 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             if body is not None:
                 return body
             raise InvalidGrantError(description="The refresh token was already used.")
-        if self.server.revoke_family(record.family_id, "reuse"):
+        # Durable first (the family dies and the audit row is written even with Redis
+        # down), then the family's access tokens are denied (repeated on a retry).
+        if refresh.revoke_family(record.family_id, "reuse"):
             self.server.emit(
                 "refresh_reuse_detected",
                 client=self.request.client,
                 family_id=record.family_id,
                 user_id=record.user_id,
             )
+        self.server.deny_family_tokens(record.family_id)
         raise InvalidGrantError(description="The refresh token was already used.")
