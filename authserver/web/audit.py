@@ -9,9 +9,11 @@ Sign-ins, refresh-token reuse, revocations and admin changes are written before 
 response goes out. ``token_issued``, one row per token and the bulk of the log, is
 written in batches by a thread of each worker, at most ``BATCH_SECONDS`` late: one
 transaction per batch instead of one per token (on SQLite, one write lock shared by
-every worker). A worker that stops writes what it holds; one killed outright loses at
-most that last fraction of a second of issuance rows (the tokens themselves are in
-the server's log at DEBUG).
+every worker). While the database is down the events are held in memory and written
+when it returns. A worker that stops writes what it holds; one killed outright
+(SIGKILL, out of memory) loses what it held: normally the last fraction of a second of
+issuance rows, during a database outage every event of the outage in that worker (the
+events are in the server's log at DEBUG, WARNING for the notable ones).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import atexit
 import logging
 import os
 import queue
+import secrets
 import threading
 import time
 from datetime import UTC, datetime
@@ -28,6 +31,7 @@ from typing import Any
 from flask import g, has_request_context
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..errors import DependencyUnavailable
 from ..storage.audit import SqlAuditLog
 from .signin import peer_address
 
@@ -66,9 +70,35 @@ AUDITED = frozenset(
 BATCHED = frozenset({"token_issued"})
 BATCH_SECONDS = 0.25
 BATCH_MAX = 500
+#: Events a worker holds while the database is down (~1 KiB each); then 503.
+HOLD_MAX = 100_000
+RETRY_SECONDS = 1.0
 #: Claims worth keeping from an issued or revoked token (never the token itself).
 _CLAIMS = ("jti", "scope", "aud", "exp")
 _PLAIN = (str, int, float, bool, type(None))
+
+
+class EventIds:
+    """Audit ids from event time: microseconds since the epoch * 1000 + a tag of this
+    process, strictly increasing within the process. Ids of different workers and
+    nodes then sort by time too (to the microsecond), and never collide unless two
+    processes drew the same tag and emitted in the same microsecond; a batch that
+    collides is written again under a new tag (see ``SqlAuditLog.record_many``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = 0
+        self._pid = 0
+        self._tag = 0
+
+    def next(self, at: datetime) -> int:
+        with self._lock:
+            if self._pid != os.getpid():  # a forked worker draws its own tag
+                self._pid = os.getpid()
+                self._tag = secrets.randbelow(1000)
+            micros = max(int(at.timestamp() * 1_000_000), self._last + 1)
+            self._last = micros
+            return micros * 1000 + self._tag
 
 
 def set_actor(actor: str) -> None:
@@ -77,15 +107,31 @@ def set_actor(actor: str) -> None:
 
 
 class AuditTrail:
-    """The ``events`` callable of ``create_app``."""
+    """The ``events`` callable of ``create_app``.
+
+    Every audited event goes through one queue per worker, in the order the events
+    happened, and gets its id from its time (:func:`event_id`), so that ids follow
+    event time across workers and nodes (a ``token_revoked`` row never comes before the
+    ``token_issued`` row of the same jti). Events that must be written before the
+    response goes out flush the queue themselves; ``token_issued`` waits for the
+    writer thread.
+
+    While the database is down, events are held (at most :data:`HOLD_MAX`) and written
+    when it is back; the outage is logged once, not per row. When the hold is full an
+    action that must be audited is refused with 503 instead of going unrecorded.
+    """
 
     def __init__(self, audit_log: SqlAuditLog) -> None:
         self.audit_log = audit_log
         self._pending: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        #: Rows taken off the queue whose write failed: written first when it works.
+        self._held: list[dict[str, Any]] = []
         self._wake = threading.Event()
         #: Held while rows are between the queue and the database.
         self._writing = threading.Lock()
         self._writer_pid = 0
+        self._outage_since: float | None = None
+        self._ids = EventIds()
         atexit.register(self.flush)
 
     def __call__(self, event: str, **details: Any) -> None:
@@ -98,44 +144,78 @@ class AuditTrail:
             log.log(level, "%s %s", event, row)
         if event not in AUDITED:
             return
+        if len(self._held) >= HOLD_MAX:
+            # The database has been down long enough to fill the hold: refuse the
+            # action rather than lose its record (the request changed nothing yet
+            # for the events emitted before the work, and 503 tells the client).
+            raise DependencyUnavailable("database", retry_after=5)
+        now = datetime.now(UTC)
         row["event"] = event
-        if event not in BATCHED:
-            self._store([row])
-            return
-        row["at"] = datetime.now(UTC)
+        row["at"] = now
+        row["id"] = self._ids.next(now)
         self._pending.put(row)
         if self._writer_pid != os.getpid():  # none yet in this (forked) process
             self._writer_pid = os.getpid()
             threading.Thread(target=self._write_batches, name="audit-writer", daemon=True).start()
-        self._wake.set()
+        if event in BATCHED:
+            self._wake.set()
+        else:
+            self.flush()
+
+    @property
+    def held(self) -> int:
+        """Events waiting for the database (for /readyz and the metrics)."""
+        return len(self._held)
 
     def flush(self) -> None:
-        """Write every batched event held so far (readers of the log call this first)."""
+        """Write every event held so far (readers of the log call this first)."""
         with self._writing:
-            rows: list[dict[str, Any]] = []
-            while len(rows) < BATCH_MAX:
-                try:
-                    rows.append(self._pending.get_nowait())
-                except queue.Empty:
-                    break
-            self._store(rows)
-        if not self._pending.empty():
-            self.flush()
+            while True:
+                rows = self._held[:BATCH_MAX]
+                while len(rows) < BATCH_MAX:
+                    try:
+                        rows.append(self._pending.get_nowait())
+                    except queue.Empty:
+                        break
+                if not rows:
+                    return
+                if not self._store(rows):
+                    # Keep them, in order, for the next attempt (the writer retries).
+                    self._held = rows + self._held[BATCH_MAX:]
+                    self._wake.set()
+                    return
+                del self._held[:BATCH_MAX]
 
     def _write_batches(self) -> None:
         while True:
             self._wake.wait()
-            time.sleep(BATCH_SECONDS)  # let the batch fill
+            # Let the batch fill; while the database is down, try again every second.
+            time.sleep(BATCH_SECONDS if self._outage_since is None else RETRY_SECONDS)
             self._wake.clear()
             self.flush()
+            if self._held:
+                self._wake.set()
 
-    def _store(self, rows: list[dict[str, Any]]) -> None:
+    def _store(self, rows: list[dict[str, Any]]) -> bool:
         try:
             self.audit_log.record_many(rows)
-        except SQLAlchemyError:
-            # The actions went through; keep the events in the log at least.
-            for row in rows:
-                log.exception("audit event not stored: %s", row)
+        except SQLAlchemyError as exc:
+            if self._outage_since is None:
+                self._outage_since = time.monotonic()
+                log.error(
+                    "audit events cannot be written (%s); holding them until the "
+                    "database answers (at most %d)",
+                    type(exc).__name__,
+                    HOLD_MAX,
+                )
+            return False
+        if self._outage_since is not None:
+            log.warning(
+                "audit events written again after %.0f s; the held events are stored",
+                time.monotonic() - self._outage_since,
+            )
+            self._outage_since = None
+        return True
 
     def _row(self, event: str, details: dict[str, Any]) -> dict[str, Any]:
         client = details.pop("client", None)
