@@ -231,9 +231,11 @@ class AuthorizationMixin:
         person = self.users.get(str(claims.get("sub")))
         if person is None or person.disabled:
             return _bearer_error(401, "invalid_token", "The person is no longer known here.")
+        client = self.query_client(str(claims.get("client_id") or ""))  # type: ignore[attr-defined]
+        third_party = client is None or client.consent
         return HttpResponse(
             status=200,
-            body=userinfo_claims(person, scopes),
+            body=userinfo_claims(person, scopes, third_party),
             headers=[("Cache-Control", "no-store")],
         )
 

@@ -37,7 +37,7 @@ class IdTokens:
         """§2: ``iss sub aud exp iat auth_time``, ``nonce`` if the request had one,
         ``at_hash`` (§3.1.3.6) and ``azp``; plus the claims its scopes ask for."""
         now = int(self._clock())
-        claims: dict[str, Any] = userinfo_claims(person, scopes)
+        claims: dict[str, Any] = userinfo_claims(person, scopes, client.consent)
         claims.update(
             {
                 "iss": self.issuer,

@@ -29,9 +29,10 @@ FRESH_SIGNIN_SECONDS = 300
 
 SCOPE_DESCRIPTIONS = {
     "openid": "know who you are",
-    "profile": "your name, username, groups and roles",
+    "profile": "your name and username",
     "email": "your email address",
     "groups": "your groups",
+    "roles": "act with your roles",
     "offline_access": "stay signed in (refresh tokens)",
 }
 
@@ -114,5 +115,7 @@ def authorize() -> Response:
                 username=signin.person.username,
                 scopes=auth.scopes,
                 descriptions=SCOPE_DESCRIPTIONS,
+                roles=signin.person.roles if auth.client.consent else (),
+                groups=signin.person.groups if auth.client.consent else (),
             )
     return to_flask(server.authorization_response(auth, signin.person, signin.auth_time))
