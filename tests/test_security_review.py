@@ -28,11 +28,13 @@ from .people import PASSWORD, authorize, signed_in_session
 from .test_oidc import (
     WEBAPP_REDIRECT,
     assert_consent_page,
+    cli_params,
     cli_tokens,
     client_redirect,
     submit_form,
     webapp_params,
 )
+from .test_rbac import admin_api, api, person_tokens
 
 
 def review_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -139,3 +141,31 @@ def test_first_party_client_still_gets_the_roles(server: LiveServer) -> None:
     browser = signed_in_session(server.url, "boss")
     body = cli_tokens(browser, server, "openid profile")  # type: ignore[arg-type]
     assert claims_of(body["access_token"])["roles"] == ["admin"]
+
+
+# -- 16.2 a password set or reset ends the person's sessions ---------------------------
+
+
+def test_password_reset_ends_existing_sessions(server: LiveServer) -> None:
+    created = server.cli("users", "create", "dave", "--password-stdin", input_text=PASSWORD + "\n")
+    assert created.returncode == 0, created.stderr
+    browser = signed_in_session(server.url, "dave")
+    params, _ = cli_params("openid")
+    first = authorize(browser, server.url, params)
+    assert "code" in client_redirect(first, params["redirect_uri"])
+
+    admin_token = person_tokens(server, "boss", admin_api(server))["access_token"]
+    reset = api(
+        server, "PUT", "/users/dave/password", admin_token, json={"password": "a brand new one!"}
+    )
+    assert reset.status_code == 204, reset.text
+
+    # The old session no longer mints codes: the person must sign in again.
+    params, _ = cli_params("openid")
+    again = authorize(browser, server.url, params)
+    assert again.status_code == 200, again.headers
+    assert 'name="password"' in again.text
+    # ... with the new password, after which codes flow again.
+    fresh = signed_in_session(server.url, "dave", "a brand new one!")
+    params, _ = cli_params("openid")
+    assert "code" in client_redirect(authorize(fresh, server.url, params), params["redirect_uri"])

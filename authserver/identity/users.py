@@ -56,6 +56,10 @@ class Person:
     disabled: bool
     created_at: datetime
     last_login_at: datetime | None
+    #: Raised by every password set or reset; older sessions are over (issue 16.2).
+    credentials_generation: int = 0
+    #: OIDC Core §5.1 ``email_verified``; ``None`` when nobody said.
+    email_verified: bool | None = None
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -179,9 +183,9 @@ class UserService:
         is how an account is taken back)."""
         record = self._existing(username)
         validate_password(password)
-        self._repo.update(record.id, password_hash=passwords.hash_password(password))
+        self._repo.new_credentials(record.id, password_hash=passwords.hash_password(password))
         self._repo.revoke_refresh_tokens(record.id, "password")
-        return _person(record)
+        return replace(_person(record), credentials_generation=record.credentials_generation + 1)
 
     def check_password(self, username: str, password: str) -> bool:
         """Whether ``password`` is the person's, with no side effect (no sign-in)."""
@@ -496,4 +500,6 @@ def _person(record: UserRecord) -> Person:
         disabled=record.disabled,
         created_at=record.created_at,
         last_login_at=record.last_login_at,
+        credentials_generation=record.credentials_generation,
+        email_verified=record.email_verified,
     )
