@@ -235,6 +235,9 @@ class UpstreamSettings(_Section):
     client_secret: str | None = None
     scopes: tuple[str, ...] = ("openid", "profile", "email")
     groups_claim: str = "groups"
+    #: For an IdP that verifies every address but never sends ``email_verified``: take
+    #: a missing claim as ``true``. An explicit ``false`` is always believed (issue 16.3).
+    assume_email_verified: bool = False
 
 
 class AuthProxySettings(_Section):

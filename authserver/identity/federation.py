@@ -73,6 +73,8 @@ class UpstreamIdentity:
     email: str | None
     name: str | None
     groups: tuple[str, ...]
+    #: The IdP's ``email_verified`` (OIDC Core §5.1); ``None`` when it did not say.
+    email_verified: bool | None = None
 
 
 class UpstreamError(Exception):
@@ -164,7 +166,18 @@ class Upstream:
             email=_str(claims.get("email")),
             name=_str(claims.get("name")),
             groups=_groups(claims.get(groups_claim)),
+            email_verified=_verified(claims.get("email_verified"), self.settings),
         )
+
+
+def _verified(value: object, settings: UpstreamSettings) -> bool | None:
+    """``email_verified`` as a bool (some IdPs send the string ``"true"``); a missing
+    one is ``True`` only under ``upstream.assume_email_verified``."""
+    if isinstance(value, str):
+        value = {"true": True, "false": False}.get(value.strip().lower())
+    if isinstance(value, bool):
+        return value
+    return True if settings.assume_email_verified else None
 
 
 def _str(value: object) -> str | None:

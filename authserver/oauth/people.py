@@ -32,6 +32,9 @@ class Person(Protocol):
     @property
     def disabled(self) -> bool: ...
 
+    @property
+    def email_verified(self) -> bool | None: ...
+
 
 class UserDirectory(Protocol):
     def get(self, user_id: str) -> Person | None: ...
@@ -78,9 +81,12 @@ def userinfo_claims(
         claims["name"] = person.name or person.username
         claims["preferred_username"] = person.username
     if "email" in scopes and person.email:
-        # No ``email_verified``: we pass on what the IdP or the proxy said, and cannot
-        # vouch that the address was verified (an IdP may let people set their own).
         claims["email"] = person.email
+        # DESIGN.md: when we know it: the IdP's own value, true for an email an admin
+        # set or a trusted proxy asserted (OIDC Core §5.1).
+        verified = getattr(person, "email_verified", None)
+        if verified is not None:
+            claims["email_verified"] = bool(verified)
     if "groups" in scopes or ("profile" in scopes and not third_party):
         claims["groups"] = list(person.groups)
     if "roles" in scopes or ("profile" in scopes and not third_party):

@@ -152,6 +152,7 @@ def callback() -> Response:
         email=identity.email,
         name=identity.name,
         groups=identity.groups,
+        email_verified=identity.email_verified,
     )
     if person.disabled:
         return message("Sign-in refused", "This account is disabled.", 403, error=True)
