@@ -169,3 +169,32 @@ def test_password_reset_ends_existing_sessions(server: LiveServer) -> None:
     fresh = signed_in_session(server.url, "dave", "a brand new one!")
     params, _ = cli_params("openid")
     assert "code" in client_redirect(authorize(fresh, server.url, params), params["redirect_uri"])
+
+
+# -- 16.9 an access token is not an id_token_hint --------------------------------------
+
+
+def test_access_token_as_id_token_hint_asks_for_confirmation(server: LiveServer) -> None:
+    browser = signed_in_session(server.url, "carol")
+    body = cli_tokens(browser, server, "openid profile")  # type: ignore[arg-type]
+    response = browser.get(
+        server.url + "/logout",
+        params={"id_token_hint": body["access_token"]},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert response.status_code == 200, response.headers
+    assert 'action="/logout' in response.text  # the confirmation, not a sign-out
+    params, _ = cli_params("openid")
+    still = authorize(browser, server.url, params)
+    assert "code" in client_redirect(still, params["redirect_uri"])
+    # The ID token itself still signs out at once.
+    gone = browser.get(
+        server.url + "/logout",
+        params={"id_token_hint": body["id_token"]},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert gone.status_code in (200, 302)
+    params, _ = cli_params("openid")
+    assert 'name="password"' in authorize(browser, server.url, params).text
