@@ -207,6 +207,9 @@ class ClientSettings(_Section):
     post_logout_redirect_uris: tuple[RedirectUri, ...] = ()
     #: May introspect tokens issued to other clients (a resource server; RFC 7662 §4).
     introspect: bool = False
+    #: The audiences whose tokens it may introspect (RFC 7662 §4); unset: every one of
+    #: ``tokens.audiences``. The admin API's audience only when listed here (16.4).
+    introspect_audiences: tuple[str, ...] | None = None
 
     @field_validator("client_secret_hash")
     @classmethod

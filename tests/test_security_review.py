@@ -14,6 +14,7 @@ import requests
 import yaml
 
 from .conftest import (
+    AUDIENCES,
     BACKENDS,
     SECRETS,
     LiveServer,
@@ -198,3 +199,27 @@ def test_access_token_as_id_token_hint_asks_for_confirmation(server: LiveServer)
     assert gone.status_code in (200, 302)
     params, _ = cli_params("openid")
     assert 'name="password"' in authorize(browser, server.url, params).text
+
+
+# -- 16.4 introspection answers only for the caller's audiences ------------------------
+
+
+def test_introspection_refuses_tokens_for_other_audiences(server: LiveServer) -> None:
+    def introspect(token: str) -> dict[str, Any]:
+        response = requests.post(
+            server.url + "/oauth2/introspect",
+            data={"token": token},
+            auth=("rs", SECRETS["rs"]),
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    admin_token = person_tokens(server, "boss", admin_api(server))["access_token"]
+    assert introspect(admin_token) == {"active": False}
+    # A token for a configured audience is still described to the resource server.
+    for_api = person_tokens(server, "carol", AUDIENCES[0])["access_token"]
+    body = introspect(for_api)
+    assert body["active"] is True
+    assert body["aud"] == AUDIENCES[0]
