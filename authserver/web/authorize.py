@@ -109,6 +109,7 @@ def authorize() -> Response:
             return page(
                 "consent.html",
                 400 if request.method == "POST" else 200,
+                form_targets=[auth.redirect_uri],
                 form=form,
                 action=request.full_path,
                 client_id=auth.client.client_id,
