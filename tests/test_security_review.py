@@ -223,3 +223,37 @@ def test_introspection_refuses_tokens_for_other_audiences(server: LiveServer) ->
     body = introspect(for_api)
     assert body["active"] is True
     assert body["aud"] == AUDIENCES[0]
+
+
+# -- 16.7 a token of a rotated service-account secret loses the admin API at once -------
+
+
+def test_rotation_ends_admin_api_access_of_tokens_of_the_old_secret(server: LiveServer) -> None:
+    created = server.cli("service-accounts", "create", "deployer", "--role", "admin")
+    assert created.returncode == 0, created.stderr
+    sa_token = next(w for w in created.stdout.split() if w.startswith("as_sa_"))
+
+    def access_token(secret: str) -> str:
+        response = requests.post(
+            server.url + "/oauth2/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_secret": secret,
+                "resource": admin_api(server),
+            },
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        token: str = response.json()["access_token"]
+        return token
+
+    old = access_token(sa_token)
+    assert api(server, "GET", "/service-accounts", old).status_code == 200
+    rotated = server.cli("service-accounts", "rotate", "deployer")
+    assert rotated.returncode == 0, rotated.stderr
+    new_secret = next(w for w in rotated.stdout.split() if w.startswith("as_sa_"))
+    # Even within the second of the rotation (iat is whole seconds), the old one is out.
+    refused = api(server, "GET", "/service-accounts", old)
+    assert refused.status_code == 401, refused.text
+    assert refused.json()["error"] == "invalid_token"
+    assert api(server, "GET", "/service-accounts", access_token(new_secret)).status_code == 200

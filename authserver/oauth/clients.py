@@ -167,6 +167,17 @@ def service_account_token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+#: The access-token claim naming the service-account secret a token was minted with.
+SECRET_GENERATION_CLAIM = "sa_gen"  # noqa: S105 - a claim name, not a secret
+
+
+def secret_generation(token_hash: str) -> str:
+    """A short, non-secret name of one service-account secret (of its stored hash):
+    tokens carry it, and the admin API requires the current one (issue 16.7: ``iat``
+    in whole seconds could not tell a token of the old secret from one of the new)."""
+    return hashlib.sha256(b"authserver-sa-generation:" + token_hash.encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class ServiceAccountClient(Client):
     """A service account as a confidential client: client credentials only.
