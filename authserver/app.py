@@ -31,6 +31,7 @@ from .storage.users import SqlUserRepository
 from .web import admin_api, authorize, dashboard, device, discovery, login, oauth
 from .web.audit import AuditTrail
 from .web.errors import register_error_handlers
+from .web.pages import security_headers
 from .web.sessions import CookieSessionInterface
 
 
@@ -159,4 +160,6 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(dashboard.bp)
     register_error_handlers(app)
+    https = settings.issuer.startswith("https://")
+    app.after_request(lambda response: security_headers(response, https))
     return app

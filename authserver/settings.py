@@ -75,10 +75,27 @@ def parse_duration(value: object) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+#: Schemes a redirect may never use: they run code or read files in the browser.
+FORBIDDEN_REDIRECT_SCHEMES = frozenset({"javascript", "data", "file", "vbscript", "blob"})
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
 def _check_redirect_uri(value: str) -> str:
-    # RFC 6749 §3.1.2: an absolute URI, no fragment.
+    """RFC 6749 §3.1.2: an absolute URI, no fragment. RFC 9700 §2.6 / §4.1.1 and RFC
+    8252 §7-8.3: https, or http on a loopback host only; ``javascript:``, ``data:`` and
+    ``file:`` never."""
     if not is_absolute_uri(value) or urlsplit(value).fragment:
         raise ValueError("must be an absolute URI without a fragment")
+    parts = urlsplit(value)
+    scheme = parts.scheme.lower()
+    if scheme in FORBIDDEN_REDIRECT_SCHEMES:
+        raise ValueError(f"may not use the {scheme}: scheme")
+    if scheme == "http" and (parts.hostname or "").lower() not in LOOPBACK_HOSTS:
+        raise ValueError(
+            "must use https (http only on a loopback host: 127.0.0.1, [::1], localhost)"
+        )
+    if scheme in ("http", "https") and not parts.hostname:
+        raise ValueError("must name a host")
     return value
 
 
@@ -190,6 +207,9 @@ class ClientSettings(_Section):
     post_logout_redirect_uris: tuple[RedirectUri, ...] = ()
     #: May introspect tokens issued to other clients (a resource server; RFC 7662 §4).
     introspect: bool = False
+    #: The audiences whose tokens it may introspect (RFC 7662 §4); unset: every one of
+    #: ``tokens.audiences``. The admin API's audience only when listed here (16.4).
+    introspect_audiences: tuple[str, ...] | None = None
 
     @field_validator("client_secret_hash")
     @classmethod
@@ -235,6 +255,9 @@ class UpstreamSettings(_Section):
     client_secret: str | None = None
     scopes: tuple[str, ...] = ("openid", "profile", "email")
     groups_claim: str = "groups"
+    #: For an IdP that verifies every address but never sends ``email_verified``: take
+    #: a missing claim as ``true``. An explicit ``false`` is always believed (issue 16.3).
+    assume_email_verified: bool = False
 
 
 class AuthProxySettings(_Section):

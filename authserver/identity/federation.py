@@ -73,6 +73,8 @@ class UpstreamIdentity:
     email: str | None
     name: str | None
     groups: tuple[str, ...]
+    #: The IdP's ``email_verified`` (OIDC Core §5.1); ``None`` when it did not say.
+    email_verified: bool | None = None
 
 
 class UpstreamError(Exception):
@@ -115,6 +117,7 @@ class Upstream:
     def redirect(self, callback_url: str) -> Response:
         """Send the browser to the IdP (Authlib adds state, nonce and the PKCE challenge)."""
         try:
+            self._check_issuer()
             response: Response = self._client.authorize_redirect(callback_url)
         except Exception as exc:  # unreachable IdP, bad discovery document
             log.warning("upstream IdP unavailable: %s", exc)
@@ -122,6 +125,17 @@ class Upstream:
                 "The identity provider cannot be reached right now. Try again later.", 502
             ) from exc
         return response
+
+    def _check_issuer(self) -> None:
+        """OIDC Discovery §4.3: the document's ``issuer`` is exactly the configured one
+        (a proxy or a mix-up must not substitute another IdP's metadata)."""
+        metadata = self._client.load_server_metadata()
+        if metadata.get("issuer") != self.settings.issuer:
+            self._client.server_metadata.pop("_loaded_at", None)  # fetch again next time
+            raise ValueError(
+                f"the discovery document names issuer {metadata.get('issuer')!r}, "
+                f"not the configured {self.settings.issuer!r}"
+            )
 
     def finish(self) -> UpstreamIdentity:
         """Handle the callback: check state, redeem the code, validate the ID token."""
@@ -148,6 +162,10 @@ class Upstream:
         claims: dict[str, Any] = dict(token.get("userinfo") or {})
         if not claims.get("sub"):
             raise UpstreamError("The identity provider sent no ID token.")
+        if claims.get("iss") != self.settings.issuer:
+            # OIDC Core §3.1.3.7 step 2: exactly the configured issuer.
+            log.warning("upstream ID token from issuer %r refused", claims.get("iss"))
+            raise UpstreamError("The identity provider's ID token names another issuer.", 502)
         groups_claim = self.settings.groups_claim
         if groups_claim not in claims or not claims.get("email"):
             # Many IdPs put groups (and sometimes email) only in /userinfo.
@@ -159,12 +177,23 @@ class Upstream:
             if extra.get("sub") == claims["sub"]:
                 claims = {**extra, **claims}
         return UpstreamIdentity(
-            issuer=str(claims.get("iss") or self.settings.issuer),
+            issuer=self.settings.issuer,
             subject=str(claims["sub"]),
             email=_str(claims.get("email")),
             name=_str(claims.get("name")),
             groups=_groups(claims.get(groups_claim)),
+            email_verified=_verified(claims.get("email_verified"), self.settings),
         )
+
+
+def _verified(value: object, settings: UpstreamSettings) -> bool | None:
+    """``email_verified`` as a bool (some IdPs send the string ``"true"``); a missing
+    one is ``True`` only under ``upstream.assume_email_verified``."""
+    if isinstance(value, str):
+        value = {"true": True, "false": False}.get(value.strip().lower())
+    if isinstance(value, bool):
+        return value
+    return True if settings.assume_email_verified else None
 
 
 def _str(value: object) -> str | None:

@@ -23,6 +23,7 @@ from ..oauth.clients import (
     Client,
     ServiceAccountClient,
     new_service_account_token,
+    secret_generation,
     service_account_token_hash,
 )
 from ..oauth.secrets import SecretVerifier
@@ -184,15 +185,18 @@ class ServiceAccountService:
             clock=self._clock,
         )
 
-    def token_still_good(self, client_id: str, issued_at: float) -> bool:
+    def token_still_good(self, client_id: str, issued_at: float, generation: object = None) -> bool:
         """Whether an access token issued to ``client_id`` at ``issued_at`` may still act
         at our own admin API: the account exists, has not expired, and was not rotated
-        since (rotation is the answer to a leaked token)."""
+        since (rotation is the answer to a leaked token): the token's secret
+        generation is the current secret's (issue 16.7)."""
         record = self._repo.get(client_id)
         if record is None or record.role not in self._rbac.roles:
             return False
         now = self._clock()
         if record.expires_at is not None and record.expires_at.timestamp() <= now:
+            return False
+        if generation != secret_generation(record.token_hash):
             return False
         return record.rotated_at is None or issued_at >= int(record.rotated_at.timestamp())
 

@@ -56,6 +56,10 @@ class Person:
     disabled: bool
     created_at: datetime
     last_login_at: datetime | None
+    #: Raised by every password set or reset; older sessions are over (issue 16.2).
+    credentials_generation: int = 0
+    #: OIDC Core §5.1 ``email_verified``; ``None`` when nobody said.
+    email_verified: bool | None = None
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -179,9 +183,9 @@ class UserService:
         is how an account is taken back)."""
         record = self._existing(username)
         validate_password(password)
-        self._repo.update(record.id, password_hash=passwords.hash_password(password))
+        self._repo.new_credentials(record.id, password_hash=passwords.hash_password(password))
         self._repo.revoke_refresh_tokens(record.id, "password")
-        return _person(record)
+        return replace(_person(record), credentials_generation=record.credentials_generation + 1)
 
     def check_password(self, username: str, password: str) -> bool:
         """Whether ``password`` is the person's, with no side effect (no sign-in)."""
@@ -273,11 +277,14 @@ class UserService:
         email: str | None,
         name: str | None,
         groups: Iterable[str],
+        email_verified: bool | None = None,
     ) -> Person:
         """The person an upstream ID token (``iss``, ``sub``) names; created on first sight.
 
-        First sign-in: username is the lower-cased email (or, when another user has
-        that, the email with ``#`` and a short hash of the pair), role from
+        First sign-in: username is the lower-cased email when the IdP says it verified
+        it (``email_verified: true``; issue 16.3: an unverified address is anyone's to
+        type), else the ``sub`` with ``#`` and a short hash of the pair (as is a
+        verified email another user already has); role from
         ``rbac.group_roles``. Later sign-ins refresh email, name and groups but keep
         the role, which an admin may have changed. A disabled person is returned too:
         callers check ``disabled``.
@@ -287,11 +294,18 @@ class UserService:
         group_list = tuple(dict.fromkeys(str(group) for group in groups))
         existing = self._repo.by_upstream(issuer, subject)
         if existing is None:
-            existing, created = self._create_federated(issuer, subject, email, name, group_list)
+            existing, created = self._create_federated(
+                issuer, subject, email, name, group_list, email_verified
+            )
             if created:
                 return _person(existing)
         now = None if existing.disabled else self._now()
-        changes: dict[str, object] = {"email": email, "name": name, "groups": group_list}
+        changes: dict[str, object] = {
+            "email": email,
+            "name": name,
+            "groups": group_list,
+            "email_verified": email_verified if email else None,
+        }
         if now is not None:
             changes["last_login_at"] = now
         self._repo.update(existing.id, **changes)
@@ -301,6 +315,7 @@ class UserService:
             name=name,
             groups=group_list,
             last_login_at=now or existing.last_login_at,
+            email_verified=email_verified if email else None,
         )
 
     def proxy_user(self, email: str) -> Person:
@@ -329,7 +344,12 @@ class UserService:
                 self._repo.update(record.id, last_login_at=now)
                 return replace(_person(record), last_login_at=now)
             record = self._new_record(
-                address, self._rbac.default_role, "proxy", email=address, last_login_at=now
+                address,
+                self._rbac.default_role,
+                "proxy",
+                email=address,
+                last_login_at=now,
+                email_verified=True,  # DESIGN.md: a trusted proxy asserted it
             )
             try:
                 self._repo.insert(record)
@@ -372,12 +392,18 @@ class UserService:
         email: str | None,
         name: str | None,
         groups: tuple[str, ...],
+        email_verified: bool | None = None,
     ) -> tuple[UserRecord, bool]:
         """Insert the person: ``(record, True)``; or a concurrent sign-in's ``(record, False)``."""
         pair = hashlib.sha256(f"{issuer}\x00{subject}".encode()).hexdigest()[:10]
-        base = normalize_username((email or subject).strip())[: MAX_USERNAME_LENGTH - 11]
+        if email and email_verified:
+            base = normalize_username(email.strip())[: MAX_USERNAME_LENGTH - 11]
+            candidates: tuple[str, ...] = (base, f"{base}#{pair}")
+        else:  # never a bare sub either: it could be a local user's name
+            base = normalize_username(subject.strip())[: MAX_USERNAME_LENGTH - 11]
+            candidates = (f"{base}#{pair}",)
         now = self._now()
-        for username in (base, f"{base}#{pair}"):
+        for username in candidates:
             record = self._new_record(
                 username,
                 self._role_for_groups(groups),
@@ -388,6 +414,7 @@ class UserService:
                 upstream_issuer=issuer,
                 upstream_subject=subject,
                 last_login_at=now,
+                email_verified=email_verified if email else None,
             )
             try:
                 self._repo.insert(record)
@@ -457,6 +484,7 @@ class UserService:
         upstream_issuer: str | None = None,
         upstream_subject: str | None = None,
         last_login_at: datetime | None = None,
+        email_verified: bool | None = None,
     ) -> UserRecord:
         """A new person, with a fresh ``sub``."""
         return UserRecord(
@@ -473,6 +501,7 @@ class UserService:
             disabled=False,
             created_at=self._now(),
             last_login_at=last_login_at,
+            email_verified=email_verified,
         )
 
     def _now(self) -> datetime:
@@ -496,4 +525,6 @@ def _person(record: UserRecord) -> Person:
         disabled=record.disabled,
         created_at=record.created_at,
         last_login_at=record.last_login_at,
+        credentials_generation=record.credentials_generation,
+        email_verified=record.email_verified,
     )

@@ -42,6 +42,8 @@ class AuthorizationRequest:
     scopes: tuple[str, ...]
     prompts: frozenset[str]
     max_age: int | None
+    #: The ``aud`` its tokens will carry (RFC 8707), shown on the consent page.
+    audience: str = ""
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class PendingDevice:
     user_code: str
     client: Client
     scopes: tuple[str, ...]
+    #: The ``aud`` its tokens will carry: shown, as RFC 8628 §5.4 asks against phishing.
+    audience: str = ""
 
 
 class AuthorizationMixin:
@@ -95,6 +99,7 @@ class AuthorizationMixin:
             scopes=tuple(grant.request.scope.split()),
             prompts=prompts,
             max_age=max_age,
+            audience=str(grant.request.audience),
         )
 
     def _precheck(self, request: HttpRequest) -> None:
@@ -181,6 +186,7 @@ class AuthorizationMixin:
             user_code=f"{code[:4]}-{code[4:]}",
             client=client,
             scopes=tuple(state["scope"].split()),
+            audience=str(state.get("audience") or ""),
         )
 
     def decide_device(
@@ -231,9 +237,11 @@ class AuthorizationMixin:
         person = self.users.get(str(claims.get("sub")))
         if person is None or person.disabled:
             return _bearer_error(401, "invalid_token", "The person is no longer known here.")
+        client = self.query_client(str(claims.get("client_id") or ""))  # type: ignore[attr-defined]
+        third_party = client is None or client.consent
         return HttpResponse(
             status=200,
-            body=userinfo_claims(person, scopes),
+            body=userinfo_claims(person, scopes, third_party),
             headers=[("Cache-Control", "no-store")],
         )
 

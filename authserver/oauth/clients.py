@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -41,6 +41,8 @@ class Client(ClientMixin):  # type: ignore[misc]
     #: Ask the person before issuing (static clients are first-party: no by default).
     consent: bool = False
     post_logout_redirect_uris: tuple[str, ...] = ()
+    #: The audiences an introspecting client may ask about; ``None``: the configured ones.
+    introspect_audiences: tuple[str, ...] | None = None
 
     @classmethod
     def from_settings(cls, settings: ClientSettings, verifier: SecretVerifier) -> Client:
@@ -56,11 +58,21 @@ class Client(ClientMixin):  # type: ignore[misc]
             introspect=settings.introspect,
             consent=settings.consent,
             post_logout_redirect_uris=settings.post_logout_redirect_uris,
+            introspect_audiences=settings.introspect_audiences,
         )
 
-    def may_introspect(self, claims: dict[str, object]) -> bool:
-        """Its own tokens always; any token if it is an introspecting resource server."""
-        return self.introspect or claims.get("client_id") == self.client_id
+    def may_introspect(self, claims: dict[str, object], audiences: Sequence[str] = ()) -> bool:
+        """Its own tokens always; as an introspecting resource server, the tokens for
+        its audiences (``introspect_audiences``, else ``audiences``: the configured
+        ones). RFC 7662 §4: the server decides whether the caller may use the token."""
+        if claims.get("client_id") == self.client_id:
+            return True
+        if not self.introspect:
+            return False
+        allowed = self.introspect_audiences if self.introspect_audiences is not None else audiences
+        aud = claims.get("aud")
+        token_audiences = [aud] if isinstance(aud, str) else list(aud or ())  # type: ignore[call-overload]
+        return any(a in allowed for a in token_audiences)
 
     # -- Authlib's ClientMixin ------------------------------------------------------
 
@@ -153,6 +165,17 @@ def service_account_client_id(token: str) -> str | None:
 def service_account_token_hash(token: str) -> str:
     """The stored form of a token: SHA-256 (it has 256 random bits; nothing to slow)."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+#: The access-token claim naming the service-account secret a token was minted with.
+SECRET_GENERATION_CLAIM = "sa_gen"  # noqa: S105 - a claim name, not a secret
+
+
+def secret_generation(token_hash: str) -> str:
+    """A short, non-secret name of one service-account secret (of its stored hash):
+    tokens carry it, and the admin API requires the current one (issue 16.7: ``iat``
+    in whole seconds could not tell a token of the old secret from one of the new)."""
+    return hashlib.sha256(b"authserver-sa-generation:" + token_hash.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

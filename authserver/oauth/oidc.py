@@ -37,7 +37,7 @@ class IdTokens:
         """§2: ``iss sub aud exp iat auth_time``, ``nonce`` if the request had one,
         ``at_hash`` (§3.1.3.6) and ``azp``; plus the claims its scopes ask for."""
         now = int(self._clock())
-        claims: dict[str, Any] = userinfo_claims(person, scopes)
+        claims: dict[str, Any] = userinfo_claims(person, scopes, client.consent)
         claims.update(
             {
                 "iss": self.issuer,
@@ -58,10 +58,19 @@ class IdTokens:
         return self._signer.sign({"typ": "JWT"}, claims)
 
     def _own_claims(self, id_token: str) -> dict[str, Any] | None:
-        """The claims of an ID token of ours, expired or not (logout hints)."""
+        """The claims of an ID token of ours, expired or not (logout hints).
+
+        Only an ID token: our access tokens are signed by the same keys, so they are
+        told apart by ``typ`` (``at+jwt``, RFC 9068 §2.1) and by claims only access
+        tokens carry (RFC 8725 §3.12: mutually exclusive validation rules)."""
         try:
-            claims = dict(self._signer.verify(id_token).claims)
+            decoded = self._signer.verify(id_token)
         except ValueError:
+            return None
+        if str(decoded.header.get("typ", "")).lower() in ("at+jwt", "application/at+jwt"):
+            return None
+        claims = dict(decoded.claims)
+        if "scope" in claims or "client_id" in claims or "azp" not in claims:
             return None
         return claims if claims.get("iss") == self.issuer else None
 

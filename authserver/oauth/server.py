@@ -35,7 +35,7 @@ from .grants.refresh_token import RefreshTokenGrant
 from .http import HttpRequest, HttpResponse
 from .metadata import admin_api_audience
 from .oidc import OPENID_SCOPE, IdTokens
-from .people import Person, UserDirectory, access_token_claims
+from .people import Person, UserDirectory, access_token_claims, granted_roles
 from .pkce import S256CodeChallenge
 from .refresh import RefreshRecord, RefreshTokens
 from .requests import for_description
@@ -209,8 +209,8 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
             subject=person.id,
             audience=audience,
             scopes=scopes,
-            roles=person.roles,
-            extra=access_token_claims(person),
+            roles=granted_roles(person, scopes, client.consent),
+            extra=access_token_claims(person, scopes, client.consent),
         )
         body = issued.as_response()
         claims = dict(issued.claims)

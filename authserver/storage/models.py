@@ -111,6 +111,14 @@ class User(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The credentials generation: raised when the password is set or reset; a browser
+    #: session signed in under an older one is over (issue 16.2).
+    credentials_generation: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
+    #: What the upstream IdP said (``email_verified``), ``True`` for an email an admin
+    #: set or a trusted proxy asserted; ``None`` when unknown (OIDC Core §5.1).
+    email_verified: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class RefreshFamily(Base):

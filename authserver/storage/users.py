@@ -18,7 +18,17 @@ _TOKENS = cast(Table, RefreshToken.__table__)
 
 #: Columns ``update`` may change (``id``, ``source`` and the upstream pair never change).
 UPDATABLE = frozenset(
-    {"username", "email", "name", "password_hash", "role", "groups", "disabled", "last_login_at"}
+    {
+        "username",
+        "email",
+        "name",
+        "password_hash",
+        "role",
+        "groups",
+        "disabled",
+        "last_login_at",
+        "email_verified",
+    }
 )
 
 
@@ -41,6 +51,8 @@ class UserRecord:
     disabled: bool
     created_at: datetime
     last_login_at: datetime | None
+    credentials_generation: int = 0
+    email_verified: bool | None = None
 
 
 class SqlUserRepository:
@@ -105,6 +117,20 @@ class SqlUserRepository:
             raise DuplicateUser(f"username {changes.get('username')!r} is taken") from exc
         return result.rowcount > 0
 
+    def new_credentials(self, user_id: str, **changes: Any) -> bool:
+        """Set columns (as ``update``) and raise the credentials generation, in one
+        statement: every session signed in before it ends (issue 16.2)."""
+        unknown = set(changes) - UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update users.{', users.'.join(sorted(unknown))}")
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                update(_USERS)
+                .where(_USERS.c.id == user_id)
+                .values(credentials_generation=_USERS.c.credentials_generation + 1, **changes)
+            )
+        return result.rowcount > 0
+
     def delete(self, user_id: str) -> bool:
         """Delete a user with their refresh-token families; ``False`` if there was none.
 
@@ -150,6 +176,8 @@ def _values(record: UserRecord) -> dict[str, Any]:
         "disabled": record.disabled,
         "created_at": record.created_at,
         "last_login_at": record.last_login_at,
+        "credentials_generation": record.credentials_generation,
+        "email_verified": record.email_verified,
     }
 
 
@@ -174,6 +202,8 @@ def _record(row: Row[Any]) -> UserRecord:
         disabled=bool(row.disabled),
         created_at=_utc(row.created_at),
         last_login_at=_utc(row.last_login_at) if row.last_login_at is not None else None,
+        credentials_generation=int(row.credentials_generation or 0),
+        email_verified=None if row.email_verified is None else bool(row.email_verified),
     )
 
 

@@ -25,7 +25,7 @@ from flask import Blueprint, Response, current_app, g, request
 
 from ..identity.service_accounts import DEFAULT_EXPIRY_SECONDS
 from ..identity.users import AlreadyExists, NotFound, Person, UserError
-from ..oauth.clients import SERVICE_ACCOUNT_ID_PREFIX
+from ..oauth.clients import SECRET_GENERATION_CLAIM, SERVICE_ACCOUNT_ID_PREFIX
 from ..oauth.metadata import admin_api_audience
 from . import admin
 from .adapter import app_settings, oauth_server
@@ -106,7 +106,9 @@ def _caller() -> Caller:
     if subject == claims.get("client_id"):
         # Client credentials: a static client or a service account.
         if subject.startswith(SERVICE_ACCOUNT_ID_PREFIX) and not (
-            admin.service_accounts().token_still_good(subject, float(claims.get("iat", 0)))
+            admin.service_accounts().token_still_good(
+                subject, float(claims.get("iat", 0)), claims.get(SECRET_GENERATION_CLAIM)
+            )
         ):
             raise ApiError(
                 401, "invalid_token", "The service account was revoked, rotated or expired."

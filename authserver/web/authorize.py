@@ -15,6 +15,7 @@ from flask import Blueprint, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
 from ..oauth.authorization import AuthorizationRequest
+from ..oauth.metadata import admin_api_audience
 from .adapter import authorization_request, oauth_server, to_flask
 from .forms import ConsentForm
 from .pages import message, page
@@ -29,9 +30,10 @@ FRESH_SIGNIN_SECONDS = 300
 
 SCOPE_DESCRIPTIONS = {
     "openid": "know who you are",
-    "profile": "your name, username, groups and roles",
+    "profile": "your name and username",
     "email": "your email address",
     "groups": "your groups",
+    "roles": "act with your roles",
     "offline_access": "stay signed in (refresh tokens)",
 }
 
@@ -62,7 +64,9 @@ def _login_url(prompts: frozenset[str]) -> str:
 
 
 def _consent_key(auth: AuthorizationRequest) -> str:
-    return auth.client.client_id + " " + " ".join(sorted(auth.scopes))
+    """What a remembered consent covers: the client, the scopes and the audience
+    (issue 16.5: consent to one resource is not consent to another)."""
+    return "\x00".join((auth.client.client_id, " ".join(sorted(auth.scopes)), auth.audience))
 
 
 @bp.route(AUTHORIZE_PATH, methods=["GET", "POST"])
@@ -108,11 +112,16 @@ def authorize() -> Response:
             return page(
                 "consent.html",
                 400 if request.method == "POST" else 200,
+                form_targets=[auth.redirect_uri],
                 form=form,
                 action=request.full_path,
                 client_id=auth.client.client_id,
                 username=signin.person.username,
                 scopes=auth.scopes,
+                audience=auth.audience,
+                admin_api=auth.audience == admin_api_audience(server.issuer),
                 descriptions=SCOPE_DESCRIPTIONS,
+                roles=signin.person.roles if auth.client.consent else (),
+                groups=signin.person.groups if auth.client.consent else (),
             )
     return to_flask(server.authorization_response(auth, signin.person, signin.auth_time))

@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, redirect, request, url_for
 from werkzeug.wrappers import Response
 
 from ..oauth.authorization import PendingDevice
+from ..oauth.metadata import admin_api_audience
 from .adapter import oauth_server
 from .forms import DeviceCodeForm, DeviceDecisionForm
 from .pages import message, page
@@ -61,6 +62,8 @@ def _confirm(pending: PendingDevice) -> Response:
         client_id=pending.client.client_id,
         scopes=pending.scopes,
         username=signin.person.username,
+        audience=pending.audience,
+        admin_api=pending.audience == admin_api_audience(oauth_server().issuer),
     )
 
 

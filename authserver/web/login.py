@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import unicodedata
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from flask import Blueprint, current_app, redirect, request, session, url_for
 from werkzeug.wrappers import Response
@@ -44,7 +44,18 @@ def _login_page(form: LoginForm | None, next_url: str, error: str | None, status
         next=next_url,
         error=error,
         upstream=upstream.name if upstream else None,
+        form_targets=_redirect_after(next_url),
     )
+
+
+def _redirect_after(next_url: str) -> list[str]:
+    """Where the sign-in's POST may end up: ``next`` on our origin and, for an
+    authorization request, its ``redirect_uri`` (browsers check ``form-action`` along
+    the redirects; the authorization endpoint still checks the URI itself)."""
+    parts = urlsplit(next_url)
+    if parts.path != "/oauth2/authorize":
+        return []
+    return [v for k, v in parse_qsl(parts.query) if k == "redirect_uri"][:1]
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -152,6 +163,7 @@ def callback() -> Response:
         email=identity.email,
         name=identity.name,
         groups=identity.groups,
+        email_verified=identity.email_verified,
     )
     if person.disabled:
         return message("Sign-in refused", "This account is disabled.", 403, error=True)
@@ -186,7 +198,13 @@ def logout() -> Response:
         hint_matches = hint_sub == signin.person.id
     if signin is not None and request.method == "GET" and not hint_matches:
         action = LOGOUT_PATH + ("?" + urlencode(list(args.items(multi=True))) if args else "")
-        return page("logout.html", form=form, action=action, username=signin.person.username)
+        return page(
+            "logout.html",
+            form=form,
+            action=action,
+            username=signin.person.username,
+            form_targets=[target] if target else [],
+        )
     if request.method == "POST" and not form.validate_on_submit():
         return message("Sign out", "The form expired. Please try again.", 400, error=True)
     if signin is not None:

@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import make_response, render_template
 from werkzeug.wrappers import Response
 
 
-def page(template: str, status: int = 200, **context: Any) -> Response:
+def origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` of an http(s) URL, for a CSP source list."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def page(
+    template: str, status: int = 200, *, form_targets: Iterable[str] = (), **context: Any
+) -> Response:
+    """An HTML page of ours. ``form_targets``: the URLs its form's POST may redirect
+    to (browsers apply ``form-action`` to those redirects too): the client's
+    ``redirect_uri`` on the consent page, the logout target on the logout page."""
     response = make_response(render_template(template, **context), status)
+    sources = ["'self'", *dict.fromkeys(o for o in map(origin_of, form_targets) if o)]
     # Pages with forms and codes must not be cached or framed (RFC 9700 §4.16).
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-        "form-action 'self' http: https:; frame-ancestors 'none'; base-uri 'none'"
+        f"form-action {' '.join(sources)}; frame-ancestors 'none'; base-uri 'none'"
     )
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
@@ -25,3 +41,12 @@ def message(
     title: str, text: str, status: int = 200, *, error: bool = False, **kw: Any
 ) -> Response:
     return page("message.html", status, title=title, message=text, error=error, **kw)
+
+
+def security_headers(response: Response, https: bool) -> Response:
+    """On every response: ``nosniff``; HSTS when we are served over https (RFC 9700
+    §4.1.1 needs TLS; HSTS keeps a browser from a first plain-http request)."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if https:
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response

@@ -1,6 +1,7 @@
 """Who is signed in: the session cookie, or the trusted auth-proxy header.
 
-The session holds the user id, the sign-in time and a session id; signing out puts
+The session holds the user id, the sign-in time, the person's credentials generation
+(a password set or reset raises it, ending every older session) and a session id; signing out puts
 the session id on a denylist in the ephemeral store, so a copied cookie dies with
 the sign-out even though the cookie itself is stateless.
 """
@@ -71,6 +72,9 @@ def _find_signin() -> SignedIn | None:
     person = users.get(uid)
     if person is None or person.disabled:
         return None
+    if session.get("cred", 0) != getattr(person, "credentials_generation", 0):
+        # The password was set or reset since this session signed in (issue 16.2).
+        return None
     return SignedIn(person=person, auth_time=float(auth_time), method=str(session.get("method")))
 
 
@@ -79,7 +83,11 @@ def sign_in(person: Person, method: str) -> None:
     session.clear()
     session.permanent = True
     session.update(
-        uid=person.id, auth_time=int(time.time()), sid=secrets.token_urlsafe(16), method=method
+        uid=person.id,
+        auth_time=int(time.time()),
+        sid=secrets.token_urlsafe(16),
+        method=method,
+        cred=getattr(person, "credentials_generation", 0),
     )
     g.pop("authserver_signin", None)
 

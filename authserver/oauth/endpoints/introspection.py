@@ -55,7 +55,7 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
                 default_json_headers,
             )
         claims = self.server.access_tokens.check(token)
-        if claims is None or not client.may_introspect(claims):
+        if claims is None or not client.may_introspect(claims, self.server.audiences):
             return 200, {"active": False}, default_json_headers
         body: dict[str, Any] = {"active": True, "token_type": "Bearer"}
         body.update({name: claims[name] for name in _CLAIMS if name in claims})

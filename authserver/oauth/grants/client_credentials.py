@@ -10,7 +10,13 @@ from typing import Any, ClassVar
 
 from authlib.oauth2.rfc6749 import InvalidScopeError, UnauthorizedClientError, grants
 
-from ..clients import SECRET_AUTH_METHODS, Client
+from ..clients import (
+    SECRET_AUTH_METHODS,
+    SECRET_GENERATION_CLAIM,
+    Client,
+    ServiceAccountClient,
+    secret_generation,
+)
 from ..requests import TOKEN_PARAMETERS, for_description, reject_repeated_parameters
 from ..tokens import AccessTokens
 
@@ -38,6 +44,11 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
             audience=self.request.audience,
             scopes=self.request.granted_scopes,
             roles=client.roles,
+            extra=(
+                {SECRET_GENERATION_CLAIM: secret_generation(client.secret_hash)}
+                if isinstance(client, ServiceAccountClient) and client.secret_hash
+                else None
+            ),
         )
         self.server.emit(
             "token_issued", grant_type=self.GRANT_TYPE, client=client, claims=issued.claims
