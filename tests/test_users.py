@@ -256,7 +256,14 @@ def test_delete_removes_the_user_and_their_refresh_tokens(app: Flask, users: Use
 
 
 def test_import_then_export_without_passwords(users: UserService) -> None:
-    users.federated("https://idp.example", "s", email="zed@example.com", name="Z", groups=[])
+    users.federated(
+        "https://idp.example",
+        "s",
+        email="zed@example.com",
+        name="Z",
+        groups=[],
+        email_verified=True,
+    )
     text = (
         "username,password,role\nMallory,mallory's password,admin\n\nniaj,niaj's long password,\n"
     )
@@ -324,7 +331,12 @@ def test_csv_import_reports_every_bad_line_count(users: UserService) -> None:
 def test_federated_role_from_groups_on_first_sign_in_only(users: UserService, clock: Clock) -> None:
     issuer = "https://idp.example"
     first = users.federated(
-        issuer, "sub-a", email="Amy@Example.com", name="Amy", groups=["devs", "platform-admins"]
+        issuer,
+        "sub-a",
+        email="Amy@Example.com",
+        name="Amy",
+        groups=["devs", "platform-admins"],
+        email_verified=True,
     )
     # both groups map; the role listed first in rbac.roles wins
     assert (first.username, first.role, first.source) == ("amy@example.com", "admin", "upstream")
@@ -351,13 +363,21 @@ def test_federated_role_from_groups_on_first_sign_in_only(users: UserService, cl
     auditor = users.federated(issuer, "sub-c", email=None, name=None, groups="auditors")
     assert auditor.role == "viewer"
     assert auditor.groups == ("auditors",)
-    assert auditor.username == "sub-c"
+    # no verified email: the sub with a hash of the pair, never a bare sub (a local
+    # user could have that name)
+    assert auditor.username.startswith("sub-c#")
+    assert len(auditor.username) == len("sub-c#") + 10
 
 
 def test_federated_never_takes_over_a_local_user_by_email(users: UserService) -> None:
     local, _ = users.create_local("cat@example.com", "cat's long password", "admin")
     federated = users.federated(
-        "https://idp.example", "sub-cat", email="cat@example.com", name=None, groups=[]
+        "https://idp.example",
+        "sub-cat",
+        email="cat@example.com",
+        name=None,
+        groups=[],
+        email_verified=True,
     )
     assert federated.id != local.id
     assert federated.username.startswith("cat@example.com#")
@@ -377,7 +397,7 @@ def test_federated_never_takes_over_a_local_user_by_email(users: UserService) ->
 
 def test_a_disabled_federated_user_is_returned_disabled(users: UserService, clock: Clock) -> None:
     person = users.federated(
-        "https://idp.example", "s", email="d@example.com", name=None, groups=[]
+        "https://idp.example", "s", email="d@example.com", name=None, groups=[], email_verified=True
     )
     users.set_disabled("d@example.com", True)
     clock.now = T0 + 10
