@@ -270,6 +270,47 @@ def app(make_app: AppFactory) -> Flask:
     return make_app()
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_app(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Flask]:
+    """One app per backend for a module's generated requests (building one per
+    example costs more than the requests). On PostgreSQL it has a database of its
+    own, which the per-test emptying of the shared one does not touch."""
+    workdir = tmp_path_factory.mktemp("module-app")
+    database_url = f"sqlite:///{workdir / 'authserver.db'}"
+    backend = Backend(request.param, database_url)
+    server: sa.Engine | None = None
+    name = f"authserver_module_{secrets.token_hex(4)}"
+    if request.param != "sqlite":
+        shared = request.getfixturevalue("pg_database_url")
+        server = sa.create_engine(shared, isolation_level="AUTOCOMMIT")
+        with server.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        database_url = sa.make_url(shared).set(database=name).render_as_string(False)
+        backend = Backend(request.param, database_url, request.getfixturevalue("redis_url"))
+    config = standard_config("http://127.0.0.1:8080", database_url, workdir / "secret_key")
+    if backend.redis_url:
+        config["redis_url"] = backend.redis_url
+    app = create_app(Settings.model_validate(config), ephemeral=backend.ephemeral())
+    upgrade_database(app)
+    with app.app_context():
+        # Something to list, find and page through, besides what generated calls make.
+        service_accounts = app.extensions["authserver.service_accounts"]
+        service_accounts.create("deploy-bot", role="user", created_by="test")
+        app.extensions["authserver.users"].create_local("alice", "alice-password-123", "user")
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+    store = app.extensions["authserver.ephemeral"]
+    if isinstance(store, RedisEphemeralStore):
+        store.close()
+    if server is not None:
+        with server.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        server.dispose()
+
+
 # -- live servers -------------------------------------------------------------------
 
 

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import base64
 import re
-import secrets
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import jwt
 import pytest
 import schemathesis
-import sqlalchemy as sa
 from flask import Flask
 from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate
@@ -31,13 +28,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from authserver.app import create_app
-from authserver.settings import Settings
-from authserver.storage.ephemeral import RedisEphemeralStore
-from authserver.storage.migrations import upgrade_database
-from authserver.storage.models import db
 from authserver.web.openapi import openapi_document
-from tests.conftest import AUDIENCES, BACKENDS, SECRETS, Backend, standard_config
+from tests.conftest import AUDIENCES, SECRETS
 
 ISSUER = "http://127.0.0.1:8080"
 API = "/api/v1"
@@ -80,51 +72,10 @@ def document(app: Flask) -> dict[str, Any]:
 # -- generated requests -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def api_app(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Flask]:
-    """One app per backend for every operation's generated requests (building one per
-    operation costs more than the requests). On PostgreSQL it has a database of its
-    own, which the per-test emptying of the shared one does not touch."""
-    workdir = tmp_path_factory.mktemp("admin-api")
-    database_url = f"sqlite:///{workdir / 'authserver.db'}"
-    backend = Backend(request.param, database_url)
-    server: sa.Engine | None = None
-    name = f"authserver_api_{secrets.token_hex(4)}"
-    if request.param != "sqlite":
-        shared = request.getfixturevalue("pg_database_url")
-        server = sa.create_engine(shared, isolation_level="AUTOCOMMIT")
-        with server.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        database_url = sa.make_url(shared).set(database=name).render_as_string(False)
-        backend = Backend(request.param, database_url, request.getfixturevalue("redis_url"))
-    config = standard_config(ISSUER, database_url, workdir / "secret_key")
-    if backend.redis_url:
-        config["redis_url"] = backend.redis_url
-    app = create_app(Settings.model_validate(config), ephemeral=backend.ephemeral())
-    upgrade_database(app)
-    with app.app_context():
-        # Something to list, find and page through, besides what generated calls make.
-        service_accounts = app.extensions["authserver.service_accounts"]
-        service_accounts.create("deploy-bot", role="user", created_by="test")
-        app.extensions["authserver.users"].create_local("alice", "alice-password-123", "user")
-    yield app
-    with app.app_context():
-        db.engine.dispose()
-    store = app.extensions["authserver.ephemeral"]
-    if isinstance(store, RedisEphemeralStore):
-        store.close()
-    if server is not None:
-        with server.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
-
-
 @pytest.fixture(scope="module")
-def admin_token(api_app: Flask) -> str:
+def admin_token(module_app: Flask) -> str:
     """The static ``ci-b64`` client (role admin): generated deletes cannot take it away."""
-    return token_for(api_app, "ci-b64")
+    return token_for(module_app, "ci-b64")
 
 
 #: The document the app serves (``test_document_is_served_without_a_token_...`` checks).
@@ -139,16 +90,16 @@ schema = schemathesis.openapi.from_dict(openapi_document(ISSUER))
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 def test_api_conforms_to_its_document(
-    case: schemathesis.Case, api_app: Flask, admin_token: str
+    case: schemathesis.Case, module_app: Flask, admin_token: str
 ) -> None:
-    case.call_and_validate(app=api_app, headers=bearer(admin_token), checks=CHECKS)
+    case.call_and_validate(app=module_app, headers=bearer(admin_token), checks=CHECKS)
 
 
 # -- the document and the URL map --------------------------------------------------------
 
 
-def test_document_is_served_without_a_token_and_is_valid_openapi_3_1(api_app: Flask) -> None:
-    response = api_app.test_client().get(f"{API}/openapi.json")
+def test_document_is_served_without_a_token_and_is_valid_openapi_3_1(module_app: Flask) -> None:
+    response = module_app.test_client().get(f"{API}/openapi.json")
     assert response.status_code == 200
     assert response.mimetype == "application/json"
     body = response.get_json()
@@ -158,15 +109,15 @@ def test_document_is_served_without_a_token_and_is_valid_openapi_3_1(api_app: Fl
     assert body == openapi_document(ISSUER)  # what the generated requests were made from
 
 
-def test_every_route_is_documented_and_every_documented_operation_exists(api_app: Flask) -> None:
+def test_every_route_is_documented_and_every_documented_operation_exists(module_app: Flask) -> None:
     documented = {
         (path, method)
-        for path, item in document(api_app)["paths"].items()
+        for path, item in document(module_app)["paths"].items()
         for method in item
         if method in METHODS
     }
     routed = set()
-    for rule in api_app.url_map.iter_rules():
+    for rule in module_app.url_map.iter_rules():
         if not rule.rule.startswith(API + "/") or rule.endpoint == "admin_api.unknown":
             continue
         path = rule.rule.removeprefix(API).replace("<", "{").replace(">", "}")
@@ -175,9 +126,9 @@ def test_every_route_is_documented_and_every_documented_operation_exists(api_app
     assert routed == documented
 
 
-def test_every_operation_has_an_id_a_summary_and_its_error_responses(api_app: Flask) -> None:
+def test_every_operation_has_an_id_a_summary_and_its_error_responses(module_app: Flask) -> None:
     ids = []
-    for path, item in document(api_app)["paths"].items():
+    for path, item in document(module_app)["paths"].items():
         for method, operation in item.items():
             if method not in METHODS:
                 continue
@@ -197,31 +148,31 @@ def test_every_operation_has_an_id_a_summary_and_its_error_responses(api_app: Fl
 # -- tokens and roles --------------------------------------------------------------------
 
 
-def test_no_token_is_401_with_a_bearer_challenge(api_app: Flask) -> None:
-    response = api_app.test_client().get(f"{API}/users")
+def test_no_token_is_401_with_a_bearer_challenge(module_app: Flask) -> None:
+    response = module_app.test_client().get(f"{API}/users")
     assert response.status_code == 401
     assert response.get_json()["error"] == "unauthorized"
     assert response.headers["WWW-Authenticate"] == 'Bearer realm="authserver"'
 
 
-def test_a_token_for_another_audience_is_401_invalid_token(api_app: Flask) -> None:
-    token = token_for(api_app, "ci-b64", audience=AUDIENCES[0])
-    response = api_app.test_client().get(f"{API}/users", headers=bearer(token))
+def test_a_token_for_another_audience_is_401_invalid_token(module_app: Flask) -> None:
+    token = token_for(module_app, "ci-b64", audience=AUDIENCES[0])
+    response = module_app.test_client().get(f"{API}/users", headers=bearer(token))
     assert response.status_code == 401
     assert response.get_json()["error"] == "invalid_token"
     assert response.headers["WWW-Authenticate"].startswith('Bearer realm="authserver", ')
     assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
 
 
-def test_a_garbage_token_is_401_invalid_token(api_app: Flask) -> None:
-    response = api_app.test_client().get(f"{API}/me", headers=bearer("not.a.jwt"))
+def test_a_garbage_token_is_401_invalid_token(module_app: Flask) -> None:
+    response = module_app.test_client().get(f"{API}/me", headers=bearer("not.a.jwt"))
     assert response.status_code == 401
     assert response.get_json()["error"] == "invalid_token"
 
 
-def test_a_user_token_reads_users_and_roles_only(api_app: Flask) -> None:
-    client = api_app.test_client()
-    headers = bearer(token_for(api_app, "ci"))  # role user
+def test_a_user_token_reads_users_and_roles_only(module_app: Flask) -> None:
+    client = module_app.test_client()
+    headers = bearer(token_for(module_app, "ci"))  # role user
     for path in ("/users", "/roles", "/me"):
         assert client.get(API + path, headers=headers).status_code == 200, path
     forbidden = [
@@ -250,10 +201,10 @@ def test_a_user_token_reads_users_and_roles_only(api_app: Flask) -> None:
         assert 'error="insufficient_scope"' in challenge
 
 
-def test_a_token_with_no_role_is_403_everywhere(api_app: Flask) -> None:
-    headers = bearer(token_for(api_app, "ci-argon"))  # no roles
+def test_a_token_with_no_role_is_403_everywhere(module_app: Flask) -> None:
+    headers = bearer(token_for(module_app, "ci-argon"))  # no roles
     for path in ("/me", "/users", "/roles"):
-        response = api_app.test_client().get(API + path, headers=headers)
+        response = module_app.test_client().get(API + path, headers=headers)
         assert response.status_code == 403, path
 
 
@@ -307,9 +258,9 @@ ODD_INPUTS: list[tuple[str, str, str | dict[str, Any] | None, int]] = [
 ]
 
 
-def test_odd_input_is_a_documented_client_error(api_app: Flask) -> None:
-    client = api_app.test_client()  # alice exists
-    headers = bearer(token_for(api_app, "ci-b64"))
+def test_odd_input_is_a_documented_client_error(module_app: Flask) -> None:
+    client = module_app.test_client()  # alice exists
+    headers = bearer(token_for(module_app, "ci-b64"))
     for method, path, body, status in ODD_INPUTS:
         kwargs: dict[str, Any] = {"json": body} if isinstance(body, dict) else {}
         if isinstance(body, str):
@@ -318,7 +269,7 @@ def test_odd_input_is_a_documented_client_error(api_app: Flask) -> None:
         where = f"{method} {path[:60]} {str(body)[:60]}"
         assert response.status_code == status, (where, response.get_data(as_text=True))
         assert response.get_json()["error"] in ("invalid_request", "not_found"), where
-        assert str(status) in documented_operation(api_app, method, path)["responses"], where
+        assert str(status) in documented_operation(module_app, method, path)["responses"], where
 
 
 def documented_operation(app: Flask, method: str, path: str) -> dict[str, Any]:
@@ -331,17 +282,17 @@ def documented_operation(app: Flask, method: str, path: str) -> dict[str, Any]:
     raise AssertionError(f"{path} is not documented")
 
 
-def test_a_known_path_with_another_method_is_405_with_allow(api_app: Flask) -> None:
-    headers = bearer(token_for(api_app, "ci-b64"))
-    response = api_app.test_client().get(f"{API}/keys/rotate", headers=headers)
+def test_a_known_path_with_another_method_is_405_with_allow(module_app: Flask) -> None:
+    headers = bearer(token_for(module_app, "ci-b64"))
+    response = module_app.test_client().get(f"{API}/keys/rotate", headers=headers)
     assert response.status_code == 405
     # Flask answers OPTIONS on every route itself, so Allow lists it too (RFC 9110 §10.2.1).
     assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
-    response = api_app.test_client().put(f"{API}/users/alice", headers=headers)
+    response = module_app.test_client().put(f"{API}/users/alice", headers=headers)
     assert response.status_code == 405
     allowed = set(response.headers["Allow"].split(", "))
     assert allowed == {"GET", "HEAD", "PATCH", "DELETE", "OPTIONS"}
-    assert api_app.test_client().get(f"{API}/nothing", headers=headers).status_code == 404
+    assert module_app.test_client().get(f"{API}/nothing", headers=headers).status_code == 404
 
 
 def test_the_default_audience_never_reaches_the_api(make_app: Any) -> None:

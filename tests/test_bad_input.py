@@ -1,5 +1,9 @@
 """Bad input at the token endpoint: the right RFC 6749 §5.2 error and status, never a 500.
 
+Also a NUL in a service-account id at every client-authenticating endpoint (it reached
+PostgreSQL as a ``psycopg.DataError``), and odd characters in an unregistered
+``redirect_uri`` at /oauth2/authorize (Authlib raised building the error): issue 9.5.
+
 Against a live server, through ``requests``.
 """
 
@@ -248,3 +252,69 @@ def test_two_authentication_methods_are_invalid_request(live_server: LiveServer)
         auth=("ci", SECRETS["ci"]),
     )
     assert_error(mismatched, 400, "invalid_request")
+
+
+# -- issue 9.5: inputs that were a 500 -------------------------------------------------
+
+NUL_IDS = ["sa-\x00", "sa-abc\x00def", "sa-\x00.x"]
+ENDPOINTS = [
+    ("/oauth2/token", {"grant_type": "client_credentials"}),
+    ("/oauth2/introspect", {"token": "x"}),
+    ("/oauth2/revoke", {"token": "x"}),
+    ("/oauth2/device_authorization", {"scope": "openid"}),
+]
+
+
+@pytest.mark.parametrize("client_id", NUL_IDS)
+@pytest.mark.parametrize(("path", "data"), ENDPOINTS)
+def test_nul_in_a_service_account_id_is_invalid_client(
+    live_server: LiveServer, client_id: str, path: str, data: dict[str, str]
+) -> None:
+    by_post = requests.post(
+        live_server.url + path,
+        data={**data, "client_id": client_id, "client_secret": "s"},
+        timeout=30,
+    )
+    # RFC 6749 §5.2: 401 only when the client authenticated through the Authorization
+    # header; credentials in the body get 400.
+    assert by_post.status_code == 400, by_post.text
+    assert by_post.json()["error"] == "invalid_client"
+    by_basic = requests.post(live_server.url + path, data=data, auth=(client_id, "s"), timeout=30)
+    assert by_basic.status_code == 401, by_basic.text
+    assert by_basic.json()["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize("client_id", NUL_IDS)
+def test_nul_client_id_at_authorize_is_shown_not_a_500(
+    live_server: LiveServer, client_id: str
+) -> None:
+    response = requests.get(
+        live_server.url + "/oauth2/authorize",
+        params={"client_id": client_id, "response_type": "code"},
+        allow_redirects=False,
+        timeout=30,
+    )
+    # RFC 6749 §4.1.2.1: a bad client_id is shown to the person, never redirected to.
+    assert response.status_code == 400, response.text
+    assert "Location" not in response.headers
+
+
+@pytest.mark.parametrize("odd", ['"', "\\", "\r\n", "\x00", "<script>", "%0d%0a"])
+def test_odd_unregistered_redirect_uri_is_shown_not_a_500(
+    live_server: LiveServer, odd: str
+) -> None:
+    response = requests.get(
+        live_server.url + "/oauth2/authorize",
+        params={
+            "client_id": "cli",
+            "response_type": "code",
+            "redirect_uri": f"https://evil.example/cb{odd}x",
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method": "S256",
+        },
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert response.status_code == 400, response.text
+    assert "Location" not in response.headers
+    assert "<script>" not in response.text

@@ -117,6 +117,12 @@ class AuthorizationMixin:
             if not data.get("client_id"):
                 raise InvalidClientError(description="The client_id parameter is missing.")
             raise InvalidClientError(description="There is no client with this client_id.")
+        if redirect_uri and not client.check_redirect_uri(redirect_uri):
+            # Checked here, not by Authlib: it quotes the URI in its description, and a
+            # `"`, `\` or control character there is a ValueError (a 500).
+            raise InvalidRequestError(
+                description="The redirect_uri is not registered for this client."
+            )
         if not redirect_uri and (
             len(client.redirect_uris) > 1 or OPENID_SCOPE in (data.get("scope") or "").split()
         ):

@@ -38,9 +38,13 @@ class SqlServiceAccountRepository:
         self._engine = engine
 
     def get(self, client_id: str) -> ServiceAccountRecord | None:
+        if "\x00" in client_id:  # PostgreSQL text cannot hold NUL: no such account
+            return None
         return self._one(_TABLE.c.client_id == client_id)
 
     def by_name(self, name: str) -> ServiceAccountRecord | None:
+        if "\x00" in name:
+            return None
         return self._one(_TABLE.c.name == name)
 
     def list(self) -> list[ServiceAccountRecord]:
