@@ -17,6 +17,7 @@ from .oauth.oidc import IdTokens
 from .oauth.refresh import RefreshTokens
 from .oauth.secrets import SecretVerifier
 from .oauth.server import AuthServer
+from .oauth.throttle import client_auth_throttle, login_throttle
 from .oauth.tokens import AccessTokens
 from .settings import Settings
 from .storage.audit import SqlAuditLog
@@ -109,6 +110,7 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
     )
     refresh_store = SqlRefreshStore(engine)
     users = UserService(SqlUserRepository(engine), settings.rbac)
+    ratelimits = RateLimits(ephemeral)
     server = AuthServer(
         clients,
         access_tokens,
@@ -129,6 +131,7 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
         device_code_ttl=settings.tokens.device_code_ttl,
         device_poll_interval=settings.tokens.device_poll_interval,
         events=events,
+        client_throttle=client_auth_throttle(ratelimits, settings.rate_limits),
     )
 
     app.extensions.update(
@@ -140,7 +143,8 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
             "authserver.key_lines": [keys] if id_token_keys is keys else [keys, id_token_keys],
             "authserver.oauth": server,
             "authserver.users": users,
-            "authserver.ratelimits": RateLimits(ephemeral),
+            "authserver.ratelimits": ratelimits,
+            "authserver.login_throttle": login_throttle(ratelimits, settings.rate_limits),
             "authserver.events": events,
             "authserver.audit": events.audit_log,
             "authserver.service_accounts": service_accounts,

@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
+from limits import parse_many
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -301,6 +302,36 @@ class RbacSettings(_Section):
         return self
 
 
+def _check_limit(value: str) -> str:
+    try:
+        items = parse_many(value)
+    except ValueError:
+        items = []
+    if not items:
+        raise ValueError(f"{value!r} is not a rate limit such as '10/minute;60/hour'")
+    return value
+
+
+#: A rate limit in ``limits`` notation: ``"10/minute"``, ``"10/15minutes;60/hour"``.
+Limit = Annotated[str, AfterValidator(_check_limit)]
+
+
+class RateLimitSettings(_Section):
+    """Failed attempts allowed before 429 with ``Retry-After`` (``authserver/oauth/throttle.py``).
+
+    Per address; per account (client id or username) and address; and per account from
+    everywhere, past which only addresses that have themselves failed are refused, so
+    the owner, at an address with no failures, still gets through.
+    """
+
+    client_auth_per_address: Limit = "30/minute;300/hour"
+    client_auth_per_client_address: Limit = "10/minute;60/hour"
+    client_auth_per_client: Limit = "100/hour"
+    login_per_address: Limit = "60/minute;600/hour"
+    login_per_account_address: Limit = "10/15minutes"
+    login_per_account: Limit = "100/hour"
+
+
 class Settings(_Section):
     """The whole configuration of one server (DESIGN.md, "Config file")."""
 
@@ -329,6 +360,7 @@ class Settings(_Section):
     trusted_forwarders: tuple[Network, ...] = ()
 
     rbac: RbacSettings = Field(default_factory=RbacSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     #: Largest accepted request body; RFC 6749 forms are small.
     max_form_bytes: int = Field(default=64 * 1024, gt=0)
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from authlib.oauth2.rfc6749 import ClientMixin
 
 from ..settings import ClientSettings
-from .secrets import SecretVerifier
+from .secrets import DummyCheck, SecretVerifier
 
 #: RFC 7591 §2 method names.
 SECRET_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
@@ -102,6 +102,13 @@ class Client(ClientMixin):  # type: ignore[misc]
         if self.is_public or not self.secret_hash:
             return False
         return self.verifier.verify(client_secret, self.secret_hash)
+
+    def quick_check(self, client_secret: str) -> bool | None:
+        """The answer of :meth:`check_client_secret` if it costs no slow hash: ``True``
+        for a secret that verified before, ``False`` if none can; else ``None``."""
+        if self.is_public or not self.secret_hash:
+            return False
+        return True if self.verifier.known(client_secret, self.secret_hash) else None
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         # RFC 6749 §2.1 and §3.2.1: confidential clients authenticate with their
@@ -203,11 +210,18 @@ class ServiceAccountClient(Client):
             self.on_use(self.client_id)
         return True
 
+    def quick_check(self, client_secret: str) -> bool | None:
+        """A SHA-256 compare: always quick."""
+        return self.check_client_secret(client_secret)
+
 
 class ClientStore(Protocol):
     def get(self, client_id: str) -> Client | None: ...
 
     def all(self) -> Iterable[Client]: ...
+
+    def check_unknown(self, client_id: str, client_secret: str) -> None:
+        """Spend on an unknown ``client_id`` the work of a wrong secret for a known one."""
 
 
 class StaticClientStore:
@@ -215,12 +229,18 @@ class StaticClientStore:
 
     def __init__(self, clients: Iterable[ClientSettings], verifier: SecretVerifier) -> None:
         self._clients = {c.client_id: Client.from_settings(c, verifier) for c in clients}
+        self._dummy = DummyCheck([c.secret_hash for c in self._clients.values() if c.secret_hash])
 
     def get(self, client_id: str) -> Client | None:
         return self._clients.get(client_id)
 
     def all(self) -> Iterable[Client]:
         return self._clients.values()
+
+    def check_unknown(self, client_id: str, client_secret: str) -> None:
+        """A bcrypt check as costly as the configured clients' (issue 16.10: the time
+        of the answer must not tell whether the client id exists)."""
+        self._dummy(client_secret)
 
 
 class ChainedClientStore:
@@ -242,3 +262,9 @@ class ChainedClientStore:
     def all(self) -> Iterable[Client]:
         """The static clients (service accounts are listed by their own service)."""
         return self.static.all()
+
+    def check_unknown(self, client_id: str, client_secret: str) -> None:
+        """A service-account id costs one database read, found or not; any other id
+        the static clients' slow check."""
+        if not client_id.startswith(SERVICE_ACCOUNT_ID_PREFIX):
+            self.static.check_unknown(client_id, client_secret)

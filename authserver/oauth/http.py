@@ -60,8 +60,11 @@ class HttpRequest(OAuth2Request):  # type: ignore[misc]
         form: Mapping[str, list[str]],
         *,
         query: Mapping[str, list[str]] | None = None,
+        address: str = "",
     ) -> None:
         super().__init__(method, uri, headers=headers)
+        #: Who sent it, as rate limits count it (the web layer's ``client_address``).
+        self.address = address
         # The authorization endpoint takes its parameters from the query (RFC 6749
         # §4.1.1); every other endpoint from the form body.
         self.payload = FormPayload(query if query is not None else form)

@@ -69,16 +69,54 @@ class SecretVerifier:
             self._key, stored_hash.encode() + b"\x00" + secret.encode(), hashlib.sha256
         ).digest()
 
+    def known(self, secret: str, stored_hash: str) -> bool:
+        """Whether ``secret`` verified against ``stored_hash`` before (no slow check)."""
+        remembered = self._cache.get(stored_hash)
+        return remembered is not None and hmac.compare_digest(
+            remembered, self._digest(secret, stored_hash)
+        )
+
     def verify(self, secret: str, stored_hash: str) -> bool:
-        digest = self._digest(secret, stored_hash)
-        known = self._cache.get(stored_hash)
-        if known is not None and hmac.compare_digest(known, digest):
+        if self.known(secret, stored_hash):
             return True
         if not check_secret(secret, stored_hash):
             return False
         with self._lock:
-            self._cache[stored_hash] = digest
+            self._cache[stored_hash] = self._digest(secret, stored_hash)
             self._cache.move_to_end(stored_hash)
             while len(self._cache) > self._max_entries:
                 self._cache.popitem(last=False)
         return True
+
+
+class DummyCheck:
+    """The work of a wrong-secret check, for a client id that does not exist (issue
+    16.10: otherwise an unknown id answers in no time and a known one in a bcrypt's).
+
+    The hash is bcrypt at the highest cost among ``stored_hashes`` (12, ``hash_secret``'s,
+    when none is bcrypt), made on first use.
+    """
+
+    def __init__(self, stored_hashes: list[str]) -> None:
+        costs = [_bcrypt_cost(h) for h in stored_hashes]
+        self._rounds = max((c for c in costs if c is not None), default=12)
+        self._hash: str | None = None
+
+    def __call__(self, secret: str) -> None:
+        if self._hash is None:
+            salt = bcrypt.gensalt(rounds=self._rounds)
+            self._hash = bcrypt.hashpw(os.urandom(16).hex().encode(), salt).decode()
+        check_secret(secret, self._hash)
+
+
+def _bcrypt_cost(stored_hash: str) -> int | None:
+    raw = stored_hash
+    if classify_secret_hash(stored_hash) == "argon2id":
+        return None
+    if not raw.startswith("$2"):
+        try:
+            raw = base64.b64decode(raw).decode()
+        except ValueError:
+            return None
+    parts = raw.split("$")
+    return int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else None

@@ -39,11 +39,31 @@ from .people import Person, UserDirectory, access_token_claims, granted_roles
 from .pkce import S256CodeChallenge
 from .refresh import RefreshRecord, RefreshTokens
 from .requests import for_description
+from .throttle import FailureThrottle
 from .tokens import AccessTokens, IssuedToken
 
 log = logging.getLogger(__name__)
 
 EventSink = Callable[..., None]
+
+
+class ClientAuthThrottled(InvalidClientError):  # type: ignore[misc]
+    """``invalid_client`` past the failure limits: 429 with ``Retry-After`` (RFC 6585
+    §4), answered without checking the secret."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            status_code=429,
+            description=(
+                f"Too many failed client authentications; retry in {retry_after} seconds."
+            ),
+        )
+        self.retry_after = retry_after
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = super().get_headers()
+        return [*headers, ("Retry-After", str(self.retry_after))]
+
 
 #: Access tokens issued in a refresh-token family (jti, exp), to deny with the family.
 FAMILY_TOKENS_PREFIX = "family-tokens:"
@@ -92,6 +112,7 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
         device_poll_interval: float,
         events: EventSink | None = None,
         clock: Callable[[], float] = time.time,
+        client_throttle: FailureThrottle | None = None,
     ) -> None:
         super().__init__()
         self.clients = clients
@@ -108,8 +129,9 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
         self.device_poll_interval = device_poll_interval
         self._events = events
         self.now = clock
-        self.register_client_auth_method("client_secret_basic", authenticate_client_secret_basic)
-        self.register_client_auth_method("client_secret_post", authenticate_client_secret_post)
+        self.client_throttle = client_throttle
+        self.register_client_auth_method("client_secret_basic", self.authenticate_secret_basic)
+        self.register_client_auth_method("client_secret_post", self.authenticate_secret_post)
         self.register_client_auth_method("none", authenticate_none)
         self.register_grant(ClientCredentialsGrant)
         self.register_grant(AuthorizationCodeGrant, [S256CodeChallenge()])
@@ -154,6 +176,101 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
             # RFC 6749 §5.2: a 401 for invalid_client carries WWW-Authenticate.
             response.headers.append(("WWW-Authenticate", 'Basic realm="authserver"'))
         return response
+
+    # -- client authentication (RFC 6749 §2.3.1) -------------------------------------
+
+    def authenticate_secret_basic(
+        self, query_client: Callable[[str], Client | None], request: HttpRequest
+    ) -> Client | None:
+        """``client_secret_basic`` (RFC 6749 §2.3.1), strict about the header's shape.
+
+        Authlib's own parser lets a header that is not UTF-8 escape as an exception; a
+        malformed header is the client's error, ``invalid_client`` with 401.
+        """
+        header = request.headers.get("Authorization")
+        if not header:
+            return None
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise InvalidClientError(
+                status_code=401,
+                description="The Authorization header is not valid Basic credentials.",
+            ) from None
+        client_id, sep, client_secret = decoded.partition(":")
+        if not sep or not client_id or not client_secret:
+            raise InvalidClientError(
+                status_code=401,
+                description="The Authorization header is not valid Basic credentials.",
+            )
+        # RFC 6749 §2.3: "The client MUST NOT use more than one authentication method in
+        # each request."
+        if request.form.get("client_secret"):
+            raise InvalidRequestError(description="Use one client authentication method, not two.")
+        body_client_id = request.form.get("client_id")
+        if body_client_id and body_client_id != unquote(client_id):
+            raise InvalidRequestError(
+                description="The client_id in the body is not the one in the Authorization header."
+            )
+        # §2.3.1: both are form-urlencoded before they are joined.
+        return self._check_secret(unquote(client_id), unquote(client_secret), request, 401)
+
+    def authenticate_secret_post(
+        self, query_client: Callable[[str], Client | None], request: HttpRequest
+    ) -> Client | None:
+        """``client_secret_post`` (RFC 6749 §2.3.1): credentials in the form body.
+
+        A wrong secret or unknown client is ``invalid_client`` with the same words as for
+        Basic, so neither method tells which of the two was wrong. A service-account token
+        may come alone: the client id is read from it (DESIGN.md).
+        """
+        client_secret = request.form.get("client_secret")
+        if not client_secret:
+            return None
+        client_id = request.form.get("client_id") or service_account_client_id(client_secret)
+        if not client_id:
+            # A secret with no client to check it against (RFC 6749 §2.3.1).
+            raise InvalidClientError(description="Client authentication failed.")
+        return self._check_secret(client_id, client_secret, request, 400)
+
+    def _check_secret(
+        self, client_id: str, client_secret: str, request: HttpRequest, status: int
+    ) -> Client:
+        """The client, or ``invalid_client`` (``status``: 401 for Basic, §5.2).
+
+        A secret that verified before passes at once (the hot path: no counter is read).
+        Anything that needs the slow check is first held against the failure limits
+        (issue 9.9): past them, 429 with ``Retry-After`` and no hash computed. An
+        unknown client id costs what a wrong secret does (issue 16.10). Failures are
+        audited as ``client_auth_failed`` once a minute per client and address, and
+        refusals as ``client_auth_throttled`` once a minute per client and address.
+        """
+        client = self.query_client(client_id)
+        quick = client.quick_check(client_secret) if client is not None else None
+        if quick is True and client is not None:
+            return client
+        throttle = self.client_throttle
+        if throttle is not None:
+            wait = throttle.refusal(client_id, request.address)
+            if wait is not None:
+                if throttle.first("throttled", client_id, request.address):
+                    self.emit("client_auth_throttled", client_id=client_id, retry_after=wait)
+                raise ClientAuthThrottled(wait)
+        if client is None:
+            self.clients.check_unknown(client_id, client_secret)
+            ok = False
+        else:
+            ok = quick if quick is not None else client.check_client_secret(client_secret)
+        if ok and client is not None:
+            return client
+        if throttle is not None:
+            throttle.failed(client_id, request.address)
+            if throttle.first("failed", client_id, request.address):
+                self.emit("client_auth_failed", client_id=client_id)
+        raise InvalidClientError(status_code=status, description="Client authentication failed.")
 
     # -- ours -----------------------------------------------------------------------
 
@@ -320,47 +437,6 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
         return response
 
 
-def authenticate_client_secret_basic(
-    query_client: Callable[[str], Client | None], request: HttpRequest
-) -> Client | None:
-    """``client_secret_basic`` (RFC 6749 §2.3.1), strict about the header's shape.
-
-    Authlib's own parser lets a header that is not UTF-8 escape as an exception; a
-    malformed header is the client's error, ``invalid_client`` with 401.
-    """
-    header = request.headers.get("Authorization")
-    if not header:
-        return None
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidClientError(
-            status_code=401, description="The Authorization header is not valid Basic credentials."
-        ) from None
-    client_id, sep, client_secret = decoded.partition(":")
-    if not sep or not client_id or not client_secret:
-        raise InvalidClientError(
-            status_code=401, description="The Authorization header is not valid Basic credentials."
-        )
-    # RFC 6749 §2.3: "The client MUST NOT use more than one authentication method in
-    # each request."
-    if request.form.get("client_secret"):
-        raise InvalidRequestError(description="Use one client authentication method, not two.")
-    body_client_id = request.form.get("client_id")
-    if body_client_id and body_client_id != unquote(client_id):
-        raise InvalidRequestError(
-            description="The client_id in the body is not the one in the Authorization header."
-        )
-    # §2.3.1: both are form-urlencoded before they are joined.
-    client = query_client(unquote(client_id))
-    if client is None or not client.check_client_secret(unquote(client_secret)):
-        raise InvalidClientError(status_code=401, description="Client authentication failed.")
-    return client
-
-
 def authenticate_none(
     query_client: Callable[[str], Client | None], request: HttpRequest
 ) -> Client | None:
@@ -373,26 +449,4 @@ def authenticate_none(
     client = query_client(client_id)
     if client is None or not client.is_public:
         return None
-    return client
-
-
-def authenticate_client_secret_post(
-    query_client: Callable[[str], Client | None], request: HttpRequest
-) -> Client | None:
-    """``client_secret_post`` (RFC 6749 §2.3.1): credentials in the form body.
-
-    A wrong secret or unknown client is ``invalid_client`` with the same words as for
-    Basic, so neither method tells which of the two was wrong. A service-account token
-    may come alone: the client id is read from it (DESIGN.md).
-    """
-    client_secret = request.form.get("client_secret")
-    if not client_secret:
-        return None
-    client_id = request.form.get("client_id") or service_account_client_id(client_secret)
-    if not client_id:
-        # A secret with no client to check it against (RFC 6749 §2.3.1).
-        raise InvalidClientError(description="Client authentication failed.")
-    client = query_client(client_id)
-    if client is None or not client.check_client_secret(client_secret):
-        raise InvalidClientError(description="Client authentication failed.")
     return client

@@ -117,6 +117,14 @@ class RateLimits:
         for item in _parse(limit):
             self._limiter.clear(item, *ids)
 
+    def used(self, limit: str, *identifiers: str) -> bool:
+        """Whether any attempt was counted in the current window of any of the limits."""
+        ids = _ids(identifiers)
+        return any(
+            self._limiter.get_window_stats(item, *ids).remaining < item.amount
+            for item in _parse(limit)
+        )
+
     def retry_after(self, limit: str, *identifiers: str) -> int:
         """Whole seconds until an attempt is allowed again; 0 if one is allowed now."""
         ids = _ids(identifiers)

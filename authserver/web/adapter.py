@@ -25,8 +25,9 @@ def app_settings() -> Settings:
     return settings
 
 
-def oauth_request() -> HttpRequest:
-    """The current request, as the protocol layer takes it (form body only, RFC 6749 §3.2)."""
+def oauth_request(address: str = "") -> HttpRequest:
+    """The current request, as the protocol layer takes it (form body only, RFC 6749 §3.2);
+    ``address``: who sent it, as rate limits count it."""
     base_url: str = current_app.config["AUTHSERVER_BASE_URL"]
     content_type = (request.mimetype or "").lower()
     form: dict[str, list[str]] = {}
@@ -42,6 +43,7 @@ def oauth_request() -> HttpRequest:
         uri=base_url + request.path,
         headers=cast(Mapping[str, str], request.headers),
         form=form,
+        address=address,
     )
 
 

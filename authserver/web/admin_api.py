@@ -27,11 +27,12 @@ from ..identity.service_accounts import DEFAULT_EXPIRY_SECONDS
 from ..identity.users import AlreadyExists, NotFound, Person, UserError
 from ..oauth.clients import SECRET_GENERATION_CLAIM, SERVICE_ACCOUNT_ID_PREFIX
 from ..oauth.metadata import admin_api_audience
+from ..oauth.throttle import FailureThrottle
 from . import admin
 from .adapter import app_settings, oauth_server
 from .audit import set_actor
-from .login import LOGIN_PER_ACCOUNT
 from .openapi import DEFAULT_PAGE, MAX_PAGE, openapi_document
+from .signin import client_address
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1")
 
@@ -266,13 +267,13 @@ def set_password(username: str) -> Response:
 
 def _check_current_password(person: Person, current: str | None) -> None:
     """One's own password changes only with the current one, under the sign-in page's
-    per-account limit on wrong passwords."""
-    limits = current_app.extensions["authserver.ratelimits"]
-    key = ("login-user", person.username)
-    if not limits.test(LOGIN_PER_ACCOUNT, *key):
+    limits on wrong passwords."""
+    throttle: FailureThrottle = current_app.extensions["authserver.login_throttle"]
+    address = client_address()
+    if throttle.refusal(person.username, address) is not None:
         raise ApiError(429, "invalid_request", "Too many wrong passwords; try again later.")
     if current is None or not admin.users().check_password(person.username, current):
-        limits.hit(LOGIN_PER_ACCOUNT, *key)
+        throttle.failed(person.username, address)
         raise ApiError(
             400, "invalid_request", "The current password (current_password) is missing or wrong."
         )

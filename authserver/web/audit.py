@@ -38,7 +38,9 @@ from .signin import peer_address
 log = logging.getLogger("authserver")
 
 #: Events that go to the log at WARNING as well.
-NOTABLE = frozenset({"refresh_reuse_detected", "code_replayed", "login_throttled"})
+NOTABLE = frozenset(
+    {"refresh_reuse_detected", "code_replayed", "login_throttled", "client_auth_throttled"}
+)
 #: Events kept in the database; the rest (e.g. ``device_authorization``) only in the log.
 AUDITED = frozenset(
     {
@@ -46,6 +48,8 @@ AUDITED = frozenset(
         "login_failed",
         "login_throttled",
         "logout",
+        "client_auth_failed",
+        "client_auth_throttled",
         "token_issued",
         "refresh_reuse_detected",
         "refresh_revoked",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
+from ..oauth.http import HttpRequest
 from ..oauth.metadata import (
     DEVICE_AUTHORIZATION_PATH,
     INTROSPECTION_PATH,
@@ -12,28 +13,34 @@ from ..oauth.metadata import (
     USERINFO_PATH,
 )
 from .adapter import oauth_request, oauth_server, to_flask
+from .signin import client_address
 
 bp = Blueprint("oauth", __name__)
 
 
+def _request() -> HttpRequest:
+    """The request with its sender's address (client-secret failures count per address)."""
+    return oauth_request(client_address())
+
+
 @bp.post(TOKEN_PATH)
 def token() -> Response:
-    return to_flask(oauth_server().token_response(oauth_request()))
+    return to_flask(oauth_server().token_response(_request()))
 
 
 @bp.post(INTROSPECTION_PATH)
 def introspect() -> Response:
-    return to_flask(oauth_server().introspection_response(oauth_request()))
+    return to_flask(oauth_server().introspection_response(_request()))
 
 
 @bp.post(REVOCATION_PATH)
 def revoke() -> Response:
-    return to_flask(oauth_server().revocation_response(oauth_request()))
+    return to_flask(oauth_server().revocation_response(_request()))
 
 
 @bp.post(DEVICE_AUTHORIZATION_PATH)
 def device_authorization() -> Response:
-    return to_flask(oauth_server().device_authorization_response(oauth_request()))
+    return to_flask(oauth_server().device_authorization_response(_request()))
 
 
 @bp.route(USERINFO_PATH, methods=["GET", "POST"])
