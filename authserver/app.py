@@ -30,6 +30,7 @@ from .storage.refresh import SqlRefreshStore
 from .storage.service_accounts import SqlServiceAccountRepository
 from .storage.users import SqlUserRepository
 from .web import admin_api, authorize, dashboard, device, discovery, login, oauth
+from .web.adapter import bound_streamed_body
 from .web.audit import AuditTrail
 from .web.errors import register_error_handlers
 from .web.pages import security_headers
@@ -164,6 +165,7 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(dashboard.bp)
     register_error_handlers(app)
+    app.before_request(bound_streamed_body)
     https = settings.issuer.startswith("https://")
     app.after_request(lambda response: security_headers(response, https))
     return app

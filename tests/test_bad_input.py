@@ -10,6 +10,7 @@ Against a live server, through ``requests``.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -161,6 +162,36 @@ def test_form_body_over_64_kib_is_refused_with_413(live_server: LiveServer) -> N
         auth=("ci", SECRETS["ci"]),
     )
     assert_error(response, 413, "invalid_request")
+
+
+def test_chunked_form_body_over_64_kib_is_refused_with_413(live_server: LiveServer) -> None:
+    """Issue 9.6: without Content-Length the body was cut at the limit and parsed."""
+
+    def chunks(kib: int) -> Iterator[bytes]:
+        yield b"grant_type=client_credentials&padding="
+        for _ in range(kib):
+            yield b"x" * 1024
+
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    big = requests.post(
+        live_server.url + "/oauth2/token",
+        data=chunks(65),
+        headers=headers,
+        auth=("ci", SECRETS["ci"]),
+        timeout=10,
+    )
+    assert "Content-Length" not in big.request.headers
+    assert big.request.headers["Transfer-Encoding"] == "chunked"
+    assert_error(big, 413, "invalid_request")
+    small = requests.post(
+        live_server.url + "/oauth2/token",
+        data=chunks(8),
+        headers=headers,
+        auth=("ci", SECRETS["ci"]),
+        timeout=10,
+    )
+    assert small.status_code == 200, small.text  # a chunked body under the limit is read
+    assert small.json()["token_type"] == "Bearer"
 
 
 def test_non_form_body_is_not_accepted(live_server: LiveServer) -> None:

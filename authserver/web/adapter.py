@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping
 from typing import cast
@@ -23,6 +24,26 @@ def oauth_server() -> AuthServer:
 def app_settings() -> Settings:
     settings: Settings = current_app.extensions["authserver.settings"]
     return settings
+
+
+def bound_streamed_body() -> None:
+    """A body without ``Content-Length`` (chunked) over ``MAX_CONTENT_LENGTH`` is a 413,
+    as one with the header is (issue 9.6).
+
+    Werkzeug stops reading such a stream at the limit and parses what it read, so a
+    larger body was silently cut. Run before anything reads the body: it is read here
+    (at most the limit and one byte) and handed on with its length.
+    """
+    if request.content_length is not None or "wsgi.input_terminated" not in request.environ:
+        return
+    if "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
+        return
+    limit: int = current_app.config["MAX_CONTENT_LENGTH"]
+    body = request.environ["wsgi.input"].read(limit + 1)
+    if len(body) > limit:
+        raise RequestEntityTooLarge()
+    request.environ["wsgi.input"] = io.BytesIO(body)
+    request.environ["CONTENT_LENGTH"] = str(len(body))
 
 
 def oauth_request(address: str = "") -> HttpRequest:
