@@ -539,3 +539,40 @@ def test_a_new_password_revokes_refresh_tokens(make_app: AppFactory) -> None:
     response = flask_refresh(app.test_client(), tokens["refresh_token"])
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_grant"
+
+
+# -- issue 16.6: upstream names are validated; exports are not formulas ----------------
+
+
+@pytest.mark.parametrize(
+    "email", ['=HYPERLINK("http://x")@example.com', "a\tb@example.com", "x\ny@example.com"]
+)
+def test_an_odd_upstream_email_is_not_a_username(users: UserService, email: str) -> None:
+    person = users.federated(
+        "https://idp.example", "sub-odd", email=email, name=None, groups=[], email_verified=True
+    )
+    assert person.username.startswith("sub-odd#")
+    assert person.email == email  # kept as the IdP said, never the name
+
+
+def test_an_odd_upstream_sub_falls_back_to_a_plain_name(users: UserService) -> None:
+    person = users.federated("https://idp.example", "=cmd|x", email=None, name=None, groups=[])
+    assert person.username.startswith("upstream#")
+    assert len(person.username) == len("upstream#") + 10
+
+
+@pytest.mark.parametrize("header", ["=SUM(1)@example.com", "@x@example.com", "a\tb@example.com"])
+def test_an_odd_proxy_email_is_refused(users: UserService, header: str) -> None:
+    with pytest.raises(UserError, match="does not hold an email address"):
+        users.proxy_user(header)
+
+
+def test_export_neutralises_formula_cells(users: UserService) -> None:
+    users.create_local("+plus", "plus's long password", "user")
+    users.create_local("-minus", "minus's long password", "user")
+    users.create_local("plain", "plain's long password", "user")
+    out = io.StringIO()
+    assert users.export_csv(out) == 3
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "username,password,role"
+    assert sorted(lines[1:]) == ["'+plus,,user", "'-minus,,user", "plain,,user"]

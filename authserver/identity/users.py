@@ -84,6 +84,25 @@ def validate_username(username: str) -> str:
     return name
 
 
+#: A CSV cell starting with one of these is a formula to a spreadsheet (OWASP "CSV
+#: injection"); exports prefix such cells with ``'``, and upstream names are not used.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _usable_name(value: str) -> str | None:
+    """``value`` as a username if it passes :func:`validate_username` and does not start
+    like a formula (issue 16.6: an upstream's email or ``sub`` is not ours to trust)."""
+    try:
+        name = validate_username(value.strip())
+    except UserError:
+        return None
+    return None if name.startswith(FORMULA_STARTS) else name
+
+
+def _csv_cell(value: str) -> str:
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
 def validate_password(password: str) -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise UserError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
@@ -258,13 +277,14 @@ class UserService:
     def export_csv(self, stream: IO[str]) -> int:
         """Write every person (all sources) as ``username,,role``; returns the count.
 
-        The password column is always empty: passwords are never exported.
+        The password column is always empty: passwords are never exported. A cell that
+        a spreadsheet would run as a formula gets a leading ``'`` (issue 16.6).
         """
         writer = csv.writer(stream, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         people = self._repo.list()
         for record in people:
-            writer.writerow((record.username, "", record.role))
+            writer.writerow((_csv_cell(record.username), "", _csv_cell(record.role)))
         return len(people)
 
     # -- federated and proxy users ---------------------------------------------------
@@ -324,12 +344,8 @@ class UserService:
         Only a ``proxy`` user matches: a local or federated user with that username is
         not taken over (``UserError``).
         """
-        address = normalize_username(email.strip())
-        if (
-            "@" not in address
-            or len(address) > MAX_USERNAME_LENGTH
-            or any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in address)
-        ):
+        address = _usable_name(email)
+        if address is None or "@" not in address:
             raise UserError("the proxy's email header does not hold an email address")
         now = self._now()
         for _attempt in range(2):
@@ -396,11 +412,12 @@ class UserService:
     ) -> tuple[UserRecord, bool]:
         """Insert the person: ``(record, True)``; or a concurrent sign-in's ``(record, False)``."""
         pair = hashlib.sha256(f"{issuer}\x00{subject}".encode()).hexdigest()[:10]
-        if email and email_verified:
-            base = normalize_username(email.strip())[: MAX_USERNAME_LENGTH - 11]
+        address = _usable_name(email) if email and email_verified else None
+        if address is not None:
+            base = address[: MAX_USERNAME_LENGTH - 11]
             candidates: tuple[str, ...] = (base, f"{base}#{pair}")
         else:  # never a bare sub either: it could be a local user's name
-            base = normalize_username(subject.strip())[: MAX_USERNAME_LENGTH - 11]
+            base = (_usable_name(subject) or "upstream")[: MAX_USERNAME_LENGTH - 11]
             candidates = (f"{base}#{pair}",)
         now = self._now()
         for username in candidates:
