@@ -2,7 +2,9 @@
 
 Header ``typ: at+jwt`` and ``kid`` (RFC 9068 §2.1); claims ``iss sub aud exp iat jti
 client_id scope`` (§2.2) plus ``roles`` (§2.2.3.1 allows authorization claims; DESIGN.md
-names ``roles``).
+names ``roles``) and ``scp``: the scopes again as a JSON array, which is where flyteadmin
+reads them (it ignores ``scope``, and a string ``scp`` gives no scopes before Flyte 1.15.1
+and one scope holding the whole string since), issue 15.1.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ class AccessTokens:
             "jti": secrets.token_urlsafe(16),
             "client_id": client.client_id,
             "scope": scope,
+            "scp": list(scopes),
             "roles": list(roles),
         }
         if extra:
