@@ -191,6 +191,36 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_prune(args: argparse.Namespace) -> int:
+    """Delete audit events older than ``--older-than`` or ``audit_retention``."""
+    from datetime import UTC, datetime, timedelta
+
+    from .settings import parse_duration
+
+    settings = _settings(args)
+    if args.older_than is not None:
+        try:
+            keep = parse_duration(args.older_than)
+        except ValueError as exc:
+            raise CliError(f"--older-than: {exc}", EXIT_USAGE) from None
+    elif settings.audit_retention is not None:
+        keep = settings.audit_retention
+    else:
+        raise CliError(
+            "no retention: set audit_retention in the config or pass --older-than", EXIT_USAGE
+        )
+    if keep <= 0:
+        raise CliError("--older-than: must be more than 0", EXIT_USAGE)
+    before = datetime.now(UTC) - timedelta(seconds=keep)
+    app = _app(args, settings)
+    with app.app_context():
+        deleted = app.extensions["authserver.audit"].prune(before)
+        _audit(app, "audit_pruned", before=before.isoformat(), deleted=deleted)
+        app.extensions["authserver.events"].flush()
+    print(f"deleted {deleted} audit events from before {before:%Y-%m-%d %H:%M:%S}Z")
+    return 0
+
+
 def cmd_clients_list(args: argparse.Namespace) -> int:
     settings = _settings(args)
     rows = [("CLIENT_ID", "TYPE", "GRANT TYPES", "SCOPES", "ROLES")]
@@ -642,6 +672,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--now",
         action="store_true",
         help="sign with it at once (a compromised key), not after publish_ahead",
+    )
+
+    audit = commands.add_parser("audit", help="the audit log", parents=[common])
+    audit_commands = audit.add_subparsers(
+        dest="audit_command", metavar="COMMAND", parser_class=_Parser
+    )
+    audit_commands.required = True
+    prune = add("prune", cmd_audit_prune, "delete audit events past the retention", audit_commands)
+    prune.add_argument(
+        "--older-than",
+        metavar="DURATION",
+        help="delete events older than this (e.g. 90d); default: audit_retention",
     )
 
     clients = commands.add_parser("clients", help="clients", parents=[common])

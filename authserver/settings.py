@@ -361,6 +361,9 @@ class Settings(_Section):
 
     rbac: RbacSettings = Field(default_factory=RbacSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    #: How long audit events are kept by ``authserver audit prune``; ``None``: for ever
+    #: (the server itself never deletes them).
+    audit_retention: Duration | None = Field(default=None, gt=0)
     #: Largest accepted request body; RFC 6749 forms are small.
     max_form_bytes: int = Field(default=64 * 1024, gt=0)
 

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import requests
 import sqlalchemy as sa
+import yaml
 from flask import Flask
 
-from .conftest import SECRETS, AppFactory
+from .conftest import SECRETS, AppFactory, Backend, run_cli, standard_config
 from .test_refresh_tokens import (
     flask_refresh,
     flask_sign_in,
@@ -251,3 +254,49 @@ def test_batched_issuance_rows_are_written_when_the_server_stops(
         ).scalar_one()
     engine.dispose()
     assert count == 20
+
+
+# -- retention (issue 9.11) ------------------------------------------------------------
+
+
+def test_audit_prune_deletes_what_is_past_the_retention(
+    make_app: AppFactory, backend: Backend, tmp_path: Path
+) -> None:
+    app = make_app()
+    old = datetime.now(UTC) - timedelta(days=100)
+    recent = datetime.now(UTC) - timedelta(days=10)
+    app.extensions["authserver.audit"].record_many(
+        [
+            {"event": "login_failed", "at": old, "target": "old"},
+            {"event": "login_failed", "at": recent, "target": "recent"},
+        ]
+    )
+    config = standard_config("http://127.0.0.1:8080", backend.database_url, tmp_path / "secret_key")
+    if backend.redis_url:
+        config["redis_url"] = backend.redis_url
+    path = tmp_path / "authserver.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    missing = run_cli("--config", str(path), "audit", "prune", cwd=tmp_path)
+    assert missing.returncode == 2
+    assert "set audit_retention in the config or pass --older-than" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    bad = run_cli("--config", str(path), "audit", "prune", "--older-than", "soon", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "--older-than" in bad.stderr
+
+    path.write_text(yaml.safe_dump({**config, "audit_retention": "90d"}))
+    pruned = run_cli("--config", str(path), "audit", "prune", cwd=tmp_path)
+    assert pruned.returncode == 0, pruned.stderr
+    assert pruned.stdout.startswith("deleted 1 audit events from before ")
+    stored = rows(app)
+    targets = [e["target"] for e in stored if e["event"] == "login_failed"]
+    assert targets == ["recent"]
+    (record,) = [e for e in stored if e["event"] == "audit_pruned"]
+    assert record["actor"].startswith("cli:")
+    again = run_cli("--config", str(path), "audit", "prune", "--older-than", "5d", cwd=tmp_path)
+    assert again.returncode == 0
+    assert again.stdout.startswith("deleted 1 audit events")
+    remaining = [e["event"] for e in rows(app)]
+    assert "login_failed" not in remaining
+    assert remaining.count("audit_pruned") == 2

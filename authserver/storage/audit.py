@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, Row, Table, insert, select
+from sqlalchemy import Engine, Row, Table, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from .models import AuditEvent
@@ -45,6 +45,12 @@ class AuditRecord:
 class SqlAuditLog:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+
+    def prune(self, before: datetime) -> int:
+        """Delete the events that happened before ``before``; returns how many."""
+        with self._engine.begin() as conn:
+            result = conn.execute(delete(_TABLE).where(_TABLE.c.at < before))
+        return int(result.rowcount or 0)
 
     def record_many(self, events: list[dict[str, Any]]) -> None:
         """Store events in one transaction: all of them or, on error, none. Each is a

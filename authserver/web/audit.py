@@ -68,6 +68,7 @@ AUDITED = frozenset(
         "service_account_rotated",
         "service_account_revoked",
         "keys_rotated",
+        "audit_pruned",
     }
 )
 #: High-volume events, written in batches (see the module's docstring).
