@@ -14,7 +14,10 @@ counted three ways, over the ``limits`` counters of the ephemeral store:
   attempt, and a failure makes it refused too.
 
 A refused attempt is not checked (no bcrypt or argon2 is spent on it) and answers 429
-with ``Retry-After``. :meth:`FailureThrottle.first` lets callers write one audit row
+with ``Retry-After``. While the counters' store is down (``DependencyUnavailable``) the
+throttle fails open: attempts are checked, at a hash's cost each, so that static
+clients and people keep signing in through a Redis outage (issue 9.3); the outage is
+logged once by the store. :meth:`FailureThrottle.first` lets callers write one audit row
 per window and key instead of one per attempt, so a guesser cannot grow the audit log
 without bound (issue 9.11).
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..errors import DependencyUnavailable
 from ..settings import RateLimitSettings
 
 #: At most one aggregated audit row per key in this window.
@@ -53,6 +57,12 @@ class FailureThrottle:
     def refusal(self, account: str, address: str) -> int | None:
         """Seconds to wait before ``account`` may be tried from ``address`` again, or
         ``None``: the attempt may be checked."""
+        try:
+            return self._refusal(account, address)
+        except DependencyUnavailable:
+            return None
+
+    def _refusal(self, account: str, address: str) -> int | None:
         for limit, keys in (
             (self.per_address, ("addr", address)),
             (self.per_account_address, ("acct-addr", account, address)),
@@ -66,15 +76,22 @@ class FailureThrottle:
         return None
 
     def failed(self, account: str, address: str) -> None:
-        """Count one failed attempt."""
-        self.limiter.hit(self.per_address, self.name, "addr", address)
-        self.limiter.hit(self.per_account_address, self.name, "acct-addr", account, address)
-        self.limiter.hit(self.per_account, self.name, "acct", account)
+        """Count one failed attempt (not while the store is down)."""
+        try:
+            self.limiter.hit(self.per_address, self.name, "addr", address)
+            self.limiter.hit(self.per_account_address, self.name, "acct-addr", account, address)
+            self.limiter.hit(self.per_account, self.name, "acct", account)
+        except DependencyUnavailable:
+            return
 
     def first(self, what: str, *keys: str) -> bool:
         """Whether this is the first ``what`` (e.g. ``"throttled"``) for ``keys`` in
-        the audit window: the one to write an audit row for."""
-        return self.limiter.hit(AUDIT_WINDOW, self.name, "audit", what, *keys)
+        the audit window: the one to write an audit row for. While the store is down,
+        every one is (a row too many rather than one lost)."""
+        try:
+            return self.limiter.hit(AUDIT_WINDOW, self.name, "audit", what, *keys)
+        except DependencyUnavailable:
+            return True
 
 
 def client_auth_throttle(limiter: Limiter, limits: RateLimitSettings) -> FailureThrottle:

@@ -28,6 +28,7 @@ from limits.storage import Storage
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..errors import DependencyUnavailable
 from .ephemeral import EphemeralStore
 
 #: Storage keys longer than this are replaced by a hash (the SQL key column is 255 long).
@@ -55,15 +56,24 @@ class EphemeralRateLimitStorage(Storage):
         return (redis.RedisError, SQLAlchemyError)
 
     def incr(self, key: str, expiry: float, amount: int = 1) -> int:
-        return self._store.incr(self._key(key), expiry, amount)
+        try:
+            return self._store.incr(self._key(key), expiry, amount)
+        except SQLAlchemyError as exc:  # the SQL store's database; Redis raises it itself
+            raise DependencyUnavailable("database") from exc
 
     def get(self, key: str) -> int:
-        return self._store.counter(self._key(key))[0]
+        return self._counter(key)[0]
 
     def get_expiry(self, key: str) -> float:
         """When the window of ``key`` ends (unix time); now if it has no window."""
-        count, expires_at = self._store.counter(self._key(key))
+        count, expires_at = self._counter(key)
         return expires_at if count else time.time()
+
+    def _counter(self, key: str) -> tuple[int, float]:
+        try:
+            return self._store.counter(self._key(key))
+        except SQLAlchemyError as exc:
+            raise DependencyUnavailable("database") from exc
 
     def check(self) -> bool:
         try:
