@@ -359,6 +359,22 @@ def run_cli(
     )
 
 
+def live_config(request: pytest.FixtureRequest, workdir: Path, issuer: str) -> dict[str, Any]:
+    """The standard config for a live server on the backend ``request.param`` names:
+    SQLite in ``workdir``, or the emptied PostgreSQL with Redis keys of its own (so
+    that counters do not carry over between servers)."""
+    if request.param == "sqlite":
+        return standard_config(
+            issuer, f"sqlite:///{workdir / 'authserver.db'}", workdir / "secret_key"
+        )
+    pg_url = request.getfixturevalue("pg_database_url")
+    _empty_pg(pg_url)
+    config = standard_config(issuer, pg_url, workdir / "secret_key")
+    config["redis_url"] = request.getfixturevalue("redis_url")
+    config["redis_prefix"] = f"authserver-live:{secrets.token_hex(4)}:"
+    return config
+
+
 def upgrade_with_cli(workdir: Path, config: dict[str, Any]) -> None:
     """``authserver db upgrade`` on ``config`` (``serve`` migrates only SQLite itself)."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -434,20 +450,9 @@ def live_server(
     """
     workdir = tmp_path_factory.mktemp("live")
     port = free_port()
-    issuer = f"http://127.0.0.1:{port}"
-    if request.param == "sqlite":
-        config = standard_config(
-            issuer, f"sqlite:///{workdir / 'authserver.db'}", workdir / "secret_key"
-        )
-    else:
-        pg_url = request.getfixturevalue("pg_database_url")
-        _empty_pg(pg_url)
-        config = standard_config(issuer, pg_url, workdir / "secret_key")
+    config = live_config(request, workdir, f"http://127.0.0.1:{port}")
     config["rate_limits"] = dict.fromkeys(RateLimitSettings.model_fields, "100000/minute")
     if request.param != "sqlite":
-        config["redis_url"] = request.getfixturevalue("redis_url")
-        # every live server its own keys: counters must not carry over between tests
-        config["redis_prefix"] = f"authserver-live:{secrets.token_hex(4)}:"
         upgrade_with_cli(workdir, config)
     server = start_server(workdir, config, port)
     yield server

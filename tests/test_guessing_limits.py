@@ -17,7 +17,6 @@ forwarder and each simulated client sends its own ``X-Forwarded-For``.
 
 from __future__ import annotations
 
-import secrets
 import shutil
 from collections.abc import Iterator
 
@@ -32,9 +31,8 @@ from .conftest import (
     BACKENDS,
     SECRETS,
     LiveServer,
-    _empty_pg,
     free_port,
-    standard_config,
+    live_config,
     start_server,
     stop_server,
     upgrade_with_cli,
@@ -52,19 +50,12 @@ def server(
     and its database URL."""
     workdir = tmp_path_factory.mktemp("limits")
     port = free_port()
-    issuer = f"http://127.0.0.1:{port}"
-    database_url = f"sqlite:///{workdir / 'authserver.db'}"
-    if request.param != "sqlite":
-        database_url = request.getfixturevalue("pg_database_url")
-        _empty_pg(database_url)
-    config = standard_config(issuer, database_url, workdir / "secret_key")
+    config = live_config(request, workdir, f"http://127.0.0.1:{port}")
     config["trusted_forwarders"] = ["127.0.0.1/32"]
     if request.param != "sqlite":
-        config["redis_url"] = request.getfixturevalue("redis_url")
-        config["redis_prefix"] = f"authserver-limits:{secrets.token_hex(4)}:"
         upgrade_with_cli(workdir, config)
     live = start_server(workdir, config, port)
-    yield live, database_url
+    yield live, config["database_url"]
     stop_server(live)
     shutil.rmtree(workdir, ignore_errors=True)
 
@@ -85,8 +76,7 @@ def audit_counts(database_url: str, *events: str) -> dict[str, int]:
         with engine.connect() as conn:
             rows = conn.execute(
                 sa.text(
-                    "SELECT event, count(*) FROM audit_events WHERE event IN :events "
-                    "GROUP BY event"
+                    "SELECT event, count(*) FROM audit_events WHERE event IN :events GROUP BY event"
                 ).bindparams(sa.bindparam("events", expanding=True)),
                 {"events": list(events)},
             ).all()

@@ -3,7 +3,6 @@ both backends, against a live server of this module's own."""
 
 from __future__ import annotations
 
-import secrets
 import shutil
 from collections.abc import Iterator
 from typing import Any
@@ -11,19 +10,17 @@ from typing import Any
 import jwt
 import pytest
 import requests
-import yaml
 
 from .conftest import (
     AUDIENCES,
     BACKENDS,
     SECRETS,
     LiveServer,
-    _empty_pg,
     free_port,
-    run_cli,
-    standard_config,
+    live_config,
     start_server,
     stop_server,
+    upgrade_with_cli,
 )
 from .people import PASSWORD, authorize, signed_in_session
 from .test_oidc import (
@@ -52,24 +49,9 @@ def server(
 ) -> Iterator[LiveServer]:
     workdir = tmp_path_factory.mktemp("review")
     port = free_port()
-    issuer = f"http://127.0.0.1:{port}"
-    if request.param == "sqlite":
-        config = standard_config(
-            issuer, f"sqlite:///{workdir / 'authserver.db'}", workdir / "secret_key"
-        )
-    else:
-        pg_url = request.getfixturevalue("pg_database_url")
-        _empty_pg(pg_url)
-        config = standard_config(issuer, pg_url, workdir / "secret_key")
-        config["redis_url"] = request.getfixturevalue("redis_url")
-        config["redis_prefix"] = f"authserver-review:{secrets.token_hex(4)}:"
-    config = review_config(config)
-    (workdir / "authserver.yaml").write_text(yaml.safe_dump(config))
+    config = review_config(live_config(request, workdir, f"http://127.0.0.1:{port}"))
     if request.param != "sqlite":
-        upgraded = run_cli(
-            "--config", str(workdir / "authserver.yaml"), "db", "upgrade", cwd=workdir
-        )
-        assert upgraded.returncode == 0, upgraded.stderr
+        upgrade_with_cli(workdir, config)
     live = start_server(workdir, config, port)
     for name, role in (("boss", "admin"), ("carol", "user")):
         created = live.cli(
