@@ -1,13 +1,187 @@
-"""Serving: gunicorn for real use, Flask's server for ``--dev``."""
+"""Serving: gunicorn for real use, Flask's server for ``--dev``.
+
+gunicorn's ``gthread`` worker reads a request in the thread that will serve it, with
+blocking reads and no deadline: a client that sends half its headers (or half its body)
+and then nothing holds that thread for as long as it keeps the connection open, and a
+handful of such clients starve the worker (issue 9.7). :class:`BoundedThreadWorker`
+gives every request :data:`REQUEST_ARRIVAL_TIMEOUT` seconds to arrive whole (headers
+and body), counted from when its connection was accepted (or, kept alive, became
+readable), and answers 408 and shuts the connection down when it has not, which ends
+the blocked read. A request that waited in the queue behind slow ones gets at least
+:data:`_PICKUP_GRACE` once a thread takes it up: one that has arrived is read in far
+less, so only the slow ones are cut. A buffering proxy in front (nginx, a cloud
+load balancer) takes slow clients off the workers entirely.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.workers.gthread import ThreadWorker
 
 from .settings import Settings
+
+#: Seconds a request may take to arrive whole, headers and body, once a worker thread
+#: has taken it up. Our requests are small forms (at most ``max_form_bytes``).
+REQUEST_ARRIVAL_TIMEOUT = 10.0
+
+#: Worker threads per gunicorn worker. The work is CPU-bound, so more threads do not
+#: raise throughput (bench/), but a thread blocked on a slow client costs no CPU and
+#: spares keep the worker answering while up to this many minus one are held.
+THREADS = 8
+
+_WATCH_INTERVAL = 0.25
+_PICKUP_GRACE = 1.0
+_REQUEST_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 37\r\n\r\nThe request did not arrive in time.\r\n"
+)
+
+
+class _Arrivals:
+    """Per worker: the connections whose request is still arriving, by thread, with a
+    deadline; a watchdog thread shuts down the ones past it."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._waiting: dict[int, tuple[float, Any]] = {}
+
+    def start(self, conn: Any) -> None:
+        now = time.monotonic()
+        queued = getattr(conn, "authserver_queued", now)
+        deadline = max(queued + self.timeout, now + _PICKUP_GRACE)
+        with self._lock:
+            self._waiting[threading.get_ident()] = (deadline, conn)
+
+    def arrived(self) -> None:
+        with self._lock:
+            self._waiting.pop(threading.get_ident(), None)
+
+    def expire(self, now: float) -> int:
+        """Shut down every connection past its deadline; how many there were."""
+        with self._lock:
+            late = [ident for ident, (deadline, _) in self._waiting.items() if deadline <= now]
+            conns = [self._waiting.pop(ident)[1] for ident in late]
+            for conn in conns:
+                sock = conn.sock
+                with contextlib.suppress(OSError):
+                    if not hasattr(sock, "cipher"):  # a TLS socket is not ours to write to
+                        sock.send(_REQUEST_TIMEOUT_RESPONSE)
+                with contextlib.suppress(OSError):
+                    # The plain socket's shutdown (not SSLSocket's, which would drop its
+                    # TLS state under the reading thread): the blocked read returns b"".
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        return len(conns)
+
+    def watch(self, alive: Callable[[], bool]) -> None:
+        while alive():
+            time.sleep(_WATCH_INTERVAL)
+            self.expire(time.monotonic())
+
+
+class _BodyWatch:
+    """``wsgi.input`` that tells :class:`_Arrivals` when the body has been read."""
+
+    def __init__(self, body: Any, length: int | None, arrivals: _Arrivals) -> None:
+        self._body = body
+        self._left = length
+        self._arrivals = arrivals
+
+    def _count(self, data: bytes) -> bytes:
+        if not data:
+            self._arrivals.arrived()
+        elif self._left is not None:
+            self._left -= len(data)
+            if self._left <= 0:
+                self._arrivals.arrived()
+        return data
+
+    def read(self, size: int | None = None) -> bytes:
+        return self._count(self._body.read(size))
+
+    def readline(self, size: int | None = None) -> bytes:
+        return self._count(self._body.readline(size))
+
+    def readlines(self, hint: int | None = None) -> list[bytes]:
+        lines: list[bytes] = self._body.readlines(hint)
+        self._arrivals.arrived()
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        for line in self._body:
+            yield self._count(line)
+        self._arrivals.arrived()
+
+
+def _content_length(environ: dict[str, Any]) -> int | None:
+    try:
+        return int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+
+
+class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
+    """gunicorn's ``gthread`` worker with a deadline for each request to arrive."""
+
+    wsgi: Callable[..., Iterable[bytes]]
+
+    def init_process(self) -> None:
+        self.arrivals = _Arrivals(REQUEST_ARRIVAL_TIMEOUT)
+        threading.Thread(
+            target=self.arrivals.watch,
+            args=(lambda: self.alive,),
+            name="request-arrival-watch",
+            daemon=True,
+        ).start()
+        super().init_process()
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        app: Callable[..., Iterable[bytes]] = self.wsgi
+        arrivals = self.arrivals
+
+        def bounded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            length = _content_length(environ)
+            chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+            if length == 0 and not chunked:
+                arrivals.arrived()
+            else:
+                environ["wsgi.input"] = _BodyWatch(
+                    environ["wsgi.input"], None if chunked else length, arrivals
+                )
+
+            def started(*args: Any) -> Any:
+                arrivals.arrived()  # the app has what it reads of the request
+                return start_response(*args)
+
+            return app(environ, started)
+
+        self.wsgi = bounded
+
+    def enqueue_req(self, conn: Any) -> None:
+        conn.authserver_queued = time.monotonic()
+        super().enqueue_req(conn)
+
+    def handle(self, conn: Any) -> Any:
+        self.arrivals.start(conn)
+        try:
+            return super().handle(conn)
+        finally:
+            self.arrivals.arrived()
+
+    def handle_http2(self, conn: Any) -> Any:
+        # An HTTP/2 connection carries many requests over its life; its streams are
+        # read by gunicorn's HTTP/2 state machine, not by a blocked thread per request.
+        self.arrivals.arrived()
+        return super().handle_http2(conn)
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -38,10 +212,8 @@ def run_gunicorn(
     options: dict[str, Any] = {
         "bind": bind,
         "workers": workers,
-        "worker_class": "gthread",
-        # Two threads per worker measured best on the token path (bench/): the work
-        # is CPU-bound, so more threads only contend for the GIL.
-        "threads": 2,
+        "worker_class": "authserver.serve.BoundedThreadWorker",
+        "threads": THREADS,
         "keepalive": 30,
         "timeout": 30,
         "graceful_timeout": 20,
