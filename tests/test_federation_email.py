@@ -53,3 +53,14 @@ def test_missing_email_verified_is_not_verified(deployment: Deployment) -> None:
     assert names, names
     assert email not in names, names
     assert "email_verified" not in login.id_token
+
+
+def test_a_look_alike_email_does_not_name_the_account(deployment: Deployment) -> None:
+    """Issue 9.8: a verified address that mixes scripts ("admin" with a Cyrillic a) is
+    passed on as the email, but the username is built from sub, never that address."""
+    sub, email = _new_person()
+    look_alike = "\u0430dmin-" + email
+    login = federated_login(deployment, sub, email=look_alike, email_verified=True, groups=[])
+    line = next(line for line in _users(deployment.server).splitlines() if sub in line)
+    assert line.split()[0].startswith(sub + "#"), line
+    assert login.id_token["email"] == look_alike

@@ -302,3 +302,12 @@ def test_forwarded_for_from_an_untrusted_peer_is_ignored(app: Flask) -> None:
         )
         assert response.status_code == 401
     assert _login(client, "pia", PASSWORD).status_code == 429
+
+
+def test_a_fullwidth_username_signs_in_as_the_same_person(app: Flask) -> None:
+    """RFC 8265 §3.3: what is typed is compared in the stored form, width-mapped."""
+    app.extensions["authserver.users"].create_local("carol", PASSWORD, "user")
+    client = app.test_client()
+    response = _login(client, "\uff23\uff41\uff52\uff4f\uff4c", PASSWORD)  # fullwidth Carol
+    assert response.status_code == 302
+    assert "carol" in client.get("/").text

@@ -203,3 +203,51 @@ def test_a_bad_csv_changes_nothing(cli: Cli) -> None:
         )
     )
     assert sorted(listed(cli)) == ["kate"]
+
+
+# -- issue 9.8: names that look like another are refused ---------------------------------
+
+#: "admin" with a Cyrillic a; "ace" all in Cyrillic letters; "admin" with a Greek o.
+LOOK_ALIKES = {
+    "\u0430dmin": "mixes scripts (Cyrillic, Latin)",
+    "\u0430\u0441\u0435": "looks like a name in Latin letters",
+    "r\u03bfot": "mixes scripts (Greek, Latin)",
+    "\u2168": "a character a username may not have",  # ROMAN NUMERAL NINE
+}
+
+
+@pytest.mark.parametrize("name", LOOK_ALIKES)
+def test_create_refuses_a_name_that_looks_like_another(cli: Cli, name: str) -> None:
+    ok(cli("users", "create", "admin", "--role", "admin"))
+    fails(cli("users", "create", name), 2, LOOK_ALIKES[name])
+    assert sorted(listed(cli)) == ["admin"]
+
+
+def test_fullwidth_letters_are_the_same_name(cli: Cli) -> None:
+    """RFC 8265 §3.3 width mapping: fullwidth "admin" is "admin", not a second user."""
+    ok(cli("users", "create", "admin", "--role", "admin"))
+    fails(
+        cli("users", "create", "\uff41\uff44\uff4d\uff49\uff4e"), 1, "user 'admin' already exists"
+    )
+    ok(cli("users", "create", "\uff42\uff4f\uff42"))  # fullwidth "bob" is stored as bob
+    assert sorted(listed(cli)) == ["admin", "bob"]
+
+
+def test_names_in_one_script_or_a_usual_mix_are_taken(cli: Cli) -> None:
+    for name in ("\u0438\u0432\u0430\u043d", "\u65e5\u672c\u30c6\u30b9\u30c8", "jos\u00e9"):
+        ok(cli("users", "create", name))  # Cyrillic "ivan"; Han with Katakana; Latin
+    assert sorted(listed(cli)) == sorted(
+        ["\u0438\u0432\u0430\u043d", "\u65e5\u672c\u30c6\u30b9\u30c8", "jos\u00e9"]
+    )
+
+
+def test_import_refuses_a_look_alike_and_changes_nothing(cli: Cli) -> None:
+    source = cli.workdir / "look-alike.csv"
+    source.write_text(
+        "username,password,role\n"
+        "hank,hank's long password,user\n"
+        "\u0430dmin,mallory's long password,admin\n",
+        encoding="utf-8",
+    )
+    fails(cli("users", "import-csv", str(source)), 1, "line 3: username '\u0430dmin' mixes")
+    assert listed(cli) == {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import secrets
+import string
 import time
 import unicodedata
 import uuid
@@ -18,6 +19,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import IO
+
+import precis_i18n
+from confusable_homoglyphs import categories, confusables
 
 from ..settings import InitialAdminSettings, RbacSettings
 from ..storage.users import DuplicateUser, SqlUserRepository, UserRecord
@@ -67,20 +71,72 @@ class Person:
         return (self.role,)
 
 
+#: RFC 8265 §3.3: width-mapped (``admin`` in fullwidth letters is ``admin``), lower-cased, NFC,
+#: and only the letters, digits and ASCII punctuation of the PRECIS IdentifierClass.
+_PRECIS = precis_i18n.get_profile("UsernameCaseMapped")
+
+#: UTS #39 §5.2 "Highly Restrictive": one script, or Latin with one of these sets
+#: (Japanese, Chinese and Korean writing mix scripts as a rule).
+_SCRIPT_SETS_ALLOWED = (
+    frozenset({"LATIN", "HAN", "HIRAGANA", "KATAKANA"}),
+    frozenset({"LATIN", "HAN", "BOPOMOFO"}),
+    frozenset({"LATIN", "HAN", "HANGUL"}),
+)
+_NO_SCRIPT = frozenset({"COMMON", "INHERITED"})
+_LATIN_LOOK = frozenset(string.ascii_lowercase + string.digits)
+
+
 def normalize_username(username: str) -> str:
-    """The stored form of a username: NFC, lower-cased."""
-    return unicodedata.normalize("NFC", username).lower()
+    """The stored form of a username (RFC 8265 §3.3, the UsernameCaseMapped profile),
+    which is also how a typed username is compared. A name the profile refuses cannot
+    be created; one made before these rules is found by its NFC lower-cased form."""
+    try:
+        return str(_PRECIS.enforce(username))
+    except UnicodeError:
+        return unicodedata.normalize("NFC", username).lower()
+
+
+def _scripts(name: str) -> set[str]:
+    return set(categories.unique_aliases(name)) - _NO_SCRIPT
+
+
+def _reads_as_latin(name: str) -> bool:
+    """UTS #39 §4 whole-script confusable with Latin: every letter of a name in another
+    script has a look-alike among a-z and 0-9 ("ace" in Cyrillic letters)."""
+    found = confusables.is_confusable(name, greedy=True, preferred_aliases=["latin"]) or []
+    looks_latin = {
+        entry["character"]
+        for entry in found
+        if any(glyph["c"] in _LATIN_LOOK for glyph in entry["homoglyphs"])
+    }
+    letters = {ch for ch in name if categories.alias(ch) not in _NO_SCRIPT}
+    return bool(letters) and letters <= looks_latin
 
 
 def validate_username(username: str) -> str:
-    """``username`` normalised, or ``UserError`` when it is empty, too long or has spaces."""
-    name = normalize_username(username)
-    if not name:
+    """``username`` in its stored form, or ``UserError`` when it is empty, too long, has
+    a character RFC 8265's UsernameCaseMapped profile refuses (spaces, controls,
+    symbols, compatibility forms), mixes scripts beyond UTS #39 §5.2 "Highly
+    Restrictive" (``admin`` with a Cyrillic ``a``), or, written in another script, reads as
+    a Latin name (issue 9.8)."""
+    if not username:
         raise UserError("a username may not be empty")
+    if any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in username):
+        raise UserError(f"username {username!r} has whitespace or control characters")
+    try:
+        name = str(_PRECIS.enforce(username))
+    except UnicodeError as exc:
+        raise UserError(f"username {username!r} has a character a username may not have") from exc
     if len(name) > MAX_USERNAME_LENGTH:
         raise UserError(f"a username has at most {MAX_USERNAME_LENGTH} characters")
-    if any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in name):
-        raise UserError(f"username {name!r} has whitespace or control characters")
+    scripts = _scripts(name)
+    if len(scripts) > 1 and not any(scripts <= allowed for allowed in _SCRIPT_SETS_ALLOWED):
+        raise UserError(
+            f"username {name!r} mixes scripts ({', '.join(sorted(s.title() for s in scripts))}),"
+            " so it can look like another"
+        )
+    if scripts and scripts != {"LATIN"} and _reads_as_latin(name):
+        raise UserError(f"username {name!r} looks like a name in Latin letters")
     return name
 
 
