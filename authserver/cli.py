@@ -173,21 +173,39 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    import time
+
     app = _app(args)
     with app.app_context():
         # Every line rotates together: a compromised secret key compromises them all.
-        records = [
-            line.rotate(immediate=args.now) for line in app.extensions["authserver.key_lines"]
-        ]
+        lines = app.extensions["authserver.key_lines"]
+        records = [line.rotate(immediate=args.now) for line in lines]
         _audit(
             app,
             "keys_rotated",
             target=",".join(record.kid for record in records),
             immediate=args.now,
         )
+        if args.now:
+            # Issue 9.4: withdraw the old keys only once every worker signs with the new
+            # one, and return only once every worker has dropped them, so that after
+            # this command no token signed with a withdrawn key is issued anywhere.
+            wait = max(line.propagation_seconds for line in lines)
+            print(
+                f"the new key signs now; withdrawing the old keys in {wait:.0f} s, "
+                "once every worker has switched",
+                file=sys.stderr,
+                flush=True,
+            )
+            time.sleep(wait)
+            for line, record in zip(lines, records, strict=True):
+                line.withdraw_before(record)
+            time.sleep(wait)
     for record in records:
         signs_from = f"{record.activates_at:%Y-%m-%d %H:%M:%S}Z"
         print(f"new key {record.kid} ({record.algorithm}) published; signs from {signs_from}")
+    if args.now:
+        print("older keys withdrawn on every worker")
     return 0
 
 

@@ -133,11 +133,33 @@ def test_rotate_now_signs_at_once_and_withdraws_the_old_key(app: Flask) -> None:
     old_token = keys.sign({"typ": "at+jwt"}, {"iss": "x", "exp": int(clock.now + 3600)})
     new = keys.rotate(immediate=True)
     assert signing_kid(keys) == new.kid
+    # Until every worker signs with the new key, the old one stays published, so that
+    # what a worker that has not switched yet signs still verifies (issue 9.4).
+    assert sorted(kids(keys)) == sorted([new.kid, old_kid])
+    assert keys.verify(old_token).claims["iss"] == "x"
+    keys.withdraw_before(new)
     assert kids(keys) == [new.kid]
     with pytest.raises(ValueError, match=r"."):
         keys.verify(old_token)
     # Another worker sees the same at its next refresh.
     assert old_kid not in kids(manager(app, clock))
+
+
+def test_an_immediate_rotation_finishes_by_itself(app: Flask) -> None:
+    """Should ``keys rotate --now`` die before it withdraws the old keys, the workers'
+    own refresh does it once every worker has had the time to switch."""
+    clock = Clock()
+    keys = manager(app, clock)
+    old_kid = signing_kid(keys)
+    new = keys.rotate(immediate=True)
+    other = manager(app, clock)
+    assert sorted(kids(other)) == sorted([new.kid, old_kid])
+    clock.advance(keys.propagation_seconds + 1)
+    assert kids(manager(app, clock)) == [new.kid]
+    # A plain rotation is never taken for one: its old key stays until it retires.
+    plain = keys.rotate()
+    clock.advance(keys.propagation_seconds + 1)
+    assert sorted(kids(manager(app, clock))) == sorted([new.kid, plain.kid])
 
 
 def test_plain_rotate_keeps_old_tokens_valid(app: Flask) -> None:

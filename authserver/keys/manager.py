@@ -197,13 +197,22 @@ class KeyManager:
         """Bootstrap and follow the schedule now (``serve`` calls it before forking)."""
         self._reload()  # applies the schedule
 
+    @property
+    def propagation_seconds(self) -> float:
+        """How long until every worker on every node has re-read the key list: one
+        refresh interval, plus the second a failed read waits before its retry."""
+        return self._refresh_every + 1.0
+
     def rotate(self, *, immediate: bool = False) -> KeyRecord:
         """Make a new key now (``keys rotate``).
 
         It is published at once and signs after ``publish_ahead``. With ``immediate``
-        (a compromised key) it signs at once and every older key is withdrawn: gone
-        from JWKS, and the tokens it signed no longer verify here. Other workers follow
-        within their refresh interval; caches learn the new key on its unknown ``kid``.
+        (a compromised key) it signs at once, here and in every worker at its next
+        refresh; the older keys stay published until every worker signs with the new
+        one, so that no worker issues a token that does not verify (issue 9.4). Then
+        :meth:`withdraw_before` removes them, which ``keys rotate --now`` calls after
+        :attr:`propagation_seconds`, and which any worker's refresh does by itself
+        past that time, should the command not get so far.
         """
         records = self._repository.list()
         if self._apply_schedule(records):  # a first key must sign meanwhile
@@ -211,15 +220,36 @@ class KeyManager:
         now = self._now()
         activates_at = now if immediate else now + self._publish_ahead
         record = self._create(records, activates_at, scheduled=False)
-        if immediate:
-            self._repository.withdraw_older_than(record.generation)
         self._reload()
         return record
 
+    def withdraw_before(self, record: KeyRecord) -> None:
+        """Withdraw every key older than ``record``: gone from JWKS, and the tokens
+        they signed no longer verify here (the second step of an immediate rotation).
+        Other workers follow within :attr:`propagation_seconds`."""
+        self._repository.withdraw_older_than(record.generation)
+        self._reload()
+
+    def _immediate_rotation_due(self, records: Sequence[KeyRecord], now: datetime) -> bool:
+        """Whether the signing key came from ``rotate(immediate=True)`` (it signed as
+        soon as it was made, with older keys before it) and every worker has had the
+        time to switch to it, while older keys are still there to withdraw."""
+        active = _active(records, now)
+        return (
+            active is not None
+            and active.activates_at - active.created_at < self._publish_ahead / 2
+            and any(r.generation < active.generation for r in records)
+            and now >= active.activates_at + timedelta(seconds=self.propagation_seconds)
+        )
+
     def _apply_schedule(self, records: Sequence[KeyRecord]) -> bool:
-        """Create the next key when due; ``True`` if the list changed."""
+        """Create the next key when due, finish an immediate rotation; ``True`` if the
+        list changed."""
         now = self._now()
         active = _active(records, now)
+        if active is not None and self._immediate_rotation_due(records, now):
+            self._repository.withdraw_older_than(active.generation)
+            return True
         if active is None:
             # First start (or only future keys): no token was ever signed by any
             # key here, so a key may sign at once without waiting to be published.
