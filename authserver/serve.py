@@ -203,7 +203,10 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         # and connections from the settings the master validated.
         from .app import create_app
 
-        return create_app(self._settings)
+        app = create_app(self._settings)
+        for line in app.extensions["authserver.key_lines"]:
+            line.preload()
+        return app
 
 
 def run_gunicorn(

@@ -193,6 +193,17 @@ class KeyManager:
 
     # -- schedule -------------------------------------------------------------------
 
+    def preload(self) -> None:
+        """Read the key list now (each gunicorn worker as it boots), so that a database
+        outage later finds the keys in memory even in a worker that has served nothing
+        yet. If the database cannot be read now, the first request tries again."""
+        try:
+            self._current()
+        except KeyDecryptionError:
+            raise
+        except Exception as exc:
+            log.warning("cannot read the signing keys yet (%s); will try again", type(exc).__name__)
+
     def ensure_keys(self) -> None:
         """Bootstrap and follow the schedule now (``serve`` calls it before forking)."""
         self._reload()  # applies the schedule
