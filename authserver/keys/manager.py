@@ -180,6 +180,7 @@ class KeyManager:
         self._refresh_every = min(refresh_every, publish_ahead / 4)
         self._lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
+        self._stale = False
 
     # -- time -----------------------------------------------------------------------
 
@@ -352,17 +353,26 @@ class KeyManager:
         ``publish_ahead`` before it signs), so signing need not stop with the database.
         """
         try:
-            return self._reload()
+            snapshot = self._reload()
         except KeyDecryptionError:
             raise
-        except Exception:
+        except Exception as exc:
             if previous is None or time.monotonic() - previous.read_at > self.MAX_STALE_SECONDS:
                 raise
-            log.warning("cannot re-read the signing keys; using the ones in memory", exc_info=True)
+            if not self._stale:  # once per outage, not once a second (issue 9.2)
+                log.warning(
+                    "cannot re-read the signing keys (%s); using the ones in memory",
+                    type(exc).__name__,
+                )
+            self._stale = True
             # Try again in a second, not on every request.
             retry_at = time.monotonic() - self._refresh_every + 1.0
             self._snapshot = replace(previous, loaded_at=max(previous.loaded_at, retry_at))
             return self._snapshot
+        if self._stale:
+            log.warning("signing keys read again")
+            self._stale = False
+        return snapshot
 
     def _published_until(self, records: Sequence[KeyRecord], record: KeyRecord) -> datetime | None:
         successors = [r for r in records if r.generation > record.generation]

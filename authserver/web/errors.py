@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 from flask import Flask, Response, request
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -18,8 +20,14 @@ JSON_PATHS = ("/oauth2/", "/api/", "/.well-known/", "/userinfo", "/jwks", "/read
 
 log = logging.getLogger(__name__)
 
+#: Seconds between two log lines about the same database outage, per worker.
+WARN_EVERY = 10.0
+
 
 def register_error_handlers(app: Flask) -> None:
+    warned = [float("-inf"), 0]  # when the outage was last logged, requests refused since
+    warned_lock = threading.Lock()
+
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge) -> Response:
         limit = app.config["MAX_CONTENT_LENGTH"]
@@ -47,7 +55,18 @@ def register_error_handlers(app: Flask) -> None:
         # A database that is down or restarting (connection refused, reset, or cut
         # mid-query) is an outage, not a bug: 503, and the request changed nothing.
         if isinstance(exc, OperationalError) or exc.connection_invalidated:
-            log.warning("database is unavailable: %s", exc.orig or exc)
+            # One line per worker every WARN_EVERY seconds of an outage, not one per
+            # request refused (a busy server would write thousands a second).
+            now = time.monotonic()
+            with warned_lock:
+                quiet = now - warned[0] < WARN_EVERY
+                if quiet:
+                    warned[1] += 1
+                else:
+                    more = f" ({warned[1]} more since)" if warned[1] else ""
+                    warned[:] = [now, 0]
+            if not quiet:
+                log.warning("database is unavailable%s: %s", more, exc.orig or exc)
             return unavailable("database", 2)
         return unexpected(exc)
 
