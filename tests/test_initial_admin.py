@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 import requests
+import sqlalchemy as sa
+from playwright.sync_api import Browser, expect
 
 from .conftest import free_port, standard_config, start_server, stop_server
 from .people import login
@@ -55,3 +57,72 @@ def test_initial_admin_from_config_prints_nothing(tmp_path: Path) -> None:
         assert login(requests.Session(), server.url, "admin", "admin").status_code == 401
     finally:
         stop_server(server)
+
+
+def test_the_one_time_password_must_be_replaced_at_first_sign_in(
+    tmp_path: Path, browser: Browser
+) -> None:
+    """Issue 16.11, in a real browser: the printed password signs nobody in; it leads to
+    a page that sets the admin's own password, after which it is worthless."""
+    port = free_port()
+    database = tmp_path / "a.db"
+    config = standard_config(
+        f"http://127.0.0.1:{port}", f"sqlite:///{database}", tmp_path / "secret_key"
+    )
+    server = start_server(tmp_path, config, port)
+    try:
+        match = re.search(r"created admin `admin` with the one-time password (\S+)", server.log())
+        assert match, server.log()
+        one_time = match.group(1)
+        context = browser.new_context()
+        context.set_default_timeout(15_000)
+        page = context.new_page()
+        page.goto(server.url + "/login?next=/")
+        page.fill("#username", "admin")
+        page.fill("#password", one_time)
+        page.click("#sign-in")
+        expect(page.locator("h1")).to_have_text("Choose a new password")
+        # Not signed in yet: the home page sends the browser back to the login page.
+        home = requests.get(
+            server.url + "/",
+            cookies={c["name"]: c["value"] for c in context.cookies()},
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert home.status_code == 302
+        assert home.headers["Location"].endswith("/login")
+        for new, again, error in [
+            ("a new admin password", "another admin password", "The two passwords differ."),
+            (one_time, one_time, "other than the one-time password"),
+            ("short", "short", "at least 12 characters"),
+        ]:
+            page.fill("#password", new)
+            page.fill("#confirm", again)
+            page.click("#set-password")
+            expect(page.locator(".error")).to_contain_text(error)
+        page.fill("#password", "the admin's own password")
+        page.fill("#confirm", "the admin's own password")
+        page.click("#set-password")
+        expect(page.locator("main")).to_contain_text("You are signed in as admin")
+        context.close()
+
+        assert login(requests.Session(), server.url, "admin", one_time).status_code == 401
+        session = requests.Session()
+        signed_in = login(session, server.url, "admin", "the admin's own password")
+        assert signed_in.status_code == 302
+        assert signed_in.headers["Location"] == "/"  # straight in, no second change
+    finally:
+        stop_server(server)
+    engine = sa.create_engine(f"sqlite:///{database}")
+    with engine.connect() as conn:
+        events = [
+            row.event
+            for row in conn.execute(sa.text("SELECT event FROM audit_events ORDER BY id"))
+            if row.event in ("login", "password_changed", "login_failed")
+        ]
+        must_change = conn.execute(
+            sa.text("SELECT password_must_change FROM users WHERE username = 'admin'")
+        ).scalar_one()
+    engine.dispose()
+    assert events == ["password_changed", "login", "login_failed", "login"]
+    assert not must_change

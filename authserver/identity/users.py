@@ -64,6 +64,9 @@ class Person:
     credentials_generation: int = 0
     #: OIDC Core §5.1 ``email_verified``; ``None`` when nobody said.
     email_verified: bool | None = None
+    #: The password was made for them (the first admin's one-time password): their
+    #: next sign-in chooses a new one first (issue 16.11).
+    password_must_change: bool = False
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -258,9 +261,15 @@ class UserService:
         is how an account is taken back)."""
         record = self._existing(username)
         validate_password(password)
-        self._repo.new_credentials(record.id, password_hash=passwords.hash_password(password))
+        self._repo.new_credentials(
+            record.id, password_hash=passwords.hash_password(password), password_must_change=False
+        )
         self._repo.revoke_refresh_tokens(record.id, "password")
-        return replace(_person(record), credentials_generation=record.credentials_generation + 1)
+        return replace(
+            _person(record),
+            credentials_generation=record.credentials_generation + 1,
+            password_must_change=False,
+        )
 
     def check_password(self, username: str, password: str) -> bool:
         """Whether ``password`` is the person's, with no side effect (no sign-in)."""
@@ -436,7 +445,8 @@ class UserService:
         """On an empty users table, create the first admin.
 
         With ``initial.password`` set, that is the password and ``None`` is returned;
-        otherwise a random one is generated and returned, for ``serve`` to print once.
+        otherwise a random one is generated and returned, for ``serve`` to print once,
+        and the first sign-in with it must choose a new one (issue 16.11).
         There is no fixed default password. Two processes racing here create one admin
         (the loser gets ``None``).
         """
@@ -449,6 +459,9 @@ class UserService:
             password = generated = generate_password()
         validate_password(password)
         record = self._local_record(username, passwords.hash_password(password), "admin")
+        if generated:
+            # Printed to the server's log: good for one sign-in, which must replace it.
+            record = replace(record, password_must_change=True)
         try:
             self._repo.insert(record)
         except DuplicateUser:
@@ -600,4 +613,5 @@ def _person(record: UserRecord) -> Person:
         last_login_at=record.last_login_at,
         credentials_generation=record.credentials_generation,
         email_verified=record.email_verified,
+        password_must_change=record.password_must_change,
     )

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -119,6 +120,11 @@ class User(Base):
     #: What the upstream IdP said (``email_verified``), ``True`` for an email an admin
     #: set or a trusted proxy asserted; ``None`` when unknown (OIDC Core §5.1).
     email_verified: Mapped[bool | None] = mapped_column(Boolean)
+    #: The password was made for the person (the first admin's one-time password): the
+    #: next sign-in must choose a new one before it completes (issue 16.11).
+    password_must_change: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
 
 
 class RefreshFamily(Base):

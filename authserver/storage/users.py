@@ -28,6 +28,7 @@ UPDATABLE = frozenset(
         "disabled",
         "last_login_at",
         "email_verified",
+        "password_must_change",
     }
 )
 
@@ -53,6 +54,7 @@ class UserRecord:
     last_login_at: datetime | None
     credentials_generation: int = 0
     email_verified: bool | None = None
+    password_must_change: bool = False
 
 
 class SqlUserRepository:
@@ -178,6 +180,7 @@ def _values(record: UserRecord) -> dict[str, Any]:
         "last_login_at": record.last_login_at,
         "credentials_generation": record.credentials_generation,
         "email_verified": record.email_verified,
+        "password_must_change": record.password_must_change,
     }
 
 
@@ -204,6 +207,7 @@ def _record(row: Row[Any]) -> UserRecord:
         last_login_at=_utc(row.last_login_at) if row.last_login_at is not None else None,
         credentials_generation=int(row.credentials_generation or 0),
         email_verified=None if row.email_verified is None else bool(row.email_verified),
+        password_must_change=bool(row.password_must_change),
     )
 
 

@@ -15,6 +15,14 @@ class LoginForm(FlaskForm):  # type: ignore[misc]
     submit = SubmitField("Sign in")
 
 
+class NewPasswordForm(FlaskForm):  # type: ignore[misc]
+    """The first admin's first sign-in: a password of their own for the one-time one."""
+
+    password = PasswordField("New password", validators=[DataRequired(), Length(max=1024)])
+    confirm = PasswordField("New password again", validators=[DataRequired(), Length(max=1024)])
+    submit = SubmitField("Set password")
+
+
 class ConsentForm(FlaskForm):  # type: ignore[misc]
     approve = SubmitField("Allow")
     deny = SubmitField("Deny")

@@ -4,17 +4,19 @@
 from __future__ import annotations
 
 import logging
+import time
 import unicodedata
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from flask import Blueprint, current_app, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
 from ..identity.federation import Upstream, UpstreamError
-from ..identity.users import normalize_username
+from ..identity.users import UserError, normalize_username
 from ..oauth.throttle import FailureThrottle
 from .adapter import app_settings, oauth_server
-from .forms import LoginForm, LogoutForm
+from .forms import LoginForm, LogoutForm, NewPasswordForm
 from .pages import message, page
 from .signin import client_address, current_signin, safe_next, sign_in, sign_out
 
@@ -23,6 +25,9 @@ log = logging.getLogger(__name__)
 bp = Blueprint("login", __name__)
 
 LOGOUT_PATH = "/logout"
+#: The session key of a sign-in that waits for a new password, and how long it waits.
+PENDING_SIGNIN = "pending_signin"
+PASSWORD_CHANGE_SECONDS = 600
 
 
 def _upstream() -> Upstream | None:
@@ -95,10 +100,84 @@ def login() -> Response:
         throttle.failed(username, address)
         current_app.extensions["authserver.events"]("login_failed", username=username)
         return _login_page(form, next_url, "Wrong username or password.", 401)
+    if person.password_must_change:
+        # Issue 16.11: a one-time password (the first admin's, printed to the server's
+        # log) signs nobody in; it only lets its holder choose a password of their own.
+        session.clear()
+        session[PENDING_SIGNIN] = {
+            "uid": person.id,
+            "cred": person.credentials_generation,
+            "next": next_url,
+            "until": int(time.time()) + PASSWORD_CHANGE_SECONDS,
+        }
+        return redirect(url_for("login.new_password"))
     sign_in(person, "password")
     current_app.extensions["authserver.events"](
         "login", user_id=person.id, username=person.username, method="password"
     )
+    return redirect(next_url)
+
+
+@bp.route("/login/new-password", methods=["GET", "POST"])
+def new_password() -> Response:
+    """The sign-in of a one-time password, completed by choosing a new password."""
+    stored = session.get(PENDING_SIGNIN)
+    pending: dict[str, Any] = stored if isinstance(stored, dict) else {}
+    users = current_app.extensions["authserver.users"]
+    person = None
+    if pending and int(pending.get("until", 0)) >= time.time():
+        person = users.get(str(pending.get("uid")))
+    if (
+        person is None
+        or person.disabled
+        or not person.password_must_change
+        or person.credentials_generation != pending.get("cred")
+    ):
+        session.pop(PENDING_SIGNIN, None)
+        return message(
+            "Choose a new password",
+            "Sign in with your one-time password first (it is good for 10 minutes here).",
+            400,
+            error=True,
+            link=url_for("login.login", force="1"),
+            link_text="Sign in",
+        )
+    form = NewPasswordForm()
+    next_url = safe_next(pending.get("next"))
+    username = person.username
+
+    def show(error: str | None, status: int) -> Response:
+        return page(
+            "new_password.html",
+            status,
+            form=form,
+            username=username,
+            error=error,
+            form_targets=_redirect_after(next_url),
+        )
+
+    def again(error: str) -> Response:
+        return show(error, 400)
+
+    if request.method == "GET":
+        return show(None, 200)
+    if not form.validate_on_submit():
+        if form.csrf_token.errors:
+            return again("The form expired. Please try again.")
+        return again("Enter the new password twice.")
+    new = form.password.data
+    if new != form.confirm.data:
+        return again("The two passwords differ.")
+    if users.check_password(person.username, new):
+        return again("Choose a password other than the one-time password.")
+    try:
+        person = users.set_password(person.username, new)
+    except UserError as exc:
+        return again(str(exc).capitalize() + ".")
+    sign_in(person, "password")
+    events = current_app.extensions["authserver.events"]
+    events("password_changed", user_id=person.id, username=person.username, method="one-time")
+    events("login", user_id=person.id, username=person.username, method="password")
     return redirect(next_url)
 
 
