@@ -16,10 +16,12 @@ counted three ways, over the ``limits`` counters of the ephemeral store:
 A refused attempt is not checked (no bcrypt or argon2 is spent on it) and answers 429
 with ``Retry-After``. While the counters' store is down (``DependencyUnavailable``) the
 throttle fails open: attempts are checked, at a hash's cost each, so that static
-clients and people keep signing in through a Redis outage (issue 9.3); the outage is
-logged once by the store. :meth:`FailureThrottle.first` lets callers write one audit row
-per window and key instead of one per attempt, so a guesser cannot grow the audit log
-without bound (issue 9.11).
+clients and people keep signing in through a Redis outage (issue 9.3), and for
+``DEGRADED_SECONDS`` after a failure the store is not even asked, so that they sign in
+at normal speed; the outage is logged once by the store.
+:meth:`FailureThrottle.first` lets callers write one audit row per window and key
+instead of one per attempt, so a guesser cannot grow the audit log without bound
+(issue 9.11).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from typing import Protocol
 from ..errors import DependencyUnavailable
 from ..settings import RateLimitSettings
 
+#: After the counters' store failed, it is not waited on for this long: the throttle
+#: fails open at once (a stalled Redis would cost each attempt its 1 s timeout).
+DEGRADED_SECONDS = 10.0
 #: At most one aggregated audit row per key in this window.
 AUDIT_WINDOW = "1/minute"
 
@@ -41,6 +46,7 @@ class Limiter(Protocol):
     def test(self, limit: str, *identifiers: str) -> bool: ...
     def used(self, limit: str, *identifiers: str) -> bool: ...
     def retry_after(self, limit: str, *identifiers: str) -> int: ...
+    def degraded(self, seconds: float) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,8 @@ class FailureThrottle:
     def refusal(self, account: str, address: str) -> int | None:
         """Seconds to wait before ``account`` may be tried from ``address`` again, or
         ``None``: the attempt may be checked."""
+        if self.limiter.degraded(DEGRADED_SECONDS):
+            return None  # fail open at once, not after the store's timeout
         try:
             return self._refusal(account, address)
         except DependencyUnavailable:
@@ -77,6 +85,8 @@ class FailureThrottle:
 
     def failed(self, account: str, address: str) -> None:
         """Count one failed attempt (not while the store is down)."""
+        if self.limiter.degraded(DEGRADED_SECONDS):
+            return
         try:
             self.limiter.hit(self.per_address, self.name, "addr", address)
             self.limiter.hit(self.per_account_address, self.name, "acct-addr", account, address)
@@ -88,6 +98,8 @@ class FailureThrottle:
         """Whether this is the first ``what`` (e.g. ``"throttled"``) for ``keys`` in
         the audit window: the one to write an audit row for. While the store is down,
         every one is (a row too many rather than one lost)."""
+        if self.limiter.degraded(DEGRADED_SECONDS):
+            return True
         try:
             return self.limiter.hit(AUDIT_WINDOW, self.name, "audit", what, *keys)
         except DependencyUnavailable:

@@ -60,6 +60,10 @@ class EphemeralStore(Protocol):
     def ping(self) -> None:
         """Raise if the backing service cannot be reached."""
 
+    def failed_within(self, seconds: float) -> bool:
+        """Whether a call failed for want of the backing service in the last ``seconds``
+        (what best-effort callers may skip it for, rather than wait on it)."""
+
 
 class RedisEphemeralStore:
     """Redis implementation; ``prefix`` namespaces one deployment's keys.
@@ -91,6 +95,7 @@ class RedisEphemeralStore:
         self._incr = client.register_script(self._INCR)
         self._counter = client.register_script(self._COUNTER)
         self._down_until = 0.0
+        self._failed_at = float("-inf")
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "authserver:") -> RedisEphemeralStore:
@@ -113,7 +118,8 @@ class RedisEphemeralStore:
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             if time.monotonic() >= self._down_until:
                 log.warning("redis is unavailable: %s", exc)
-            self._down_until = time.monotonic() + self.COOL_DOWN
+            self._failed_at = time.monotonic()
+            self._down_until = self._failed_at + self.COOL_DOWN
             raise DependencyUnavailable("redis", retry_after=math.ceil(self.COOL_DOWN) + 1) from exc
 
     def put(self, key: str, value: bytes, ttl: float) -> None:
@@ -152,6 +158,9 @@ class RedisEphemeralStore:
     def ping(self) -> None:
         # Unguarded: a health check wants the real reason, and must not trip the breaker.
         self._redis.ping()
+
+    def failed_within(self, seconds: float) -> bool:
+        return time.monotonic() - self._failed_at < seconds
 
     def close(self) -> None:
         """Close the connection pool (tests; a server keeps it for its lifetime)."""
@@ -249,6 +258,10 @@ class SqlEphemeralStore:
     def ping(self) -> None:
         with self._engine.connect() as conn:
             conn.execute(select(1))
+
+    def failed_within(self, seconds: float) -> bool:
+        # The database's own pool timeouts bound its calls; nothing is skipped.
+        return False
 
     def purge_expired(self) -> int:
         with self._engine.begin() as conn:

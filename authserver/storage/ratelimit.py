@@ -108,6 +108,12 @@ class RateLimits:
     def __init__(self, store: EphemeralStore, namespace: str = "rl:") -> None:
         self.storage = EphemeralRateLimitStorage(store, namespace)
         self._limiter = FixedWindowRateLimiter(self.storage)
+        self._store = store
+
+    def degraded(self, seconds: float) -> bool:
+        """Whether the counters' store failed in the last ``seconds``: a limit that may
+        fail open then need not wait on it (a stalled Redis answers nothing in 1 s)."""
+        return self._store.failed_within(seconds)
 
     def hit(self, limit: str, *identifiers: str) -> bool:
         """Count one attempt; ``False`` if it is over any of the limits."""
