@@ -110,6 +110,49 @@ def code_for(
         "code_challenge_method": "S256",
         **extra,
     }
-    result = redirect_params(authorize(session, base_url, params))
+    result = redirect_params(authorize_confirmed(session, base_url, params))
     assert "code" in result, result
     return result["code"], verifier, result
+
+
+def authorize_confirmed(
+    session: requests.Session, base_url: str, params: dict[str, str]
+) -> requests.Response:
+    """:func:`authorize`, clicking Allow on the confirmation page if one comes: a
+    sign-in this request did not start leaves a public client's code to the person's
+    click (RFC 8252 §8.6, issue 16.13)."""
+    response = authorize(session, base_url, params)
+    if response.status_code == 200 and 'id="approve"' in response.text:
+        response = confirm(session, base_url, response, params)
+    return response
+
+
+def confirm(
+    session: requests.Session,
+    base_url: str,
+    page: requests.Response,
+    params: dict[str, str],
+    answer: str = "approve",
+) -> requests.Response:
+    """Click Allow (or Deny) on the consent or confirmation page of ``params``."""
+    return session.post(
+        base_url + "/oauth2/authorize",
+        params=params,
+        data={"csrf_token": form_field(page.text, "csrf_token"), answer: "1"},
+        allow_redirects=False,
+        timeout=10,
+    )
+
+
+def flask_authorize(client: Any, query: dict[str, str]) -> Any:
+    """GET the authorization endpoint with a Flask test client, clicking Allow on the
+    confirmation page if one comes (a sign-in this request did not start, issue 16.13)."""
+    response = client.get("/oauth2/authorize", query_string=query)
+    text = response.get_data(as_text=True)
+    if response.status_code == 200 and 'id="approve"' in text:
+        response = client.post(
+            "/oauth2/authorize",
+            query_string=query,
+            data={"csrf_token": form_field(text, "csrf_token"), "approve": "1"},
+        )
+    return response

@@ -349,7 +349,7 @@ def test_a_third_party_client_may_not_ask_for_the_admin_api(make_app: Any) -> No
     gets ``invalid_target`` (RFC 8707 §2) for the admin API; a first-party one may."""
     from urllib.parse import parse_qs, urlsplit
 
-    from .people import pkce_pair
+    from .people import flask_authorize, pkce_pair
     from .test_refresh_tokens import flask_sign_in, new_local_user
 
     app = make_app()
@@ -374,13 +374,9 @@ def test_a_third_party_client_may_not_ask_for_the_admin_api(make_app: Any) -> No
     assert third.status_code == 302
     query = parse_qs(urlsplit(third.headers["Location"]).query)
     assert query["error"] == ["invalid_target"]
-    first = client.get(
-        "/oauth2/authorize",
-        query_string={
-            **common,
-            "client_id": "cli",
-            "redirect_uri": "http://127.0.0.1:43210/callback",
-        },
+    first = flask_authorize(
+        client,
+        {**common, "client_id": "cli", "redirect_uri": "http://127.0.0.1:43210/callback"},
     )
     assert first.status_code == 302
     assert "code" in parse_qs(urlsplit(first.headers["Location"]).query)

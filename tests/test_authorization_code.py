@@ -28,7 +28,16 @@ from flask.testing import FlaskClient
 from authserver.oauth.grants import authorization_code
 
 from .conftest import AUDIENCES, SECRETS, AppFactory, LiveServer
-from .people import PASSWORD, authorize, form_field, pkce_pair, redirect_params, signed_in_session
+from .people import (
+    PASSWORD,
+    authorize,
+    authorize_confirmed,
+    flask_authorize,
+    form_field,
+    pkce_pair,
+    redirect_params,
+    signed_in_session,
+)
 
 CLI_SCOPE = "openid profile email offline_access"
 
@@ -78,7 +87,10 @@ def query_of(url: str) -> dict[str, str]:
 def visit(browser: requests.Session, server: LiveServer, url: str) -> requests.Response:
     """Open an authorization URL in the browser; the last response of our server."""
     assert url.startswith(server.url + "/oauth2/authorize?")
-    return authorize(browser, server.url, query_of(url))
+    query = query_of(url)
+    if query["client_id"] == "cli":  # public: the person confirms (issue 16.13)
+        return authorize_confirmed(browser, server.url, query)
+    return authorize(browser, server.url, query)  # the caller answers the consent page
 
 
 def token_request(server: LiveServer, data: dict[str, str], **kwargs: Any) -> requests.Response:
@@ -133,7 +145,7 @@ def cli_code(
         "code_challenge": challenge,
         "code_challenge_method": "S256",
     }
-    result = redirect_params(authorize(browser, server.url, params))
+    result = redirect_params(authorize_confirmed(browser, server.url, params))
     assert "code" in result, result
     return result["code"], verifier, redirect_uri
 
@@ -639,9 +651,9 @@ def client_login(client: FlaskClient, username: str) -> None:
 
 def client_code(client: FlaskClient, redirect_uri: str) -> tuple[str, str]:
     verifier, challenge = pkce_pair()
-    response = client.get(
-        "/oauth2/authorize",
-        query_string={
+    response = flask_authorize(
+        client,
+        {
             "response_type": "code",
             "client_id": "cli",
             "redirect_uri": redirect_uri,

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import jwt
 import pytest
 
-from .people import PASSWORD, form_field, pkce_pair
+from .people import PASSWORD, flask_authorize, form_field, pkce_pair
 
 
 @pytest.mark.parametrize("algorithm", ["ES256", "EdDSA"])
@@ -28,9 +28,9 @@ def test_id_tokens_are_rs256_when_access_tokens_are_not(make_app, algorithm: str
     )
     verifier, challenge = pkce_pair()
     redirect_uri = "http://127.0.0.1:40000/callback"
-    response = client.get(
-        "/oauth2/authorize",
-        query_string={
+    response = flask_authorize(
+        client,
+        {
             "response_type": "code",
             "client_id": "cli",
             "redirect_uri": redirect_uri,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlsplit
+
 import pytest
 from flask import Flask
 
@@ -200,7 +202,6 @@ def test_public_client_confirms_when_the_sign_in_is_not_fresh(
 
     app.extensions["authserver.users"].create_local("nina", PASSWORD, "user")
     client = app.test_client()
-    assert _login(client, "nina", PASSWORD).status_code == 302
     _, challenge = pkce_pair()
     query = {
         "response_type": "code",
@@ -210,9 +211,11 @@ def test_public_client_confirms_when_the_sign_in_is_not_fresh(
         "code_challenge_method": "S256",
         "scope": "openid offline_access",
     }
-    fresh = client.get("/oauth2/authorize", query_string=query)
-    assert fresh.status_code == 302  # just signed in: the sign-in was the interaction
+    to_login = client.get("/oauth2/authorize", query_string=query)
+    assert to_login.status_code == 302
+    assert to_login.headers["Location"].startswith("/login?")
     monkeypatch.setattr(authorize, "FRESH_SIGNIN_SECONDS", -1)
+    assert _login(client, "nina", PASSWORD, "/").status_code == 302
     page = client.get("/oauth2/authorize", query_string=query)
     assert page.status_code == 200
     assert "Allow" in page.text
@@ -311,3 +314,56 @@ def test_a_fullwidth_username_signs_in_as_the_same_person(app: Flask) -> None:
     response = _login(client, "\uff23\uff41\uff52\uff4f\uff4c", PASSWORD)  # fullwidth Carol
     assert response.status_code == 302
     assert "carol" in client.get("/").text
+
+
+def _cli_query(port: int) -> dict[str, str]:
+    from .people import pkce_pair
+
+    _, challenge = pkce_pair()
+    return {
+        "response_type": "code",
+        "client_id": "cli",
+        "redirect_uri": f"http://127.0.0.1:{port}/callback",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "scope": "openid offline_access",
+        "state": "s-" + str(port),
+    }
+
+
+def test_a_fresh_sign_in_spares_the_click_only_for_the_request_that_asked_for_it(
+    app: Flask,
+) -> None:
+    """Issue 16.13 (RFC 8252 §8.6): the sign-in an authorization request sent the
+    person to is the interaction for that request, once; any other request of a public
+    client within the same minutes (another local program's) gets the confirmation."""
+    app.extensions["authserver.users"].create_local("olga", PASSWORD, "user")
+    client = app.test_client()
+    asked = _cli_query(40003)
+    to_login = client.get("/oauth2/authorize", query_string=asked)
+    assert to_login.status_code == 302
+    next_url = dict(parse_qsl(urlsplit(to_login.headers["Location"]).query))["next"]
+    signed_in = _login(client, "olga", PASSWORD, next_url)
+    assert signed_in.status_code == 302
+    assert signed_in.headers["Location"] == next_url
+    issued = client.get(next_url)
+    assert issued.status_code == 302
+    assert issued.headers["Location"].startswith("http://127.0.0.1:40003/callback?code=")
+
+    # Another program's request, seconds later: the person is asked.
+    other = client.get("/oauth2/authorize", query_string=_cli_query(40004))
+    assert other.status_code == 200
+    assert 'id="approve"' in other.text
+    # And the same request again (its one exemption is used up): asked too.
+    again = client.get("/oauth2/authorize", query_string=asked)
+    assert again.status_code == 200
+    assert 'id="approve"' in again.text
+
+
+def test_a_sign_in_not_started_by_the_request_does_not_spare_the_click(app: Flask) -> None:
+    app.extensions["authserver.users"].create_local("pia", PASSWORD, "user")
+    client = app.test_client()
+    assert _login(client, "pia", PASSWORD).status_code == 302
+    page = client.get("/oauth2/authorize", query_string=_cli_query(40005))
+    assert page.status_code == 200
+    assert 'id="approve"' in page.text

@@ -18,7 +18,15 @@ import yaml
 from flask.testing import FlaskClient
 
 from .conftest import SECRETS, AppFactory, LiveServer
-from .people import PASSWORD, authorize, form_field, login, pkce_pair, signed_in_session
+from .people import (
+    PASSWORD,
+    authorize,
+    authorize_confirmed,
+    form_field,
+    login,
+    pkce_pair,
+    signed_in_session,
+)
 
 WEBAPP_REDIRECT = "https://app.example.com/cb"
 WEBAPP_BYE = "https://app.example.com/bye"
@@ -98,7 +106,8 @@ def assert_login_page(response: requests.Response) -> None:
 
 def cli_tokens(browser: requests.Session, server: LiveServer, scope: str) -> dict[str, Any]:
     params, verifier = cli_params(scope)
-    result = client_redirect(authorize(browser, server.url, params), params["redirect_uri"])
+    response = authorize_confirmed(browser, server.url, params)
+    result = client_redirect(response, params["redirect_uri"])
     response = requests.post(
         server.url + "/oauth2/token",
         data={
@@ -272,7 +281,17 @@ def test_email_claim_only_with_the_email_scope(make_app: AppFactory) -> None:
 
     def token(scope: str) -> dict[str, Any]:
         params, verifier = cli_params(scope)
-        response = client.get("/oauth2/authorize", query_string=params)
+        page = client.get("/oauth2/authorize", query_string=params)
+        # A session this request did not start: the person confirms (issue 16.13).
+        assert 'id="approve"' in page.get_data(as_text=True)
+        response = client.post(
+            "/oauth2/authorize",
+            query_string=params,
+            data={
+                "csrf_token": form_field(page.get_data(as_text=True), "csrf_token"),
+                "approve": "1",
+            },
+        )
         assert response.status_code == 302, response.get_data(as_text=True)
         code = query_of(response.headers["Location"])["code"]
         issued = client.post(
@@ -331,10 +350,20 @@ def test_prompt_none_without_a_session_is_login_required(live_server: LiveServer
 def test_prompt_none_with_a_session_gives_a_code(
     live_server: LiveServer, browser: requests.Session
 ) -> None:
-    params, _ = cli_params(prompt="none")
-    result = client_redirect(authorize(browser, live_server.url, params), params["redirect_uri"])
+    """OIDC Core §3.1.2.1 with a confidential client whose consent is remembered. A
+    public client's code always needs an interaction for its very request (RFC 8252
+    §8.6, issue 16.13), which prompt=none forbids: consent_required."""
+    params = webapp_params()
+    page = authorize(browser, live_server.url, params)
+    client_redirect(submit_form(browser, live_server, page, approve="1"), WEBAPP_REDIRECT)
+    quiet = webapp_params(prompt="none")
+    result = client_redirect(authorize(browser, live_server.url, quiet), WEBAPP_REDIRECT)
     assert "code" in result
-    assert result["state"] == params["state"]
+    assert result["state"] == quiet["state"]
+    public, _ = cli_params(prompt="none")
+    refused = client_redirect(authorize(browser, live_server.url, public), public["redirect_uri"])
+    assert refused["error"] == "consent_required"
+    assert refused["state"] == public["state"]
 
 
 def test_without_a_session_the_login_page_comes_first(live_server: LiveServer) -> None:
@@ -407,7 +436,11 @@ def test_max_age_within_the_sign_in_gives_a_code(
     live_server: LiveServer, browser: requests.Session
 ) -> None:
     params, _ = cli_params(max_age="3600")
-    result = client_redirect(authorize(browser, live_server.url, params), params["redirect_uri"])
+    page = authorize(browser, live_server.url, params)
+    assert page.status_code == 200  # the confirmation, not the login page: recent enough
+    assert 'id="approve"' in page.text
+    confirmed = authorize_confirmed(browser, live_server.url, params)
+    result = client_redirect(confirmed, params["redirect_uri"])
     assert "code" in result
 
 
@@ -562,7 +595,7 @@ def test_every_advertised_endpoint_answers(live_server: LiveServer) -> None:
 def is_signed_in(browser: requests.Session, server: LiveServer) -> bool:
     """Whether an authorization in this browser goes straight back with a code."""
     params, _ = cli_params()
-    response = authorize(browser, server.url, params)
+    response = authorize_confirmed(browser, server.url, params)
     if response.status_code == 200:
         assert_login_page(response)
         return False

@@ -129,18 +129,26 @@ def flask_sign_in(app: Flask, username: str, address: str = "127.0.0.1") -> Flas
 def flask_tokens(client: FlaskClient, scope: str = OFFLINE_SCOPE) -> dict[str, Any]:
     """The code flow for ``cli`` through a signed-in test client: the token response."""
     verifier, challenge = pkce_pair()
-    response = client.get(
-        "/oauth2/authorize",
-        query_string={
-            "response_type": "code",
-            "client_id": "cli",
-            "redirect_uri": REDIRECT_URI,
-            "scope": scope,
-            "state": "s",
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-        },
-    )
+    query = {
+        "response_type": "code",
+        "client_id": "cli",
+        "redirect_uri": REDIRECT_URI,
+        "scope": scope,
+        "state": "s",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    response = client.get("/oauth2/authorize", query_string=query)
+    if response.status_code == 200 and 'id="approve"' in response.get_data(as_text=True):
+        # The sign-in was not started by this request: the person clicks (issue 16.13).
+        response = client.post(
+            "/oauth2/authorize",
+            query_string=query,
+            data={
+                "csrf_token": form_field(response.get_data(as_text=True), "csrf_token"),
+                "approve": "1",
+            },
+        )
     assert response.status_code == 302, response.get_data(as_text=True)
     query = parse_qs(urlsplit(response.headers["Location"]).query)
     assert "code" in query, query

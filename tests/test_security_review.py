@@ -22,7 +22,7 @@ from .conftest import (
     stop_server,
     upgrade_with_cli,
 )
-from .people import PASSWORD, authorize, signed_in_session
+from .people import PASSWORD, authorize, authorize_confirmed, signed_in_session
 from .test_oidc import (
     WEBAPP_REDIRECT,
     assert_consent_page,
@@ -134,7 +134,7 @@ def test_password_reset_ends_existing_sessions(server: LiveServer) -> None:
     assert created.returncode == 0, created.stderr
     browser = signed_in_session(server.url, "dave")
     params, _ = cli_params("openid")
-    first = authorize(browser, server.url, params)
+    first = authorize_confirmed(browser, server.url, params)
     assert "code" in client_redirect(first, params["redirect_uri"])
 
     admin_token = person_tokens(server, "boss", admin_api(server))["access_token"]
@@ -151,7 +151,8 @@ def test_password_reset_ends_existing_sessions(server: LiveServer) -> None:
     # ... with the new password, after which codes flow again.
     fresh = signed_in_session(server.url, "dave", "a brand new one!")
     params, _ = cli_params("openid")
-    assert "code" in client_redirect(authorize(fresh, server.url, params), params["redirect_uri"])
+    again_ok = authorize_confirmed(fresh, server.url, params)
+    assert "code" in client_redirect(again_ok, params["redirect_uri"])
 
 
 # -- 16.9 an access token is not an id_token_hint --------------------------------------
@@ -169,7 +170,7 @@ def test_access_token_as_id_token_hint_asks_for_confirmation(server: LiveServer)
     assert response.status_code == 200, response.headers
     assert 'action="/logout' in response.text  # the confirmation, not a sign-out
     params, _ = cli_params("openid")
-    still = authorize(browser, server.url, params)
+    still = authorize_confirmed(browser, server.url, params)
     assert "code" in client_redirect(still, params["redirect_uri"])
     # The ID token itself still signs out at once.
     gone = browser.get(

@@ -6,6 +6,7 @@ only knows who is signed in and what the person clicked.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from urllib.parse import urlencode
 
@@ -19,13 +20,13 @@ from ..oauth.metadata import admin_api_audience
 from .adapter import authorization_request, oauth_server, to_flask
 from .forms import ConsentForm
 from .pages import message, page
-from .signin import current_signin
+from .signin import SIGNED_IN_FOR, SIGNIN_FOR, current_signin
 
 bp = Blueprint("authorize", __name__)
 
 AUTHORIZE_PATH = "/oauth2/authorize"
 #: A public client gets a code without a confirmation click only this soon after the
-#: person signed in for it.
+#: person signed in for that very authorization request.
 FRESH_SIGNIN_SECONDS = 300
 
 SCOPE_DESCRIPTIONS = {
@@ -63,6 +64,18 @@ def _login_url(prompts: frozenset[str]) -> str:
     return url_for("login.login", next=AUTHORIZE_PATH + "?" + urlencode(args), force="1")
 
 
+def _request_key(auth: AuthorizationRequest) -> str:
+    """What names one authorization request: its client, redirect URI, PKCE challenge
+    and state (the challenge is fresh for each request a client makes)."""
+    parts = (
+        auth.client.client_id,
+        auth.redirect_uri,
+        request.args.get("code_challenge", ""),
+        request.args.get("state", ""),
+    )
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
 def _consent_key(auth: AuthorizationRequest) -> str:
     """What a remembered consent covers: the client, the scopes and the audience
     (issue 16.5: consent to one resource is not consent to another)."""
@@ -87,6 +100,7 @@ def authorize() -> Response:
         if "none" in auth.prompts:
             # OIDC Core §3.1.2.6.
             return _error(LoginRequiredError(redirect_uri=auth.redirect_uri, state=state))
+        session[SIGNIN_FOR] = _request_key(auth)
         return redirect(_login_url(auth.prompts))
     consents: list[str] = session.get("consents", [])
     needs_consent = auth.client.consent and (
@@ -94,9 +108,15 @@ def authorize() -> Response:
     )
     # RFC 8252 §8.6: a public client's identity cannot be assured (any program can
     # listen on a loopback port), so its codes are not issued without the person
-    # doing something: a sign-in just now, or a click on the confirmation page.
-    silent = signin.method == "proxy" or time.time() - signin.auth_time > FRESH_SIGNIN_SECONDS
-    confirm_public = auth.client.is_public and ("consent" in auth.prompts or silent)
+    # doing something for this very request: the sign-in it sent them to, just now
+    # and once (issue 16.13), or a click on the confirmation page.
+    signed_in_for = session.pop(SIGNED_IN_FOR, None) if auth.client.is_public else None
+    fresh = (
+        signin.method != "proxy"
+        and signed_in_for == _request_key(auth)
+        and time.time() - signin.auth_time <= FRESH_SIGNIN_SECONDS
+    )
+    confirm_public = auth.client.is_public and ("consent" in auth.prompts or not fresh)
     needs_consent = needs_consent or confirm_public
     if needs_consent:
         if "none" in auth.prompts:

@@ -18,7 +18,14 @@ from ..oauth.throttle import FailureThrottle
 from .adapter import app_settings, oauth_server
 from .forms import LoginForm, LogoutForm, NewPasswordForm
 from .pages import message, page
-from .signin import client_address, current_signin, safe_next, sign_in, sign_out
+from .signin import (
+    clear_keeping_signin_for,
+    client_address,
+    current_signin,
+    safe_next,
+    sign_in,
+    sign_out,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +110,7 @@ def login() -> Response:
     if person.password_must_change:
         # Issue 16.11: a one-time password (the first admin's, printed to the server's
         # log) signs nobody in; it only lets its holder choose a password of their own.
-        session.clear()
+        clear_keeping_signin_for()
         session[PENDING_SIGNIN] = {
             "uid": person.id,
             "cred": person.credentials_generation,

@@ -78,8 +78,17 @@ def _find_signin() -> SignedIn | None:
     return SignedIn(person=person, auth_time=float(auth_time), method=str(session.get("method")))
 
 
+#: Session keys: the authorization request that sent the person to sign in, and,
+#: once they have, the request that sign-in was for (RFC 8252 §8.6, issue 16.13).
+SIGNIN_FOR = "signin_for"
+SIGNED_IN_FOR = "signed_in_for"
+
+
 def sign_in(person: Person, method: str) -> None:
-    """A fresh session (never reuse one across a sign-in: session fixation)."""
+    """A fresh session (never reuse one across a sign-in: session fixation). What the
+    sign-in was started for (:data:`SIGNIN_FOR`) is carried over as
+    :data:`SIGNED_IN_FOR`, for the authorization endpoint to use once."""
+    started_for = session.get(SIGNIN_FOR)
     session.clear()
     session.permanent = True
     session.update(
@@ -89,7 +98,17 @@ def sign_in(person: Person, method: str) -> None:
         method=method,
         cred=getattr(person, "credentials_generation", 0),
     )
+    if isinstance(started_for, str):
+        session[SIGNED_IN_FOR] = started_for
     g.pop("authserver_signin", None)
+
+
+def clear_keeping_signin_for() -> None:
+    """Empty the session but for what a sign-in under way was started for."""
+    started_for = session.get(SIGNIN_FOR)
+    session.clear()
+    if isinstance(started_for, str):
+        session[SIGNIN_FOR] = started_for
 
 
 def sign_out() -> None:
