@@ -22,6 +22,7 @@ from .people import (
     PASSWORD,
     authorize,
     authorize_confirmed,
+    flask_authorize,
     form_field,
     login,
     pkce_pair,
@@ -281,17 +282,7 @@ def test_email_claim_only_with_the_email_scope(make_app: AppFactory) -> None:
 
     def token(scope: str) -> dict[str, Any]:
         params, verifier = cli_params(scope)
-        page = client.get("/oauth2/authorize", query_string=params)
-        # A session this request did not start: the person confirms (issue 16.13).
-        assert 'id="approve"' in page.get_data(as_text=True)
-        response = client.post(
-            "/oauth2/authorize",
-            query_string=params,
-            data={
-                "csrf_token": form_field(page.get_data(as_text=True), "csrf_token"),
-                "approve": "1",
-            },
-        )
+        response = flask_authorize(client, params)  # the person confirms (issue 16.13)
         assert response.status_code == 302, response.get_data(as_text=True)
         code = query_of(response.headers["Location"])["code"]
         issued = client.post(

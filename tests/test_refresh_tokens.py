@@ -27,7 +27,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from .conftest import SECRETS, AppFactory, LiveServer
-from .people import PASSWORD, code_for, form_field, pkce_pair, signed_in_session
+from .people import PASSWORD, code_for, flask_authorize, form_field, pkce_pair, signed_in_session
 
 REDIRECT_URI = "http://127.0.0.1:43210/callback"
 OFFLINE_SCOPE = "openid profile offline_access"
@@ -138,17 +138,7 @@ def flask_tokens(client: FlaskClient, scope: str = OFFLINE_SCOPE) -> dict[str, A
         "code_challenge": challenge,
         "code_challenge_method": "S256",
     }
-    response = client.get("/oauth2/authorize", query_string=query)
-    if response.status_code == 200 and 'id="approve"' in response.get_data(as_text=True):
-        # The sign-in was not started by this request: the person clicks (issue 16.13).
-        response = client.post(
-            "/oauth2/authorize",
-            query_string=query,
-            data={
-                "csrf_token": form_field(response.get_data(as_text=True), "csrf_token"),
-                "approve": "1",
-            },
-        )
+    response = flask_authorize(client, query)  # the person confirms (issue 16.13)
     assert response.status_code == 302, response.get_data(as_text=True)
     query = parse_qs(urlsplit(response.headers["Location"]).query)
     assert "code" in query, query

@@ -23,6 +23,7 @@ from .conftest import (
     upgrade_with_cli,
 )
 from .people import PASSWORD, authorize, authorize_confirmed, signed_in_session
+from .test_authorization_code import introspect
 from .test_oidc import (
     WEBAPP_REDIRECT,
     assert_consent_page,
@@ -188,22 +189,11 @@ def test_access_token_as_id_token_hint_asks_for_confirmation(server: LiveServer)
 
 
 def test_introspection_refuses_tokens_for_other_audiences(server: LiveServer) -> None:
-    def introspect(token: str) -> dict[str, Any]:
-        response = requests.post(
-            server.url + "/oauth2/introspect",
-            data={"token": token},
-            auth=("rs", SECRETS["rs"]),
-            timeout=10,
-        )
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
     admin_token = person_tokens(server, "boss", admin_api(server))["access_token"]
-    assert introspect(admin_token) == {"active": False}
+    assert introspect(server, admin_token) == {"active": False}
     # A token for a configured audience is still described to the resource server.
     for_api = person_tokens(server, "carol", AUDIENCES[0])["access_token"]
-    body = introspect(for_api)
+    body = introspect(server, for_api)
     assert body["active"] is True
     assert body["aud"] == AUDIENCES[0]
 
