@@ -741,3 +741,38 @@ def test_logout_with_a_hint_of_someone_else_asks_first(
     assert "Location" not in response.headers
     assert 'name="csrf_token"' in response.text
     assert is_signed_in(browser, live_server)
+
+
+def test_claims_supported_advertises_what_is_issued(make_app: AppFactory) -> None:
+    """Issue 16 "Also": OIDC Discovery §3 ``claims_supported`` names the claims of our ID
+    tokens and userinfo, no more and no fewer."""
+    app = make_app()
+    dana = app.extensions["authserver.users"].federated(
+        "https://idp.example.com",
+        "dana-1",
+        email="dana@example.com",
+        name="Dana",
+        groups=["viewers"],
+        email_verified=True,
+    )
+    client = app.test_client()
+    _session_for(client, dana.id)
+    params, verifier = cli_params("openid profile email groups roles", nonce="n-1")
+    response = flask_authorize(client, params)
+    code = query_of(response.headers["Location"])["code"]
+    issued = client.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": params["redirect_uri"],
+            "client_id": "cli",
+            "code_verifier": verifier,
+        },
+    ).get_json()
+    id_token = jwt.decode(issued["id_token"], options={"verify_signature": False})
+    info = client.get(
+        "/oauth2/userinfo", headers={"Authorization": f"Bearer {issued['access_token']}"}
+    ).get_json()
+    advertised = set(client.get("/.well-known/openid-configuration").get_json()["claims_supported"])
+    assert advertised == set(id_token) | set(info)
