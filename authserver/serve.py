@@ -65,8 +65,8 @@ class _Arrivals:
         with self._lock:
             self._waiting.pop(threading.get_ident(), None)
 
-    def expire(self, now: float) -> int:
-        """Shut down every connection past its deadline; how many there were."""
+    def expire(self, now: float) -> None:
+        """Answer 408 to and shut down every connection past its deadline."""
         with self._lock:
             late = [ident for ident, (deadline, _) in self._waiting.items() if deadline <= now]
             conns = [self._waiting.pop(ident)[1] for ident in late]
@@ -79,7 +79,6 @@ class _Arrivals:
                     # The plain socket's shutdown (not SSLSocket's, which would drop its
                     # TLS state under the reading thread): the blocked read returns b"".
                     socket.socket.shutdown(sock, socket.SHUT_RDWR)
-        return len(conns)
 
     def watch(self, alive: Callable[[], bool]) -> None:
         while alive():

@@ -136,25 +136,22 @@ def main() -> int:
     threads += [threading.Thread(target=family, args=(n, t)) for n, t in enumerate(families)]
     for thread in threads:
         thread.start()
+    faults = [
+        ("Redis paused", own_redis.pause, own_redis.resume),
+        ("PostgreSQL stopped", own_pg.stop, own_pg.start),
+    ]
     results = []
     try:
         time.sleep(5)
-        redis_window = Window(time.monotonic())
-        own_redis.pause()
-        time.sleep(args.outage)
-        own_redis.resume()
-        redis_window.end = time.monotonic()
-        time.sleep(10)
-        lost_after_redis = set(record.families_lost)
-
-        pg_window = Window(time.monotonic())
-        own_pg.stop()
-        time.sleep(args.outage)
-        own_pg.start()
-        pg_window.end = time.monotonic()
-        time.sleep(10)
-        results = [("Redis paused", redis_window, lost_after_redis)]
-        results.append(("PostgreSQL stopped", pg_window, record.families_lost - lost_after_redis))
+        for name, begin, end in faults:
+            lost_before = set(record.families_lost)
+            window = Window(time.monotonic())
+            begin()
+            time.sleep(args.outage)
+            end()
+            window.end = time.monotonic()
+            time.sleep(10)  # recovery: a family lost as the fault ends counts for it
+            results.append((name, window, record.families_lost - lost_before))
     finally:
         stop.set()
         for thread in threads:

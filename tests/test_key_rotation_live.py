@@ -25,6 +25,7 @@ from .conftest import (
     stop_server,
     upgrade_with_cli,
 )
+from .test_faults_redis import client_credentials
 
 pytestmark = pytest.mark.live
 
@@ -53,12 +54,7 @@ def kid_of(token: str) -> str:
 
 
 def issue(url: str) -> str:
-    response = requests.post(
-        url + "/oauth2/token",
-        data={"grant_type": "client_credentials", "scope": "all"},
-        auth=("ci", SECRETS["ci"]),
-        timeout=10,
-    )
+    response = client_credentials(url)
     assert response.status_code == 200, response.text
     return str(response.json()["access_token"])
 

@@ -267,6 +267,27 @@ def _session_for(client: FlaskClient, user_id: str) -> None:
         )
 
 
+def _flask_cli_tokens(client: FlaskClient, scope: str, **extra: str) -> dict[str, Any]:
+    """The code flow for ``cli`` through a signed-in test client: the token response."""
+    params, verifier = cli_params(scope, **extra)
+    response = flask_authorize(client, params)  # the person confirms (issue 16.13)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    code = query_of(response.headers["Location"])["code"]
+    issued = client.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": params["redirect_uri"],
+            "client_id": "cli",
+            "code_verifier": verifier,
+        },
+    )
+    assert issued.status_code == 200, issued.get_data(as_text=True)
+    body: dict[str, Any] = issued.get_json()
+    return body
+
+
 def test_email_claim_only_with_the_email_scope(make_app: AppFactory) -> None:
     """A federated person has an email address; userinfo shows it for ``email`` only."""
     app = make_app()
@@ -281,23 +302,7 @@ def test_email_claim_only_with_the_email_scope(make_app: AppFactory) -> None:
     _session_for(client, carol.id)
 
     def token(scope: str) -> dict[str, Any]:
-        params, verifier = cli_params(scope)
-        response = flask_authorize(client, params)  # the person confirms (issue 16.13)
-        assert response.status_code == 302, response.get_data(as_text=True)
-        code = query_of(response.headers["Location"])["code"]
-        issued = client.post(
-            "/oauth2/token",
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": params["redirect_uri"],
-                "client_id": "cli",
-                "code_verifier": verifier,
-            },
-        )
-        assert issued.status_code == 200, issued.get_data(as_text=True)
-        body: dict[str, Any] = issued.get_json()
-        return body
+        return _flask_cli_tokens(client, scope)
 
     def info(access_token: str) -> dict[str, Any]:
         response = client.get(
@@ -757,19 +762,7 @@ def test_claims_supported_advertises_what_is_issued(make_app: AppFactory) -> Non
     )
     client = app.test_client()
     _session_for(client, dana.id)
-    params, verifier = cli_params("openid profile email groups roles", nonce="n-1")
-    response = flask_authorize(client, params)
-    code = query_of(response.headers["Location"])["code"]
-    issued = client.post(
-        "/oauth2/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": params["redirect_uri"],
-            "client_id": "cli",
-            "code_verifier": verifier,
-        },
-    ).get_json()
+    issued = _flask_cli_tokens(client, "openid profile email groups roles", nonce="n-1")
     id_token = jwt.decode(issued["id_token"], options={"verify_signature": False})
     info = client.get(
         "/oauth2/userinfo", headers={"Authorization": f"Bearer {issued['access_token']}"}

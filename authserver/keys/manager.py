@@ -242,14 +242,14 @@ class KeyManager:
         self._repository.withdraw_older_than(record.generation)
         self._reload()
 
-    def _immediate_rotation_due(self, records: Sequence[KeyRecord], now: datetime) -> bool:
-        """Whether the signing key came from ``rotate(immediate=True)`` (it signed as
-        soon as it was made, with older keys before it) and every worker has had the
-        time to switch to it, while older keys are still there to withdraw."""
-        active = _active(records, now)
+    def _immediate_rotation_due(
+        self, records: Sequence[KeyRecord], active: KeyRecord, now: datetime
+    ) -> bool:
+        """Whether the signing key ``active`` came from ``rotate(immediate=True)`` (it
+        signed as soon as it was made, with older keys before it) and every worker has
+        had the time to switch to it, while older keys are still there to withdraw."""
         return (
-            active is not None
-            and active.activates_at - active.created_at < self._publish_ahead / 2
+            active.activates_at - active.created_at < self._publish_ahead / 2
             and any(r.generation < active.generation for r in records)
             and now >= active.activates_at + timedelta(seconds=self.propagation_seconds)
         )
@@ -259,7 +259,7 @@ class KeyManager:
         list changed."""
         now = self._now()
         active = _active(records, now)
-        if active is not None and self._immediate_rotation_due(records, now):
+        if active is not None and self._immediate_rotation_due(records, active, now):
             self._repository.withdraw_older_than(active.generation)
             return True
         if active is None:

@@ -26,11 +26,14 @@ instead of one per attempt, so a guesser cannot grow the audit log without bound
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ..errors import DependencyUnavailable
 from ..settings import RateLimitSettings
+
+T = TypeVar("T")
 
 #: After the counters' store failed, it is not waited on for this long: the throttle
 #: fails open at once (a stalled Redis would cost each attempt its 1 s timeout).
@@ -63,12 +66,7 @@ class FailureThrottle:
     def refusal(self, account: str, address: str) -> int | None:
         """Seconds to wait before ``account`` may be tried from ``address`` again, or
         ``None``: the attempt may be checked."""
-        if self.limiter.degraded(DEGRADED_SECONDS):
-            return None  # fail open at once, not after the store's timeout
-        try:
-            return self._refusal(account, address)
-        except DependencyUnavailable:
-            return None
+        return self._fail_open(None, self._refusal, account, address)
 
     def _refusal(self, account: str, address: str) -> int | None:
         for limit, keys in (
@@ -85,25 +83,30 @@ class FailureThrottle:
 
     def failed(self, account: str, address: str) -> None:
         """Count one failed attempt (not while the store is down)."""
-        if self.limiter.degraded(DEGRADED_SECONDS):
-            return
-        try:
-            self.limiter.hit(self.per_address, self.name, "addr", address)
-            self.limiter.hit(self.per_account_address, self.name, "acct-addr", account, address)
-            self.limiter.hit(self.per_account, self.name, "acct", account)
-        except DependencyUnavailable:
-            return
+        self._fail_open(None, self._count_failure, account, address)
+
+    def _count_failure(self, account: str, address: str) -> None:
+        self.limiter.hit(self.per_address, self.name, "addr", address)
+        self.limiter.hit(self.per_account_address, self.name, "acct-addr", account, address)
+        self.limiter.hit(self.per_account, self.name, "acct", account)
 
     def first(self, what: str, *keys: str) -> bool:
         """Whether this is the first ``what`` (e.g. ``"throttled"``) for ``keys`` in
         the audit window: the one to write an audit row for. While the store is down,
         every one is (a row too many rather than one lost)."""
+        return self._fail_open(
+            True, self.limiter.hit, AUDIT_WINDOW, self.name, "audit", what, *keys
+        )
+
+    def _fail_open(self, default: T, call: Callable[..., T], *args: str) -> T:
+        """``call(*args)``, or ``default`` when the counters' store is down, or failed in
+        the last ``DEGRADED_SECONDS`` (then it is not waited on)."""
         if self.limiter.degraded(DEGRADED_SECONDS):
-            return True
+            return default
         try:
-            return self.limiter.hit(AUDIT_WINDOW, self.name, "audit", what, *keys)
+            return call(*args)
         except DependencyUnavailable:
-            return True
+            return default
 
 
 def client_auth_throttle(limiter: Limiter, limits: RateLimitSettings) -> FailureThrottle:

@@ -153,7 +153,7 @@ def new_password() -> Response:
     next_url = safe_next(pending.get("next"))
     username = person.username
 
-    def show(error: str | None, status: int) -> Response:
+    def show(error: str | None, status: int = 400) -> Response:
         return page(
             "new_password.html",
             status,
@@ -163,24 +163,21 @@ def new_password() -> Response:
             form_targets=_redirect_after(next_url),
         )
 
-    def again(error: str) -> Response:
-        return show(error, 400)
-
     if request.method == "GET":
         return show(None, 200)
     if not form.validate_on_submit():
         if form.csrf_token.errors:
-            return again("The form expired. Please try again.")
-        return again("Enter the new password twice.")
+            return show("The form expired. Please try again.")
+        return show("Enter the new password twice.")
     new = form.password.data
     if new != form.confirm.data:
-        return again("The two passwords differ.")
+        return show("The two passwords differ.")
     if users.check_password(person.username, new):
-        return again("Choose a password other than the one-time password.")
+        return show("Choose a password other than the one-time password.")
     try:
         person = users.set_password(person.username, new)
     except UserError as exc:
-        return again(str(exc).capitalize() + ".")
+        return show(str(exc).capitalize() + ".")
     sign_in(person, "password")
     events = current_app.extensions["authserver.events"]
     events("password_changed", user_id=person.id, username=person.username, method="one-time")
