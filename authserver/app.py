@@ -8,6 +8,7 @@ from flask import Flask
 from flask_migrate import Migrate
 
 from .identity.federation import Upstream
+from .identity.forward_auth import ForwardAuth, HostRules
 from .identity.service_accounts import ServiceAccountService
 from .identity.users import UserService
 from .keys import KeyEncryptor, KeyManager
@@ -29,7 +30,7 @@ from .storage.ratelimit import RateLimits
 from .storage.refresh import SqlRefreshStore
 from .storage.service_accounts import SqlServiceAccountRepository
 from .storage.users import SqlUserRepository
-from .web import admin_api, authorize, dashboard, device, discovery, login, oauth
+from .web import admin_api, authorize, dashboard, device, discovery, forward_auth, login, oauth
 from .web.adapter import bound_streamed_body
 from .web.audit import AuditTrail
 from .web.errors import register_error_handlers
@@ -164,6 +165,14 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
     app.register_blueprint(device.bp)
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(dashboard.bp)
+    if settings.forward_auth is not None:
+        app.extensions["authserver.forward_auth"] = ForwardAuth(
+            ephemeral,
+            app.config["SECRET_KEY"],
+            HostRules(settings.forward_auth.allowed_hosts),
+            session_lifetime=settings.forward_auth.session_lifetime or settings.session_lifetime,
+        )
+        app.register_blueprint(forward_auth.bp)
     register_error_handlers(app)
     app.before_request(bound_streamed_body)
     https = settings.issuer.startswith("https://")

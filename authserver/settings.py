@@ -266,6 +266,54 @@ class AuthProxySettings(_Section):
     trusted_proxies: tuple[Network, ...] = ("127.0.0.1/32",)
 
 
+#: A cookie name (RFC 6265 §4.1.1 token).
+_COOKIE_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$"
+
+
+def _check_host_pattern(value: str) -> str:
+    host = value.strip().lower()
+    bare = host.removeprefix("*.").removeprefix(".")
+    if any(c in bare for c in "/@?#\\ ") or not bare.isascii():
+        raise ValueError(
+            f"{value!r} is not a host name such as app.example.com, "
+            "app.example.com:8443, .example.com or *.example.com"
+        )
+    if bare.startswith("["):
+        inside, _, port = bare[1:].partition("]")
+        port = port.removeprefix(":")
+        ipaddress.ip_address(inside)  # ValueError names the bad value
+    else:
+        inside, _, port = bare.partition(":")
+        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?", inside) or ".." in inside:
+            raise ValueError(
+                f"{value!r} is not a host name such as app.example.com, "
+                "app.example.com:8443, .example.com or *.example.com"
+            )
+    if port and port != "*" and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"{value!r} has a bad port")
+    return host
+
+
+HostPattern = Annotated[str, AfterValidator(_check_host_pattern)]
+
+
+class ForwardAuthSettings(_Section):
+    """Forward auth for hosts behind a proxy: oauth2-proxy's ``/oauth2/auth``,
+    ``/start``, ``/callback`` and ``/sign_out`` (SkyPilot, nginx ``auth_request``,
+    Traefik ForwardAuth; DESIGN.md "Integrations")."""
+
+    #: The protected hosts: ``host``, ``host:port``, ``.example.com`` or ``*.example.com``.
+    #: ``rd`` may only name one of these (never an open redirect).
+    allowed_hosts: Annotated[tuple[HostPattern, ...], Field(min_length=1)]
+    #: The session cookie set on the protected host.
+    cookie_name: Annotated[str, Field(pattern=_COOKIE_NAME)] = "_authserver_forward"
+    #: How long a forward-auth session lasts; unset: ``session_lifetime``.
+    session_lifetime: Duration | None = None
+    #: The ``aud`` values of access tokens that ``/oauth2/auth`` accepts as
+    #: ``Authorization: Bearer``; unset: every one of ``tokens.audiences``.
+    audiences: tuple[str, ...] | None = None
+
+
 class InitialAdminSettings(_Section):
     """The first admin of an empty database, from config instead of a printed password."""
 
@@ -350,6 +398,8 @@ class Settings(_Section):
     upstream: UpstreamSettings | None = None
     auth_proxy: AuthProxySettings | None = None
     local_users: bool = True
+    #: Forward auth for hosts behind a proxy (SkyPilot, nginx, Traefik); off when unset.
+    forward_auth: ForwardAuthSettings | None = None
     #: The first admin; without it, ``serve`` prints a one-time password on an empty
     #: database (local users only).
     initial_admin: InitialAdminSettings | None = None

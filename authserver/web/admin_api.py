@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar, cast
 from urllib.parse import urlencode
@@ -25,12 +24,12 @@ from flask import Blueprint, Response, current_app, g, request
 
 from ..identity.service_accounts import DEFAULT_EXPIRY_SECONDS
 from ..identity.users import AlreadyExists, NotFound, Person, UserError
-from ..oauth.clients import SECRET_GENERATION_CLAIM, SERVICE_ACCOUNT_ID_PREFIX
 from ..oauth.metadata import admin_api_audience
 from ..oauth.throttle import FailureThrottle
 from . import admin
-from .adapter import app_settings, oauth_server
+from .adapter import app_settings
 from .audit import set_actor
+from .bearer import BearerRefused, Caller, bearer_caller, bearer_token
 from .openapi import DEFAULT_PAGE, MAX_PAGE, openapi_document
 from .signin import client_address
 
@@ -43,15 +42,6 @@ class ApiError(Exception):
     def __init__(self, status: int, error: str, description: str) -> None:
         super().__init__(description)
         self.status, self.error, self.description = status, error, description
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling: a person (``person`` set) or a client (a service account)."""
-
-    name: str
-    roles: tuple[str, ...]
-    person: Person | None
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -92,35 +82,13 @@ def _bad_request(exc: UserError) -> Response:
 
 
 def _caller() -> Caller:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(request.headers.get("Authorization", ""))
+    if token is None:
         raise ApiError(401, "unauthorized", "An access token is required (Authorization: Bearer).")
-    claims = oauth_server().access_tokens.check(token.strip())
-    if claims is None:
-        raise ApiError(401, "invalid_token", "The access token is invalid, expired or revoked.")
-    audience = claims.get("aud")
-    audiences = audience if isinstance(audience, list) else [audience]
-    if admin_api_audience(app_settings().issuer) not in audiences:
-        raise ApiError(401, "invalid_token", "The access token is not for this API (wrong aud).")
-    subject = str(claims.get("sub"))
-    if subject == claims.get("client_id"):
-        # Client credentials: a static client or a service account.
-        if subject.startswith(SERVICE_ACCOUNT_ID_PREFIX) and not (
-            admin.service_accounts().token_still_good(
-                subject, float(claims.get("iat", 0)), claims.get(SECRET_GENERATION_CLAIM)
-            )
-        ):
-            raise ApiError(
-                401, "invalid_token", "The service account was revoked, rotated or expired."
-            )
-        roles = claims.get("roles")
-        caller = Caller(subject, tuple(roles) if isinstance(roles, list) else (), None)
-    else:
-        person = admin.users().get(subject)
-        if person is None or person.disabled:
-            raise ApiError(401, "invalid_token", "The person is no longer known here.")
-        caller = Caller(person.username, person.roles, person)
+    try:
+        caller = bearer_caller(token, [admin_api_audience(app_settings().issuer)])
+    except BearerRefused as exc:
+        raise ApiError(401, exc.error, str(exc)) from exc
     set_actor(caller.name)
     return caller
 

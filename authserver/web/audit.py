@@ -69,6 +69,8 @@ AUDITED = frozenset(
         "service_account_revoked",
         "keys_rotated",
         "audit_pruned",
+        "forward_auth_login",
+        "forward_auth_logout",
     }
 )
 #: High-volume events, written in batches (see the module's docstring).

@@ -17,6 +17,7 @@ from ..identity.users import UserError, normalize_username
 from ..oauth.throttle import FailureThrottle
 from .adapter import app_settings, oauth_server
 from .forms import LoginForm, LogoutForm, NewPasswordForm
+from .forward_auth import FORWARD_SIGNIN_PATH, forward_auth
 from .pages import message, page
 from .signin import (
     clear_keeping_signin_for,
@@ -60,6 +61,11 @@ def _redirect_after(next_url: str) -> list[str]:
     authorization request, its ``redirect_uri`` (browsers check ``form-action`` along
     the redirects; the authorization endpoint still checks the URI itself)."""
     parts = urlsplit(next_url)
+    if parts.path == FORWARD_SIGNIN_PATH:
+        # Forward auth: on to the protected host's /oauth2/callback.
+        state = dict(parse_qsl(parts.query)).get("state", "")
+        origin = forward_auth().pending_origin(state)
+        return [origin] if origin else []
     if parts.path != "/oauth2/authorize":
         return []
     return [v for k, v in parse_qsl(parts.query) if k == "redirect_uri"][:1]
