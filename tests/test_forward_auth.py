@@ -456,3 +456,25 @@ def test_a_session_ends_at_its_lifetime() -> None:
     assert service.session_of(redeemed.cookie, "app.example.com:46580") is not None
     now[0] += 3601
     assert service.session_of(redeemed.cookie, "app.example.com") is None
+
+
+def test_the_skypilot_recipe_is_a_valid_config() -> None:
+    """examples/skypilot/authserver.yaml, with its secret files stood in for."""
+    from pathlib import Path
+
+    import yaml
+
+    from authserver.settings import Settings
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "skypilot" / "authserver.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["database_url"] = raw.pop("database_url_file") and "sqlite:///x.db"
+    raw["initial_admin"]["password"] = raw["initial_admin"].pop("password_file") and "x" * 16
+    for client in raw["clients"]:
+        client["client_secret_hash"] = client.pop("client_secret_hash_file") and (
+            "$2b$04$" + "a" * 53
+        )
+    settings = Settings.model_validate(raw)
+    assert settings.forward_auth is not None
+    assert settings.forward_auth.allowed_hosts == ("skypilot.example.com",)
+    assert settings.tokens.audiences == ("https://skypilot.example.com",)
