@@ -51,6 +51,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -108,17 +109,45 @@ class SkyPilotServer:
         return "\n".join(self.log().splitlines()[-lines:]) + f"\n(the whole log: {self.log_path})"
 
 
-def skypilot_env(home: Path, port: int, proxy_base_url: str) -> dict[str, str]:
+def queue_manager_port(port: int) -> int:
+    """The port of the request-queue manager SkyPilot starts beside a server whose
+    ``SKYPILOT_API_SERVER_LOCAL_PORT`` is ``port`` (sky/server/requests/queues/mp_queue.py:
+    50011 moved by the offset from 46580, kept in [50000, 60000))."""
+    return 50000 + (50011 - 50000 + port - 46580) % 10000
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def skypilot_port() -> int:
+    """A free port whose queue-manager port is free too."""
+    for _ in range(50):
+        port = free_port()
+        if _port_is_free(queue_manager_port(port)):
+            return port
+    raise RuntimeError("no free port for SkyPilot and its queue manager")
+
+
+def skypilot_env(workdir: Path, port: int, proxy_base_url: str) -> dict[str, str]:
     """A minimal environment: nothing of ours (no cloud credentials, KUBECONFIG,
-    SKYPILOT_* or CI variables) reaches it."""
+    SKYPILOT_* or CI variables) reaches it; its home and temporary files are in
+    ``workdir``."""
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LANG": "C.UTF-8",
-        "HOME": str(home),
+        "HOME": str(workdir / "home"),
+        # Request temp dirs of an executor killed mid-request stay behind.
+        "TMPDIR": str(workdir / "tmp"),
         "SKYPILOT_AUTH_OAUTH2_PROXY_ENABLED": "true",
         "SKYPILOT_AUTH_OAUTH2_PROXY_BASE_URL": proxy_base_url,
-        # Its request-queue manager listens on 50011 unless this moves it (by the
-        # offset from 46580): two servers on one machine would otherwise share one.
+        # Moves its request-queue manager off 50011 (see queue_manager_port): two
+        # servers on one machine would otherwise share one.
         "SKYPILOT_API_SERVER_LOCAL_PORT": str(port),
         # No usage reports or heartbeats to skypilot.co.
         "SKYPILOT_DISABLE_USAGE_COLLECTION": "1",
@@ -132,17 +161,23 @@ def start_skypilot(
     *,
     timeout: float = START_TIMEOUT,
 ) -> SkyPilotServer:
-    """Start SkyPilot on 127.0.0.1:``port`` (free unless given) with oauth2-proxy auth
-    against ``proxy_base_url``; returns once ``/api/health`` answers 200.
+    """Start SkyPilot on 127.0.0.1:``port`` (:func:`skypilot_port` unless given) with
+    oauth2-proxy auth against ``proxy_base_url``; returns once ``/api/health``
+    answers 200. Its files are in ``workdir``: ``home/``, ``tmp/``, ``skypilot.log``.
 
     Raises ``RuntimeError`` with its log if it exits or does not answer in time.
     """
     if not proxy_base_url.startswith(("http://", "https://")):
         raise ValueError(f"not an http(s) URL: {proxy_base_url!r}")
     python = skypilot_python()
-    port = port or free_port()
+    if port is None:
+        port = skypilot_port()
+    elif not _port_is_free(queue_manager_port(port)):
+        # Taken, SkyPilot would still answer, on another server's queue or none.
+        raise RuntimeError(f"port {queue_manager_port(port)}, for port {port}'s queue, is taken")
     home = workdir / "home"
     (home / ".sky").mkdir(parents=True, exist_ok=True)
+    (workdir / "tmp").mkdir(exist_ok=True)
     # A fresh answer to "is there a newer SkyPilot?", so that it does not ask PyPI.
     (home / ".sky" / "version_cache.json").write_text(
         json.dumps({"release_version": None, "cached_at": time.time()})
@@ -155,7 +190,7 @@ def start_skypilot(
             cwd=workdir,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=skypilot_env(home, port, proxy_base_url),
+            env=skypilot_env(workdir, port, proxy_base_url),
             start_new_session=True,
         )
     server = SkyPilotServer(f"http://localhost:{port}", port, home, process, log_path, 0.0)
