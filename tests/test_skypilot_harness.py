@@ -294,9 +294,11 @@ def test_a_browser_signs_in_through_the_stub_and_sees_the_dashboard(
         # controller. Not worth the wait here.)
         listed = "/internal/dashboard/users"
         with page.expect_response(lambda r: urlsplit(r.url).path == listed) as users:
-            page.goto(f"{sky.url}/dashboard/users")
+            landed = page.goto(f"{sky.url}/dashboard/users")
             # /dashboard/users -> 307 /oauth2/start -> stub /login -> /oauth2/callback -> rd
-            assert page.url == f"{sky.url}/dashboard/users"
+            # (then the page may add "?deduplicate=false" to its URL itself)
+            assert landed is not None
+            assert (landed.url, landed.status) == (f"{sky.url}/dashboard/users", 200)
             expect(page).to_have_title("Users | SkyPilot Dashboard")
         assert users.value.status == 200
         assert ALICE in {user["name"] for user in users.value.json()}
