@@ -242,7 +242,7 @@ def stop_skypilot(server: SkyPilotServer, grace: float = 1.0) -> None:
 def skypilot(
     workdir: Path, proxy_base_url: str, port: int | None = None
 ) -> Iterator[SkyPilotServer]:
-    """``with skypilot(tmp, base) as sky:`` (or ``yield from`` it in a fixture)."""
+    """``with skypilot(workdir, base_url, port) as sky: yield sky`` in a fixture."""
     server = start_skypilot(workdir, proxy_base_url, port)
     try:
         yield server
