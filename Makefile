@@ -9,15 +9,34 @@ export AUTHSERVER_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
 PYTEST_ARGS ?=
 
-.PHONY: install test lint bench
+# The real SkyPilot API server for its end-to-end test, in a venv of its own (its
+# dependencies clash with ours); tests/skypilot.py finds it there.
+SKYPILOT_VERSION := 0.14.1
+SKYPILOT_VENV ?= .venv-skypilot
+SKYPILOT_STAMP := $(SKYPILOT_VENV)/.skypilot-$(SKYPILOT_VERSION)
+
+.PHONY: install test lint bench skypilot-venv
 
 install:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 
-test:
+test: skypilot-venv
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Idempotent: kept while it holds exactly $(SKYPILOT_VERSION), rebuilt otherwise. The
+# stamp is written last, so an interrupted install is redone.
+skypilot-venv:
+	@if [ -f $(SKYPILOT_STAMP) ] && $(SKYPILOT_VENV)/bin/python -c \
+	    "import importlib.metadata as m, sys; sys.exit(m.version('skypilot') != '$(SKYPILOT_VERSION)')" 2>/dev/null; \
+	then echo "$(SKYPILOT_VENV): skypilot $(SKYPILOT_VERSION) already installed"; \
+	else set -e; rm -rf $(SKYPILOT_VENV); \
+	  echo "$(SKYPILOT_VENV): installing skypilot[server]==$(SKYPILOT_VERSION)"; \
+	  $(PYTHON) -m venv $(SKYPILOT_VENV); \
+	  $(SKYPILOT_VENV)/bin/pip install -q --upgrade pip; \
+	  $(SKYPILOT_VENV)/bin/pip install -q 'skypilot[server]==$(SKYPILOT_VERSION)'; \
+	  touch $(SKYPILOT_STAMP); fi
 
 lint:
 	$(BIN)/ruff check authserver tests bench
