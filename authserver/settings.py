@@ -4,8 +4,9 @@ Sources, later ones winning (DESIGN.md, "Config file"):
 
 1. the embedded default (``config/authserver.default.yaml``) when no file is given;
 2. the YAML file named by ``--config`` or ``AUTHSERVER_CONFIG``;
-3. environment overrides ``AUTHSERVER_<SECTION>__<KEY>`` (values parsed as YAML
-   scalars, so ``[a, b]`` is a list);
+3. environment overrides ``AUTHSERVER_<SECTION>__<KEY>``: a string setting takes the
+   value verbatim, a list or mapping setting parses it as YAML or JSON (``[a, b]``),
+   and pydantic reads booleans, numbers and durations from the string;
 4. ``<key>_file: PATH`` for any secret value, read at start-up.
 
 Every problem is collected and reported together as ``path: message`` lines
@@ -22,7 +23,8 @@ import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import NoneType, UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 import yaml
@@ -38,9 +40,14 @@ from pydantic import (
     model_validator,
 )
 
+from .client_env import CLIENT_ENV_VARS
+
 ENV_PREFIX = "AUTHSERVER_"
-#: Environment variables with our prefix that are not setting overrides.
-ENV_NOT_SETTINGS = ("AUTHSERVER_CONFIG", "AUTHSERVER_DEBUG", "AUTHSERVER_TEST_")
+#: Environment variables with our prefix that are not setting overrides: the server's
+#: own, and the person's CLI's (DESIGN.md, "Environment variables").
+ENV_NOT_SETTINGS = frozenset({"AUTHSERVER_CONFIG", "AUTHSERVER_DEBUG"}) | CLIENT_ENV_VARS
+#: The test suite's variables (``AUTHSERVER_TEST_DATABASE_URL``, ...).
+ENV_TEST_PREFIX = "AUTHSERVER_TEST_"
 #: Keys whose value may be given as ``<key>_file: PATH`` instead (DESIGN.md).
 SECRET_KEYS = frozenset(
     {"client_secret", "client_secret_hash", "database_url", "password", "redis_url", "secret_key"}
@@ -545,16 +552,21 @@ def _apply_env_overrides(
     """Merge ``AUTHSERVER_<SECTION>__<KEY>`` into ``raw``; returns setting path -> variable."""
     from_env: dict[str, str] = {}
     for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX) or name.startswith(ENV_NOT_SETTINGS):
+        if (
+            not name.startswith(ENV_PREFIX)
+            or name in ENV_NOT_SETTINGS
+            or name.startswith(ENV_TEST_PREFIX)
+        ):
             continue
         parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
         if not all(parts):
             problems.append(f"{name}: expected AUTHSERVER_<SECTION>__<KEY>")
             continue
         try:
-            value = yaml.safe_load(environ[name]) if environ[name] else ""
-        except yaml.YAMLError:
-            value = environ[name]
+            value = _env_value(parts, environ[name])
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+            continue
         target = raw
         for part in parts[:-1]:
             child = target.get(part)
@@ -568,6 +580,87 @@ def _apply_env_overrides(
             target[parts[-1]] = value
             from_env[".".join(parts)] = name
     return from_env
+
+
+def _env_value(parts: list[str], text: str) -> Any:
+    """An environment value for the setting at ``parts``, read as its type needs.
+
+    DESIGN.md: a string setting takes it verbatim (a ``#``, a colon or ``0x...`` in a
+    secret is part of the secret); only list and mapping settings parse it, as YAML or
+    JSON. Booleans, numbers and durations stay strings for pydantic to read (``true``,
+    ``8``, ``30d``). An empty value unsets a setting that may be ``null``.
+    """
+    kind, optional = _env_kind(_annotation_at(parts))
+    if optional and not text.strip():
+        return None
+    if kind == "text":
+        return text
+    if kind == "scalar":
+        return text.strip()
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "syntax error"
+        raise ValueError(f"not valid YAML or JSON ({first})") from None
+    if kind == "list" and not isinstance(value, list) and not (optional and value is None):
+        raise ValueError('must be a list in YAML or JSON, like [a, b] or ["a", "b"]')
+    if kind == "mapping" and not isinstance(value, dict) and not (optional and value is None):
+        raise ValueError('must be a mapping in YAML or JSON, like {a: b} or {"a": "b"}')
+    return value
+
+
+def _annotation_at(parts: list[str]) -> Any:
+    """The type of the setting at ``parts``, walking :class:`Settings` by field name
+    (and into ``rbac.roles``-like mappings by key); ``str`` for an unknown one, whose
+    value then reaches validation verbatim, to be named as ``unknown setting``."""
+    annotation: Any = Settings
+    for part in parts:
+        inner = [_strip_annotated(a) for a in _union_members(annotation)]
+        models = [a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)]
+        mappings = [a for a in inner if get_origin(a) is dict]
+        if models and part in models[0].model_fields:
+            annotation = models[0].model_fields[part].annotation
+        elif mappings:
+            annotation = get_args(mappings[0])[1]
+        else:
+            return str
+    return annotation
+
+
+def _env_kind(annotation: Any) -> tuple[Literal["text", "scalar", "list", "mapping"], bool]:
+    """How an environment value for ``annotation`` is read, and whether it may be null."""
+    members = _union_members(annotation)
+    optional = NoneType in members
+    kinds = {_member_kind(_strip_annotated(m)) for m in members if m is not NoneType}
+    for kind in ("mapping", "list", "scalar"):
+        if kind in kinds:
+            return kind, optional
+    return "text", optional
+
+
+def _member_kind(annotation: Any) -> str:
+    origin = get_origin(annotation) or annotation
+    if annotation is str:
+        return "text"
+    if origin is Literal:
+        return "text" if all(isinstance(a, str) for a in get_args(annotation)) else "scalar"
+    if origin in (dict, Mapping) or (isinstance(origin, type) and issubclass(origin, BaseModel)):
+        return "mapping"
+    if origin in (tuple, list, set, frozenset):
+        return "list"
+    return "scalar"
+
+
+def _union_members(annotation: Any) -> tuple[Any, ...]:
+    if get_origin(annotation) in (Union, UnionType):
+        return get_args(annotation)
+    return (annotation,)
+
+
+def _strip_annotated(annotation: Any) -> Any:
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation
 
 
 def _resolve_secret_files(node: Any, where: str, problems: list[str]) -> None:

@@ -232,3 +232,41 @@ def test_debug_variable_is_not_a_setting(tmp_path: Path) -> None:
         env={"AUTHSERVER_DEBUG": "1"},
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_person_s_cli_variables_do_not_stop_server_commands(tmp_path: Path) -> None:
+    """DESIGN.md, "Environment variables": one shell may hold both sides' variables."""
+    config = str(write_config(tmp_path))
+    shell = {
+        "AUTHSERVER_CACHE_DIR": str(tmp_path / "cache"),
+        "AUTHSERVER_PROFILE": "work",
+        "AUTHSERVER_CLIENT_SECRET_FROM_FILE": str(tmp_path / "secret"),
+        "RESOURCE_ISSUER": "https://auth.example.com",
+        "RESOURCE_AUDIENCE": "https://api.example.com",
+    }
+    result = run_cli("--config", config, "clients", "list", cwd=tmp_path, env=shell)
+    assert result.returncode == 0, result.stderr
+    unknown = run_cli(
+        "--config",
+        config,
+        "clients",
+        "list",
+        cwd=tmp_path,
+        env={**shell, "AUTHSERVER_AUDIENCE": "https://api.example.com"},
+    )
+    assert_clean_failure(unknown, 2, "audience (from AUTHSERVER_AUDIENCE): unknown setting")
+
+
+def test_string_values_from_the_environment_are_verbatim(tmp_path: Path) -> None:
+    """A ``#`` in a database URL is part of the path, not a YAML comment."""
+    database = tmp_path / "data #1" / "auth.db"
+    result = run_cli(
+        "--config",
+        str(write_config(tmp_path)),
+        "db",
+        "upgrade",
+        cwd=tmp_path,
+        env={"AUTHSERVER_DATABASE_URL": f"sqlite:///{database}"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert database.exists()

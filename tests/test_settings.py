@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from authserver.client_env import CLIENT_ENV_VARS
 from authserver.settings import (
+    Settings,
     SettingsError,
     load_settings,
     parse_duration,
@@ -56,7 +60,7 @@ def test_bad_durations(text: object) -> None:
         parse_duration(text)
 
 
-def test_env_overrides_nested_keys_and_parse_yaml(tmp_path: Path) -> None:
+def test_env_overrides_nested_keys(tmp_path: Path) -> None:
     path = write(tmp_path, {"issuer": "https://auth.example.com"})
     settings = load_settings(
         path,
@@ -71,6 +75,173 @@ def test_env_overrides_nested_keys_and_parse_yaml(tmp_path: Path) -> None:
     assert settings.tokens.audiences == ("https://a.example.com", "https://b.example.com")
     assert settings.redis_url == "redis://127.0.0.1:6379/2"
     assert settings.issuer == "https://auth.example.com"
+
+
+UPSTREAM = {"AUTHSERVER_UPSTREAM__ISSUER": "https://idp.example.com"}
+
+
+@pytest.mark.parametrize(
+    ("environ", "path", "expected"),
+    [
+        # Strings are verbatim: what YAML would take for a comment, a number, a
+        # boolean or null is part of the value (DESIGN.md, "Environment variables").
+        (
+            {"AUTHSERVER_INITIAL_ADMIN__PASSWORD": "#hash-first password"},
+            "initial_admin.password",
+            "#hash-first password",
+        ),
+        (
+            {"AUTHSERVER_DATABASE_URL": "postgresql+psycopg://u:p#ss@db/x"},
+            "database_url",
+            "postgresql+psycopg://u:p#ss@db/x",
+        ),
+        ({"AUTHSERVER_SECRET_KEY": "0x" + "ab" * 20}, "secret_key", "0x" + "ab" * 20),
+        (
+            {"AUTHSERVER_ISSUER": "https://auth.example.com:8443"},
+            "issuer",
+            "https://auth.example.com:8443",
+        ),
+        (
+            {
+                **UPSTREAM,
+                "AUTHSERVER_UPSTREAM__CLIENT_ID": "0012345",
+                "AUTHSERVER_UPSTREAM__CLIENT_SECRET": "yes",
+            },
+            "upstream.client_id",
+            "0012345",
+        ),
+        (
+            {
+                **UPSTREAM,
+                "AUTHSERVER_UPSTREAM__CLIENT_ID": "x",
+                "AUTHSERVER_UPSTREAM__CLIENT_SECRET": "yes",
+            },
+            "upstream.client_secret",
+            "yes",
+        ),
+        ({"AUTHSERVER_INITIAL_ADMIN__PASSWORD": "null"}, "initial_admin.password", "null"),
+        ({"AUTHSERVER_REDIS_PREFIX": " spaced: "}, "redis_prefix", " spaced: "),
+        ({"AUTHSERVER_SIGNING__ALGORITHM": "ES256"}, "signing.algorithm", "ES256"),
+        (
+            {"AUTHSERVER_RATE_LIMITS__LOGIN_PER_ACCOUNT": "5/minute"},
+            "rate_limits.login_per_account",
+            "5/minute",
+        ),
+        # An empty value unsets a setting that may be null.
+        ({"AUTHSERVER_REDIS_URL": ""}, "redis_url", None),
+        ({"AUTHSERVER_AUDIT_RETENTION": ""}, "audit_retention", None),
+        # Booleans, integers and durations are read from the string.
+        ({"AUTHSERVER_LOCAL_USERS": "false"}, "local_users", False),
+        ({"AUTHSERVER_LOCAL_USERS": "0"}, "local_users", False),
+        ({"AUTHSERVER_LOCAL_USERS": "True"}, "local_users", True),
+        (
+            {
+                **UPSTREAM,
+                "AUTHSERVER_UPSTREAM__CLIENT_ID": "x",
+                "AUTHSERVER_UPSTREAM__ASSUME_EMAIL_VERIFIED": "yes",
+            },
+            "upstream.assume_email_verified",
+            True,
+        ),
+        ({"AUTHSERVER_MAX_FORM_BYTES": "1024"}, "max_form_bytes", 1024),
+        ({"AUTHSERVER_SIGNING__ROTATE_EVERY": "7d"}, "signing.rotate_every", 7 * 86400),
+        ({"AUTHSERVER_TOKENS__ACCESS_TOKEN_TTL": " 300 "}, "tokens.access_token_ttl", 300),
+        ({"AUTHSERVER_AUDIT_RETENTION": "90d"}, "audit_retention", 90 * 86400),
+        # Lists and mappings are parsed, as YAML or JSON.
+        (
+            {"AUTHSERVER_TOKENS__AUDIENCES": '["https://a.example.com", "https://b.example.com"]'},
+            "tokens.audiences",
+            ("https://a.example.com", "https://b.example.com"),
+        ),
+        ({"AUTHSERVER_TRUSTED_FORWARDERS": "[10.0.0.0/8]"}, "trusted_forwarders", ("10.0.0.0/8",)),
+        ({"AUTHSERVER_RBAC__ROLES__VIEWER": "[read]"}, "rbac.roles.viewer", ("read",)),
+        (
+            {"AUTHSERVER_RBAC__GROUP_ROLES": '{"ops": "admin"}'},
+            "rbac.group_roles",
+            {"ops": "admin"},
+        ),
+        ({"AUTHSERVER_SIGNING": "{algorithm: EdDSA}"}, "signing.algorithm", "EdDSA"),
+        (
+            {
+                "AUTHSERVER_CLIENTS": '[{"client_id": "app", "public": true,'
+                ' "grant_types": ["authorization_code"],'
+                ' "redirect_uris": ["http://127.0.0.1/cb"]}]'
+            },
+            "clients.0.client_id",
+            "app",
+        ),
+    ],
+)
+def test_env_values_are_read_by_the_type_of_their_setting(
+    tmp_path: Path, environ: dict[str, str], path: str, expected: object
+) -> None:
+    settings = load_settings(write(tmp_path, {}), environ=environ)
+    value: Any = settings
+    for part in path.split("."):
+        if part.isdigit():
+            value = value[int(part)]
+        elif isinstance(value, dict):
+            value = value[part]
+        else:
+            value = getattr(value, part)
+    assert value == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        (
+            "AUTHSERVER_LOCAL_USERS",
+            "maybe",
+            "local_users (from AUTHSERVER_LOCAL_USERS): Input should be a valid boolean",
+        ),
+        (
+            "AUTHSERVER_MAX_FORM_BYTES",
+            "64k",
+            "max_form_bytes (from AUTHSERVER_MAX_FORM_BYTES): Input should be a valid integer",
+        ),
+        (
+            "AUTHSERVER_TOKENS__AUDIENCES",
+            "https://a.example.com",
+            "AUTHSERVER_TOKENS__AUDIENCES: must be a list in YAML or JSON",
+        ),
+        ("AUTHSERVER_RBAC__ROLES", "[a", "AUTHSERVER_RBAC__ROLES: not valid YAML or JSON"),
+        ("AUTHSERVER_RBAC__GROUP_ROLES", "ops", "AUTHSERVER_RBAC__GROUP_ROLES: must be a mapping"),
+        (
+            "AUTHSERVER_AUDIENCE",
+            "https://api.example.com",
+            "audience (from AUTHSERVER_AUDIENCE): unknown setting",
+        ),
+        (
+            "AUTHSERVER_TOKENS__TTL",
+            "1h",
+            "tokens.ttl (from AUTHSERVER_TOKENS__TTL): unknown setting",
+        ),
+    ],
+)
+def test_bad_env_values_name_their_variable(
+    tmp_path: Path, name: str, value: str, problem: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(write(tmp_path, {}), environ={name: value})
+    assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
+
+
+def test_the_person_s_cli_variables_are_not_settings(tmp_path: Path) -> None:
+    """One shell may hold the server's and the person's CLI's variables (DESIGN.md)."""
+    environ = dict.fromkeys(CLIENT_ENV_VARS, "/some/value")
+    settings = load_settings(write(tmp_path, {"issuer": "https://auth.example.com"}), environ)
+    assert settings.issuer == "https://auth.example.com"
+    for name in CLIENT_ENV_VARS:
+        key = name.removeprefix("AUTHSERVER_").lower()
+        assert key.split("__")[0] not in Settings.model_fields, name
+
+
+def test_the_client_reads_only_its_listed_variables() -> None:
+    package = Path(__file__).resolve().parent.parent / "authserver"
+    for module in ("client.py", "client_env.py"):
+        named = set(re.findall(r"AUTHSERVER_[A-Z0-9_]*[A-Z0-9]", (package / module).read_text()))
+        assert named <= CLIENT_ENV_VARS, (module, named - CLIENT_ENV_VARS)
 
 
 def test_secret_file_keys(tmp_path: Path) -> None:
