@@ -14,12 +14,15 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .settings import (
+    DEMO_CLIENT_SECRET_FILE,
     Settings,
     SettingsError,
+    instance_dir,
     load_settings,
     prepare_embedded_default,
     uses_embedded_default,
@@ -49,10 +52,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"authserver: error: {message}\n")
 
 
+def _instance(args: argparse.Namespace) -> Path:
+    """The instance directory: ``--instance-dir``, else :func:`instance_dir`."""
+    if args.instance_dir:
+        return Path(args.instance_dir).expanduser().absolute()
+    return instance_dir()
+
+
 def _settings(args: argparse.Namespace) -> Settings:
+    instance = _instance(args)
     if uses_embedded_default(args.config):
-        prepare_embedded_default()
-    return load_settings(args.config)
+        prepare_embedded_default(instance)
+    return load_settings(args.config, instance=instance)
 
 
 def _app(args: argparse.Namespace, settings: Settings | None = None) -> Flask:
@@ -65,10 +76,47 @@ def _app(args: argparse.Namespace, settings: Settings | None = None) -> Flask:
     from .storage.migrations import upgrade_database
 
     settings = settings or _settings(args)
-    app = create_app(settings)
-    if settings.is_sqlite:
+    if not settings.is_sqlite:
+        return create_app(settings)
+    with _announcing_new_database(args, settings) as app:
         upgrade_database(app)
     return app
+
+
+@contextmanager
+def _announcing_new_database(args: argparse.Namespace, settings: Settings) -> Iterator[Flask]:
+    """The app, for a body that migrates its database; then, if that database was new,
+    one line on stderr says where it is (state never lands in a surprise place)."""
+    from sqlalchemy.engine import make_url
+
+    from .app import create_app
+    from .storage.database import normalize_database_url
+    from .storage.migrations import is_empty_database
+
+    url = make_url(normalize_database_url(settings.database_url))
+    sqlite_file = Path(url.database) if settings.is_sqlite and url.database else None
+    if sqlite_file is not None and url.database != ":memory:":
+        is_new = not sqlite_file.exists()
+        what = f"created a new SQLite database at {sqlite_file}"
+    else:
+        is_new = False
+        what = f"set up a new database at {url.render_as_string(hide_password=True)}"
+    app = create_app(settings)
+    if sqlite_file is None:
+        is_new = is_empty_database(app)
+    yield app
+    if not is_new:
+        return
+    print(f"authserver: {what}", file=sys.stderr, flush=True)
+    legacy = Path.cwd() / "instance" / "authserver.db"
+    if uses_embedded_default(args.config) and legacy.exists() and legacy != sqlite_file:
+        print(
+            f"authserver: note: {legacy.parent} is no longer used; the embedded default "
+            f"keeps its state in {_instance(args)} (AUTHSERVER_HOME={legacy.parent} or "
+            "--instance-dir picks the old one)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 # -- commands -----------------------------------------------------------------------
@@ -100,7 +148,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if uses_embedded_default(args.config):
         print(
             "authserver: embedded default config; demo client `demo`, secret in "
-            "instance/demo_client_secret",
+            f"{_instance(args) / DEMO_CLIENT_SECRET_FILE}",
             file=sys.stderr,
         )
     if args.dev:
@@ -134,11 +182,11 @@ def _initial_admin(app: Flask, settings: Settings) -> None:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from .app import create_app
     from .storage.migrations import upgrade_database
 
     _log_migrations()
-    upgrade_database(create_app(_settings(args)))
+    with _announcing_new_database(args, _settings(args)) as app:
+        upgrade_database(app)
     print("database schema is current")
     return 0
 
@@ -650,6 +698,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="YAML config file (default: $AUTHSERVER_CONFIG, else the embedded default)",
     )
+    common.add_argument(
+        "--instance-dir",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="where the embedded default keeps its state, and a config's unset "
+        "database_url and secret_key_file (default: $AUTHSERVER_HOME, else "
+        "$XDG_DATA_HOME/authserver, else ~/.local/share/authserver)",
+    )
     parser = _Parser(
         prog="authserver",
         description="A self-hosted OAuth 2.1 / OpenID Connect authorization server.",
@@ -853,6 +909,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not hasattr(args, "config"):
         args.config = None
+    if not hasattr(args, "instance_dir"):
+        args.instance_dir = None
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

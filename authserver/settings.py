@@ -2,7 +2,8 @@
 
 Sources, later ones winning (DESIGN.md, "Config file"):
 
-1. the embedded default (``config/authserver.default.yaml``) when no file is given;
+1. the embedded default (``config/authserver.default.yaml``) when no file is given,
+   its state in the instance directory (:func:`instance_dir`);
 2. the YAML file named by ``--config`` or ``AUTHSERVER_CONFIG``;
 3. environment overrides ``AUTHSERVER_<SECTION>__<KEY>``: a string setting takes the
    value verbatim, a list or mapping setting parses it as YAML or JSON (``[a, b]``),
@@ -45,7 +46,9 @@ from .client_env import CLIENT_ENV_VARS
 ENV_PREFIX = "AUTHSERVER_"
 #: Environment variables with our prefix that are not setting overrides: the server's
 #: own, and the person's CLI's (DESIGN.md, "Environment variables").
-ENV_NOT_SETTINGS = frozenset({"AUTHSERVER_CONFIG", "AUTHSERVER_DEBUG"}) | CLIENT_ENV_VARS
+ENV_NOT_SETTINGS = (
+    frozenset({"AUTHSERVER_CONFIG", "AUTHSERVER_DEBUG", "AUTHSERVER_HOME"}) | CLIENT_ENV_VARS
+)
 #: The test suite's variables (``AUTHSERVER_TEST_DATABASE_URL``, ...).
 ENV_TEST_PREFIX = "AUTHSERVER_TEST_"
 #: Keys whose value may be given as ``<key>_file: PATH`` instead (DESIGN.md).
@@ -60,6 +63,32 @@ GRANT_DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 KNOWN_GRANT_TYPES = frozenset(
     {GRANT_CLIENT_CREDENTIALS, GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, GRANT_DEVICE_CODE}
 )
+
+#: The demo client's secret, written into the instance directory by the embedded default.
+DEMO_CLIENT_SECRET_FILE = "demo_client_secret"  # noqa: S105 - a file name
+
+
+def instance_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where state lives unless the config says otherwise: the embedded default's
+    database, server secret and demo client secret, and the database and secret of a
+    config that leaves ``database_url`` or ``secret_key_file`` unset.
+
+    ``$AUTHSERVER_HOME`` (or ``--instance-dir``), else ``$XDG_DATA_HOME/authserver``,
+    else ``~/.local/share/authserver``: one place, whatever the working directory.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get("AUTHSERVER_HOME"):
+        return Path(environ["AUTHSERVER_HOME"]).expanduser().absolute()
+    data_home = environ.get("XDG_DATA_HOME", "")
+    if data_home and Path(data_home).is_absolute():  # XDG: a relative one is ignored
+        return Path(data_home) / "authserver"
+    home = Path(environ["HOME"]) if environ.get("HOME") else Path.home()
+    return home / ".local" / "share" / "authserver"
+
+
+def _default_database_url(instance: Path) -> str:
+    return f"sqlite:///{instance / 'authserver.db'}"
+
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -391,14 +420,16 @@ class Settings(_Section):
     """The whole configuration of one server (DESIGN.md, "Config file")."""
 
     issuer: str = "http://127.0.0.1:8080"
-    database_url: str = "sqlite:///instance/authserver.db"
+    #: Unset: SQLite in the instance directory.
+    database_url: str = Field(default_factory=lambda: _default_database_url(instance_dir()))
     redis_url: str | None = None
     #: Prefix of every Redis key, so that deployments can share one Redis.
     redis_prefix: Annotated[str, Field(min_length=1, max_length=64)] = "authserver:"
     #: Inline secret key (prefer ``secret_key_file``); signs cookies, encrypts keys.
     secret_key: str | None = Field(default=None, repr=False)
-    #: Where the secret key lives; generated (0600) if absent.
-    secret_key_file: str = "instance/secret_key"  # noqa: S105 - a path
+    #: Where the secret key lives; generated (0600) if absent. Unset: in the instance
+    #: directory.
+    secret_key_file: str = Field(default_factory=lambda: str(instance_dir() / "secret_key"))
     signing: SigningSettings = Field(default_factory=SigningSettings)
     tokens: TokenSettings = Field(default_factory=TokenSettings)
     clients: tuple[ClientSettings, ...] = ()
@@ -514,10 +545,17 @@ def default_config_path() -> Path:
 
 
 def load_settings(
-    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    instance: Path | None = None,
 ) -> Settings:
-    """Build :class:`Settings` from a file (or the embedded default) and the environment."""
+    """Build :class:`Settings` from a file (or the embedded default) and the environment.
+
+    ``instance``: the instance directory (default :func:`instance_dir`), where what the
+    config leaves unset keeps its state.
+    """
     environ = os.environ if environ is None else environ
+    instance = instance_dir(environ) if instance is None else instance
     problems: list[str] = []
     config_path = Path(path) if path else None
     if config_path is None and environ.get("AUTHSERVER_CONFIG"):
@@ -525,6 +563,11 @@ def load_settings(
     raw: Any
     if config_path is None:
         raw = yaml.safe_load(default_config_path().read_text())
+        # Its relative file names are in the instance directory.
+        for client in raw.get("clients", ()):
+            hash_file = client.get("client_secret_hash_file")
+            if hash_file and not Path(hash_file).is_absolute():
+                client["client_secret_hash_file"] = str(instance / hash_file)
     else:
         try:
             raw = yaml.safe_load(config_path.read_text())
@@ -537,6 +580,9 @@ def load_settings(
     if not isinstance(raw, dict):
         raise SettingsError(["(top level): must be a mapping of settings"])
     from_env = _apply_env_overrides(raw, environ, problems)
+    if "database_url" not in raw and "database_url_file" not in raw:
+        raw["database_url"] = _default_database_url(instance)
+    raw.setdefault("secret_key_file", str(instance / "secret_key"))
     _resolve_secret_files(raw, "", problems)
     if problems:
         raise SettingsError(problems)
@@ -710,19 +756,19 @@ def _describe(error: Any, from_env: Mapping[str, str]) -> str:
     return f"{path or '(top level)'}: {message}"
 
 
-def prepare_embedded_default(instance: Path | None = None) -> Path:
+def prepare_embedded_default(instance: Path) -> Path:
     """First start of the embedded default: generate the demo client's secret.
 
-    The secret is written (0600) to ``instance/demo_client_secret`` so that a newcomer
-    can use it from the README, and its bcrypt hash beside it, which is what the
-    default config reads. Returns the path of the secret.
+    The secret is written (0600) to ``demo_client_secret`` in the instance directory
+    (made 0700 if absent) so that a newcomer can use it from the README, and its
+    bcrypt hash beside it, which is what the default config reads. Returns the path
+    of the secret.
     """
     import bcrypt
 
-    instance = instance or Path.cwd() / "instance"
-    instance.mkdir(parents=True, exist_ok=True)
-    secret_path = instance / "demo_client_secret"
-    hash_path = instance / "demo_client_secret.hash"
+    instance.mkdir(mode=0o700, parents=True, exist_ok=True)
+    secret_path = instance / DEMO_CLIENT_SECRET_FILE
+    hash_path = instance / f"{DEMO_CLIENT_SECRET_FILE}.hash"
     if not secret_path.exists() or not hash_path.exists():
         secret = secrets.token_urlsafe(32)
         digest = bcrypt.hashpw(secret.encode(), bcrypt.gensalt(rounds=12)).decode()

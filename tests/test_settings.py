@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from authserver.client_env import CLIENT_ENV_VARS
 from authserver.settings import (
     Settings,
     SettingsError,
+    instance_dir,
     load_settings,
     parse_duration,
     prepare_embedded_default,
@@ -29,21 +31,60 @@ def write(tmp_path: Path, config: object) -> Path:
 
 @pytest.fixture
 def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A working directory where the embedded default has made its instance files."""
+    """An instance directory where the embedded default has made its files, and a
+    working directory elsewhere."""
+    instance = tmp_path / "home"
     monkeypatch.chdir(tmp_path)
-    prepare_embedded_default()
-    return tmp_path
+    prepare_embedded_default(instance)
+    return instance
 
 
 def test_embedded_default_loads(embedded: Path) -> None:
-    settings = load_settings(None, environ={})
+    settings = load_settings(None, environ={"AUTHSERVER_HOME": str(embedded)})
     assert settings.clients[0].client_id == "demo"
     assert settings.clients[0].client_secret_hash == (
-        (embedded / "instance" / "demo_client_secret.hash").read_text().strip()
+        (embedded / "demo_client_secret.hash").read_text().strip()
     )
     assert settings.issuer == "http://127.0.0.1:8080"
-    assert settings.database_url.startswith("sqlite:///instance/")
+    assert settings.database_url == f"sqlite:///{embedded / 'authserver.db'}"
+    assert settings.secret_key_file == str(embedded / "secret_key")
     assert settings.redis_url is None
+    assert stat.S_IMODE(embedded.stat().st_mode) == 0o700
+    assert not (embedded.parent / "instance").exists()
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"AUTHSERVER_HOME": "/srv/auth", "XDG_DATA_HOME": "/xdg", "HOME": "/h"}, "/srv/auth"),
+        ({"XDG_DATA_HOME": "/xdg", "HOME": "/h"}, "/xdg/authserver"),
+        ({"XDG_DATA_HOME": "relative/ignored", "HOME": "/h"}, "/h/.local/share/authserver"),
+        ({"XDG_DATA_HOME": "", "HOME": "/h"}, "/h/.local/share/authserver"),
+    ],
+)
+def test_instance_dir(environ: dict[str, str], expected: str) -> None:
+    assert instance_dir(environ) == Path(expected)
+
+
+def test_unset_paths_of_a_config_are_in_the_instance_directory(tmp_path: Path) -> None:
+    """Not in the working directory, wherever a command runs from."""
+    settings = load_settings(write(tmp_path, {}), environ={"AUTHSERVER_HOME": "/srv/auth"})
+    assert settings.database_url == "sqlite:////srv/auth/authserver.db"
+    assert settings.secret_key_file == "/srv/auth/secret_key"
+    given = load_settings(
+        write(tmp_path, {"database_url": "sqlite:///x.db", "secret_key_file": "sk"}),
+        environ={"AUTHSERVER_HOME": "/srv/auth"},
+    )
+    assert (given.database_url, given.secret_key_file) == ("sqlite:///x.db", "sk")
+    from_file = tmp_path / "db-url"
+    from_file.write_text("sqlite:////data/a.db\n")
+    settings = load_settings(write(tmp_path, {"database_url_file": str(from_file)}), environ={})
+    assert settings.database_url == "sqlite:////data/a.db"
+
+
+def test_home_variable_is_not_a_setting(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, {}), environ={"AUTHSERVER_HOME": str(tmp_path)})
+    assert settings.secret_key_file == str(tmp_path / "secret_key")
 
 
 @pytest.mark.parametrize(
@@ -330,7 +371,7 @@ def test_duplicate_client_ids_are_refused(tmp_path: Path) -> None:
 def test_settings_are_immutable(embedded: Path) -> None:
     from pydantic import ValidationError
 
-    settings = load_settings(None, environ={})
+    settings = load_settings(None, environ={"AUTHSERVER_HOME": str(embedded)})
     with pytest.raises(ValidationError):
         settings.issuer = "https://other.example.com"  # type: ignore[misc]
 
