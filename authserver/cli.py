@@ -129,12 +129,21 @@ def _log_migrations() -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     _log_migrations()
-    from .serve import run_dev, run_gunicorn
+    from .serve import ServeOptionError, gunicorn_options, run_dev, run_gunicorn
+    from .settings import parse_bind
     from .storage.migrations import pending_migrations
 
     if bool(args.tls_cert) != bool(args.tls_key):
         raise CliError("--tls-cert and --tls-key go together", EXIT_USAGE)
+    try:
+        bind = None if args.bind is None else parse_bind(args.bind)
+    except ValueError as exc:
+        raise CliError(f"--bind: {exc}", EXIT_USAGE) from None
     settings = _settings(args)
+    try:
+        options = gunicorn_options(settings, bind, args.workers, args.tls_cert, args.tls_key)
+    except ServeOptionError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
     app = _app(args, settings)  # on SQLite this applies the migrations
     if not settings.is_sqlite and pending_migrations(app):
         raise CliError("the database schema is not current: run `authserver db upgrade` first")
@@ -152,9 +161,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.dev:
-        run_dev(app, args.bind, args.tls_cert, args.tls_key)
+        try:
+            run_dev(app, bind or settings.server.bind, args.tls_cert, args.tls_key)
+        except ServeOptionError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
     else:
-        run_gunicorn(settings, args.bind, args.workers, args.tls_cert, args.tls_key)
+        run_gunicorn(settings, options)
     return 0
 
 
@@ -721,8 +733,18 @@ def build_parser() -> argparse.ArgumentParser:
         return command
 
     serve = add("serve", cmd_serve, "run the server (gunicorn)")
-    serve.add_argument("--bind", default="127.0.0.1:8080", metavar="HOST:PORT")
-    serve.add_argument("--workers", type=_positive_int, default=_default_workers(), metavar="N")
+    serve.add_argument(
+        "--bind",
+        metavar="HOST:PORT",
+        help="where to listen: HOST:PORT, [IPv6]:PORT, unix:PATH, or PORT for "
+        "127.0.0.1:PORT (default: server.bind, 127.0.0.1:8080)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="worker processes (default: server.workers, else the CPUs, at least 2)",
+    )
     serve.add_argument("--dev", action="store_true", help="Flask's development server, one process")
     serve.add_argument("--tls-cert", metavar="FILE")
     serve.add_argument("--tls-key", metavar="FILE")
@@ -898,10 +920,6 @@ def _positive_int(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return number
-
-
-def _default_workers() -> int:
-    return max(2, os.cpu_count() or 1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

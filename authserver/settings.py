@@ -416,6 +416,76 @@ class RateLimitSettings(_Section):
     login_per_account: Limit = "100/hour"
 
 
+def parse_bind(value: str) -> str:
+    """A listening address for ``serve``: ``HOST:PORT``, ``[IPv6]:PORT``, ``unix:PATH``,
+    or a bare ``PORT``, which means ``127.0.0.1:PORT`` (every interface, ``0.0.0.0``, is
+    only ever asked for, never a default). ``ValueError`` says what is wrong."""
+    text = value.strip()
+    if text.startswith("unix:"):
+        if text == "unix:":
+            raise ValueError("unix: needs a socket path, like unix:/run/authserver.sock")
+        return text
+    if text.isdigit():
+        host, port = "127.0.0.1", text
+    elif text.startswith("["):
+        inside, closed, rest = text[1:].partition("]")
+        if not closed or not rest.startswith(":"):
+            raise ValueError(f"{value!r} is not [IPv6]:PORT, like [::1]:8080")
+        try:
+            ipaddress.IPv6Address(inside)
+        except ValueError:
+            raise ValueError(f"{inside!r} is not an IPv6 address") from None
+        host, port = f"[{inside}]", rest[1:]
+    else:
+        host, colon, port = text.rpartition(":")
+        if not colon:
+            raise ValueError(f"{value!r} names no port: give HOST:PORT, or PORT for 127.0.0.1:PORT")
+        if not host:
+            raise ValueError(
+                f"{value!r} names no host: give 127.0.0.1:PORT, or 0.0.0.0:PORT for every interface"
+            )
+        if ":" in host:
+            raise ValueError(f"{value!r}: an IPv6 address goes in brackets, like [::1]:8080")
+        if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?", host):
+            raise ValueError(f"{host!r} is not a host name or address")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r}: the port must be a number from 1 to 65535")
+    return f"{host}:{int(port)}"
+
+
+def _check_forwarded_ip(value: str) -> str:
+    if value != "*":
+        ipaddress.ip_network(value, strict=False)  # ValueError names the bad value
+    return value
+
+
+#: ``HOST:PORT``, ``[IPv6]:PORT``, ``unix:PATH`` or a bare ``PORT`` (on 127.0.0.1).
+Bind = Annotated[str, AfterValidator(parse_bind)]
+#: An address, a CIDR block, or ``*`` (any).
+ForwardedAllowIp = Annotated[str, AfterValidator(_check_forwarded_ip)]
+
+
+class ServerSettings(_Section):
+    """How ``serve`` runs gunicorn. ``GUNICORN_CMD_ARGS`` wins over these, and the
+    ``serve`` options ``--bind`` and ``--workers`` over both."""
+
+    #: Where to listen; a bare port means 127.0.0.1.
+    bind: Bind = "127.0.0.1:8080"
+    #: Worker processes; unset: the number of CPUs, at least 2.
+    workers: Annotated[int, Field(ge=1)] | None = None
+    #: Threads per worker (gunicorn ``gthread``): spares for slow clients, not throughput.
+    threads: Annotated[int, Field(ge=1, le=1000)] = 8
+    #: A worker silent this long is killed and replaced (gunicorn ``timeout``).
+    timeout: Duration = 30
+    #: On a restart or stop, how long workers may finish the requests in hand.
+    graceful_timeout: Duration = 20
+    #: How long an idle keep-alive connection is held open.
+    keepalive: Duration = 30
+    #: The proxies whose ``X-Forwarded-Proto`` gunicorn believes (its
+    #: ``forwarded_allow_ips``); URLs are built from ``issuer`` all the same.
+    forwarded_allow_ips: tuple[ForwardedAllowIp, ...] = ("127.0.0.1", "::1")
+
+
 class Settings(_Section):
     """The whole configuration of one server (DESIGN.md, "Config file")."""
 
@@ -449,6 +519,8 @@ class Settings(_Section):
 
     rbac: RbacSettings = Field(default_factory=RbacSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    #: How ``serve`` runs gunicorn: bind, workers, threads, timeouts.
+    server: ServerSettings = Field(default_factory=ServerSettings)
     #: How long audit events are kept by ``authserver audit prune``; ``None``: for ever
     #: (the server itself never deletes them).
     audit_retention: Duration | None = Field(default=None, gt=0)
