@@ -170,6 +170,32 @@ def test_serve_refuses_postgres_with_pending_migrations(
     assert run_cli("--config", str(config), "db", "upgrade", cwd=tmp_path).returncode == 0
 
 
+def test_db_upgrade_says_when_it_sets_up_a_new_postgresql_database(
+    tmp_path: Path, pg_database_url: str
+) -> None:
+    import secrets
+
+    import sqlalchemy as sa
+
+    name = f"authserver_new_{secrets.token_hex(4)}"
+    admin = sa.create_engine(pg_database_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(pg_database_url).set(database=name)
+    try:
+        config = str(write_config(tmp_path, database_url=url.render_as_string(False)))
+        first = run_cli("--config", config, "db", "upgrade", cwd=tmp_path)
+        assert first.returncode == 0, first.stderr
+        assert f"authserver: set up a new database at {url}\n" in first.stderr
+        again = run_cli("--config", config, "db", "upgrade", cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert "new database" not in again.stderr
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def test_embedded_default_serves_the_demo_client(tmp_path: Path) -> None:
     """No config at all: SQLite and generated secrets in the instance directory
     (``AUTHSERVER_HOME``), never in the working directory; they persist."""
