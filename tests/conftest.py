@@ -352,6 +352,16 @@ def command_env(cwd: Path, env: dict[str, str] | None) -> dict[str, str]:
     return full_env
 
 
+def stderr_lines(stderr: str) -> list[str]:
+    """``stderr`` without the notice of a command that created a new SQLite database
+    (issue 11.5), which comes before an error on the first command against it."""
+    return [
+        line
+        for line in stderr.strip().splitlines()
+        if not line.startswith("authserver: created a new SQLite database at ")
+    ]
+
+
 def run_cli(
     *args: str, cwd: Path, input_text: str | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
