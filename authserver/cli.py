@@ -110,16 +110,24 @@ def _announcing_new_database(args: argparse.Namespace, settings: Settings) -> It
     yield app
     if not is_new:
         return
-    print(f"authserver: {what}", file=sys.stderr, flush=True)
+    _say(settings, what)
     legacy = Path.cwd() / "instance" / "authserver.db"
     if uses_embedded_default(args.config) and legacy.exists() and legacy != sqlite_file:
-        print(
-            f"authserver: note: {legacy.parent} is no longer used; the embedded default "
+        _say(
+            settings,
+            f"note: {legacy.parent} is no longer used; the embedded default "
             f"keeps its state in {_instance(args)} (AUTHSERVER_HOME={legacy.parent} or "
             "--instance-dir picks the old one)",
-            file=sys.stderr,
-            flush=True,
         )
+
+
+def _say(settings: Settings, text: str) -> None:
+    """A notice on stderr: a plain line, or a log record when the logs are JSON (then
+    every line ``serve`` writes is one)."""
+    if settings.log_format == "json":
+        logging.getLogger("authserver").warning(text)
+    else:
+        print(f"authserver: {text}", file=sys.stderr, flush=True)
 
 
 # -- commands -----------------------------------------------------------------------
@@ -160,10 +168,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         db.engine.dispose()  # workers open their own connections after the fork
     if uses_embedded_default(args.config):
-        print(
-            "authserver: embedded default config; demo client `demo`, secret in "
+        _say(
+            settings,
+            "embedded default config; demo client `demo`, secret in "
             f"{_instance(args) / DEMO_CLIENT_SECRET_FILE}",
-            file=sys.stderr,
         )
     if args.dev:
         try:
@@ -210,10 +218,20 @@ def _show_initial_password(settings: Settings, name: str, password: str) -> None
         )
         return
     path = Path(settings.secret_key_file).parent / INITIAL_PASSWORD_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(password + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(password + "\n")
+    except OSError as exc:
+        # The admin exists now: a password nobody can read would lock everyone out.
+        print(
+            f"authserver: cannot write {path} ({exc.strerror}); the one-time password of "
+            f"admin `{name}`, shown this once: {password}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return
     logging.getLogger("authserver").warning(
         "the database had no users; created admin `%s` with a one-time password, written "
         "to %s (not logged: stderr is not a terminal); it is good for one sign-in, which "
