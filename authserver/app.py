@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask
@@ -22,7 +23,12 @@ from .oauth.throttle import client_auth_throttle, login_throttle
 from .oauth.tokens import AccessTokens
 from .settings import Settings
 from .storage.audit import SqlAuditLog
-from .storage.database import configure_engine, engine_options, normalize_database_url
+from .storage.database import (
+    configure_engine,
+    engine_options,
+    normalize_database_url,
+    ping_database,
+)
 from .storage.ephemeral import EphemeralStore, RedisEphemeralStore, SqlEphemeralStore
 from .storage.keys import SqlKeyRepository
 from .storage.models import IdTokenSigningKey, db
@@ -30,7 +36,17 @@ from .storage.ratelimit import RateLimits
 from .storage.refresh import SqlRefreshStore
 from .storage.service_accounts import SqlServiceAccountRepository
 from .storage.users import SqlUserRepository
-from .web import admin_api, authorize, dashboard, device, discovery, forward_auth, login, oauth
+from .web import (
+    admin_api,
+    authorize,
+    dashboard,
+    device,
+    discovery,
+    forward_auth,
+    health,
+    login,
+    oauth,
+)
 from .web.adapter import bound_streamed_body
 from .web.audit import AuditTrail
 from .web.errors import register_error_handlers
@@ -156,6 +172,18 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
             ),
         }
     )
+    key_lines: list[KeyManager] = app.extensions["authserver.key_lines"]
+
+    def check_signing_keys() -> None:
+        for line in key_lines:
+            line.signing_kid()
+
+    probes: dict[str, Callable[[], None]] = {"database": lambda: ping_database(engine)}
+    if isinstance(ephemeral, RedisEphemeralStore):
+        probes["redis"] = ephemeral.ping
+    probes["signing_key"] = check_signing_keys
+    app.extensions["authserver.readiness"] = health.Readiness(probes)
+    app.register_blueprint(health.bp)
     if settings.upstream is not None:
         app.extensions["authserver.upstream"] = Upstream(app, settings.upstream, ephemeral)
     app.register_blueprint(discovery.bp)

@@ -87,6 +87,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         raise CliError("--tls-cert and --tls-key go together", EXIT_USAGE)
     settings = _settings(args)
+    if settings.redis_url:
+        _check_redis(settings.redis_url)
     app = _app(args, settings)  # on SQLite this applies the migrations
     if not settings.is_sqlite and pending_migrations(app):
         raise CliError("the database schema is not current: run `authserver db upgrade` first")
@@ -108,6 +110,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         run_gunicorn(settings, args.bind, args.workers, args.tls_cert, args.tls_key)
     return 0
+
+
+def _check_redis(url: str) -> None:
+    """Refuse to start on a Redis that does not answer, saying so, before anything is
+    changed (issue 11.1). One try, with the store's own timeout."""
+    import redis
+
+    from .storage.ephemeral import RedisEphemeralStore
+
+    store = RedisEphemeralStore.from_url(url)
+    try:
+        store.ping()
+    except redis.RedisError as exc:
+        # redis-py's message names the host and port, never the URL's password.
+        raise CliError(f"cannot reach Redis (redis_url): {exc}") from exc
+    finally:
+        store.close()
 
 
 def _initial_admin(app: Flask, settings: Settings) -> None:
