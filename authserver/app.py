@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,6 +48,7 @@ from .web import (
     login,
     oauth,
 )
+from .web import metrics as web_metrics
 from .web.adapter import bound_streamed_body
 from .web.audit import AuditTrail
 from .web.errors import register_error_handlers
@@ -122,7 +124,10 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
     static_clients = StaticClientStore(settings.clients, SecretVerifier())
     service_accounts = ServiceAccountService(SqlServiceAccountRepository(engine), settings.rbac)
     clients = ChainedClientStore(static_clients, service_accounts.get_client)
-    events = AuditTrail(SqlAuditLog(engine))
+    metrics = None
+    if settings.metrics.access != "off":
+        metrics = web_metrics.Metrics(os.environ.get(web_metrics.MULTIPROC_ENV) or None)
+    events = AuditTrail(SqlAuditLog(engine), observe=metrics.count_event if metrics else None)
     access_tokens = AccessTokens(
         settings.issuer, keys, ephemeral, ttl=settings.tokens.access_token_ttl
     )
@@ -183,6 +188,8 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
         probes["redis"] = ephemeral.ping
     probes["signing_key"] = check_signing_keys
     app.extensions["authserver.readiness"] = health.Readiness(probes)
+    if metrics is not None:
+        web_metrics.init_app(app, metrics)  # first, so that it times every request
     app.register_blueprint(health.bp)
     if settings.upstream is not None:
         app.extensions["authserver.upstream"] = Upstream(app, settings.upstream, ephemeral)

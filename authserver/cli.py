@@ -81,7 +81,7 @@ def _log_migrations() -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     _log_migrations()
-    from .serve import run_dev, run_gunicorn
+    from .serve import prepare_metrics_dir, run_dev, run_gunicorn
     from .storage.migrations import pending_migrations
 
     if bool(args.tls_cert) != bool(args.tls_key):
@@ -89,6 +89,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings.redis_url:
         _check_redis(settings.redis_url)
+    if not args.dev and settings.metrics.access != "off":
+        prepare_metrics_dir()  # before the app (and prometheus_client) is loaded
     app = _app(args, settings)  # on SQLite this applies the migrations
     if not settings.is_sqlite and pending_migrations(app):
         raise CliError("the database schema is not current: run `authserver db upgrade` first")

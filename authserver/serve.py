@@ -15,8 +15,12 @@ load balancer) takes slow clients off the workers entirely.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -36,6 +40,9 @@ REQUEST_ARRIVAL_TIMEOUT = 10.0
 #: raise throughput (bench/), but a thread blocked on a slow client costs no CPU and
 #: spares keep the worker answering while up to this many minus one are held.
 THREADS = 8
+
+#: prometheus_client's multiprocess mode: where every worker keeps its metric files.
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _WATCH_INTERVAL = 0.25
 _PICKUP_GRACE = 1.0
@@ -208,6 +215,33 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return app
 
 
+def prepare_metrics_dir() -> str:
+    """A fresh private directory for the workers' metric files, named in
+    :data:`METRICS_DIR_ENV` for them to inherit; removed when this process exits.
+
+    Call it before the app is built: prometheus_client picks its storage (memory, or
+    files shared by the workers) when it is first imported, from this variable.
+    """
+    path = tempfile.mkdtemp(prefix="authserver-metrics-")
+    os.environ[METRICS_DIR_ENV] = path
+    owner = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == owner:  # workers run the exit handlers they inherit too
+            shutil.rmtree(path, ignore_errors=True)
+
+    atexit.register(remove)
+    return path
+
+
+def _worker_exited(server: Any, worker: Any) -> None:
+    """gunicorn's ``child_exit``: a dead worker's gauges stop counting (its counters
+    stay in the sums, so that they never go back)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
 def run_gunicorn(
     settings: Settings, bind: str, workers: int, tls_cert: str | None, tls_key: str | None
 ) -> None:
@@ -227,6 +261,8 @@ def run_gunicorn(
     }
     if tls_cert and tls_key:
         options.update(certfile=tls_cert, keyfile=tls_key)
+    if os.environ.get(METRICS_DIR_ENV):
+        options["child_exit"] = _worker_exited
     _Gunicorn(settings, options).run()
 
 

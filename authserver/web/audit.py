@@ -25,6 +25,7 @@ import queue
 import secrets
 import threading
 import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -128,8 +129,15 @@ class AuditTrail:
     action that must be audited is refused with 503 instead of going unrecorded.
     """
 
-    def __init__(self, audit_log: SqlAuditLog) -> None:
+    def __init__(
+        self,
+        audit_log: SqlAuditLog,
+        observe: Callable[[str, Mapping[str, Any]], None] | None = None,
+    ) -> None:
         self.audit_log = audit_log
+        #: Sees every event accepted, audited or not, before its row is built (the
+        #: metrics count them); it must not change ``details``.
+        self._observe = observe
         self._pending: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         #: Rows taken off the queue whose write failed: written first when it works.
         self._held: list[dict[str, Any]] = []
@@ -142,6 +150,13 @@ class AuditTrail:
         atexit.register(self.flush)
 
     def __call__(self, event: str, **details: Any) -> None:
+        if event in AUDITED and len(self._held) >= HOLD_MAX:
+            # The database has been down long enough to fill the hold: refuse the
+            # action rather than lose its record (the request changed nothing yet
+            # for the events emitted before the work, and 503 tells the client).
+            raise DependencyUnavailable("database", retry_after=5)
+        if self._observe is not None:
+            self._observe(event, details)
         level = logging.WARNING if event in NOTABLE else logging.DEBUG
         logged = log.isEnabledFor(level)
         if not logged and event not in AUDITED:
@@ -151,11 +166,6 @@ class AuditTrail:
             log.log(level, "%s %s", event, row)
         if event not in AUDITED:
             return
-        if len(self._held) >= HOLD_MAX:
-            # The database has been down long enough to fill the hold: refuse the
-            # action rather than lose its record (the request changed nothing yet
-            # for the events emitted before the work, and 503 tells the client).
-            raise DependencyUnavailable("database", retry_after=5)
         now = datetime.now(UTC)
         row["event"] = event
         row["at"] = now
