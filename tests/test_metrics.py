@@ -206,6 +206,16 @@ def metrics_dir(server: LiveServer) -> str:
     raise AssertionError("no worker has a metrics file mapped")
 
 
+def workers_have_built_their_apps(server: LiveServer, workers: int = 2) -> bool:
+    """Whether every worker has built its app: each maps its counter file then (the
+    unlabelled counters have a value from the start)."""
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return len(children) == workers and all(
+        f"/counter_{child}.db" in Path(f"/proc/{child}/maps").read_text() for child in children
+    )
+
+
 def tokens_by_worker(directory: str) -> dict[str, float]:
     """Each worker's own count of tokens for ``ci`` (one counter file per process)."""
     counts = {}

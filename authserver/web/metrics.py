@@ -169,7 +169,7 @@ def init_app(app: Flask, metrics: Metrics) -> None:
 
 
 @bp.get("/metrics")
-def metrics_text() -> Response:
+def scrape() -> Response:
     if not _may_read():
         return Response("Metrics are not available to this address.\n", 403, mimetype="text/plain")
     metrics: Metrics = current_app.extensions["authserver.metrics"]
