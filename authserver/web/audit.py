@@ -127,6 +127,9 @@ class AuditTrail:
     While the database is down, events are held (at most :data:`HOLD_MAX`) and written
     when it is back; the outage is logged once, not per row. When the hold is full an
     action that must be audited is refused with 503 instead of going unrecorded.
+
+    ``observe`` (the metrics' :meth:`~authserver.web.metrics.Metrics.count_event`) sees
+    every event first, audited or not, but for one refused so.
     """
 
     def __init__(
@@ -150,12 +153,8 @@ class AuditTrail:
         atexit.register(self.flush)
 
     def __call__(self, event: str, **details: Any) -> None:
-        if event in AUDITED and len(self._held) >= HOLD_MAX:
-            # The database has been down long enough to fill the hold: refuse the
-            # action rather than lose its record (the request changed nothing yet
-            # for the events emitted before the work, and 503 tells the client).
-            raise DependencyUnavailable("database", retry_after=5)
-        if self._observe is not None:
+        refused = event in AUDITED and len(self._held) >= HOLD_MAX
+        if self._observe is not None and not refused:
             self._observe(event, details)
         level = logging.WARNING if event in NOTABLE else logging.DEBUG
         logged = log.isEnabledFor(level)
@@ -166,6 +165,11 @@ class AuditTrail:
             log.log(level, "%s %s", event, row)
         if event not in AUDITED:
             return
+        if refused:
+            # The database has been down long enough to fill the hold: refuse the
+            # action rather than lose its record (the request changed nothing yet
+            # for the events emitted before the work, and 503 tells the client).
+            raise DependencyUnavailable("database", retry_after=5)
         now = datetime.now(UTC)
         row["event"] = event
         row["at"] = now
