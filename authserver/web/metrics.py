@@ -104,6 +104,12 @@ class Metrics:
             ["dependency"],
             registry=registry,
         )
+        # Series that exist from the start, at 0, so that rate() and alerts see them
+        # before the first failure.
+        for method in ("password", "upstream"):
+            self.login_failures.labels(method)
+        for dependency in ("database", "redis"):
+            self.unavailable.labels(dependency)
 
     # -- counting ---------------------------------------------------------------------
 
