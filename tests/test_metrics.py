@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -267,6 +268,35 @@ def test_counters_sum_over_the_workers(metrics_server: LiveServer) -> None:
         )
         assert after - before == issued, (before, after, issued, spread)
     assert sum(spread.values()) == after
+
+
+def test_a_dead_workers_counts_stay_in_the_sum(metrics_server: LiveServer) -> None:
+    """A worker killed outright (out of memory, say): gunicorn starts another, and the
+    counters do not go back (Prometheus would read a drop as a counter reset)."""
+    for _ in range(3):
+        assert client_credentials_live(metrics_server) == 200
+    labels = {"grant_type": "client_credentials", "client_id": "ci"}
+    before = sample(live_scrape(metrics_server), TOKENS, **labels)
+    pid = metrics_server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    os.kill(int(children[0]), signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while not workers_have_built_their_apps(metrics_server):
+        assert time.monotonic() < deadline, "gunicorn did not replace the worker"
+        time.sleep(0.1)
+    for _ in range(4):
+        assert sample(live_scrape(metrics_server), TOKENS, **labels) == before
+    assert client_credentials_live(metrics_server) == 200
+    assert sample(live_scrape(metrics_server), TOKENS, **labels) == before + 1
+
+
+def client_credentials_live(server: LiveServer) -> int:
+    return requests.post(
+        server.url + "/oauth2/token",
+        data={"grant_type": "client_credentials"},
+        auth=("ci", SECRETS["ci"]),
+        timeout=30,
+    ).status_code
 
 
 def test_serve_removes_its_metrics_directory(tmp_path: Path) -> None:
