@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask
@@ -22,7 +24,12 @@ from .oauth.throttle import client_auth_throttle, login_throttle
 from .oauth.tokens import AccessTokens
 from .settings import Settings
 from .storage.audit import SqlAuditLog
-from .storage.database import configure_engine, engine_options, normalize_database_url
+from .storage.database import (
+    configure_engine,
+    engine_options,
+    normalize_database_url,
+    ping_database,
+)
 from .storage.ephemeral import EphemeralStore, RedisEphemeralStore, SqlEphemeralStore
 from .storage.keys import SqlKeyRepository
 from .storage.models import IdTokenSigningKey, db
@@ -38,9 +45,11 @@ from .web import (
     device,
     discovery,
     forward_auth,
+    health,
     login,
     oauth,
 )
+from .web import metrics as web_metrics
 from .web.adapter import bound_streamed_body
 from .web.audit import AuditTrail
 from .web.errors import register_error_handlers
@@ -116,7 +125,10 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
     static_clients = StaticClientStore(settings.clients, SecretVerifier())
     service_accounts = ServiceAccountService(SqlServiceAccountRepository(engine), settings.rbac)
     clients = ChainedClientStore(static_clients, service_accounts.get_client)
-    events = AuditTrail(SqlAuditLog(engine))
+    metrics = None
+    if settings.metrics.access != "off":
+        metrics = web_metrics.Metrics(os.environ.get(web_metrics.MULTIPROC_ENV) or None)
+    events = AuditTrail(SqlAuditLog(engine), observe=metrics.count_event if metrics else None)
     access_tokens = AccessTokens(
         settings.issuer, keys, ephemeral, ttl=settings.tokens.access_token_ttl
     )
@@ -166,6 +178,20 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
             ),
         }
     )
+    key_lines: list[KeyManager] = app.extensions["authserver.key_lines"]
+
+    def check_signing_keys() -> None:
+        for line in key_lines:
+            line.signing_kid()
+
+    probes: dict[str, Callable[[], None]] = {"database": lambda: ping_database(engine)}
+    if isinstance(ephemeral, RedisEphemeralStore):
+        probes["redis"] = ephemeral.ping
+    probes["signing_key"] = check_signing_keys
+    app.extensions["authserver.readiness"] = health.Readiness(probes)
+    if metrics is not None:
+        web_metrics.init_app(app, metrics)  # first, so that it times every request
+    app.register_blueprint(health.bp)
     if settings.upstream is not None:
         app.extensions["authserver.upstream"] = Upstream(app, settings.upstream, ephemeral)
     app.register_blueprint(discovery.bp)

@@ -141,7 +141,13 @@ def _log_migrations(settings: Settings) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .serve import ServeOptionError, gunicorn_options, run_dev, run_gunicorn
+    from .serve import (
+        ServeOptionError,
+        gunicorn_options,
+        prepare_metrics_dir,
+        run_dev,
+        run_gunicorn,
+    )
     from .settings import parse_bind
     from .storage.migrations import pending_migrations
 
@@ -157,6 +163,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         options = gunicorn_options(settings, bind, args.workers, args.tls_cert, args.tls_key)
     except ServeOptionError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
+    if settings.redis_url:
+        _check_redis(settings.redis_url)
+    if not args.dev and settings.metrics.access != "off":
+        prepare_metrics_dir()  # before the app (and prometheus_client) is loaded
     app = _app(args, settings)  # on SQLite this applies the migrations
     if not settings.is_sqlite and pending_migrations(app):
         raise CliError("the database schema is not current: run `authserver db upgrade` first")
@@ -181,6 +191,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         run_gunicorn(settings, options)
     return 0
+
+
+def _check_redis(url: str) -> None:
+    """Refuse to start on a Redis that does not answer, saying so, before anything is
+    changed (issue 11.1). One try, with the store's own timeout."""
+    import redis
+
+    from .storage.ephemeral import RedisEphemeralStore
+
+    store = RedisEphemeralStore.from_url(url)
+    try:
+        store.ping()
+    except redis.RedisError as exc:
+        # redis-py's message names the host and port, never the URL's password.
+        raise CliError(f"cannot reach Redis (redis_url): {exc}") from exc
+    finally:
+        store.close()
 
 
 #: Where the one-time password goes when stderr is no terminal (beside the secret key).

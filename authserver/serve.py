@@ -15,11 +15,14 @@ load balancer) takes slow clients off the workers entirely.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import math
 import os
 import shlex
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -40,6 +43,9 @@ REQUEST_ARRIVAL_TIMEOUT = 10.0
 #: The worker class, which ``GUNICORN_CMD_ARGS`` may not replace: it is what bounds
 #: how long a request may take to arrive.
 WORKER_CLASS = "authserver.serve.BoundedThreadWorker"
+
+#: prometheus_client's multiprocess mode: where every worker keeps its metric files.
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _WATCH_INTERVAL = 0.25
 _PICKUP_GRACE = 1.0
@@ -212,6 +218,33 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return app
 
 
+def prepare_metrics_dir() -> str:
+    """A fresh private directory for the workers' metric files, named in
+    :data:`METRICS_DIR_ENV` for them to inherit; removed when this process exits.
+
+    Call it before the app is built: prometheus_client picks its storage (memory, or
+    files shared by the workers) when it is first imported, from this variable.
+    """
+    path = tempfile.mkdtemp(prefix="authserver-metrics-")
+    os.environ[METRICS_DIR_ENV] = path
+    owner = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == owner:  # workers run the exit handlers they inherit too
+            shutil.rmtree(path, ignore_errors=True)
+
+    atexit.register(remove)
+    return path
+
+
+def _worker_exited(server: Any, worker: Any) -> None:
+    """gunicorn's ``child_exit``: a dead worker's gauges stop counting (its counters
+    stay in the sums, so that they never go back)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
 class ServeOptionError(ValueError):
     """A bad ``serve`` option or ``GUNICORN_CMD_ARGS`` (bad usage: exit 2)."""
 
@@ -298,6 +331,8 @@ def _gunicorn_cmd_args(text: str) -> dict[str, Any]:
 
 def run_gunicorn(settings: Settings, options: dict[str, Any]) -> None:
     """Serve with gunicorn; ``options`` from :func:`gunicorn_options`."""
+    if os.environ.get(METRICS_DIR_ENV):
+        options = {**options, "child_exit": _worker_exited}
     _Gunicorn(settings, options).run()
 
 

@@ -486,6 +486,21 @@ class ServerSettings(_Section):
     forwarded_allow_ips: tuple[ForwardedAllowIp, ...] = ("127.0.0.1", "::1")
 
 
+class MetricsSettings(_Section):
+    """Who may read ``GET /metrics`` (Prometheus text format; DESIGN.md "Operations").
+
+    ``off``: no endpoint (404) and nothing counted; ``open``: anyone who reaches the
+    server; ``trusted``: only clients whose address is in ``trusted`` (403 otherwise).
+    The address is the one ``trusted_forwarders`` yields, and a request that came
+    through a proxy not in ``trusted_forwarders`` (it carries ``X-Forwarded-For`` or
+    ``Forwarded``) is refused, so a proxy on this host does not open the endpoint to
+    everyone behind it.
+    """
+
+    access: Literal["off", "open", "trusted"] = "trusted"
+    trusted: tuple[Network, ...] = ("127.0.0.1/32", "::1/128")
+
+
 class Settings(_Section):
     """The whole configuration of one server (DESIGN.md, "Config file")."""
 
@@ -517,6 +532,8 @@ class Settings(_Section):
     #: limits; without them every client behind a proxy shares the proxy's limits.
     trusted_forwarders: tuple[Network, ...] = ()
 
+    #: Who may read ``GET /metrics``.
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     rbac: RbacSettings = Field(default_factory=RbacSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     #: How ``serve`` runs gunicorn: bind, workers, threads, timeouts.

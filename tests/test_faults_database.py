@@ -29,6 +29,7 @@ import yaml
 
 from .conftest import SECRETS, LiveServer, free_port, run_cli, standard_config, start_server
 from .conftest import stop_server as stop_live_server
+from .test_metrics import workers_have_built_their_apps
 
 pytestmark = pytest.mark.live
 
@@ -209,3 +210,38 @@ def test_a_database_outage_loses_no_audit_row(
     log = outage_server.log()
     assert log.count("audit events cannot be written") <= 2, log[-3000:]  # once per worker
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_readyz_names_a_stopped_database_and_recovers(
+    outage_server: LiveServer, own_postgres: OwnPostgres
+) -> None:
+    """Issue 11.1: /readyz says the database is down (the signing keys in memory still
+    sign), /healthz and JWKS stay 200, and /readyz is 200 again by itself."""
+    url = outage_server.url
+    # Both workers have read the keys (a worker that boots during the outage has
+    # none to sign with, and says so).
+    deadline = time.monotonic() + 15
+    while not workers_have_built_their_apps(outage_server):
+        assert time.monotonic() < deadline, "the workers did not start"
+        time.sleep(0.1)
+    while requests.get(url + "/readyz", timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "/readyz is not 200 before the outage"
+        time.sleep(0.2)
+    own_postgres.stop()
+    try:
+        start = time.monotonic()
+        ready = requests.get(url + "/readyz", timeout=30)
+        assert time.monotonic() - start < 2.5
+        assert ready.status_code == 503, ready.text
+        checks = ready.json()["checks"]
+        assert checks["database"].startswith("down: "), checks
+        assert checks["redis"] == "ok"
+        assert checks["signing_key"] == "ok", outage_server.log()[-3000:]
+        assert requests.get(url + "/healthz", timeout=10).status_code == 200
+        assert requests.get(url + "/.well-known/jwks.json", timeout=10).status_code == 200
+    finally:
+        own_postgres.start()
+    deadline = time.monotonic() + 15
+    while requests.get(url + "/readyz", timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "/readyz stayed 503 after the database came back"
+        time.sleep(0.2)

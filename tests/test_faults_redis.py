@@ -242,3 +242,38 @@ def test_a_killed_redis_gives_503_and_recovers_without_a_restart(
     assert retried.status_code == 200, retried.text
     assert retry_after_fault(url, retried.json()["refresh_token"]).status_code == 200
     assert reuse_rows(faulty_server) == 0
+
+
+def test_readyz_names_a_stalled_redis_and_recovers(
+    faulty_server: LiveServer, own_redis: OwnRedis
+) -> None:
+    """Issue 11.1: /readyz says Redis is down within its deadline, /healthz stays 200,
+    and /readyz is 200 again by itself once Redis answers; the 503s count in /metrics."""
+    url = faulty_server.url
+    assert requests.get(url + "/readyz", timeout=10).status_code == 200
+    own_redis.pause()
+    try:
+        ready, elapsed = timed(requests.get, url + "/readyz", timeout=30)
+        assert ready.status_code == 503, ready.text
+        assert elapsed < BOUND, f"/readyz took {elapsed:.2f} s with Redis stalled"
+        body = ready.json()
+        assert body["status"] == "unavailable"
+        assert body["checks"]["redis"].startswith("down: "), body
+        assert body["checks"]["database"] == "ok"
+        assert body["checks"]["signing_key"] == "ok"
+        healthy, elapsed = timed(requests.get, url + "/healthz", timeout=30)
+        assert healthy.status_code == 200
+        assert elapsed < 1.0
+        # Something that needs Redis: a device code.
+        device = requests.post(
+            url + "/oauth2/device_authorization", data={"client_id": "cli"}, timeout=30
+        )
+        assert_unavailable(device)
+    finally:
+        own_redis.resume()
+    deadline = time.monotonic() + 15
+    while requests.get(url + "/readyz", timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "/readyz stayed 503 after Redis came back"
+        time.sleep(0.2)
+    metrics = requests.get(url + "/metrics", timeout=10).text
+    assert 'authserver_dependency_unavailable_total{dependency="redis"}' in metrics

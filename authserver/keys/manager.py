@@ -386,13 +386,21 @@ class KeyManager:
 
     # -- use ------------------------------------------------------------------------
 
-    def sign(self, header: dict[str, Any], claims: dict[str, Any]) -> str:
-        """Sign ``claims`` as a compact JWS with the current key (adds ``alg`` and ``kid``)."""
+    def _signing_key(self) -> tuple[KeyRecord, SigningKeyObject]:
         snapshot = self._current()
         record = _active(snapshot.records, self._now())
         if record is None:  # only possible if the clock went back before the first key
             raise KeyDecryptionError("no signing key is active yet")
-        key = snapshot.private[record.kid]
+        return record, snapshot.private[record.kid]
+
+    def signing_kid(self) -> str:
+        """The ``kid`` that signs now; raises, as :meth:`sign` would, when none can
+        (``/readyz``). Reads the key list only when :meth:`sign` would."""
+        return self._signing_key()[0].kid
+
+    def sign(self, header: dict[str, Any], claims: dict[str, Any]) -> str:
+        """Sign ``claims`` as a compact JWS with the current key (adds ``alg`` and ``kid``)."""
+        record, key = self._signing_key()
         full_header = {**header, "alg": record.algorithm, "kid": record.kid}
         return jwt.encode(
             full_header, claims, key, algorithms=[record.algorithm], registry=REGISTRY

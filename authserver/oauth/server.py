@@ -245,8 +245,9 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
         Anything that needs the slow check is first held against the failure limits
         (issue 9.9): past them, 429 with ``Retry-After`` and no hash computed. An
         unknown client id costs what a wrong secret does (issue 16.10). Failures are
-        audited as ``client_auth_failed`` once a minute per client and address, and
-        refusals as ``client_auth_throttled`` once a minute per client and address.
+        reported as ``client_auth_rejected`` each, audited as ``client_auth_failed``
+        once a minute per client and address, and refusals as ``client_auth_throttled``
+        once a minute per client and address.
         """
         client = self.query_client(client_id)
         quick = client.quick_check(client_secret) if client is not None else None
@@ -266,6 +267,8 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
             ok = quick if quick is not None else client.check_client_secret(client_secret)
         if ok and client is not None:
             return client
+        # Every failure (the metrics count them); the audit row below is one a minute.
+        self.emit("client_auth_rejected", client_id=client_id)
         if throttle is not None:
             throttle.failed(client_id, request.address)
             if throttle.first("failed", client_id, request.address):

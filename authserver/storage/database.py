@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import make_url
 
 
@@ -56,3 +56,10 @@ def configure_engine(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+
+def ping_database(engine: Engine) -> None:
+    """Raise if the database does not answer (``/readyz``); bounded by the pool's
+    timeouts above, and by the caller's deadline for one that stalls mid-query."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

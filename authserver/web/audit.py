@@ -25,6 +25,7 @@ import queue
 import secrets
 import threading
 import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -126,10 +127,20 @@ class AuditTrail:
     While the database is down, events are held (at most :data:`HOLD_MAX`) and written
     when it is back; the outage is logged once, not per row. When the hold is full an
     action that must be audited is refused with 503 instead of going unrecorded.
+
+    ``observe`` (the metrics' :meth:`~authserver.web.metrics.Metrics.count_event`) sees
+    every event first, audited or not, but for one refused so.
     """
 
-    def __init__(self, audit_log: SqlAuditLog) -> None:
+    def __init__(
+        self,
+        audit_log: SqlAuditLog,
+        observe: Callable[[str, Mapping[str, Any]], None] | None = None,
+    ) -> None:
         self.audit_log = audit_log
+        #: Sees every event accepted, audited or not, before its row is built (the
+        #: metrics count them); it must not change ``details``.
+        self._observe = observe
         self._pending: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         #: Rows taken off the queue whose write failed: written first when it works.
         self._held: list[dict[str, Any]] = []
@@ -142,6 +153,9 @@ class AuditTrail:
         atexit.register(self.flush)
 
     def __call__(self, event: str, **details: Any) -> None:
+        refused = event in AUDITED and len(self._held) >= HOLD_MAX
+        if self._observe is not None and not refused:
+            self._observe(event, details)
         level = logging.WARNING if event in NOTABLE else logging.DEBUG
         logged = log.isEnabledFor(level)
         if not logged and event not in AUDITED:
@@ -151,7 +165,7 @@ class AuditTrail:
             log.log(level, "%s %s", event, row)
         if event not in AUDITED:
             return
-        if len(self._held) >= HOLD_MAX:
+        if refused:
             # The database has been down long enough to fill the hold: refuse the
             # action rather than lose its record (the request changed nothing yet
             # for the events emitted before the work, and 503 tells the client).

@@ -72,6 +72,9 @@ def register_error_handlers(app: Flask) -> None:
 
     def unavailable(dependency: str, retry_after: int) -> WerkzeugResponse:
         """503 + Retry-After (RFC 9110 §15.6.4, §10.2.3), JSON or an HTML page."""
+        metrics = app.extensions.get("authserver.metrics")
+        if metrics is not None:
+            metrics.count_unavailable(dependency)
         description = "The service is temporarily unavailable; try again shortly."
         if request.path.startswith(JSON_PATHS) or not request.accept_mimetypes.accept_html:
             response: WerkzeugResponse = oauth_error(503, "temporarily_unavailable", description)
