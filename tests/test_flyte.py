@@ -49,7 +49,7 @@ from flytekit.clients.auth.authenticator import (
 from flytekit.clients.auth.exceptions import AuthenticationError, AuthenticationPending
 from keyring.backend import KeyringBackend
 from keyring.errors import PasswordDeleteError
-from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from authserver.settings import RateLimitSettings, classify_secret_hash, load_settings
 
@@ -68,7 +68,13 @@ from .flyteadmin import (
     flyteadmin_identity,
     metadata_url,
 )
-from .people import PASSWORD, authorize_confirmed, redirect_params, signed_in_session
+from .people import (
+    PASSWORD,
+    authorize_confirmed,
+    pkce_pair,
+    redirect_params,
+    signed_in_session,
+)
 from .test_refresh_tokens import jwt_claims
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "flyte"
@@ -292,10 +298,16 @@ def opener(monkeypatch: pytest.MonkeyPatch) -> BrowserOpener:
 
 
 def click_through(
-    page: Page, server_url: str, done: Callable[[Page], bool], steps: int = 4
+    page: Page,
+    server_url: str,
+    done: Callable[[Page], bool],
+    *,
+    compare: Callable[[Page], None] | None = None,
+    steps: int = 4,
 ) -> list[str]:
     """Do what a person does on each of our pages until ``done``: sign in on the login
-    form, or click Allow/Approve when a confirmation appears. Returns the paths seen."""
+    form, or click Allow/Approve when a confirmation appears (after ``compare``, what
+    the person checks there). Returns the paths seen."""
     seen: list[str] = []
     for _ in range(steps):
         page.wait_for_load_state()
@@ -310,15 +322,13 @@ def click_through(
             with page.expect_navigation():
                 page.get_by_role("button", name="Sign in").click()
         elif page.locator("#approve").count():
+            if compare is not None:
+                compare(page)
             with page.expect_navigation():
                 page.locator("#approve").click()
         else:
             raise AssertionError(f"no way on from {page.url}:\n{page.content()[:2000]}")
     raise AssertionError(f"not done after {seen}: {page.url}")
-
-
-def run_flytekit(pool: ThreadPoolExecutor, step: Callable[[], Any]) -> Future[Any]:
-    return pool.submit(step)
 
 
 def finish(future: Future[Any], timeout: float = 60) -> Any:
@@ -406,7 +416,7 @@ def test_pkce_authenticator_through_a_browser_then_refresh(
 ) -> None:
     cfg = FlyteadminClientConfig(flyte_server.url)
     authenticator = PKCEAuthenticator(FLYTE_ENDPOINT, cfg)
-    signing_in = run_flytekit(pool, authenticator.refresh_credentials)
+    signing_in = pool.submit(authenticator.refresh_credentials)
 
     url = opener.urls.get(timeout=30)
     request = urlsplit(url)
@@ -439,7 +449,7 @@ def test_pkce_authenticator_through_a_browser_then_refresh(
     assert keyring_memory.passwords[(FLYTE_ENDPOINT, "refresh_token")] == first.refresh_token
 
     # flytekit refreshes when flyteadmin says the token expired: no browser this time.
-    finish(run_flytekit(pool, authenticator.refresh_credentials))
+    finish(pool.submit(authenticator.refresh_credentials))
     second = authenticator.get_credentials()
     assert opener.urls.empty()
     assert second.access_token != first.access_token
@@ -450,7 +460,7 @@ def test_pkce_authenticator_through_a_browser_then_refresh(
     forget_authorization_clients()
     later = PKCEAuthenticator(FLYTE_ENDPOINT, cfg)
     assert later.get_credentials().refresh_token == second.refresh_token
-    finish(run_flytekit(pool, later.refresh_credentials))
+    finish(pool.submit(later.refresh_credentials))
     assert opener.urls.empty()
     third = later.get_credentials()
     assert third.refresh_token not in (None, second.refresh_token)
@@ -461,7 +471,7 @@ def test_pkce_authenticator_through_a_browser_then_refresh(
     forget_authorization_clients()
     keyring_memory.passwords.clear()
     again = PKCEAuthenticator(FLYTE_ENDPOINT, cfg)
-    signing_in = run_flytekit(pool, again.refresh_credentials)
+    signing_in = pool.submit(again.refresh_credentials)
     page.goto(opener.urls.get(timeout=30))
     seen = click_through(page, flyte_server.url, lambda p: p.url.startswith(FLYTECTL_REDIRECT))
     assert seen == ["/oauth2/authorize"]
@@ -518,7 +528,7 @@ def test_device_code_authenticator_completes_although_it_ignores_slow_down(
     monkeypatch.setattr(token_client, "get_token", get_token)
     cfg = FlyteadminClientConfig(flyte_server.url)
     authenticator = DeviceCodeAuthenticator(FLYTE_ENDPOINT, cfg, audience=FLYTE_URL)
-    polling = run_flytekit(pool, authenticator.refresh_credentials)
+    polling = pool.submit(authenticator.refresh_credentials)
 
     # The person reads the URL flytekit prints and opens it in a browser.
     prompt = ANSI.sub("", printed.get(timeout=30))
@@ -538,7 +548,10 @@ def test_device_code_authenticator_completes_although_it_ignores_slow_down(
     def connected(p: Page) -> bool:
         return p.get_by_role("heading", name="Device connected").count() > 0
 
-    seen = click_through(page, flyte_server.url, connected)
+    def same_code(p: Page) -> None:
+        expect(p.locator("#shown-code")).to_have_text(user_code)
+
+    seen = click_through(page, flyte_server.url, connected, compare=same_code)
     assert seen == ["/login", "/device"]
     finish(polling)
 
@@ -555,10 +568,9 @@ def test_device_code_authenticator_completes_although_it_ignores_slow_down(
     assert identity.client_id == "flytectl"
     assert identity.scopes == {"all", "offline"}
     assert first.refresh_token is not None
-    assert user_code  # the code the person compared on the confirmation page
 
     # Its refresh: the refresh_token grant with `all offline` and the audience again.
-    finish(run_flytekit(pool, authenticator.refresh_credentials))
+    finish(pool.submit(authenticator.refresh_credentials))
     assert printed.empty()  # no second device authorization
     second = authenticator.get_credentials()
     assert second.refresh_token not in (None, first.refresh_token)
@@ -570,8 +582,6 @@ def test_device_code_authenticator_completes_although_it_ignores_slow_down(
 
 def flytectl_tokens(server: FlyteServer, scope: str) -> dict[str, Any]:
     """The authorization code flow of ``flytectl`` over plain HTTP (a signed-in person)."""
-    from .people import pkce_pair
-
     session = signed_in_session(server.url, USERNAME)
     verifier, challenge = pkce_pair()
     params = {
