@@ -12,6 +12,7 @@ import requests
 from authlib.integrations.requests_client import OAuth2Session
 
 from .conftest import AUDIENCES, SECRETS, LiveServer
+from .flyteadmin import flyteadmin_accepts
 
 
 def _metadata(server: LiveServer) -> dict[str, object]:
@@ -122,32 +123,6 @@ def test_every_worker_signs_with_the_same_key(live_server: LiveServer) -> None:
     assert len(kids) == 1
 
 
-def _flyteadmin_accepts(server: LiveServer, token: str, allowed_audiences: set[str]) -> bool:
-    """A port of what flyteadmin (``authServerType: External``) checks of a token:
-    the signature against the keys at the ``jwks_uri`` of
-    ``{issuer}/.well-known/oauth-authorization-server`` (how it resolves them), then
-    ``verifyClaims`` (auth/authzserver/claims_verifier.go: ``aud`` in the allowed set,
-    scopes only from ``scp``, where a JSON array is read as scopes and anything else as
-    none on older versions) and ``BlanketAuthorization`` (interceptor.go: ``all``)."""
-    metadata = requests.get(
-        server.url + "/.well-known/oauth-authorization-server", timeout=10
-    ).json()
-    keys = jwt.PyJWKClient(metadata["jwks_uri"])
-    claims = jwt.decode(
-        token,
-        keys.get_signing_key_from_jwt(token).key,
-        algorithms=["RS256", "ES256", "EdDSA"],
-        options={"verify_aud": False},
-    )
-    aud = claims.get("aud")
-    audiences = {aud} if isinstance(aud, str) else set(aud or ())
-    if not audiences & allowed_audiences:
-        return False
-    scp = claims.get("scp")
-    scopes = set(scp) if isinstance(scp, list) else set()
-    return "all" in scopes
-
-
 def test_flyteadmin_accepts_client_credentials_tokens(live_server: LiveServer) -> None:
     """Issue 15.1: ``scp`` as a JSON array beside the RFC 9068 ``scope`` string."""
     response = requests.post(
@@ -161,8 +136,8 @@ def test_flyteadmin_accepts_client_credentials_tokens(live_server: LiveServer) -
     claims = _validate(live_server, token, AUDIENCES[1])
     assert claims["scp"] == ["all", "read", "write"]
     assert claims["scope"] == "all read write"
-    assert _flyteadmin_accepts(live_server, token, {AUDIENCES[1]})
-    assert not _flyteadmin_accepts(live_server, token, {"https://other.example"})
+    assert flyteadmin_accepts(live_server.url, token, {AUDIENCES[1]})
+    assert not flyteadmin_accepts(live_server.url, token, {"https://other.example"})
     narrow = requests.post(
         live_server.url + "/oauth2/token",
         data={"grant_type": "client_credentials", "scope": "read", "audience": AUDIENCES[1]},
@@ -170,4 +145,4 @@ def test_flyteadmin_accepts_client_credentials_tokens(live_server: LiveServer) -
         timeout=10,
     ).json()["access_token"]
     assert _validate(live_server, narrow, AUDIENCES[1])["scp"] == ["read"]
-    assert not _flyteadmin_accepts(live_server, narrow, {AUDIENCES[1]})  # no `all`
+    assert not flyteadmin_accepts(live_server.url, narrow, {AUDIENCES[1]})  # no `all`

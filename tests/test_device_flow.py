@@ -314,6 +314,21 @@ def test_polling_too_fast_is_slow_down(live_server: LiveServer) -> None:
     assert_oauth_error(poll_once(live_server.url, auth["device_code"]), "slow_down")
 
 
+def test_an_approved_request_is_answered_however_fast_the_poll(
+    live_server: LiveServer, browser: requests.Session
+) -> None:
+    """§3.5: ``slow_down`` is a variant of ``authorization_pending``; once the person has
+    decided, the next poll gets the answer, also from a device that never slowed down
+    (flytekit keeps its first interval: issue 15.3)."""
+    auth = device_authorization(live_server.url)
+    assert_oauth_error(poll_once(live_server.url, auth["device_code"]), "authorization_pending")
+    assert_oauth_error(poll_once(live_server.url, auth["device_code"]), "slow_down")
+    assert decide(browser, live_server.url, auth["user_code"]).status_code == 200
+    response = poll_once(live_server.url, auth["device_code"])
+    assert response.status_code == 200, response.text
+    assert response.json()["token_type"] == "Bearer"
+
+
 def test_slow_down_adds_five_seconds(make_app: AppFactory) -> None:
     app = make_app(tokens={"device_poll_interval": "1s"})
     client = app.test_client()

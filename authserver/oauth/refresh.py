@@ -16,7 +16,7 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -26,6 +26,25 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 #: Refresh tokens are recognisable (secret scanners, logs): ``as_rt_<random>``.
 REFRESH_TOKEN_PREFIX = "as_rt_"  # noqa: S105 - a prefix, not a secret
 RETRY_CACHE_PREFIX = "refresh-retry:"
+
+#: Scopes that ask for a refresh token. ``offline_access`` is OpenID Connect's (Core
+#: §11; Okta's, Keycloak's). ``offline`` is what Flyte's CLIs ask for (flyteadmin's
+#: default ``flyteClient.scopes`` is ``[all, offline]``), and what flyteadmin's own
+#: authorization server, fosite, gives refresh tokens for: its ``RefreshTokenScopes``
+#: default to ``offline`` and ``offline_access`` alike (issue 15.1).
+OFFLINE_SCOPES = frozenset({"offline_access", "offline"})
+
+
+def wants_refresh_token(registered: Collection[str], granted: Collection[str]) -> bool:
+    """Whether a person's sign-in gets a refresh token (for a client with the grant).
+
+    A client registered with an offline scope gets one when it asked for one of them,
+    as an admin who registers ``offline`` expects from Okta's ``offline_access``; a
+    client registered with neither gets one always (its config allows refresh without
+    asking).
+    """
+    offline = OFFLINE_SCOPES.intersection(registered)
+    return not offline or not offline.isdisjoint(granted)
 
 
 class RefreshRecord(Protocol):

@@ -37,7 +37,7 @@ from .metadata import admin_api_audience
 from .oidc import OPENID_SCOPE, IdTokens
 from .people import Person, UserDirectory, access_token_claims, granted_roles
 from .pkce import S256CodeChallenge
-from .refresh import RefreshRecord, RefreshTokens
+from .refresh import RefreshRecord, RefreshTokens, wants_refresh_token
 from .requests import for_description
 from .throttle import FailureThrottle
 from .tokens import AccessTokens, IssuedToken
@@ -320,9 +320,10 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
         """An access token, a refresh token when allowed, an ID token for ``openid``.
 
         A refresh token is issued to a client with the refresh_token grant that asked
-        for ``offline_access``, or that is not registered with that scope at all (its
-        config allows refresh without asking). ``rotate`` continues its family: the
-        successor replaces it (raises :class:`RotationLost` if another request did).
+        for ``offline_access`` or ``offline``, or that is registered with neither
+        (:func:`~authserver.oauth.refresh.wants_refresh_token`). ``rotate`` continues its
+        family: the successor replaces it (raises :class:`RotationLost` if another
+        request did).
         """
         issued = self.access_tokens.issue(
             client,
@@ -342,8 +343,8 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
             # the client's retry is a plain refresh, never a reuse (RFC 9700 §4.14.2).
             self._remember_family_token(family_id, claims)
             body["refresh_token"] = refresh.rotate(rotate)
-        elif client.check_grant_type("refresh_token") and (
-            "offline_access" in scopes or "offline_access" not in client.scopes
+        elif client.check_grant_type("refresh_token") and wants_refresh_token(
+            client.scopes, scopes
         ):
             family_id, body["refresh_token"] = refresh.start_family(
                 user_id=person.id,

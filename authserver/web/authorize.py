@@ -36,6 +36,7 @@ SCOPE_DESCRIPTIONS = {
     "groups": "your groups",
     "roles": "act with your roles",
     "offline_access": "stay signed in (refresh tokens)",
+    "offline": "stay signed in (refresh tokens)",
 }
 
 

@@ -1,9 +1,10 @@
 """Device authorization grant, RFC 8628.
 
 The device code's state lives in the ephemeral store under its SHA-256; the user
-code (8 letters of a consonant alphabet, XXXX-XXXX, §6.1) points to it. Polling
-faster than the interval gets ``slow_down`` and the interval grows by 5 seconds
-(§3.5). The code is redeemed by an atomic take, so it yields tokens once.
+code (8 letters of a consonant alphabet, XXXX-XXXX, §6.1) points to it. Polling a
+pending request faster than the interval gets ``slow_down`` and the interval grows
+by 5 seconds (§3.5); a decided one is answered at once. The code is redeemed by an
+atomic take, so it yields tokens once.
 """
 
 from __future__ import annotations
@@ -143,18 +144,8 @@ class DeviceCodeGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: ign
         if state["status"] == "denied":
             store.delete(key)
             raise AccessDeniedError(description="The person denied the request.")
-        # §3.5: polling faster than the interval is slow_down, and the interval grows
-        # by 5 seconds for this and every later request.
-        slowed, _ = store.counter(SLOW_PREFIX + key)
-        interval = state["interval"] + SLOW_DOWN_STEP * slowed
-        if not store.add(POLL_PREFIX + key, b"1", max(interval - 0.5, 0.5)):
-            store.incr(SLOW_PREFIX + key, state["expires_at"] - time.time() + 60)
-            # "for this and all subsequent requests": the wait starts again now.
-            store.put(POLL_PREFIX + key, b"1", max(interval + SLOW_DOWN_STEP - 0.5, 0.5))
-            raise SlowDownError(
-                description=f"Polling too fast; wait {interval + SLOW_DOWN_STEP} seconds."
-            )
         if state["status"] != "approved":
+            self._pace(key, state)
             raise AuthorizationPendingError(description="Waiting for the person to approve.")
         taken = store.take(key)
         if taken is None:
@@ -172,3 +163,23 @@ class DeviceCodeGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: ign
             grant_type=self.GRANT_TYPE,
         )
         return 200, body, self.TOKEN_RESPONSE_HEADER
+
+    def _pace(self, key: str, state: dict[str, Any]) -> None:
+        """§3.5: a pending request polled faster than the interval is ``slow_down``, and
+        the interval grows by 5 seconds for this and every later request.
+
+        Only a pending request is paced: ``slow_down`` is "a variant of
+        authorization_pending" (§3.5), and a decided one is answered at once. Clients
+        that take ``slow_down`` for pending and keep their first interval (flytekit's
+        ``DeviceCodeAuthenticator``, issue 15.3) would otherwise never be served again.
+        """
+        store = self.server.store
+        slowed, _ = store.counter(SLOW_PREFIX + key)
+        interval = state["interval"] + SLOW_DOWN_STEP * slowed
+        if not store.add(POLL_PREFIX + key, b"1", max(interval - 0.5, 0.5)):
+            store.incr(SLOW_PREFIX + key, state["expires_at"] - time.time() + 60)
+            # "for this and all subsequent requests": the wait starts again now.
+            store.put(POLL_PREFIX + key, b"1", max(interval + SLOW_DOWN_STEP - 0.5, 0.5))
+            raise SlowDownError(
+                description=f"Polling too fast; wait {interval + SLOW_DOWN_STEP} seconds."
+            )
