@@ -143,6 +143,39 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_current(args: argparse.Namespace) -> int:
+    """Where the database stands; ``db upgrade`` is what moves it (never ``serve`` on
+    PostgreSQL)."""
+    from .app import create_app
+    from .storage.migrations import migration_history
+
+    migrations, current = migration_history(create_app(_settings(args)))
+    known = {m.revision for m in migrations}
+    pending = sum(not m.is_applied for m in migrations)
+    head = ", ".join(m.revision for m in migrations if m.is_head)
+    where = ", ".join(sorted(current)) or "none (an empty database)"
+    if current - known:
+        print(f"{where}: not a migration of this version (a newer release's?); its head is {head}")
+    elif pending:
+        print(f"{where}; {pending} pending, up to {head}: run `authserver db upgrade`")
+    else:
+        print(f"{where} (head)")
+    return 0
+
+
+def cmd_db_history(args: argparse.Namespace) -> int:
+    from .app import create_app
+    from .storage.migrations import migration_history
+
+    migrations, _ = migration_history(create_app(_settings(args)))
+    rows = [("REVISION", "STATE", "DESCRIPTION")]
+    for m in migrations:
+        state = "current" if m.is_current else "applied" if m.is_applied else "pending"
+        rows.append((m.revision, f"{state} (head)" if m.is_head else state, m.description))
+    _print_table(rows)
+    return 0
+
+
 def cmd_hash_secret(args: argparse.Namespace) -> int:
     from .oauth.secrets import hash_secret
 
@@ -675,6 +708,10 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", parser_class=_Parser)
     db_commands.required = True
     add("upgrade", cmd_db_upgrade, "apply migrations up to the newest", db_commands)
+    add(
+        "current", cmd_db_current, "show the database's migration, and what is pending", db_commands
+    )
+    add("history", cmd_db_history, "list this version's migrations, newest first", db_commands)
 
     hash_cmd = add("hash-secret", cmd_hash_secret, "read a secret on stdin, print its hash")
     hash_cmd.add_argument("--scheme", choices=("bcrypt", "argon2id"), default="bcrypt")
