@@ -30,7 +30,17 @@ from .storage.ratelimit import RateLimits
 from .storage.refresh import SqlRefreshStore
 from .storage.service_accounts import SqlServiceAccountRepository
 from .storage.users import SqlUserRepository
-from .web import admin_api, authorize, dashboard, device, discovery, forward_auth, login, oauth
+from .web import (
+    access_log,
+    admin_api,
+    authorize,
+    dashboard,
+    device,
+    discovery,
+    forward_auth,
+    login,
+    oauth,
+)
 from .web.adapter import bound_streamed_body
 from .web.audit import AuditTrail
 from .web.errors import register_error_handlers
@@ -173,6 +183,8 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
             session_lifetime=settings.forward_auth.session_lifetime or settings.session_lifetime,
         )
         app.register_blueprint(forward_auth.bp)
+    if settings.access_log:
+        access_log.init_app(app)  # first: it times the whole request
     register_error_handlers(app)
     app.before_request(bound_streamed_body)
     https = settings.issuer.startswith("https://")

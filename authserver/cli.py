@@ -14,9 +14,11 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
+from .logs import configure_logging
 from .settings import (
     Settings,
     SettingsError,
@@ -52,7 +54,9 @@ class _Parser(argparse.ArgumentParser):
 def _settings(args: argparse.Namespace) -> Settings:
     if uses_embedded_default(args.config):
         prepare_embedded_default()
-    return load_settings(args.config)
+    settings = load_settings(args.config)
+    configure_logging(settings.log_format, settings.log_level)
+    return settings
 
 
 def _app(args: argparse.Namespace, settings: Settings | None = None) -> Flask:
@@ -74,19 +78,21 @@ def _app(args: argparse.Namespace, settings: Settings | None = None) -> Flask:
 # -- commands -----------------------------------------------------------------------
 
 
-def _log_migrations() -> None:
-    """Show the migrations being applied, for the commands whose job includes that."""
-    logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)
+def _log_migrations(settings: Settings) -> None:
+    """Show the migrations being applied, for the commands whose job includes that
+    (unless ``log_level`` asks for less)."""
+    level = max(logging.INFO, logging.getLevelName(settings.log_level.upper()))
+    logging.getLogger("alembic.runtime.migration").setLevel(level)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    _log_migrations()
     from .serve import run_dev, run_gunicorn
     from .storage.migrations import pending_migrations
 
     if bool(args.tls_cert) != bool(args.tls_key):
         raise CliError("--tls-cert and --tls-key go together", EXIT_USAGE)
     settings = _settings(args)
+    _log_migrations(settings)
     app = _app(args, settings)  # on SQLite this applies the migrations
     if not settings.is_sqlite and pending_migrations(app):
         raise CliError("the database schema is not current: run `authserver db upgrade` first")
@@ -110,6 +116,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Where the one-time password goes when stderr is no terminal (beside the secret key).
+INITIAL_PASSWORD_FILE = "initial_admin_password"  # noqa: S105 - a file name
+
+
 def _initial_admin(app: Flask, settings: Settings) -> None:
     """The first admin of an empty database: from ``initial_admin``, or a one-time
     password printed here (never a fixed default password)."""
@@ -123,6 +133,14 @@ def _initial_admin(app: Flask, settings: Settings) -> None:
         raise CliError(f"initial_admin: {exc}", EXIT_USAGE) from exc
     if password:
         name = settings.initial_admin.username if settings.initial_admin else "admin"
+        _show_initial_password(settings, name, password)
+
+
+def _show_initial_password(settings: Settings, name: str, password: str) -> None:
+    """The first admin's one-time password: on the terminal when stderr is one; else
+    (a container, a service manager, a log collector) never in the log, but in a file
+    readable by the server's user only, beside the secret key, which the log names."""
+    if sys.stderr.isatty():
         print(
             f"authserver: the database had no users; created admin `{name}` with the "
             f"one-time password {password}\n"
@@ -131,14 +149,28 @@ def _initial_admin(app: Flask, settings: Settings) -> None:
             file=sys.stderr,
             flush=True,
         )
+        return
+    path = Path(settings.secret_key_file).parent / INITIAL_PASSWORD_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(password + "\n")
+    logging.getLogger("authserver").warning(
+        "the database had no users; created admin `%s` with a one-time password, written "
+        "to %s (not logged: stderr is not a terminal); it is good for one sign-in, which "
+        "asks for a new password",
+        name,
+        path.resolve(),
+    )
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from .app import create_app
     from .storage.migrations import upgrade_database
 
-    _log_migrations()
-    upgrade_database(create_app(_settings(args)))
+    settings = _settings(args)
+    _log_migrations(settings)
+    upgrade_database(create_app(settings))
     print("database schema is current")
     return 0
 
@@ -890,11 +922,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not hasattr(args, "config"):
         args.config = None
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # Ours are worth reading; library chatter is not (see _log_migrations).
-    logging.getLogger("authserver").setLevel(logging.INFO)
+    # Until the settings say otherwise (see _settings): text, ours from info on.
+    configure_logging()
     try:
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)

@@ -26,6 +26,7 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
 
+from .logs import logging_config
 from .settings import Settings
 
 #: Seconds a request may take to arrive whole, headers and body, once a worker thread
@@ -219,9 +220,9 @@ def run_gunicorn(
         "keepalive": 30,
         "timeout": 30,
         "graceful_timeout": 20,
+        # Our logging setup in master and workers; the access log is ours (web/access_log.py).
         "accesslog": None,
-        "errorlog": "-",
-        "loglevel": "info",
+        "logconfig_dict": logging_config(settings.log_format, settings.log_level),
         # Proxies in front set X-Forwarded-*; we build URLs from `issuer`, not from them.
         "forwarded_allow_ips": "127.0.0.1,::1",
     }

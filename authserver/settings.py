@@ -414,6 +414,12 @@ class Settings(_Section):
     #: How long audit events are kept by ``authserver audit prune``; ``None``: for ever
     #: (the server itself never deletes them).
     audit_retention: Duration | None = Field(default=None, gt=0)
+    #: Logs: one line of text a record, or one JSON object a line (DESIGN.md "Operations").
+    log_format: Literal["text", "json"] = "text"
+    #: The level of authserver's and gunicorn's logs.
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: One access-log record a request (never a query, header or body).
+    access_log: bool = True
     #: Largest accepted request body; RFC 6749 forms are small.
     max_form_bytes: int = Field(default=64 * 1024, gt=0)
 

@@ -132,6 +132,17 @@ def test_sign_in_lands_on_rd_and_auth_names_the_person(fwd_app: Flask) -> None:
     )
     assert nginx.status_code == 202
     assert nginx.headers["X-Auth-Request-User"] == "alice"
+    # Whatever method the proxy asks with (the original request's, for some).
+    posted = fwd_app.test_client(use_cookies=False).post(
+        "/oauth2/auth",
+        base_url="http://authserver.internal",
+        headers={
+            "X-Forwarded-Host": "app.example.com",
+            "Cookie": f"{COOKIE}={cookie_value.value}",
+        },
+        data="ignored",
+    )
+    assert posted.status_code == 202
     other = fwd_app.test_client(use_cookies=False).get(
         "/oauth2/auth",
         base_url="http://authserver.internal",

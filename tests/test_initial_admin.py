@@ -1,5 +1,7 @@
-"""The first admin: a one-time password printed by ``serve`` on an empty database, or
-``initial_admin`` from config; never a fixed default password."""
+"""The first admin: a one-time password made by ``serve`` on an empty database, or
+``initial_admin`` from config; never a fixed default password. The one-time password
+goes to the terminal when stderr is one, and otherwise (as here, and in a container)
+to a 0600 file beside the secret key, never into the log."""
 
 from __future__ import annotations
 
@@ -10,20 +12,29 @@ import requests
 import sqlalchemy as sa
 from playwright.sync_api import Browser, expect
 
-from .conftest import free_port, standard_config, start_server, stop_server
+from .conftest import LiveServer, free_port, standard_config, start_server, stop_server
 from .people import login
 
 
-def test_serve_prints_a_one_time_admin_password_once(tmp_path: Path) -> None:
+def one_time_password(server: LiveServer, directory: Path) -> str:
+    """The password from its file, which the log names; the log never holds it."""
+    path = directory / "initial_admin_password"
+    assert f"written to {path.resolve()}" in server.log(), server.log()
+    assert path.stat().st_mode & 0o777 == 0o600
+    password = path.read_text().strip()
+    assert len(password) >= 16
+    assert password not in server.log()
+    return password
+
+
+def test_serve_makes_a_one_time_admin_password_once(tmp_path: Path) -> None:
     port = free_port()
     config = standard_config(
         f"http://127.0.0.1:{port}", f"sqlite:///{tmp_path / 'a.db'}", tmp_path / "secret_key"
     )
     server = start_server(tmp_path, config, port)
     try:
-        match = re.search(r"created admin `admin` with the one-time password (\S+)", server.log())
-        assert match, server.log()
-        password = match.group(1)
+        password = one_time_password(server, tmp_path)
         session = requests.Session()
         response = login(session, server.url, "admin", password)
         assert response.status_code == 302
@@ -31,10 +42,12 @@ def test_serve_prints_a_one_time_admin_password_once(tmp_path: Path) -> None:
         assert "admin" in listed.stdout
     finally:
         stop_server(server)
-    # a second start does not make another admin nor print a password
+    # a second start does not make another admin nor a password
+    (tmp_path / "initial_admin_password").unlink()
     server = start_server(tmp_path / "again", {**config}, port)
     try:
         assert "one-time password" not in server.log()
+        assert not (tmp_path / "initial_admin_password").exists()
     finally:
         stop_server(server)
 
@@ -71,9 +84,7 @@ def test_the_one_time_password_must_be_replaced_at_first_sign_in(
     )
     server = start_server(tmp_path, config, port)
     try:
-        match = re.search(r"created admin `admin` with the one-time password (\S+)", server.log())
-        assert match, server.log()
-        one_time = match.group(1)
+        one_time = one_time_password(server, tmp_path)
         context = browser.new_context()
         context.set_default_timeout(15_000)
         page = context.new_page()
@@ -126,3 +137,59 @@ def test_the_one_time_password_must_be_replaced_at_first_sign_in(
     engine.dispose()
     assert events == ["password_changed", "login", "login_failed", "login"]
     assert not must_change
+
+
+def test_on_a_terminal_the_password_is_shown_there(tmp_path: Path) -> None:
+    """stderr a terminal (a person at ``authserver serve``): shown there, no file."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import time
+
+    import yaml
+
+    from .conftest import authserver_command
+
+    port = free_port()
+    config = standard_config(
+        f"http://127.0.0.1:{port}", f"sqlite:///{tmp_path / 'a.db'}", tmp_path / "secret_key"
+    )
+    (tmp_path / "authserver.yaml").write_text(yaml.safe_dump(config))
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSERVER_")}
+    process = subprocess.Popen(
+        [
+            *authserver_command(),
+            "--config",
+            str(tmp_path / "authserver.yaml"),
+            "serve",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+        ],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+        env=env,
+        start_new_session=True,
+    )
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while b"one-time password" not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1)
+            if ready:
+                seen += os.read(master, 4096)
+        match = re.search(rb"created admin `admin` with the one-time password (\S+)", seen)
+        assert match, seen.decode(errors="replace")
+        assert not (tmp_path / "initial_admin_password").exists()
+    finally:
+        import signal
+
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+        os.close(master)

@@ -238,6 +238,8 @@ class AuditTrail:
         if has_request_context():
             actor = actor or g.get("audit_actor")
             address = address or peer_address()
+            if client_id:
+                g.access_client_id = client_id  # for the access log (web/access_log.py)
         if actor is None:
             # Without a named actor the subject acts (a sign-in, a token for them), or
             # the client does (client credentials, revocation).

@@ -82,7 +82,12 @@ def _header_value(value: str) -> str:
     return value.encode().decode("latin-1")
 
 
-@bp.get("/oauth2/auth")
+#: nginx's ``auth_request`` and Traefik's ForwardAuth may ask with the original
+#: request's method; the answer never depends on it (nor on a body, never read).
+AUTH_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+@bp.route("/oauth2/auth", methods=AUTH_METHODS)
 def auth() -> Response:
     """202 with the identity headers for a valid session cookie or bearer token of an
     allowed audience; 401 otherwise (oauth2-proxy's ``/oauth2/auth``)."""

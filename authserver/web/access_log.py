@@ -1,0 +1,52 @@
+"""The access log: one record a request (DESIGN.md, "Operations").
+
+Method, path, status, duration, the client's address (the forwarded one behind
+``trusted_forwarders``) and the client id where one authenticated. Never the query
+string, a header or a body: that is where codes, tokens, secrets and passwords travel
+(a query holds ``code``, ``state``, ``user_code``; a form ``client_secret``,
+``password``, ``refresh_token``), so none of them can reach the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Flask, Response, g, request
+
+from ..logs import ACCESS_LOGGER
+from .signin import peer_address
+
+log = logging.getLogger(ACCESS_LOGGER)
+
+#: Where a request's client id is noted once it is known (the audit trail notes it).
+CLIENT_ID = "access_client_id"
+
+
+def _started() -> None:
+    g.access_started = time.perf_counter()
+
+
+def _logged(response: Response) -> Response:
+    started = g.get("access_started")
+    duration = (time.perf_counter() - started) * 1000 if started is not None else None
+    log.info(
+        "%s %s %s",
+        request.method,
+        request.path,
+        response.status_code,
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round(duration, 2) if duration is not None else None,
+            "address": peer_address(),
+            "client_id": g.get(CLIENT_ID),
+        },
+    )
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_started)
+    app.after_request(_logged)
