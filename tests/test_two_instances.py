@@ -4,8 +4,8 @@ grows past one machine (README, "Running in production").
 Both run the same config (issuer, database, Redis prefix, server secret) on different
 ports, as two nodes behind a load balancer would, and whatever one of them issued or
 decided holds at the other: signing keys, authorization codes, device codes, refresh
-families (rotation, the retry cache, reuse detection), revocations and the failure
-throttle.
+families (rotation, the retry cache, reuse detection), revocations, sign-outs and the
+failure throttle.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from .conftest import (
     stop_server,
     upgrade_with_cli,
 )
-from .people import code_for, signed_in_session
+from .people import authorize, code_for, signed_in_session
 from .test_device_flow import decide, device_authorization, poll_once
+from .test_oidc import assert_login_page, cli_params, is_signed_in, submit_form
 from .test_refresh_tokens import assert_oauth_error, new_user, redeem, refresh
 
 pytestmark = pytest.mark.live
@@ -165,6 +166,17 @@ def test_a_token_revoked_at_one_is_inactive_at_the_other(pair: Pair) -> None:
     )
     assert revoked.status_code == 200, revoked.text
     assert introspect(pair.a.url, token) == {"active": False}
+
+
+def test_a_sign_out_at_one_holds_at_the_other(pair: Pair) -> None:
+    browser = signed_in_session(pair.a.url, pair.username)
+    copied = requests.Session()  # a copy of the sign-in cookie, kept after the sign-out
+    copied.cookies.update(browser.cookies)
+    assert is_signed_in(copied, pair.a)
+    page = browser.get(pair.b.url + "/logout", timeout=30)
+    assert submit_form(browser, pair.b, page).status_code == 200
+    params, _ = cli_params()
+    assert_login_page(authorize(copied, pair.a.url, params))
 
 
 def test_wrong_secrets_counted_at_one_are_refused_at_the_other(pair: Pair) -> None:
