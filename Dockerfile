@@ -37,11 +37,13 @@ COPY --from=build /wheels /tmp/wheels
 RUN pip install --no-deps /tmp/wheels/*.whl && pip check && rm -rf /tmp/wheels
 
 # A non-root user. Its home is the working directory, where relative paths of the
-# config resolve (instance/secret_key, a SQLite database): mount a volume on it.
+# config resolve, and the instance directory (the embedded default's SQLite database
+# and secrets; a config's unset database_url and secret_key_file): mount a volume on it.
 RUN useradd --system --uid 10001 --user-group --create-home \
         --home-dir /var/lib/authserver authserver
 USER authserver
 WORKDIR /var/lib/authserver
+ENV AUTHSERVER_HOME=/var/lib/authserver
 VOLUME /var/lib/authserver
 
 EXPOSE 8080

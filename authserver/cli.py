@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from . import __version__
 from .logs import configure_logging
 from .settings import (
+    DEMO_CLIENT_SECRET_FILE,
     Settings,
     SettingsError,
+    instance_dir,
     load_settings,
     prepare_embedded_default,
     uses_embedded_default,
@@ -51,10 +53,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"authserver: error: {message}\n")
 
 
+def _instance(args: argparse.Namespace) -> Path:
+    """The instance directory: ``--instance-dir``, else :func:`instance_dir`."""
+    if args.instance_dir:
+        return Path(args.instance_dir).expanduser().absolute()
+    return instance_dir()
+
+
 def _settings(args: argparse.Namespace) -> Settings:
+    instance = _instance(args)
     if uses_embedded_default(args.config):
-        prepare_embedded_default()
-    settings = load_settings(args.config)
+        prepare_embedded_default(instance)
+    settings = load_settings(args.config, instance=instance)
     configure_logging(settings.log_format, settings.log_level)
     return settings
 
@@ -69,10 +79,47 @@ def _app(args: argparse.Namespace, settings: Settings | None = None) -> Flask:
     from .storage.migrations import upgrade_database
 
     settings = settings or _settings(args)
-    app = create_app(settings)
-    if settings.is_sqlite:
+    if not settings.is_sqlite:
+        return create_app(settings)
+    with _announcing_new_database(args, settings) as app:
         upgrade_database(app)
     return app
+
+
+@contextmanager
+def _announcing_new_database(args: argparse.Namespace, settings: Settings) -> Iterator[Flask]:
+    """The app, for a body that migrates its database; then, if that database was new,
+    one line on stderr says where it is (state never lands in a surprise place)."""
+    from sqlalchemy.engine import make_url
+
+    from .app import create_app
+    from .storage.database import normalize_database_url
+    from .storage.migrations import is_empty_database
+
+    url = make_url(normalize_database_url(settings.database_url))
+    sqlite_file = Path(url.database) if settings.is_sqlite and url.database else None
+    if sqlite_file is not None and url.database != ":memory:":
+        is_new = not sqlite_file.exists()
+        what = f"created a new SQLite database at {sqlite_file}"
+    else:
+        is_new = False
+        what = f"set up a new database at {url.render_as_string(hide_password=True)}"
+    app = create_app(settings)
+    if sqlite_file is None:
+        is_new = is_empty_database(app)
+    yield app
+    if not is_new:
+        return
+    print(f"authserver: {what}", file=sys.stderr, flush=True)
+    legacy = Path.cwd() / "instance" / "authserver.db"
+    if uses_embedded_default(args.config) and legacy.exists() and legacy != sqlite_file:
+        print(
+            f"authserver: note: {legacy.parent} is no longer used; the embedded default "
+            f"keeps its state in {_instance(args)} (AUTHSERVER_HOME={legacy.parent} or "
+            "--instance-dir picks the old one)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 # -- commands -----------------------------------------------------------------------
@@ -86,13 +133,22 @@ def _log_migrations(settings: Settings) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .serve import run_dev, run_gunicorn
+    from .serve import ServeOptionError, gunicorn_options, run_dev, run_gunicorn
+    from .settings import parse_bind
     from .storage.migrations import pending_migrations
 
     if bool(args.tls_cert) != bool(args.tls_key):
         raise CliError("--tls-cert and --tls-key go together", EXIT_USAGE)
+    try:
+        bind = None if args.bind is None else parse_bind(args.bind)
+    except ValueError as exc:
+        raise CliError(f"--bind: {exc}", EXIT_USAGE) from None
     settings = _settings(args)
     _log_migrations(settings)
+    try:
+        options = gunicorn_options(settings, bind, args.workers, args.tls_cert, args.tls_key)
+    except ServeOptionError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
     app = _app(args, settings)  # on SQLite this applies the migrations
     if not settings.is_sqlite and pending_migrations(app):
         raise CliError("the database schema is not current: run `authserver db upgrade` first")
@@ -106,13 +162,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if uses_embedded_default(args.config):
         print(
             "authserver: embedded default config; demo client `demo`, secret in "
-            "instance/demo_client_secret",
+            f"{_instance(args) / DEMO_CLIENT_SECRET_FILE}",
             file=sys.stderr,
         )
     if args.dev:
-        run_dev(app, args.bind, args.tls_cert, args.tls_key)
+        try:
+            run_dev(app, bind or settings.server.bind, args.tls_cert, args.tls_key)
+        except ServeOptionError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
     else:
-        run_gunicorn(settings, args.bind, args.workers, args.tls_cert, args.tls_key)
+        run_gunicorn(settings, options)
     return 0
 
 
@@ -165,12 +224,12 @@ def _show_initial_password(settings: Settings, name: str, password: str) -> None
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from .app import create_app
     from .storage.migrations import upgrade_database
 
     settings = _settings(args)
     _log_migrations(settings)
-    upgrade_database(create_app(settings))
+    with _announcing_new_database(args, settings) as app:
+        upgrade_database(app)
     print("database schema is current")
     return 0
 
@@ -715,6 +774,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="YAML config file (default: $AUTHSERVER_CONFIG, else the embedded default)",
     )
+    common.add_argument(
+        "--instance-dir",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="where the embedded default keeps its state, and a config's unset "
+        "database_url and secret_key_file (default: $AUTHSERVER_HOME, else "
+        "$XDG_DATA_HOME/authserver, else ~/.local/share/authserver)",
+    )
     parser = _Parser(
         prog="authserver",
         description="A self-hosted OAuth 2.1 / OpenID Connect authorization server.",
@@ -730,8 +797,18 @@ def build_parser() -> argparse.ArgumentParser:
         return command
 
     serve = add("serve", cmd_serve, "run the server (gunicorn)")
-    serve.add_argument("--bind", default="127.0.0.1:8080", metavar="HOST:PORT")
-    serve.add_argument("--workers", type=_positive_int, default=_default_workers(), metavar="N")
+    serve.add_argument(
+        "--bind",
+        metavar="HOST:PORT",
+        help="where to listen: HOST:PORT, [IPv6]:PORT, unix:PATH, or PORT for "
+        "127.0.0.1:PORT (default: server.bind, 127.0.0.1:8080)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="worker processes (default: server.workers, else the CPUs, at least 2)",
+    )
     serve.add_argument("--dev", action="store_true", help="Flask's development server, one process")
     serve.add_argument("--tls-cert", metavar="FILE")
     serve.add_argument("--tls-key", metavar="FILE")
@@ -913,15 +990,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
-def _default_workers() -> int:
-    return max(2, os.cpu_count() or 1)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "config"):
         args.config = None
+    if not hasattr(args, "instance_dir"):
+        args.instance_dir = None
     # Until the settings say otherwise (see _settings): text, ours from info on.
     configure_logging()
     try:

@@ -31,6 +31,8 @@ from urllib.parse import parse_qsl, urlsplit
 import requests
 from authlib.integrations.requests_client import OAuth2Session, OAuthError
 
+from .client_env import CACHE_DIR
+
 if sys.platform != "win32":
     import fcntl
 
@@ -167,7 +169,7 @@ class CachedToken:
 
 def default_cache_path() -> Path:
     """``$AUTHSERVER_CACHE_DIR/tokens.json``, else ``~/.cache/authserver/tokens.json``."""
-    directory = os.environ.get("AUTHSERVER_CACHE_DIR")
+    directory = os.environ.get(CACHE_DIR)
     if directory:
         return Path(directory) / "tokens.json"
     return Path.home() / ".cache" / "authserver" / "tokens.json"

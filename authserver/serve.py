@@ -16,27 +16,30 @@ load balancer) takes slow clients off the workers entirely.
 from __future__ import annotations
 
 import contextlib
+import math
+import os
+import shlex
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, NoReturn
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.config import Config
 from gunicorn.workers.gthread import ThreadWorker
 
 from .logs import logging_config
-from .settings import Settings
+from .settings import Settings, parse_bind
 
 #: Seconds a request may take to arrive whole, headers and body, once a worker thread
 #: has taken it up. Our requests are small forms (at most ``max_form_bytes``).
 REQUEST_ARRIVAL_TIMEOUT = 10.0
 
-#: Worker threads per gunicorn worker. The work is CPU-bound, so more threads do not
-#: raise throughput (bench/), but a thread blocked on a slow client costs no CPU and
-#: spares keep the worker answering while up to this many minus one are held.
-THREADS = 8
+#: The worker class, which ``GUNICORN_CMD_ARGS`` may not replace: it is what bounds
+#: how long a request may take to arrive.
+WORKER_CLASS = "authserver.serve.BoundedThreadWorker"
 
 _WATCH_INTERVAL = 0.25
 _PICKUP_GRACE = 1.0
@@ -209,29 +212,99 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return app
 
 
-def run_gunicorn(
-    settings: Settings, bind: str, workers: int, tls_cert: str | None, tls_key: str | None
-) -> None:
+class ServeOptionError(ValueError):
+    """A bad ``serve`` option or ``GUNICORN_CMD_ARGS`` (bad usage: exit 2)."""
+
+
+def default_workers() -> int:
+    return max(2, os.cpu_count() or 1)
+
+
+def gunicorn_options(
+    settings: Settings,
+    bind: str | None = None,
+    workers: int | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """gunicorn's settings: ``server:`` of the config, then ``GUNICORN_CMD_ARGS``, then
+    the ``serve`` options (``bind``, ``workers``), each winning over the one before.
+
+    The worker threads (``server.threads``) are spares for slow clients: the work is
+    CPU-bound, so more do not raise throughput (bench/), but a thread blocked on a slow
+    client costs no CPU and the spares keep the worker answering.
+    """
+    server = settings.server
     options: dict[str, Any] = {
-        "bind": bind,
-        "workers": workers,
-        "worker_class": "authserver.serve.BoundedThreadWorker",
-        "threads": THREADS,
-        "keepalive": 30,
-        "timeout": 30,
-        "graceful_timeout": 20,
+        "bind": [server.bind],
+        "workers": server.workers or default_workers(),
+        "worker_class": WORKER_CLASS,
+        "threads": server.threads,
+        "keepalive": math.ceil(server.keepalive),
+        "timeout": math.ceil(server.timeout),
+        "graceful_timeout": math.ceil(server.graceful_timeout),
         # Our logging setup in master and workers; the access log is ours (web/access_log.py).
         "accesslog": None,
         "logconfig_dict": logging_config(settings.log_format, settings.log_level),
         # Proxies in front set X-Forwarded-*; we build URLs from `issuer`, not from them.
-        "forwarded_allow_ips": "127.0.0.1,::1",
+        "forwarded_allow_ips": ",".join(server.forwarded_allow_ips),
     }
+    environ = os.environ if environ is None else environ
+    options.update(_gunicorn_cmd_args(environ.get("GUNICORN_CMD_ARGS", "")))
+    if bind is not None:
+        options["bind"] = [bind]
+    if workers is not None:
+        options["workers"] = workers
     if tls_cert and tls_key:
         options.update(certfile=tls_cert, keyfile=tls_key)
+    return options
+
+
+def _gunicorn_cmd_args(text: str) -> dict[str, Any]:
+    """``GUNICORN_CMD_ARGS``, read as gunicorn reads it, checked by gunicorn's own
+    validators; ``ServeOptionError`` for what it may not set or set wrong."""
+    config = Config()
+    parser = config.parser()
+
+    def refuse(message: str) -> NoReturn:
+        raise ServeOptionError(f"GUNICORN_CMD_ARGS: {message}")
+
+    parser.error = refuse  # one line, instead of gunicorn's usage and exit
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:  # an unclosed quote
+        refuse(str(exc))
+    parsed = vars(parser.parse_args(words))
+    if parsed.pop("args", None):
+        refuse("takes gunicorn options only, not an application")
+    options = {key: value for key, value in parsed.items() if value is not None}
+    if "worker_class" in options:
+        refuse(f"the worker class is {WORKER_CLASS} (it bounds how long a request may take)")
+    if "config" in options:
+        refuse("no gunicorn config file; use the server: section of authserver's config")
+    if "bind" in options:
+        try:
+            options["bind"] = [parse_bind(item) for item in options["bind"]]
+        except ValueError as exc:
+            refuse(f"--bind: {exc}")
+    for key, value in options.items():
+        try:
+            config.set(key, value)
+        except (TypeError, ValueError) as exc:
+            refuse(f"{key}: {exc}")
+    return options
+
+
+def run_gunicorn(settings: Settings, options: dict[str, Any]) -> None:
+    """Serve with gunicorn; ``options`` from :func:`gunicorn_options`."""
     _Gunicorn(settings, options).run()
 
 
 def run_dev(app: Flask, bind: str, tls_cert: str | None, tls_key: str | None) -> None:
+    """Flask's development server on ``bind`` (as :func:`parse_bind` gives it)."""
+    if bind.startswith("unix:"):
+        raise ServeOptionError("--dev listens on HOST:PORT only, not a unix socket")
     host, _, port = bind.rpartition(":")
     ssl_context = (tls_cert, tls_key) if tls_cert and tls_key else None
-    app.run(host=host or "127.0.0.1", port=int(port), ssl_context=ssl_context, threaded=True)
+    app.run(host=host.strip("[]"), port=int(port), ssl_context=ssl_context, threaded=True)

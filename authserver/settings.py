@@ -2,10 +2,12 @@
 
 Sources, later ones winning (DESIGN.md, "Config file"):
 
-1. the embedded default (``config/authserver.default.yaml``) when no file is given;
+1. the embedded default (``config/authserver.default.yaml``) when no file is given,
+   its state in the instance directory (:func:`instance_dir`);
 2. the YAML file named by ``--config`` or ``AUTHSERVER_CONFIG``;
-3. environment overrides ``AUTHSERVER_<SECTION>__<KEY>`` (values parsed as YAML
-   scalars, so ``[a, b]`` is a list);
+3. environment overrides ``AUTHSERVER_<SECTION>__<KEY>``: a string setting takes the
+   value verbatim, a list or mapping setting parses it as YAML or JSON (``[a, b]``),
+   and pydantic reads booleans, numbers and durations from the string;
 4. ``<key>_file: PATH`` for any secret value, read at start-up.
 
 Every problem is collected and reported together as ``path: message`` lines
@@ -22,7 +24,8 @@ import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import NoneType, UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 import yaml
@@ -38,9 +41,16 @@ from pydantic import (
     model_validator,
 )
 
+from .client_env import CLIENT_ENV_VARS
+
 ENV_PREFIX = "AUTHSERVER_"
-#: Environment variables with our prefix that are not setting overrides.
-ENV_NOT_SETTINGS = ("AUTHSERVER_CONFIG", "AUTHSERVER_DEBUG", "AUTHSERVER_TEST_")
+#: Environment variables with our prefix that are not setting overrides: the server's
+#: own, and the person's CLI's (DESIGN.md, "Environment variables").
+ENV_NOT_SETTINGS = (
+    frozenset({"AUTHSERVER_CONFIG", "AUTHSERVER_DEBUG", "AUTHSERVER_HOME"}) | CLIENT_ENV_VARS
+)
+#: The test suite's variables (``AUTHSERVER_TEST_DATABASE_URL``, ...).
+ENV_TEST_PREFIX = "AUTHSERVER_TEST_"
 #: Keys whose value may be given as ``<key>_file: PATH`` instead (DESIGN.md).
 SECRET_KEYS = frozenset(
     {"client_secret", "client_secret_hash", "database_url", "password", "redis_url", "secret_key"}
@@ -53,6 +63,32 @@ GRANT_DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 KNOWN_GRANT_TYPES = frozenset(
     {GRANT_CLIENT_CREDENTIALS, GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, GRANT_DEVICE_CODE}
 )
+
+#: The demo client's secret, written into the instance directory by the embedded default.
+DEMO_CLIENT_SECRET_FILE = "demo_client_secret"  # noqa: S105 - a file name
+
+
+def instance_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where state lives unless the config says otherwise: the embedded default's
+    database, server secret and demo client secret, and the database and secret of a
+    config that leaves ``database_url`` or ``secret_key_file`` unset.
+
+    ``$AUTHSERVER_HOME`` (or ``--instance-dir``), else ``$XDG_DATA_HOME/authserver``,
+    else ``~/.local/share/authserver``: one place, whatever the working directory.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get("AUTHSERVER_HOME"):
+        return Path(environ["AUTHSERVER_HOME"]).expanduser().absolute()
+    data_home = environ.get("XDG_DATA_HOME", "")
+    if data_home and Path(data_home).is_absolute():  # XDG: a relative one is ignored
+        return Path(data_home) / "authserver"
+    home = Path(environ["HOME"]) if environ.get("HOME") else Path.home()
+    return home / ".local" / "share" / "authserver"
+
+
+def _default_database_url(instance: Path) -> str:
+    return f"sqlite:///{instance / 'authserver.db'}"
+
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -380,18 +416,90 @@ class RateLimitSettings(_Section):
     login_per_account: Limit = "100/hour"
 
 
+def parse_bind(value: str) -> str:
+    """A listening address for ``serve``: ``HOST:PORT``, ``[IPv6]:PORT``, ``unix:PATH``,
+    or a bare ``PORT``, which means ``127.0.0.1:PORT`` (every interface, ``0.0.0.0``, is
+    only ever asked for, never a default). ``ValueError`` says what is wrong."""
+    text = value.strip()
+    if text.startswith("unix:"):
+        if text == "unix:":
+            raise ValueError("unix: needs a socket path, like unix:/run/authserver.sock")
+        return text
+    if text.isdigit():
+        host, port = "127.0.0.1", text
+    elif text.startswith("["):
+        inside, closed, rest = text[1:].partition("]")
+        if not closed or not rest.startswith(":"):
+            raise ValueError(f"{value!r} is not [IPv6]:PORT, like [::1]:8080")
+        try:
+            ipaddress.IPv6Address(inside)
+        except ValueError:
+            raise ValueError(f"{inside!r} is not an IPv6 address") from None
+        host, port = f"[{inside}]", rest[1:]
+    else:
+        host, colon, port = text.rpartition(":")
+        if not colon:
+            raise ValueError(f"{value!r} names no port: give HOST:PORT, or PORT for 127.0.0.1:PORT")
+        if not host:
+            raise ValueError(
+                f"{value!r} names no host: give 127.0.0.1:PORT, or 0.0.0.0:PORT for every interface"
+            )
+        if ":" in host:
+            raise ValueError(f"{value!r}: an IPv6 address goes in brackets, like [::1]:8080")
+        if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?", host):
+            raise ValueError(f"{host!r} is not a host name or address")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r}: the port must be a number from 1 to 65535")
+    return f"{host}:{int(port)}"
+
+
+def _check_forwarded_ip(value: str) -> str:
+    if value != "*":
+        ipaddress.ip_network(value, strict=False)  # ValueError names the bad value
+    return value
+
+
+#: ``HOST:PORT``, ``[IPv6]:PORT``, ``unix:PATH`` or a bare ``PORT`` (on 127.0.0.1).
+Bind = Annotated[str, AfterValidator(parse_bind)]
+#: An address, a CIDR block, or ``*`` (any).
+ForwardedAllowIp = Annotated[str, AfterValidator(_check_forwarded_ip)]
+
+
+class ServerSettings(_Section):
+    """How ``serve`` runs gunicorn. ``GUNICORN_CMD_ARGS`` wins over these, and the
+    ``serve`` options ``--bind`` and ``--workers`` over both."""
+
+    #: Where to listen; a bare port means 127.0.0.1.
+    bind: Bind = "127.0.0.1:8080"
+    #: Worker processes; unset: the number of CPUs, at least 2.
+    workers: Annotated[int, Field(ge=1)] | None = None
+    #: Threads per worker (gunicorn ``gthread``): spares for slow clients, not throughput.
+    threads: Annotated[int, Field(ge=1, le=1000)] = 8
+    #: A worker silent this long is killed and replaced (gunicorn ``timeout``).
+    timeout: Duration = 30
+    #: On a restart or stop, how long workers may finish the requests in hand.
+    graceful_timeout: Duration = 20
+    #: How long an idle keep-alive connection is held open.
+    keepalive: Duration = 30
+    #: The proxies whose ``X-Forwarded-Proto`` gunicorn believes (its
+    #: ``forwarded_allow_ips``); URLs are built from ``issuer`` all the same.
+    forwarded_allow_ips: tuple[ForwardedAllowIp, ...] = ("127.0.0.1", "::1")
+
+
 class Settings(_Section):
     """The whole configuration of one server (DESIGN.md, "Config file")."""
 
     issuer: str = "http://127.0.0.1:8080"
-    database_url: str = "sqlite:///instance/authserver.db"
+    #: Unset: SQLite in the instance directory.
+    database_url: str = Field(default_factory=lambda: _default_database_url(instance_dir()))
     redis_url: str | None = None
     #: Prefix of every Redis key, so that deployments can share one Redis.
     redis_prefix: Annotated[str, Field(min_length=1, max_length=64)] = "authserver:"
     #: Inline secret key (prefer ``secret_key_file``); signs cookies, encrypts keys.
     secret_key: str | None = Field(default=None, repr=False)
-    #: Where the secret key lives; generated (0600) if absent.
-    secret_key_file: str = "instance/secret_key"  # noqa: S105 - a path
+    #: Where the secret key lives; generated (0600) if absent. Unset: in the instance
+    #: directory.
+    secret_key_file: str = Field(default_factory=lambda: str(instance_dir() / "secret_key"))
     signing: SigningSettings = Field(default_factory=SigningSettings)
     tokens: TokenSettings = Field(default_factory=TokenSettings)
     clients: tuple[ClientSettings, ...] = ()
@@ -411,6 +519,8 @@ class Settings(_Section):
 
     rbac: RbacSettings = Field(default_factory=RbacSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    #: How ``serve`` runs gunicorn: bind, workers, threads, timeouts.
+    server: ServerSettings = Field(default_factory=ServerSettings)
     #: How long audit events are kept by ``authserver audit prune``; ``None``: for ever
     #: (the server itself never deletes them).
     audit_retention: Duration | None = Field(default=None, gt=0)
@@ -513,10 +623,17 @@ def default_config_path() -> Path:
 
 
 def load_settings(
-    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    instance: Path | None = None,
 ) -> Settings:
-    """Build :class:`Settings` from a file (or the embedded default) and the environment."""
+    """Build :class:`Settings` from a file (or the embedded default) and the environment.
+
+    ``instance``: the instance directory (default :func:`instance_dir`), where what the
+    config leaves unset keeps its state.
+    """
     environ = os.environ if environ is None else environ
+    instance = instance_dir(environ) if instance is None else instance
     problems: list[str] = []
     config_path = Path(path) if path else None
     if config_path is None and environ.get("AUTHSERVER_CONFIG"):
@@ -524,6 +641,11 @@ def load_settings(
     raw: Any
     if config_path is None:
         raw = yaml.safe_load(default_config_path().read_text())
+        # Its relative file names are in the instance directory.
+        for client in raw.get("clients", ()):
+            hash_file = client.get("client_secret_hash_file")
+            if hash_file and not Path(hash_file).is_absolute():
+                client["client_secret_hash_file"] = str(instance / hash_file)
     else:
         try:
             raw = yaml.safe_load(config_path.read_text())
@@ -536,6 +658,9 @@ def load_settings(
     if not isinstance(raw, dict):
         raise SettingsError(["(top level): must be a mapping of settings"])
     from_env = _apply_env_overrides(raw, environ, problems)
+    if "database_url" not in raw and "database_url_file" not in raw:
+        raw["database_url"] = _default_database_url(instance)
+    raw.setdefault("secret_key_file", str(instance / "secret_key"))
     _resolve_secret_files(raw, "", problems)
     if problems:
         raise SettingsError(problems)
@@ -551,16 +676,21 @@ def _apply_env_overrides(
     """Merge ``AUTHSERVER_<SECTION>__<KEY>`` into ``raw``; returns setting path -> variable."""
     from_env: dict[str, str] = {}
     for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX) or name.startswith(ENV_NOT_SETTINGS):
+        if (
+            not name.startswith(ENV_PREFIX)
+            or name in ENV_NOT_SETTINGS
+            or name.startswith(ENV_TEST_PREFIX)
+        ):
             continue
         parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
         if not all(parts):
             problems.append(f"{name}: expected AUTHSERVER_<SECTION>__<KEY>")
             continue
         try:
-            value = yaml.safe_load(environ[name]) if environ[name] else ""
-        except yaml.YAMLError:
-            value = environ[name]
+            value = _env_value(parts, environ[name])
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+            continue
         target = raw
         for part in parts[:-1]:
             child = target.get(part)
@@ -574,6 +704,87 @@ def _apply_env_overrides(
             target[parts[-1]] = value
             from_env[".".join(parts)] = name
     return from_env
+
+
+def _env_value(parts: list[str], text: str) -> Any:
+    """An environment value for the setting at ``parts``, read as its type needs.
+
+    DESIGN.md: a string setting takes it verbatim (a ``#``, a colon or ``0x...`` in a
+    secret is part of the secret); only list and mapping settings parse it, as YAML or
+    JSON. Booleans, numbers and durations stay strings for pydantic to read (``true``,
+    ``8``, ``30d``). An empty value unsets a setting that may be ``null``.
+    """
+    kind, optional = _env_kind(_annotation_at(parts))
+    if optional and not text.strip():
+        return None
+    if kind == "text":
+        return text
+    if kind == "scalar":
+        return text.strip()
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "syntax error"
+        raise ValueError(f"not valid YAML or JSON ({first})") from None
+    if kind == "list" and not isinstance(value, list) and not (optional and value is None):
+        raise ValueError('must be a list in YAML or JSON, like [a, b] or ["a", "b"]')
+    if kind == "mapping" and not isinstance(value, dict) and not (optional and value is None):
+        raise ValueError('must be a mapping in YAML or JSON, like {a: b} or {"a": "b"}')
+    return value
+
+
+def _annotation_at(parts: list[str]) -> Any:
+    """The type of the setting at ``parts``, walking :class:`Settings` by field name
+    (and into ``rbac.roles``-like mappings by key); ``str`` for an unknown one, whose
+    value then reaches validation verbatim, to be named as ``unknown setting``."""
+    annotation: Any = Settings
+    for part in parts:
+        inner = [_strip_annotated(a) for a in _union_members(annotation)]
+        models = [a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)]
+        mappings = [a for a in inner if get_origin(a) is dict]
+        if models and part in models[0].model_fields:
+            annotation = models[0].model_fields[part].annotation
+        elif mappings:
+            annotation = get_args(mappings[0])[1]
+        else:
+            return str
+    return annotation
+
+
+def _env_kind(annotation: Any) -> tuple[Literal["text", "scalar", "list", "mapping"], bool]:
+    """How an environment value for ``annotation`` is read, and whether it may be null."""
+    members = _union_members(annotation)
+    optional = NoneType in members
+    kinds = {_member_kind(_strip_annotated(m)) for m in members if m is not NoneType}
+    for kind in ("mapping", "list", "scalar"):
+        if kind in kinds:
+            return kind, optional
+    return "text", optional
+
+
+def _member_kind(annotation: Any) -> str:
+    origin = get_origin(annotation) or annotation
+    if annotation is str:
+        return "text"
+    if origin is Literal:
+        return "text" if all(isinstance(a, str) for a in get_args(annotation)) else "scalar"
+    if origin in (dict, Mapping) or (isinstance(origin, type) and issubclass(origin, BaseModel)):
+        return "mapping"
+    if origin in (tuple, list, set, frozenset):
+        return "list"
+    return "scalar"
+
+
+def _union_members(annotation: Any) -> tuple[Any, ...]:
+    if get_origin(annotation) in (Union, UnionType):
+        return get_args(annotation)
+    return (annotation,)
+
+
+def _strip_annotated(annotation: Any) -> Any:
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation
 
 
 def _resolve_secret_files(node: Any, where: str, problems: list[str]) -> None:
@@ -623,19 +834,19 @@ def _describe(error: Any, from_env: Mapping[str, str]) -> str:
     return f"{path or '(top level)'}: {message}"
 
 
-def prepare_embedded_default(instance: Path | None = None) -> Path:
+def prepare_embedded_default(instance: Path) -> Path:
     """First start of the embedded default: generate the demo client's secret.
 
-    The secret is written (0600) to ``instance/demo_client_secret`` so that a newcomer
-    can use it from the README, and its bcrypt hash beside it, which is what the
-    default config reads. Returns the path of the secret.
+    The secret is written (0600) to ``demo_client_secret`` in the instance directory
+    (made 0700 if absent) so that a newcomer can use it from the README, and its
+    bcrypt hash beside it, which is what the default config reads. Returns the path
+    of the secret.
     """
     import bcrypt
 
-    instance = instance or Path.cwd() / "instance"
-    instance.mkdir(parents=True, exist_ok=True)
-    secret_path = instance / "demo_client_secret"
-    hash_path = instance / "demo_client_secret.hash"
+    instance.mkdir(mode=0o700, parents=True, exist_ok=True)
+    secret_path = instance / DEMO_CLIENT_SECRET_FILE
+    hash_path = instance / f"{DEMO_CLIENT_SECRET_FILE}.hash"
     if not secret_path.exists() or not hash_path.exists():
         secret = secrets.token_urlsafe(32)
         digest = bcrypt.hashpw(secret.encode(), bcrypt.gensalt(rounds=12)).decode()

@@ -1,6 +1,6 @@
 """A small API protected by our access tokens (``authserver.resource``).
 
-    AUTHSERVER_ISSUER=https://auth.example.com AUTHSERVER_AUDIENCE=https://api.example.com \
+    RESOURCE_ISSUER=https://auth.example.com RESOURCE_AUDIENCE=https://api.example.com \
         python examples/resource_server.py
 
 ``/api/hello`` takes any valid token, ``/api/data`` scope ``all``, ``/api/admin`` role
@@ -20,7 +20,7 @@ from authserver.resource import TokenValidator, init_app, require
 def create_app(validator: TokenValidator | None = None) -> Flask:
     if validator is None:
         validator = TokenValidator(
-            os.environ["AUTHSERVER_ISSUER"], os.environ["AUTHSERVER_AUDIENCE"]
+            os.environ["RESOURCE_ISSUER"], os.environ["RESOURCE_AUDIENCE"]
         )
     app = Flask(__name__)
     init_app(app, validator)

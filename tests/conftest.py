@@ -342,11 +342,30 @@ class LiveServer:
         return self.log_path.read_text(errors="replace")
 
 
+def command_env(cwd: Path, env: dict[str, str] | None) -> dict[str, str]:
+    """The environment of an ``authserver`` process: none of this shell's
+    ``AUTHSERVER_*``, and an instance directory under ``cwd`` (never the real
+    ``~/.local/share/authserver``) unless ``env`` names one."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSERVER_")}
+    full_env["XDG_DATA_HOME"] = str(cwd / "xdg-data")
+    full_env.update(env or {})
+    return full_env
+
+
+def stderr_lines(stderr: str) -> list[str]:
+    """``stderr`` without the notice of a command that created a new SQLite database
+    (issue 11.5), which comes before an error on the first command against it."""
+    return [
+        line
+        for line in stderr.strip().splitlines()
+        if not line.startswith("authserver: created a new SQLite database at ")
+    ]
+
+
 def run_cli(
     *args: str, cwd: Path, input_text: str | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSERVER_")}
-    full_env.update(env or {})
+    full_env = command_env(cwd, env)
     return subprocess.run(
         [*authserver_command(), *args],
         cwd=cwd,
@@ -397,8 +416,7 @@ def start_server(
         config_path.write_text(yaml.safe_dump(config))
         args = ["--config", str(config_path), *args]
     log_path = workdir / "server.log"
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSERVER_")}
-    full_env.update(env or {})
+    full_env = command_env(workdir, env)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [*authserver_command(), *args],

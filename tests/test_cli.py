@@ -170,14 +170,45 @@ def test_serve_refuses_postgres_with_pending_migrations(
     assert run_cli("--config", str(config), "db", "upgrade", cwd=tmp_path).returncode == 0
 
 
-def test_embedded_default_serves_the_demo_client(tmp_path: Path) -> None:
-    """No config at all: SQLite under ./instance, generated secrets that persist."""
-    port = free_port()
-    server = start_server(tmp_path, None, port)
+def test_db_upgrade_says_when_it_sets_up_a_new_postgresql_database(
+    tmp_path: Path, pg_database_url: str
+) -> None:
+    import secrets
+
+    import sqlalchemy as sa
+
+    name = f"authserver_new_{secrets.token_hex(4)}"
+    admin = sa.create_engine(pg_database_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(pg_database_url).set(database=name)
     try:
-        secret_file = tmp_path / "instance" / "demo_client_secret"
+        config = str(write_config(tmp_path, database_url=url.render_as_string(False)))
+        first = run_cli("--config", config, "db", "upgrade", cwd=tmp_path)
+        assert first.returncode == 0, first.stderr
+        assert f"authserver: set up a new database at {url}\n" in first.stderr
+        again = run_cli("--config", config, "db", "upgrade", cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert "new database" not in again.stderr
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_embedded_default_serves_the_demo_client(tmp_path: Path) -> None:
+    """No config at all: SQLite and generated secrets in the instance directory
+    (``AUTHSERVER_HOME``), never in the working directory; they persist."""
+    port = free_port()
+    home = tmp_path / "home"
+    workdir = tmp_path / "work"
+    server = start_server(workdir, None, port, env={"AUTHSERVER_HOME": str(home)})
+    try:
+        secret_file = home / "demo_client_secret"
+        assert f"secret in {secret_file}" in server.log()
+        assert f"created a new SQLite database at {home / 'authserver.db'}" in server.log()
         assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
-        assert stat.S_IMODE((tmp_path / "instance" / "secret_key").stat().st_mode) == 0o600
+        assert stat.S_IMODE((home / "secret_key").stat().st_mode) == 0o600
         secret = secret_file.read_text().strip()
         response = requests.post(
             f"http://127.0.0.1:{port}/oauth2/token",
@@ -195,11 +226,13 @@ def test_embedded_default_serves_the_demo_client(tmp_path: Path) -> None:
         ][0]["kid"]
     finally:
         stop_server(server)
-    assert (tmp_path / "instance" / "authserver.db").exists()
+    assert (home / "authserver.db").exists()
+    assert not (workdir / "instance").exists()
 
-    # A restart keeps the same secret and signing key.
-    server = start_server(tmp_path, None, port)
+    # A restart, from another directory, keeps the same secret and signing key.
+    server = start_server(tmp_path / "elsewhere", None, port, env={"AUTHSERVER_HOME": str(home)})
     try:
+        assert "created a new" not in server.log()
         assert secret_file.read_text().strip() == secret
         again = requests.get(f"http://127.0.0.1:{port}/.well-known/jwks.json", timeout=5).json()
         assert again["keys"][0]["kid"] == kid
@@ -207,6 +240,54 @@ def test_embedded_default_serves_the_demo_client(tmp_path: Path) -> None:
         assert kid in base64.urlsafe_b64decode(header + "==").decode()
     finally:
         stop_server(server)
+
+
+def test_commands_use_one_instance_directory_from_anywhere(tmp_path: Path) -> None:
+    """Issue 11.5: ``users list`` from another directory sees the same database, and a
+    command that creates a database says where, once."""
+    data_home = tmp_path / "data"
+    env = {"XDG_DATA_HOME": str(data_home)}
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    database = data_home / "authserver" / "authserver.db"
+    created = run_cli("users", "create", "alice", cwd=first, env=env)
+    assert created.returncode == 0, created.stderr
+    assert f"authserver: created a new SQLite database at {database}\n" in created.stderr
+    listed = run_cli("users", "list", cwd=second, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "alice" in listed.stdout
+    assert "created a new" not in listed.stderr
+    assert not (first / "instance").exists()
+    assert not (second / "instance").exists()
+
+    # Without XDG_DATA_HOME: ~/.local/share/authserver.
+    fallback = run_cli("users", "list", cwd=first, env={"XDG_DATA_HOME": "", "HOME": str(first)})
+    assert fallback.returncode == 0, fallback.stderr
+    assert (first / ".local" / "share" / "authserver" / "authserver.db").exists()
+
+
+def test_instance_dir_option_and_home_variable_name_one_place(tmp_path: Path) -> None:
+    home = tmp_path / "state"
+    created = run_cli("--instance-dir", str(home), "users", "create", "bob", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    assert str(home / "authserver.db") in created.stderr
+    listed = run_cli("users", "list", cwd=tmp_path, env={"AUTHSERVER_HOME": str(home)})
+    assert listed.returncode == 0, listed.stderr
+    assert "bob" in listed.stdout
+    # After the command name too, like --config.
+    again = run_cli("users", "list", "--instance-dir", str(home), cwd=tmp_path)
+    assert "bob" in again.stdout
+
+
+def test_an_old_instance_directory_is_pointed_out(tmp_path: Path) -> None:
+    """Upgrading from a version that kept the embedded default's state in ./instance."""
+    (tmp_path / "instance").mkdir()
+    (tmp_path / "instance" / "authserver.db").write_bytes(b"")
+    result = run_cli("keys", "list", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"{tmp_path / 'instance'} is no longer used" in result.stderr
+    assert f"AUTHSERVER_HOME={tmp_path / 'instance'}" in result.stderr
 
 
 def test_key_commands_work_on_a_fresh_sqlite_database(tmp_path: Path) -> None:
@@ -232,3 +313,41 @@ def test_debug_variable_is_not_a_setting(tmp_path: Path) -> None:
         env={"AUTHSERVER_DEBUG": "1"},
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_person_s_cli_variables_do_not_stop_server_commands(tmp_path: Path) -> None:
+    """DESIGN.md, "Environment variables": one shell may hold both sides' variables."""
+    config = str(write_config(tmp_path))
+    shell = {
+        "AUTHSERVER_CACHE_DIR": str(tmp_path / "cache"),
+        "AUTHSERVER_PROFILE": "work",
+        "AUTHSERVER_CLIENT_SECRET_FROM_FILE": str(tmp_path / "secret"),
+        "RESOURCE_ISSUER": "https://auth.example.com",
+        "RESOURCE_AUDIENCE": "https://api.example.com",
+    }
+    result = run_cli("--config", config, "clients", "list", cwd=tmp_path, env=shell)
+    assert result.returncode == 0, result.stderr
+    unknown = run_cli(
+        "--config",
+        config,
+        "clients",
+        "list",
+        cwd=tmp_path,
+        env={**shell, "AUTHSERVER_AUDIENCE": "https://api.example.com"},
+    )
+    assert_clean_failure(unknown, 2, "audience (from AUTHSERVER_AUDIENCE): unknown setting")
+
+
+def test_string_values_from_the_environment_are_verbatim(tmp_path: Path) -> None:
+    """A ``#`` in a database URL is part of the path, not a YAML comment."""
+    database = tmp_path / "data #1" / "auth.db"
+    result = run_cli(
+        "--config",
+        str(write_config(tmp_path)),
+        "db",
+        "upgrade",
+        cwd=tmp_path,
+        env={"AUTHSERVER_DATABASE_URL": f"sqlite:///{database}"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert database.exists()

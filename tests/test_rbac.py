@@ -157,8 +157,8 @@ def test_tokens_for_another_audience_are_refused(live_server: LiveServer) -> Non
 def test_example_resource_server_admin_route(
     live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AUTHSERVER_ISSUER", live_server.url)
-    monkeypatch.setenv("AUTHSERVER_AUDIENCE", AUDIENCES[0])
+    monkeypatch.setenv("RESOURCE_ISSUER", live_server.url)
+    monkeypatch.setenv("RESOURCE_AUDIENCE", AUDIENCES[0])
     client = load_example().create_app().test_client()
     user = new_user(live_server)
     admin = new_user(live_server, role="admin")

@@ -334,8 +334,8 @@ def load_example() -> Any:
 
 
 def test_example_app(live_server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AUTHSERVER_ISSUER", live_server.url)
-    monkeypatch.setenv("AUTHSERVER_AUDIENCE", API)
+    monkeypatch.setenv("RESOURCE_ISSUER", live_server.url)
+    monkeypatch.setenv("RESOURCE_AUDIENCE", API)
     client = load_example().create_app().test_client()
 
     response = client.get("/api/hello")

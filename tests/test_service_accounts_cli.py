@@ -20,7 +20,7 @@ import yaml
 
 from authserver.storage.audit import AuditRecord, SqlAuditLog
 
-from .conftest import AUDIENCES, LiveServer, run_cli, standard_config
+from .conftest import AUDIENCES, LiveServer, run_cli, standard_config, stderr_lines
 
 TOKEN_PREFIX = "as_sa_"
 
@@ -35,7 +35,7 @@ def fails(result: subprocess.CompletedProcess[str], code: int, needle: str) -> N
     assert result.returncode == code, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
     assert needle in result.stderr, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert len(stderr_lines(result.stderr)) == 1, result.stderr
     assert result.stdout == ""
 
 

@@ -16,7 +16,7 @@ from authserver.settings import RbacSettings
 from authserver.storage.audit import SqlAuditLog
 from authserver.storage.users import SqlUserRepository
 
-from .conftest import _empty_pg, run_cli, standard_config
+from .conftest import _empty_pg, run_cli, standard_config, stderr_lines
 
 
 @dataclass
@@ -78,7 +78,7 @@ def fails(result: subprocess.CompletedProcess[str], code: int, needle: str) -> N
     assert result.returncode == code, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
     assert needle in result.stderr, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert len(stderr_lines(result.stderr)) == 1, result.stderr
 
 
 def listed(cli: Cli) -> dict[str, list[str]]:

@@ -60,3 +60,9 @@ def pending_migrations(app: Flask) -> bool:
         with db.engine.connect() as conn:
             current = set(MigrationContext.configure(conn).get_current_heads())
         return current != set(script.get_heads())
+
+
+def is_empty_database(app: Flask) -> bool:
+    """``True`` if no migration was ever applied (a new database)."""
+    with app.app_context(), db.engine.connect() as conn:
+        return not MigrationContext.configure(conn).get_current_heads()
