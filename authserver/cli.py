@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from .identity.service_accounts import ServiceAccountInfo, ServiceAccountService
     from .identity.users import UserService
+    from .storage.migrations import Migration
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -234,17 +235,33 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migration_history(args: argparse.Namespace) -> tuple[list[Migration], set[str], str]:
+    """This version's migrations, the database's revisions, and what to call a database
+    with none. A SQLite file that does not exist is not created by looking at it."""
+    from sqlalchemy.engine import make_url
+
+    from .app import create_app
+    from .storage.database import normalize_database_url
+    from .storage.migrations import migration_history
+
+    settings = _settings(args)
+    url = make_url(normalize_database_url(settings.database_url))
+    is_sqlite_file = settings.is_sqlite and url.database not in (None, "", ":memory:")
+    if is_sqlite_file and not Path(str(url.database)).exists():
+        migrations, current = migration_history(create_app(settings), read_database=False)
+        return migrations, current, f"none (no database at {url.database} yet)"
+    migrations, current = migration_history(create_app(settings))
+    return migrations, current, "none (an empty database)"
+
+
 def cmd_db_current(args: argparse.Namespace) -> int:
     """Where the database stands; ``db upgrade`` is what moves it (never ``serve`` on
     PostgreSQL)."""
-    from .app import create_app
-    from .storage.migrations import migration_history
-
-    migrations, current = migration_history(create_app(_settings(args)))
+    migrations, current, empty = _migration_history(args)
     known = {m.revision for m in migrations}
     pending = sum(not m.is_applied for m in migrations)
     head = ", ".join(m.revision for m in migrations if m.is_head)
-    where = ", ".join(sorted(current)) or "none (an empty database)"
+    where = ", ".join(sorted(current)) or empty
     if current - known:
         print(f"{where}: not a migration of this version (a newer release's?); its head is {head}")
     elif pending:
@@ -255,10 +272,7 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 
 
 def cmd_db_history(args: argparse.Namespace) -> int:
-    from .app import create_app
-    from .storage.migrations import migration_history
-
-    migrations, _ = migration_history(create_app(_settings(args)))
+    migrations, _, _ = _migration_history(args)
     rows = [("REVISION", "STATE", "DESCRIPTION")]
     for m in migrations:
         state = "current" if m.is_current else "applied" if m.is_applied else "pending"

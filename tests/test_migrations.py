@@ -41,9 +41,9 @@ def test_db_current_and_history_through_the_cli(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    # A new database: nothing applied (`current` looked without migrating it).
+    # No database yet: nothing applied, and looking does not create one.
     assert db("current") == (
-        f"none (an empty database); {len(revisions)} pending, up to {head}: "
+        f"none (no database at {database} yet); {len(revisions)} pending, up to {head}: "
         "run `authserver db upgrade`\n"
     )
     history = db("history").splitlines()
@@ -52,6 +52,7 @@ def test_db_current_and_history_through_the_cli(tmp_path: Path) -> None:
         [head, "pending"],
         [revisions[1], "pending"],
     ]
+    assert not database.exists()
 
     db("upgrade")
     assert db("current") == f"{head} (head)\n"

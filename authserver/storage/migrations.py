@@ -30,14 +30,18 @@ class Migration:
     is_current: bool
 
 
-def migration_history(app: Flask) -> tuple[list[Migration], set[str]]:
+def migration_history(
+    app: Flask, *, read_database: bool = True
+) -> tuple[list[Migration], set[str]]:
     """``authserver db history`` and ``db current``: this version's migrations, newest
-    first, and the database's current revisions (empty for a new database; one unknown
-    here when a newer release has migrated it)."""
+    first, and the database's current revisions (empty for a new database, or without
+    ``read_database``; one unknown here when a newer release has migrated it)."""
     with app.app_context():
         script = ScriptDirectory.from_config(app.extensions["migrate"].migrate.get_config())
-        with db.engine.connect() as conn:
-            current = set(MigrationContext.configure(conn).get_current_heads())
+        current: set[str] = set()
+        if read_database:
+            with db.engine.connect() as conn:
+                current = set(MigrationContext.configure(conn).get_current_heads())
         applied: set[str] = set()
         for revision in current:
             try:
