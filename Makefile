@@ -15,7 +15,7 @@ SKYPILOT_VERSION := 0.14.1
 SKYPILOT_VENV ?= .venv-skypilot
 SKYPILOT_STAMP := $(SKYPILOT_VENV)/.skypilot-$(SKYPILOT_VERSION)
 
-.PHONY: install test lint bench skypilot-venv
+.PHONY: install test lint bench skypilot-venv lock
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +45,17 @@ lint:
 
 bench:
 	$(BIN)/python bench/run.py
+
+# The Dockerfile's dependencies, pinned with their hashes: requirements.lock (the runtime
+# ones, with the postgres extra) and requirements-build.lock (what builds the wheel).
+# Run it with the Python of the image (3.11 on Linux x86_64), after changing the
+# dependencies in pyproject.toml (it keeps the pins that still fit; delete the two files
+# to move every pin to the newest release); tests/test_deploy.py checks the lock covers them.
+# pip's default index only, never a machine's local mirrors or wheel folders: the hashes
+# must be those of the files an image build downloads.
+LOCK_ENV := env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_INDEX_URL PIP_CONFIG_FILE=/dev/null CUSTOM_COMPILE_COMMAND="make lock"
+LOCK_ARGS := --quiet --generate-hashes --strip-extras --no-emit-index-url
+
+lock:
+	$(LOCK_ENV) $(BIN)/pip-compile $(LOCK_ARGS) --extra postgres --output-file requirements.lock pyproject.toml
+	$(LOCK_ENV) $(BIN)/pip-compile $(LOCK_ARGS) --only-build-deps --build-deps-for wheel --output-file requirements-build.lock pyproject.toml
