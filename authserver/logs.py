@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import time
 from typing import Any, Literal
 
 LogFormat = Literal["text", "json"]
@@ -25,16 +26,33 @@ _TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class TextFormatter(logging.Formatter):
-    """The text line, with an access record's fields after its message."""
+    """The text line, with an access record's fields after its message.
+
+    The access log writes a record per request, so the time stamp's text is made once
+    a second, not per record (``strftime`` was a tenth of the access log's cost)."""
+
+    _second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        cached = self._second
+        if cached[0] != second:
+            cached = (second, time.strftime("%Y-%m-%d %H:%M:%S", self.converter(second)))
+            self._second = cached
+        return f"{cached[1]},{int(record.msecs):03d}"
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
+        if not hasattr(record, "path"):
+            return line
         fields = [
-            f"{name}={getattr(record, name)}"
+            f"{name}={value}"
             for name in ACCESS_FIELDS
-            if getattr(record, name, None) is not None
+            if (value := getattr(record, name, None)) is not None
         ]
-        return f"{line} {' '.join(fields)}" if fields else line
+        return f"{line} {' '.join(fields)}"
 
 
 def logging_config(log_format: LogFormat = "text", log_level: LogLevel = "info") -> dict[str, Any]:

@@ -90,6 +90,8 @@ class Options:
     servers: tuple[str, ...]
     reinstall_peer: bool
     output: Path
+    #: authserver's access log and /metrics (on, as by default, or off to see their cost).
+    observability: bool = True
 
 
 @dataclass(frozen=True)
@@ -350,10 +352,13 @@ def authserver_executable() -> Path:
     return executable
 
 
-def authserver_config(port: int, workdir: Path, algorithm: str, secret_hash: str) -> str:
+def authserver_config(
+    port: int, workdir: Path, algorithm: str, secret_hash: str, observability: bool = True
+) -> str:
     # JSON strings are valid YAML double-quoted scalars.
     q = json.dumps
-    return (
+    quiet = "" if observability else 'access_log: false\nmetrics:\n  access: "off"\n'
+    return quiet + (
         f"issuer: {q(f'http://{HOST}:{port}')}\n"
         f"database_url: {q(f'sqlite:///{workdir}/authserver.db')}\n"
         f"secret_key_file: {q(str(workdir / 'secret_key'))}\n"
@@ -378,7 +383,9 @@ def start_authserver(options: Options, secret: str, workdir: Path) -> tuple[Serv
     port = free_port()
     secret_hash = bcrypt.hashpw(secret.encode(), bcrypt.gensalt(rounds=BCRYPT_COST)).decode()
     config_path = workdir / "authserver.yaml"
-    config_path.write_text(authserver_config(port, workdir, options.algorithm, secret_hash))
+    config_path.write_text(
+        authserver_config(port, workdir, options.algorithm, secret_hash, options.observability)
+    )
     # AUTHSERVER_<SECTION>__<KEY> variables override the config file: drop any
     # from the caller's environment so the run is what the file says.
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSERVER_")}
@@ -718,6 +725,11 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         "--reinstall-peer", action="store_true", help="npm-install oidc-provider afresh"
     )
     parser.add_argument("--output", type=Path, default=RESULTS_FILE, help="JSON results file")
+    parser.add_argument(
+        "--no-observability",
+        action="store_true",
+        help="authserver without its access log and /metrics (to measure what they cost)",
+    )
     args = parser.parse_args(argv)
     for name in ("duration", "warmup", "connections", "workers"):
         if getattr(args, name) < 1:
@@ -732,6 +744,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         servers=(args.only,) if args.only else SERVERS,
         reinstall_peer=args.reinstall_peer,
         output=args.output,
+        observability=not args.no_observability,
     )
 
 
@@ -753,6 +766,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "threads": options.threads,
         "algorithm": options.algorithm,
         "authserver_workers": options.workers,
+        "authserver_observability": options.observability,
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
