@@ -39,6 +39,8 @@ __all__ = [
     "Claims",
     "Forbidden",
     "InvalidToken",
+    "IssuerKeys",
+    "IssuerMismatch",
     "KeysUnavailable",
     "TokenValidator",
     "Unauthorized",
@@ -122,12 +124,134 @@ class _Registry(JWSRegistry):
         return self.algorithms[name]
 
 
+class IssuerMismatch(KeysUnavailable):
+    """The issuer's metadata names another issuer (RFC 8414 §3.3): not a fault of the
+    network, so a retry will not help."""
+
+
+#: ``fetch_json(url, timeout) -> body``; raises :class:`KeysUnavailable` on failure.
+FetchJson = Callable[[str, float], dict[str, Any]]
+
+
+def fetch_json(url: str, timeout: float) -> dict[str, Any]:
+    """GET a JSON object, or :class:`KeysUnavailable`."""
+    try:
+        response = requests.get(url, timeout=timeout, headers={"Accept": "application/json"})
+        response.raise_for_status()
+        body = response.json()
+    except (requests.RequestException, ValueError) as error:
+        raise KeysUnavailable("cannot fetch keys") from error
+    if not isinstance(body, dict):
+        raise KeysUnavailable("cannot fetch keys")
+    return body
+
+
+class IssuerKeys:
+    """The public signing keys of one issuer, found by discovery and cached.
+
+    Fetched lazily, on the first ``kid`` asked for; an unknown ``kid`` refetches the
+    keys at most once per ``refresh_min_interval`` seconds (so a stream of tokens with
+    made-up ``kid`` values costs the issuer one request a minute, not one each).
+    Symmetric and private keys are never taken. Thread-safe. Shared by
+    :class:`TokenValidator` and the authorization server's workload identity federation.
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        *,
+        refresh_min_interval: float = 60,
+        http_timeout: float = 5,
+        fetch: FetchJson = fetch_json,
+    ) -> None:
+        self.issuer = issuer
+        self.refresh_min_interval = refresh_min_interval
+        self.http_timeout = http_timeout
+        self._fetch = fetch
+        self._lock = threading.Lock()
+        self._jwks_uri: str | None = None
+        self._keys: dict[str, Key] | None = None
+        self._fetched_at = float("-inf")
+        self._generation = 0
+        #: how many times the JWKS was fetched (for monitoring and tests)
+        self.fetches = 0
+
+    def _get_json(self, url: str) -> dict[str, Any]:
+        return self._fetch(url, self.http_timeout)
+
+    def _discover(self) -> str:
+        base = self.issuer.rstrip("/")
+        metadata: dict[str, Any] | None = None
+        for suffix in (
+            "/.well-known/openid-configuration",
+            "/.well-known/oauth-authorization-server",
+        ):
+            try:
+                metadata = self._get_json(base + suffix)
+                break
+            except KeysUnavailable:
+                continue
+        if metadata is None:
+            raise KeysUnavailable("cannot fetch keys")
+        if metadata.get("issuer") != self.issuer:  # RFC 8414 §3.3: exactly
+            raise IssuerMismatch("issuer metadata mismatch")
+        jwks_uri = metadata.get("jwks_uri")
+        if not isinstance(jwks_uri, str) or not jwks_uri:
+            raise KeysUnavailable("issuer publishes no keys")
+        return jwks_uri
+
+    def _fetch_keys(self) -> dict[str, Key]:
+        if self._jwks_uri is None:
+            self._jwks_uri = self._discover()
+        self.fetches += 1
+        body = self._get_json(self._jwks_uri)
+        keys: dict[str, Key] = {}
+        entries = body.get("keys")
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
+                continue
+            if entry.get("kty") not in ("RSA", "EC", "OKP") or entry.get("use", "sig") != "sig":
+                continue  # symmetric keys never verify a token
+            try:
+                key = import_key(entry)
+            except (JoseError, ValueError, TypeError, KeyError):
+                continue
+            if key.is_private:
+                continue
+            keys[entry["kid"]] = key
+        return keys
+
+    def key(self, kid: str) -> Key:
+        """The key named ``kid``; :class:`InvalidToken` ("unknown signing key") if the
+        issuer has none, :class:`KeysUnavailable` if its keys cannot be fetched."""
+        keys, generation = self._keys, self._generation
+        if keys is not None and kid in keys:
+            return keys[kid]
+        with self._lock:
+            if self._generation != generation:
+                # another thread fetched while we waited: use its result, do not refetch
+                if self._keys is not None and kid in self._keys:
+                    return self._keys[kid]
+                if self._keys is None:
+                    raise KeysUnavailable("cannot fetch keys")
+                raise InvalidToken("unknown signing key")
+            now = time.monotonic()
+            if self._keys is not None and now - self._fetched_at < self.refresh_min_interval:
+                raise InvalidToken("unknown signing key")
+            self._fetched_at = now
+            self._generation += 1
+            self._keys = self._fetch_keys()  # a failure keeps the old keys (or none)
+            if kid in self._keys:
+                return self._keys[kid]
+        raise InvalidToken("unknown signing key")
+
+
 class TokenValidator:
     """Validates access tokens of one issuer for one (or several) audiences.
 
-    Discovery and keys are fetched lazily, on the first token, and cached; an unknown
-    ``kid`` refetches the keys at most once per ``jwks_refresh_min_interval`` seconds.
-    Thread-safe.
+    Discovery and keys are fetched lazily, on the first token, and cached
+    (:class:`IssuerKeys`); an unknown ``kid`` refetches the keys at most once per
+    ``jwks_refresh_min_interval`` seconds. Thread-safe.
     """
 
     def __init__(
@@ -146,94 +270,17 @@ class TokenValidator:
         if not self.audiences:
             raise ValueError("at least one audience is required")
         self.leeway = leeway
-        self.jwks_refresh_min_interval = jwks_refresh_min_interval
-        self.http_timeout = http_timeout
-        self._lock = threading.Lock()
-        self._jwks_uri: str | None = None
-        self._keys: dict[str, Key] | None = None
-        self._fetched_at = float("-inf")
-        self._generation = 0
-        #: how many times the JWKS was fetched (for monitoring and tests)
-        self.jwks_fetches = 0
+        self.keys = IssuerKeys(
+            issuer, refresh_min_interval=jwks_refresh_min_interval, http_timeout=http_timeout
+        )
 
-    # -- keys ---------------------------------------------------------------------
-
-    def _get_json(self, url: str) -> dict[str, Any]:
-        try:
-            response = requests.get(
-                url, timeout=self.http_timeout, headers={"Accept": "application/json"}
-            )
-            response.raise_for_status()
-            body = response.json()
-        except (requests.RequestException, ValueError) as error:
-            raise KeysUnavailable("cannot fetch keys") from error
-        if not isinstance(body, dict):
-            raise KeysUnavailable("cannot fetch keys")
-        return body
-
-    def _discover(self) -> str:
-        base = self.issuer.rstrip("/")
-        metadata: dict[str, Any] | None = None
-        for suffix in (
-            "/.well-known/openid-configuration",
-            "/.well-known/oauth-authorization-server",
-        ):
-            try:
-                metadata = self._get_json(base + suffix)
-                break
-            except KeysUnavailable:
-                continue
-        if metadata is None:
-            raise KeysUnavailable("cannot fetch keys")
-        if metadata.get("issuer") != self.issuer:  # RFC 8414 §3.3: exactly
-            raise KeysUnavailable("issuer metadata mismatch")
-        jwks_uri = metadata.get("jwks_uri")
-        if not isinstance(jwks_uri, str) or not jwks_uri:
-            raise KeysUnavailable("issuer publishes no keys")
-        return jwks_uri
-
-    def _fetch_keys(self) -> dict[str, Key]:
-        if self._jwks_uri is None:
-            self._jwks_uri = self._discover()
-        self.jwks_fetches += 1
-        body = self._get_json(self._jwks_uri)
-        keys: dict[str, Key] = {}
-        entries = body.get("keys")
-        for entry in entries if isinstance(entries, list) else []:
-            if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
-                continue
-            if entry.get("kty") not in ("RSA", "EC", "OKP") or entry.get("use", "sig") != "sig":
-                continue  # symmetric keys never verify our tokens
-            try:
-                key = import_key(entry)
-            except (JoseError, ValueError, TypeError, KeyError):
-                continue
-            if key.is_private:
-                continue
-            keys[entry["kid"]] = key
-        return keys
+    @property
+    def jwks_fetches(self) -> int:
+        """How many times the JWKS was fetched (for monitoring and tests)."""
+        return self.keys.fetches
 
     def _key(self, kid: str) -> Key:
-        keys, generation = self._keys, self._generation
-        if keys is not None and kid in keys:
-            return keys[kid]
-        with self._lock:
-            if self._generation != generation:
-                # another thread fetched while we waited: use its result, do not refetch
-                if self._keys is not None and kid in self._keys:
-                    return self._keys[kid]
-                if self._keys is None:
-                    raise KeysUnavailable("cannot fetch keys")
-                raise InvalidToken("unknown signing key")
-            now = time.monotonic()
-            if self._keys is not None and now - self._fetched_at < self.jwks_refresh_min_interval:
-                raise InvalidToken("unknown signing key")
-            self._fetched_at = now
-            self._generation += 1
-            self._keys = self._fetch_keys()  # a failure keeps the old keys (or none)
-            if kid in self._keys:
-                return self._keys[kid]
-        raise InvalidToken("unknown signing key")
+        return self.keys.key(kid)
 
     # -- validation -----------------------------------------------------------------
 
