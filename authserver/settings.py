@@ -40,6 +40,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .client_env import CLIENT_ENV_VARS
 
@@ -501,6 +502,100 @@ class MetricsSettings(_Section):
     trusted: tuple[Network, ...] = ("127.0.0.1/32", "::1/128")
 
 
+#: RFC 8693 §2.1 token exchange and RFC 7523 §2.1 JWT bearer: the grants of workload
+#: identity federation (``federated_identities``; no client registers them).
+GRANT_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a URN
+GRANT_JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+#: ``{claim}`` in a subject template; ``{{`` and ``}}`` are literal braces.
+SUBJECT_FIELD = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+
+
+def _check_subject_template(value: str) -> str:
+    names = []
+    for match in SUBJECT_FIELD.finditer(value):
+        text = match.group(0)
+        if text in ("{{", "}}"):
+            continue
+        name = match.group(1)
+        if name is None:
+            raise ValueError("has an unmatched brace (write {{ or }} for a literal one)")
+        if not name.strip() or name != name.strip():
+            raise ValueError("has an empty or padded {claim} field")
+        names.append(name)
+    if not names:
+        raise ValueError("names no claim: write e.g. github:{repository}:{ref} or {sub}")
+    return value
+
+
+def _check_claim_pattern(value: str) -> str:
+    if not value:
+        raise ValueError("a claim pattern must not be empty")
+    return value
+
+
+ClaimPattern = Annotated[str, AfterValidator(_check_claim_pattern)]
+
+
+def _check_issuer_url(value: str) -> str:
+    """An https URL (http on a loopback host only), no query or fragment (RFC 8414 §2)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an absolute http(s) URL")
+    if parts.query or parts.fragment:
+        raise ValueError("must have no query or fragment (RFC 8414 §2)")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
+        raise ValueError(
+            "must be https; http only for a loopback host (127.0.0.1, [::1], localhost)"
+        )
+    return value
+
+
+class FederatedIdentitySettings(_Section):
+    """A workload identity federation rule (DESIGN.md, "Machine identity without shared
+    secrets"): which external tokens (a CI job's OIDC token, a Kubernetes service-account
+    token) may be traded at the token endpoint, and what they get."""
+
+    #: Names the rule in tokens (``federation`` claim, ``client_id`` ``federated:<name>``)
+    #: and in the audit log.
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+    #: The external issuer, exactly as its tokens' ``iss``; its keys are found by
+    #: discovery (``{issuer}/.well-known/openid-configuration``, then ``jwks_uri``).
+    issuer: Annotated[str, AfterValidator(_check_issuer_url)]
+    #: The ``aud`` its token must carry; unset: our issuer.
+    audience: str | None = None
+    #: Claims that must all match: a value (exact, or a glob such as
+    #: ``refs/heads/release-*``), or a list of them (any one). At least one: an issuer
+    #: such as GitHub's signs tokens for every repository in the world.
+    claims: Annotated[dict[str, ClaimPattern | tuple[ClaimPattern, ...]], Field(min_length=1)]
+    #: The ``sub`` of what we issue: a template over the external claims.
+    subject: Annotated[str, AfterValidator(_check_subject_template)] = "{sub}"
+    #: The role of what we issue (one of ``rbac.roles``).
+    role: str
+    #: The scopes of what we issue (within the role's permissions, as for service accounts).
+    scopes: tuple[ScopeToken, ...] = ()
+    #: The lifetime of what we issue; at most ``tokens.access_token_ttl``.
+    token_ttl: Duration = 900
+    #: A client that must authenticate as well (a confidential one); unset: none needed.
+    client_id: str | None = None
+    #: An external token is traded once (its ``jti``, else its hash, is remembered until
+    #: it expires). Kubernetes projected tokens are reused until the kubelet renews
+    #: them: turn this off for them.
+    single_use: bool = True
+
+    @field_validator("claims")
+    @classmethod
+    def _claim_lists_not_empty(
+        cls, value: dict[str, str | tuple[str, ...]]
+    ) -> dict[str, str | tuple[str, ...]]:
+        for claim, pattern in value.items():
+            if not claim:
+                raise ValueError("a claim name must not be empty")
+            if isinstance(pattern, tuple) and not pattern:
+                raise ValueError(f"claims[{claim!r}]: an empty list matches nothing")
+        return value
+
+
 class Settings(_Section):
     """The whole configuration of one server (DESIGN.md, "Config file")."""
 
@@ -523,6 +618,8 @@ class Settings(_Section):
     local_users: bool = True
     #: Forward auth for hosts behind a proxy (SkyPilot, nginx, Traefik); off when unset.
     forward_auth: ForwardAuthSettings | None = None
+    #: Workload identity federation: external tokens that may be traded for ours.
+    federated_identities: tuple[FederatedIdentitySettings, ...] = ()
     #: The first admin; without it, ``serve`` prints a one-time password on an empty
     #: database (local users only).
     initial_admin: InitialAdminSettings | None = None
@@ -587,6 +684,55 @@ class Settings(_Section):
             if client.client_id in seen:
                 raise ValueError(f"client_id {client.client_id!r} appears twice in clients")
             seen.add(client.client_id)
+        return self
+
+    @model_validator(mode="after")
+    def _federation_consistent(self) -> Settings:
+        """Each rule against the rest of the settings; every problem at once."""
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        seen: set[str] = set()
+        clients = {c.client_id: c for c in self.clients}
+        for index, rule in enumerate(self.federated_identities):
+            where: tuple[str | int, ...] = ("federated_identities", index)
+            if rule.name in seen:
+                problems.append(((*where, "name"), f"{rule.name!r} appears twice"))
+            seen.add(rule.name)
+            permissions = self.rbac.roles.get(rule.role)
+            if permissions is None:
+                problems.append(((*where, "role"), f"{rule.role!r} is not one of rbac.roles"))
+            elif "*" not in permissions:
+                outside = [s for s in rule.scopes if s not in permissions]
+                if outside:
+                    problems.append(
+                        (
+                            (*where, "scopes"),
+                            f"{', '.join(outside)} not among the permissions of role {rule.role!r}",
+                        )
+                    )
+            if rule.token_ttl > self.tokens.access_token_ttl:
+                problems.append(
+                    ((*where, "token_ttl"), "must not be longer than tokens.access_token_ttl")
+                )
+            if rule.client_id is not None and not rule.client_id.startswith("sa-"):
+                client = clients.get(rule.client_id)
+                if client is None:
+                    problems.append(((*where, "client_id"), "names no client of clients"))
+                elif client.public:
+                    problems.append(
+                        ((*where, "client_id"), "must be a confidential client (it authenticates)")
+                    )
+        if problems:
+            raise ValidationError.from_exception_data(
+                "Settings",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("federation", message),
+                        loc=loc,
+                        input=None,
+                    )
+                    for loc, message in problems
+                ],
+            )
         return self
 
     @property
