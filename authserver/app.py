@@ -15,6 +15,7 @@ from .identity.service_accounts import ServiceAccountService
 from .identity.users import UserService
 from .keys import KeyEncryptor, KeyManager
 from .oauth.clients import ChainedClientStore, StaticClientStore
+from .oauth.federation import Federation
 from .oauth.metadata import DEVICE_VERIFICATION_PATH, server_metadata
 from .oauth.oidc import IdTokens
 from .oauth.refresh import RefreshTokens
@@ -156,6 +157,9 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
         device_poll_interval=settings.tokens.device_poll_interval,
         events=events,
         client_throttle=client_auth_throttle(ratelimits, settings.rate_limits),
+        federation=Federation(
+            settings.federated_identities, issuer=settings.issuer, store=ephemeral
+        ),
     )
 
     app.extensions.update(

@@ -52,6 +52,9 @@ def server_metadata(
             "refresh_token",
             "client_credentials",
             "urn:ietf:params:oauth:grant-type:device_code",
+            # Workload identity federation (RFC 8693, RFC 7523 §2.1).
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+            "urn:ietf:params:oauth:grant-type:jwt-bearer",
         ],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

@@ -23,6 +23,7 @@ from .authorization import AuthorizationMixin
 from .clients import Client, ClientStore, service_account_client_id
 from .endpoints.introspection import IntrospectionEndpoint
 from .endpoints.revocation import RevocationEndpoint
+from .federation import Federation
 from .grants.authorization_code import (
     CODE_REPLAYED_PREFIX,
     CODE_USED_PREFIX,
@@ -31,7 +32,9 @@ from .grants.authorization_code import (
 )
 from .grants.client_credentials import ClientCredentialsGrant
 from .grants.device_code import DeviceAuthorizationEndpoint, DeviceCodeGrant
+from .grants.jwt_bearer import JwtBearerGrant
 from .grants.refresh_token import RefreshTokenGrant
+from .grants.token_exchange import TokenExchangeGrant
 from .http import HttpRequest, HttpResponse
 from .metadata import admin_api_audience
 from .oidc import OPENID_SCOPE, IdTokens
@@ -113,6 +116,7 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
         events: EventSink | None = None,
         clock: Callable[[], float] = time.time,
         client_throttle: FailureThrottle | None = None,
+        federation: Federation | None = None,
     ) -> None:
         super().__init__()
         self.clients = clients
@@ -130,6 +134,8 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
         self._events = events
         self.now = clock
         self.client_throttle = client_throttle
+        #: Workload identity federation (``federated_identities``); none: no rule trusts.
+        self.federation = federation or Federation((), issuer=issuer, store=store)
         self.register_client_auth_method("client_secret_basic", self.authenticate_secret_basic)
         self.register_client_auth_method("client_secret_post", self.authenticate_secret_post)
         self.register_client_auth_method("none", authenticate_none)
@@ -137,6 +143,8 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
         self.register_grant(AuthorizationCodeGrant, [S256CodeChallenge()])
         self.register_grant(RefreshTokenGrant)
         self.register_grant(DeviceCodeGrant)
+        self.register_grant(TokenExchangeGrant)
+        self.register_grant(JwtBearerGrant)
         self.register_endpoint(IntrospectionEndpoint)
         self.register_endpoint(RevocationEndpoint)
         self.register_endpoint(DeviceAuthorizationEndpoint)

@@ -84,15 +84,20 @@ class AccessTokens:
         scopes: Sequence[str],
         roles: Sequence[str],
         extra: Mapping[str, Any] | None = None,
+        ttl: int | None = None,
     ) -> IssuedToken:
-        """Sign a new token; ``extra`` adds claims about a person (``email``, ``groups``)."""
+        """Sign a new token; ``extra`` adds claims about a person (``email``, ``groups``).
+
+        ``ttl``: a shorter lifetime than the configured one (never a longer one).
+        """
         now = int(self._clock())
+        ttl = self._ttl if ttl is None else min(ttl, self._ttl)
         scope = " ".join(scopes)
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": subject,
             "aud": audience,
-            "exp": now + self._ttl,
+            "exp": now + ttl,
             "iat": now,
             "nbf": now,
             "jti": secrets.token_urlsafe(16),
@@ -104,7 +109,7 @@ class AccessTokens:
         if extra:
             claims.update({k: v for k, v in extra.items() if k not in claims})
         token = self._signer.sign({"typ": ACCESS_TOKEN_TYP}, claims)
-        return IssuedToken(access_token=token, expires_in=self._ttl, scope=scope, claims=claims)
+        return IssuedToken(access_token=token, expires_in=ttl, scope=scope, claims=claims)
 
     @property
     def ttl(self) -> int:

@@ -56,6 +56,7 @@ AUDITED = frozenset(
         "refresh_revoked",
         "token_revoked",
         "code_replayed",
+        "federation_refused",
         "authorization_granted",
         "authorization_denied",
         "device_approved",
