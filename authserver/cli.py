@@ -804,6 +804,11 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 def cmd_token(args: argparse.Namespace) -> int:
     with _client_errors():
+        if args.federated:
+            from .client import exchange_federated_token
+
+            print(exchange_federated_token(args.issuer, args.federated, audience=args.audience))
+            return 0
         from .client import fresh_access_token
 
         print(fresh_access_token(args.issuer, args.client_id, audience=args.audience))
@@ -1023,6 +1028,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token = add("token", cmd_token, "print a fresh access token (refreshed when needed)")
     _client_arguments(token)
+    token.add_argument(
+        "--federated",
+        metavar="TOKEN|@FILE|env:VAR",
+        help="trade this OIDC token of a CI job or Kubernetes (workload identity "
+        "federation, RFC 8693) for an access token; no sign-in or secret needed",
+    )
     return parser
 
 
