@@ -8,7 +8,9 @@ Both grants that carry such a token, RFC 8693 token exchange
 small checks (:data:`CHECKS`), each refusing with a reason the audit log keeps. The
 first ``federated_identities`` rule (in config order) that trusts the token's issuer,
 its ``aud``, its claims and the authenticating client (if the rule names one) decides
-the subject, role, scopes and lifetime of what we issue.
+the subject, role, scopes and lifetime of what we issue. :meth:`Federation.redeem`,
+the single-use check, comes last of all, once the grant has accepted the rest of the
+request.
 
 Keys are found by discovery and cached per issuer (:class:`authserver.resource.IssuerKeys`,
 the resource library's cache, with its limit on refetches for an unknown ``kid``); an
@@ -130,6 +132,8 @@ class Match:
     rule: Rule
     subject: str
     claims: dict[str, Any]
+    token: str = dataclasses.field(repr=False)
+    now: float = 0.0
 
     def actor(self) -> dict[str, str]:
         """RFC 8693 §4.1 ``act``: who the token was issued on the strength of."""
@@ -233,7 +237,30 @@ class Federation:
         presented = Presented(token=token, client=client, now=self.now())
         for check in CHECKS:
             check(self, presented)
-        return Match(rule=presented.rules[0], subject=presented.subject, claims=presented.claims)
+        return Match(
+            rule=presented.rules[0],
+            subject=presented.subject,
+            claims=presented.claims,
+            token=token,
+            now=presented.now,
+        )
+
+    def redeem(self, match: Match) -> None:
+        """RFC 7523 §3 item 7: single use of the token's ``jti`` (else of its SHA-256)
+        while it is valid; the atomic set-if-absent of the ephemeral store decides among
+        concurrent requests. The grant calls it last, once everything else about the
+        request is accepted, so a request refused for another reason (a scope, an
+        audience) leaves the token unused."""
+        if not match.rule.settings.single_use:
+            return
+        claims = match.claims
+        jti = claims.get("jti")
+        seen = f"jti:{jti}" if isinstance(jti, str) and jti else "token:" + match.token
+        key = SEEN_PREFIX + hashlib.sha256(f"{claims['iss']}\x00{seen}".encode()).hexdigest()
+        ttl = float(claims["exp"]) + LEEWAY_SECONDS - match.now
+        if not self.store.add(key, b"1", max(ttl, 1.0)):
+            context = {"issuer": str(claims["iss"])[:200], "external_sub": str(claims["sub"])[:200]}
+            raise FederationRefused("replayed", "The token was already used.", **context)
 
     def keys_of(self, issuer: str) -> KeySource:
         return self._keys[issuer]
@@ -374,20 +401,6 @@ def check_subject(federation: Federation, presented: Presented) -> None:
     presented.subject = subject
 
 
-def check_not_replayed(federation: Federation, presented: Presented) -> None:
-    """RFC 7523 §3 item 7: single use of the token's ``jti`` (else of its SHA-256)
-    while it is valid; the atomic set-if-absent of the ephemeral store decides among
-    concurrent requests. Last, so that a token refused for another reason stays unused."""
-    if not presented.rules[0].settings.single_use:
-        return
-    jti = presented.claims.get("jti")
-    seen = f"jti:{jti}" if isinstance(jti, str) and jti else "token:" + presented.token
-    key = SEEN_PREFIX + hashlib.sha256(f"{presented.claims['iss']}\x00{seen}".encode()).hexdigest()
-    ttl = float(presented.claims["exp"]) + LEEWAY_SECONDS - presented.now
-    if not federation.store.add(key, b"1", max(ttl, 1.0)):
-        raise _refuse(presented, "replayed", "The token was already used.")
-
-
 CHECKS: tuple[Callable[[Federation, Presented], None], ...] = (
     check_well_formed,
     check_trusted_issuer,
@@ -398,5 +411,4 @@ CHECKS: tuple[Callable[[Federation, Presented], None], ...] = (
     check_claims,
     check_client,
     check_subject,
-    check_not_replayed,
 )

@@ -41,6 +41,13 @@ class FederatedGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: igno
         federation: Federation = self.server.federation
         try:
             match = federation.verify(token, client)
+            issued_to = match.rule.client
+            if client is not None:
+                # RFC 9068 §2.2: client_id names the client that asked, when one did.
+                issued_to = dataclasses.replace(issued_to, client_id=client.client_id)
+            scopes = granted_scopes(match.rule.client, self.request.payload.scope)
+            audience = self.server.select_audience(self.request, issued_to)
+            federation.redeem(match)  # last: what is refused above leaves the token unused
         except FederationRefused as refused:
             self.server.emit(
                 "federation_refused",
@@ -50,14 +57,10 @@ class FederatedGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: igno
                 **refused.context,
             )
             raise InvalidGrantError(description=refused.description) from None
-        issued_to = match.rule.client
-        if client is not None:
-            # RFC 9068 §2.2: client_id names the client that asked, when one did.
-            issued_to = dataclasses.replace(issued_to, client_id=client.client_id)
         self.request.client = issued_to
         self.request.federation_match = match
-        self.request.granted_scopes = granted_scopes(match.rule.client, self.request.payload.scope)
-        self.request.audience = self.server.select_audience(self.request, issued_to)
+        self.request.granted_scopes = scopes
+        self.request.audience = audience
 
     def issue(self) -> IssuedToken:
         match: Match = self.request.federation_match

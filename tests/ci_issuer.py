@@ -1,0 +1,114 @@
+"""A fake CI OIDC issuer for workload identity federation tests: GitHub Actions-shaped
+tokens signed with a key the test holds, served discovery and JWKS on a free
+127.0.0.1 port (a thread of the test process).
+
+``/lying/.well-known/openid-configuration`` names another issuer (RFC 8414 §3.3), for
+the refusal of a token whose ``iss`` differs from its metadata.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from joserfc import jwt
+from joserfc.jwk import OctKey, RSAKey
+
+KID = "ci-key-1"
+#: A key of the same shape the issuer never published (a forger's).
+FORGER_KEY = RSAKey.generate_key(2048, parameters={"kid": KID})
+
+
+@dataclass
+class CiIssuer:
+    url: str
+    key: RSAKey
+    requests: list[str] = field(default_factory=list)
+
+    @property
+    def lying_issuer(self) -> str:
+        """An issuer whose discovery document names another issuer."""
+        return self.url + "/lying"
+
+    def claims(self, **overrides: Any) -> dict[str, Any]:
+        """GitHub Actions-shaped claims, valid for five minutes from now."""
+        now = int(time.time())
+        repository = overrides.pop("repository", "acme/deploy")
+        ref = overrides.pop("ref", "refs/heads/main")
+        claims: dict[str, Any] = {
+            "iss": self.url,
+            "aud": "http://127.0.0.1:8080",
+            "sub": f"repo:{repository}:ref:{ref}",
+            "repository": repository,
+            "repository_owner": repository.split("/")[0],
+            "ref": ref,
+            "environment": "production",
+            "workflow": "release",
+            "jti": secrets.token_hex(16),
+            "iat": now,
+            "nbf": now,
+            "exp": now + 300,
+        }
+        claims.update(overrides)
+        return {k: v for k, v in claims.items() if v is not None}
+
+    def token(self, *, alg: str = "RS256", key: Any = None, kid: str = KID, **claims: Any) -> str:
+        """A signed token; ``alg`` ``none`` or ``HS256`` for the forgeries."""
+        payload = self.claims(**claims)
+        header = {"alg": alg, "typ": "JWT", "kid": kid}
+        if alg == "none":
+            encode = base64.urlsafe_b64encode
+            parts = [encode(json.dumps(p).encode()).rstrip(b"=") for p in (header, payload)]
+            return b".".join(parts).decode() + "."
+        if alg.startswith("HS"):
+            # The classic confusion: the public key as the HMAC secret.
+            public = json.dumps(self.key.as_dict(private=False), sort_keys=True).encode()
+            return jwt.encode(header, payload, OctKey.import_key(public), algorithms=[alg])
+        return jwt.encode(header, payload, key or self.key, algorithms=[alg])
+
+
+@contextmanager
+def ci_issuer() -> Iterator[CiIssuer]:
+    key = RSAKey.generate_key(2048, parameters={"kid": KID, "use": "sig", "alg": "RS256"})
+    holder: dict[str, CiIssuer] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            issuer = holder["issuer"]
+            issuer.requests.append(self.path)
+            if self.path == "/.well-known/openid-configuration":
+                body: dict[str, Any] = {"issuer": issuer.url, "jwks_uri": issuer.url + "/jwks"}
+            elif self.path == "/lying/.well-known/openid-configuration":
+                body = {"issuer": "https://token.actions.example.com", "jwks_uri": "/jwks"}
+            elif self.path == "/jwks":
+                body = {"keys": [key.as_dict(private=False)]}
+            else:
+                self.send_error(404)
+                return
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    holder["issuer"] = CiIssuer(f"http://127.0.0.1:{server.server_address[1]}", key)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield holder["issuer"]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,500 @@
+"""Workload identity federation (issue 12, items 1-3 and 7): a CI job's OIDC token traded
+for our access token by RFC 8693 token exchange or the RFC 7523 jwt-bearer grant.
+
+A fake GitHub Actions issuer (``tests/ci_issuer.py``) signs the tokens. Every refusal is
+``invalid_grant`` with a ``federation_refused`` audit row, and issues nothing; what is
+issued is checked by PyJWT through our JWKS. Both backends; the CLI against a live server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+import requests
+import sqlalchemy as sa
+from flask import Flask
+
+from authserver.settings import Settings, SettingsError, load_settings
+
+from .ci_issuer import FORGER_KEY, CiIssuer, ci_issuer
+from .conftest import (
+    AUDIENCES,
+    SECRETS,
+    AppFactory,
+    LiveServer,
+    free_port,
+    live_config,
+    start_server,
+    stop_server,
+    upgrade_with_cli,
+)
+
+ISSUER = "http://127.0.0.1:8080"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
+JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[CiIssuer]:
+    with ci_issuer() as running:
+        yield running
+
+
+def rules(issuer: CiIssuer, down_issuer: str = "http://127.0.0.1:9") -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "release",
+            "issuer": issuer.url,
+            "claims": {
+                "repository": "acme/deploy",
+                "ref": ["refs/heads/main", "refs/heads/release-*"],
+                "workflow": "release",
+            },
+            "subject": "github:{repository}:{ref}",
+            "role": "user",
+            "scopes": ["read", "write"],
+            "token_ttl": "10m",
+        },
+        {
+            # needs the `ci` client to authenticate as well
+            "name": "with-client",
+            "issuer": issuer.url,
+            "claims": {"repository": "acme/guarded"},
+            "subject": "github:{repository}:{environment}",
+            "role": "viewer",
+            "scopes": ["read"],
+            "client_id": "ci",
+        },
+        {
+            "name": "lying",
+            "issuer": issuer.lying_issuer,
+            "claims": {"repository": "*"},
+            "role": "user",
+        },
+        {"name": "down", "issuer": down_issuer, "claims": {"repository": "*"}, "role": "user"},
+    ]
+
+
+@pytest.fixture
+def app(make_app: AppFactory, issuer: CiIssuer) -> Flask:
+    return make_app(federated_identities=rules(issuer))
+
+
+def exchange(app: Flask, token: str, **form: str) -> Any:
+    data = {
+        "grant_type": TOKEN_EXCHANGE,
+        "subject_token": token,
+        "subject_token_type": ID_TOKEN_TYPE,
+        **form,
+    }
+    return app.test_client().post("/oauth2/token", data=data)
+
+
+def bearer(app: Flask, token: str, **form: str) -> Any:
+    data = {"grant_type": JWT_BEARER, "assertion": token, **form}
+    return app.test_client().post("/oauth2/token", data=data)
+
+
+def audit(app: Flask, event: str) -> list[dict[str, Any]]:
+    app.extensions["authserver.events"].flush()
+    with app.app_context():
+        engine = app.extensions["sqlalchemy"].engines[None]
+    with engine.connect() as conn:
+        result = conn.execute(
+            sa.text("SELECT * FROM audit_events WHERE event = :e ORDER BY id"), {"e": event}
+        )
+        found = [dict(row._mapping) for row in result]
+    for row in found:
+        if isinstance(row["details"], str):
+            row["details"] = json.loads(row["details"])
+    return found
+
+
+def validate(app: Flask, token: str, audience: str) -> dict[str, Any]:
+    """As a resource server would: PyJWT, with a key from our JWKS."""
+    jwks = jwt.PyJWKSet.from_dict(app.test_client().get("/.well-known/jwks.json").get_json())
+    kid = jwt.get_unverified_header(token)["kid"]
+    key = next(k for k in jwks.keys if k.key_id == kid)
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        key,
+        algorithms=["RS256"],
+        audience=audience,
+        issuer=ISSUER,
+        options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]},
+    )
+    return claims
+
+
+# -- success ----------------------------------------------------------------------------
+
+
+def test_token_exchange_issues_an_access_token_for_the_rule(app: Flask, issuer: CiIssuer) -> None:
+    external = issuer.token(ref="refs/heads/release-2.1")
+    response = exchange(app, external, requested_token_type=ACCESS_TOKEN_TYPE)
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["issued_token_type"] == ACCESS_TOKEN_TYPE
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == 600
+    assert body["scope"] == "read write"
+    assert "refresh_token" not in body
+    assert jwt.get_unverified_header(body["access_token"])["typ"] == "at+jwt"
+    claims = validate(app, body["access_token"], AUDIENCES[0])
+    assert claims["sub"] == "github:acme/deploy:refs/heads/release-2.1"
+    assert claims["roles"] == ["user"]
+    assert claims["scp"] == ["read", "write"]
+    assert claims["act"] == {
+        "sub": "repo:acme/deploy:ref:refs/heads/release-2.1",
+        "iss": issuer.url,
+    }
+    assert claims["federation"] == "release"
+    assert claims["client_id"] == "federated:release"
+    assert claims["exp"] - claims["iat"] == 600
+    (row,) = audit(app, "token_issued")
+    assert row["client_id"] == "federated:release"
+    assert row["details"]["rule"] == "release"
+    assert row["details"]["grant_type"] == TOKEN_EXCHANGE
+    assert not audit(app, "federation_refused")
+
+
+def test_jwt_bearer_grant_with_a_scope_and_an_audience(app: Flask, issuer: CiIssuer) -> None:
+    response = bearer(app, issuer.token(), scope="read", audience=AUDIENCES[1])
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert "issued_token_type" not in body
+    assert body["scope"] == "read"
+    claims = validate(app, body["access_token"], AUDIENCES[1])
+    assert claims["sub"] == "github:acme/deploy:refs/heads/main"
+    assert claims["scp"] == ["read"]
+    assert claims["act"]["iss"] == issuer.url
+
+
+def test_jwt_subject_token_type_and_introspection(app: Flask, issuer: CiIssuer) -> None:
+    response = exchange(app, issuer.token(), subject_token_type=JWT_TYPE)
+    assert response.status_code == 200, response.get_json()
+    # The token is one of ours: a resource server may introspect it (RFC 7662).
+    introspected = app.test_client().post(
+        "/oauth2/introspect",
+        data={"token": response.get_json()["access_token"]},
+        auth=("rs", SECRETS["rs"]),
+    )
+    assert introspected.get_json()["active"] is True
+
+
+def test_a_rule_may_require_its_client_to_authenticate(app: Flask, issuer: CiIssuer) -> None:
+    external = issuer.token(repository="acme/guarded")
+    alone = exchange(app, external)
+    assert alone.status_code == 400
+    assert alone.get_json()["error"] == "invalid_grant"
+    assert audit(app, "federation_refused")[-1]["details"]["reason"] == "client not allowed"
+    wrong = app.test_client().post(
+        "/oauth2/token",
+        data={"grant_type": JWT_BEARER, "assertion": external},
+        auth=("ci", "not-the-secret"),
+    )
+    assert wrong.status_code == 401
+    assert wrong.get_json()["error"] == "invalid_client"
+    # Neither attempt used the token up.
+    right = app.test_client().post(
+        "/oauth2/token",
+        data={"grant_type": JWT_BEARER, "assertion": external},
+        auth=("ci", SECRETS["ci"]),
+    )
+    assert right.status_code == 200, right.get_json()
+    claims = validate(app, right.get_json()["access_token"], AUDIENCES[0])
+    assert claims["client_id"] == "ci"
+    assert claims["sub"] == "github:acme/guarded:production"
+    assert claims["roles"] == ["viewer"]
+    assert claims["federation"] == "with-client"
+
+
+# -- refusals: invalid_grant, an audit row, nothing issued ------------------------------
+
+
+def _expired(issuer: CiIssuer) -> str:
+    return issuer.token(iat=1_000_000, nbf=1_000_000, exp=1_000_300)
+
+
+def _future(issuer: CiIssuer) -> str:
+    import time
+
+    later = int(time.time()) + 3600
+    return issuer.token(nbf=later, iat=later, exp=later + 300)
+
+
+REFUSALS = {
+    "unknown issuer": lambda i: i.token(iss="https://token.actions.githubusercontent.com"),
+    "bad signature": lambda i: i.token(key=FORGER_KEY),
+    "algorithm not allowed": lambda i: i.token(alg="none"),
+    "algorithm not allowed (HS256)": lambda i: i.token(alg="HS256"),
+    "unknown signing key": lambda i: i.token(kid="not-published"),
+    "wrong audience": lambda i: i.token(aud="https://someone-else.example.com"),
+    "expired": _expired,
+    "not yet valid": _future,
+    "claims do not match": lambda i: i.token(ref="refs/heads/feature"),
+    "claims do not match (case)": lambda i: i.token(repository="ACME/deploy"),
+    "issuer metadata mismatch": lambda i: i.token(iss=i.lying_issuer),
+    "subject claim missing": lambda i: i.token(repository="acme/guarded", environment=None),
+    "malformed token": lambda i: "not.a.jwt",
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+@pytest.mark.parametrize("grant", ["token-exchange", "jwt-bearer"])
+def test_refusals_are_invalid_grant_with_an_audit_row(
+    app: Flask, issuer: CiIssuer, case: str, grant: str
+) -> None:
+    token = REFUSALS[case](issuer)
+    if case == "subject claim missing":
+        # the rule that names `environment` in its subject needs its client
+        response = app.test_client().post(
+            "/oauth2/token",
+            data={"grant_type": JWT_BEARER, "assertion": token},
+            auth=("ci", SECRETS["ci"]),
+        )
+    elif grant == "token-exchange":
+        response = exchange(app, token)
+    else:
+        response = bearer(app, token)
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"] == "invalid_grant"
+    assert "access_token" not in response.get_json()
+    (row,) = audit(app, "federation_refused")
+    assert row["details"]["reason"] == case.split(" (")[0]
+    assert not audit(app, "token_issued")
+    # Nothing of the token is in the audit row or the answer.
+    assert token not in json.dumps(row["details"], default=str)
+    assert token not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("grant", ["token-exchange", "jwt-bearer"])
+def test_a_token_is_traded_once(app: Flask, issuer: CiIssuer, grant: str) -> None:
+    token = issuer.token()
+    send = exchange if grant == "token-exchange" else bearer
+    assert send(app, token).status_code == 200
+    again = send(app, token)
+    assert again.status_code == 400
+    assert again.get_json()["error"] == "invalid_grant"
+    assert audit(app, "federation_refused")[-1]["details"]["reason"] == "replayed"
+    # Through the other grant too: the same token, once.
+    other = bearer if grant == "token-exchange" else exchange
+    assert other(app, token).get_json()["error"] == "invalid_grant"
+    assert len(audit(app, "token_issued")) == 1
+
+
+def test_a_token_without_jti_is_single_use_by_its_hash(app: Flask, issuer: CiIssuer) -> None:
+    token = issuer.token(jti=None)
+    assert exchange(app, token).status_code == 200
+    assert exchange(app, token).get_json()["error"] == "invalid_grant"
+    # Another token (RS256 is deterministic: the same claims would be the same token).
+    assert exchange(app, issuer.token(jti=None, workflow_run="2")).status_code == 200
+
+
+def test_single_use_off_for_kubernetes_style_tokens(make_app: AppFactory, issuer: CiIssuer) -> None:
+    rule = {**rules(issuer)[0], "single_use": False}
+    app = make_app(federated_identities=[rule])
+    token = issuer.token()
+    assert exchange(app, token).status_code == 200
+    assert exchange(app, token).status_code == 200
+
+
+def test_an_unreachable_issuer_is_503_not_a_refusal(app: Flask, issuer: CiIssuer) -> None:
+    response = exchange(app, issuer.token(iss="http://127.0.0.1:9"))
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "temporarily_unavailable"
+    assert response.headers["Retry-After"]
+    assert not audit(app, "federation_refused")
+
+
+def test_unknown_kids_refetch_the_keys_at_most_once_a_minute(
+    make_app: AppFactory, issuer: CiIssuer
+) -> None:
+    app = make_app(federated_identities=rules(issuer)[:1])
+    before = issuer.requests.count("/jwks")
+    for n in range(5):
+        assert bearer(app, issuer.token(kid=f"made-up-{n}")).status_code == 400
+    assert issuer.requests.count("/jwks") - before == 1
+    assert bearer(app, issuer.token()).status_code == 200
+    assert issuer.requests.count("/jwks") - before == 1
+
+
+# -- parameters ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("form", "error"),
+    [
+        ({"subject_token": ""}, "invalid_request"),
+        ({"subject_token_type": ""}, "invalid_request"),
+        ({"subject_token_type": ACCESS_TOKEN_TYPE}, "invalid_request"),
+        (
+            {"requested_token_type": "urn:ietf:params:oauth:token-type:refresh_token"},
+            "invalid_request",
+        ),
+        ({"actor_token": "x", "actor_token_type": JWT_TYPE}, "invalid_request"),
+        ({"scope": "admin"}, "invalid_scope"),
+        ({"audience": "https://unknown.example.com"}, "invalid_target"),
+    ],
+)
+def test_bad_parameters(app: Flask, issuer: CiIssuer, form: dict[str, str], error: str) -> None:
+    token, form = issuer.token(), dict(form)
+    response = exchange(app, form.pop("subject_token", token), **form)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == error
+    # A request refused before the checks leaves the token unused.
+    assert exchange(app, token).status_code == 200
+
+
+def test_missing_assertion_is_invalid_request(app: Flask) -> None:
+    response = app.test_client().post("/oauth2/token", data={"grant_type": JWT_BEARER})
+    assert response.get_json()["error"] == "invalid_request"
+
+
+def test_discovery_advertises_both_grants(app: Flask) -> None:
+    metadata = app.test_client().get("/.well-known/oauth-authorization-server").get_json()
+    assert TOKEN_EXCHANGE in metadata["grant_types_supported"]
+    assert JWT_BEARER in metadata["grant_types_supported"]
+
+
+# -- settings ----------------------------------------------------------------------------
+
+
+def test_rule_settings_report_every_problem_at_once(tmp_path: Path) -> None:
+    config = {
+        "federated_identities": [
+            {
+                "name": "a",
+                "issuer": "https://token.actions.githubusercontent.com",
+                "claims": {"repository": "acme/x"},
+                "role": "nobody",
+                "token_ttl": "2h",
+                "client_id": "ghost",
+            },
+            {
+                "name": "a",
+                "issuer": "https://token.actions.githubusercontent.com",
+                "claims": {"repository": "acme/x"},
+                "role": "user",
+                "scopes": ["admin"],
+            },
+        ]
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(config))
+    with pytest.raises(SettingsError) as caught:
+        load_settings(path, environ={}, instance=tmp_path)
+    assert caught.value.problems == [
+        "federated_identities[0].role: 'nobody' is not one of rbac.roles",
+        "federated_identities[0].token_ttl: must not be longer than tokens.access_token_ttl",
+        "federated_identities[0].client_id: names no client of clients",
+        "federated_identities[1].name: 'a' appears twice",
+        "federated_identities[1].scopes: admin not among the permissions of role 'user'",
+    ]
+    config["federated_identities"] = [
+        {
+            "name": "b c",
+            "issuer": "http://ci.example.com",
+            "claims": {},
+            "subject": "{a",
+            "role": "user",
+        }
+    ]
+    path.write_text(json.dumps(config))
+    with pytest.raises(SettingsError) as caught:
+        load_settings(path, environ={}, instance=tmp_path)
+    assert [p.split(":")[0] for p in caught.value.problems] == [
+        "federated_identities[0].name",
+        "federated_identities[0].issuer",
+        "federated_identities[0].claims",
+        "federated_identities[0].subject",
+    ]
+    assert Settings.model_validate({}).federated_identities == ()
+
+
+# -- the CLI against a live server ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql+redis"])
+def live(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, issuer: CiIssuer
+) -> Iterator[LiveServer]:
+    workdir = tmp_path_factory.mktemp("live-wif")
+    port = free_port()
+    config = live_config(request, workdir, f"http://127.0.0.1:{port}")
+    config["federated_identities"] = rules(issuer)[:1]
+    if request.param != "sqlite":
+        upgrade_with_cli(workdir, config)
+    server = start_server(workdir, config, port)
+    yield server
+    stop_server(server)
+
+
+def test_cli_token_federated_prints_only_the_access_token(
+    live: LiveServer, issuer: CiIssuer, tmp_path: Path
+) -> None:
+    from .conftest import run_cli
+
+    external = issuer.token(aud=live.url)
+    done = run_cli(
+        "token", "--federated", "env:CI_OIDC_TOKEN", "--issuer", live.url,
+        cwd=tmp_path, env={"CI_OIDC_TOKEN": external},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    access_token = done.stdout.strip()
+    assert done.stdout == access_token + "\n"
+    jwks = jwt.PyJWKClient(live.url + "/.well-known/jwks.json")
+    claims = jwt.decode(
+        access_token,
+        jwks.get_signing_key_from_jwt(access_token),
+        algorithms=["RS256"],
+        audience=AUDIENCES[0],
+        issuer=live.url,
+    )
+    assert claims["sub"] == "github:acme/deploy:refs/heads/main"
+    assert claims["act"] == {"sub": "repo:acme/deploy:ref:refs/heads/main", "iss": issuer.url}
+
+    # From a file, for another audience; the same token again is refused, in one line.
+    path = tmp_path / "token"
+    path.write_text(issuer.token(aud=live.url) + "\n")
+    done = run_cli(
+        "token", "--federated", f"@{path}", "--issuer", live.url, "--audience", AUDIENCES[1],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (
+        jwt.decode(done.stdout.strip(), options={"verify_signature": False})["aud"]
+        == (AUDIENCES[1])
+    )
+    again = run_cli(
+        "token", "--federated", external, "--issuer", live.url, cwd=tmp_path
+    )  # fmt: skip
+    assert again.returncode == 1
+    assert again.stdout == ""
+    assert again.stderr.strip().splitlines() == [
+        "authserver: error: the token exchange was refused "
+        "(invalid_grant: The token was already used.)"
+    ]
+
+
+def test_curl_style_exchange_against_the_live_server(live: LiveServer, issuer: CiIssuer) -> None:
+    """What the README's GitHub Actions recipe sends."""
+    response = requests.post(
+        live.url + "/oauth2/token",
+        data={
+            "grant_type": TOKEN_EXCHANGE,
+            "subject_token": issuer.token(aud=live.url),
+            "subject_token_type": JWT_TYPE,
+        },
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["issued_token_type"] == ACCESS_TOKEN_TYPE
