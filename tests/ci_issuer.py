@@ -48,7 +48,7 @@ class CiIssuer:
             "aud": "http://127.0.0.1:8080",
             "sub": f"repo:{repository}:ref:{ref}",
             "repository": repository,
-            "repository_owner": repository.split("/")[0],
+            "repository_owner": str(repository).split("/")[0],
             "ref": ref,
             "environment": "production",
             "workflow": "release",

@@ -22,7 +22,15 @@ def test_both_documents_match_and_name_the_issuer_exactly(live_server: LiveServe
         "refresh_token",
         "client_credentials",
         "urn:ietf:params:oauth:grant-type:device_code",
+        "urn:ietf:params:oauth:grant-type:token-exchange",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
     }
+    # Every advertised grant is one the token endpoint knows.
+    for grant_type in metadata["grant_types_supported"]:
+        answer = requests.post(
+            metadata["token_endpoint"], data={"grant_type": grant_type}, timeout=10
+        ).json()
+        assert answer.get("error") != "unsupported_grant_type", grant_type
     assert metadata["response_types_supported"] == ["code"]
     assert metadata["code_challenge_methods_supported"] == ["S256"]
     assert metadata["authorization_response_iss_parameter_supported"] is True

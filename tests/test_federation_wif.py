@@ -18,6 +18,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from authserver.settings import Settings, SettingsError, load_settings
 
@@ -240,6 +242,7 @@ REFUSALS = {
     "wrong audience": lambda i: i.token(aud="https://someone-else.example.com"),
     "expired": _expired,
     "not yet valid": _future,
+    "exp too far ahead": lambda i: i.token(exp=2**63),
     "claims do not match": lambda i: i.token(ref="refs/heads/feature"),
     "claims do not match (case)": lambda i: i.token(repository="ACME/deploy"),
     "issuer metadata mismatch": lambda i: i.token(iss=i.lying_issuer),
@@ -498,3 +501,64 @@ def test_curl_style_exchange_against_the_live_server(live: LiveServer, issuer: C
     )
     assert response.status_code == 200, response.text
     assert response.json()["issued_token_type"] == ACCESS_TOKEN_TYPE
+
+
+# -- generated input: refused or issued, never a server error --------------------------------
+
+CLAIM_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+    st.lists(st.text(max_size=10), max_size=3),
+    st.sampled_from(["acme/deploy", "refs/heads/main", "release", ISSUER, ""]),
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    claims=st.dictionaries(
+        st.sampled_from(
+            ["aud", "sub", "exp", "nbf", "iat", "jti", "repository", "ref", "workflow", "iss"]
+        ),
+        CLAIM_VALUES,
+        max_size=6,
+    ),
+    kid=st.sampled_from(["ci-key-1", "other", ""]),
+    grant=st.sampled_from(["token-exchange", "jwt-bearer"]),
+    extra=st.dictionaries(
+        st.sampled_from(["scope", "audience", "resource", "requested_token_type"]),
+        st.text(max_size=20) | st.sampled_from(["read", AUDIENCES[0], ACCESS_TOKEN_TYPE]),
+        max_size=2,
+    ),
+)
+def test_generated_external_tokens_never_give_a_server_error(
+    app: Flask,
+    issuer: CiIssuer,
+    claims: dict[str, Any],
+    kid: str,
+    grant: str,
+    extra: dict[str, str],
+) -> None:
+    """Signed by the trusted key, with claims of every type where each check looks."""
+    if claims.get("iss") is not None and claims["iss"] != issuer.url:
+        claims["iss"] = issuer.url if claims["iss"] == ISSUER else claims["iss"]
+    token = issuer.token(kid=kid, **claims)
+    response = (
+        exchange(app, token, **extra) if grant == "token-exchange" else bearer(app, token, **extra)
+    )
+    assert response.status_code in (200, 400), (response.status_code, response.get_data()[:300])
+    body = response.get_json()
+    if response.status_code == 400:
+        assert body["error"] in (
+            "invalid_grant",
+            "invalid_request",
+            "invalid_scope",
+            "invalid_target",
+        ), body

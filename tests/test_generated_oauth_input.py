@@ -9,6 +9,7 @@ ids of the real clients, sent with or without HTTP Basic. Every answer must be b
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import pytest
@@ -22,10 +23,59 @@ from tests.conftest import SECRETS
 TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
 #: A header value cannot hold CR or LF (the HTTP client refuses them before sending).
 HEADER_TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\r\n"))
+#: The grant types and token types of the token endpoint, so that generated requests
+#: reach each grant's own checks (token exchange and jwt-bearer included).
+GRANT_TYPES = [
+    "client_credentials",
+    "authorization_code",
+    "refresh_token",
+    "urn:ietf:params:oauth:grant-type:device_code",
+    "urn:ietf:params:oauth:grant-type:token-exchange",
+    "urn:ietf:params:oauth:grant-type:jwt-bearer",
+    "urn:ietf:params:oauth:token-type:id_token",
+    "urn:ietf:params:oauth:token-type:jwt",
+    "urn:ietf:params:oauth:token-type:access_token",
+]
+
+
+def _jwt(header: dict[str, object], claims: dict[str, object]) -> str:
+    """A JWT-shaped string (signed by nobody) with generated header and claims."""
+
+    def part(value: dict[str, object]) -> str:
+        raw = json.dumps(value).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return f"{part(header)}.{part(claims)}.c2ln"
+
+
+JSON_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), TEXT, st.lists(TEXT)
+)
+#: JWTs of any shape: the federation checks must refuse each, never fail on one.
+JWTS = st.builds(
+    _jwt,
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "alg": st.sampled_from(["RS256", "none", "HS256", "ES256"]) | JSON_VALUES,
+            "kid": JSON_VALUES,
+            "typ": JSON_VALUES,
+        },
+    ),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            name: st.sampled_from(["http://127.0.0.1:8080"]) | JSON_VALUES
+            for name in ("iss", "aud", "sub", "exp", "nbf", "iat", "jti", "repository")
+        },
+    ),
+)
 VALUES = st.one_of(
     TEXT,
     st.sampled_from([*SECRETS, "cli", "sa-", "sa-\x00", "openid", "code", "S256"]),
     st.sampled_from(list(SECRETS.values())),
+    st.sampled_from(GRANT_TYPES),
+    JWTS,
 )
 COMMON = ["client_id", "client_secret", "scope", "audience", "resource"]
 ENDPOINTS: dict[str, list[str]] = {
@@ -40,6 +90,9 @@ ENDPOINTS: dict[str, list[str]] = {
         "subject_token",
         "subject_token_type",
         "assertion",
+        "requested_token_type",
+        "actor_token",
+        "actor_token_type",
         "client_assertion",
         "client_assertion_type",
     ],

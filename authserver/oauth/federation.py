@@ -49,6 +49,9 @@ from .secrets import SecretVerifier
 #: Clock skew allowed on the external token's ``exp``, ``nbf`` and ``iat``
 #: (RFC 7523 §3: "a small leeway, usually no more than a few minutes").
 LEEWAY_SECONDS = 60
+#: An ``exp`` further ahead than this is refused (Kubernetes' extended service-account
+#: tokens live a year; a single-use record must not outlive what a store can keep).
+MAX_LIFETIME_SECONDS = 2 * 366 * 86400
 #: Seconds to wait for an external issuer's discovery document or keys.
 HTTP_TIMEOUT_SECONDS = 3
 #: An external token seen once (``single_use``), until it expires.
@@ -344,6 +347,8 @@ def check_lifetime(federation: Federation, presented: Presented) -> None:
         raise _refuse(presented, "no exp", "The token has no expiry.")
     if exp + LEEWAY_SECONDS <= now:
         raise _refuse(presented, "expired", "The token has expired.")
+    if exp > now + MAX_LIFETIME_SECONDS:
+        raise _refuse(presented, "exp too far ahead", "The token's expiry is too far ahead.")
     for name, reason in (("nbf", "not yet valid"), ("iat", "issued in the future")):
         value = claims.get(name)
         if value is None:
