@@ -7,7 +7,10 @@ drives it with wrk and reports requests/sec, latency (p50, p99) and errors for
 two scenarios:
 
 * ``token``: client-credentials token requests (``client_secret_basic``);
-* ``introspection``: RFC 7662 introspection of a token fetched beforehand.
+* ``introspection``: RFC 7662 introspection of a token fetched beforehand;
+* ``token_exchange`` (authserver only: the peer has no workload identity federation):
+  RFC 8693 token exchange of a CI job's OIDC token, a fresh one per request (each is
+  single use), signed by a fake CI issuer this script serves.
 
 The peer is panva's ``oidc-provider`` (npm), installed on first use into
 ``bench/.peer/`` and started as one plain ``node`` process. The servers run one
@@ -54,7 +57,12 @@ SCOPE: Final = "all"
 AUDIENCE: Final = "https://api.example.com"
 ALGORITHMS: Final = ("RS256", "ES256", "EdDSA")
 SERVERS: Final = ("authserver", "peer")
-SCENARIOS: Final = ("token", "introspection")
+SCENARIOS: Final = ("token", "introspection", "token_exchange")
+TOKEN_EXCHANGE: Final = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
+ID_TOKEN_TYPE: Final = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105
+#: External tokens made per second of a token-exchange run: more than authserver can
+#: trade on this kind of machine, so that none is sent twice (a replay is refused).
+EXCHANGE_TOKENS_PER_S: Final = 1500
 DISCOVERY_PATH: Final = "/.well-known/openid-configuration"
 # Must match OPAQUE_RESOURCE in peer.mjs: oidc-provider will not introspect
 # JWT access tokens, so its introspection scenario uses an opaque one.
@@ -94,6 +102,69 @@ class Options:
     observability: bool = True
 
 
+class FakeCiIssuer:
+    """A CI OIDC issuer (discovery and JWKS on a free port, a thread of this process)
+    and the GitHub Actions-shaped tokens it signs, RS256 as GitHub's are."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from joserfc.jwk import RSAKey  # authserver's dependency: only this side needs it
+
+        self.key = RSAKey.generate_key(2048, parameters={"kid": "bench-ci", "use": "sig"})
+        public = json.dumps({"keys": [self.key.as_dict(private=False)]}).encode()
+        issuer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/.well-known/openid-configuration":
+                    body = json.dumps({"issuer": issuer.url, "jwks_uri": issuer.url + "/jwks"})
+                    data = body.encode()
+                elif self.path == "/jwks":
+                    data = public
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer((HOST, 0), Handler)
+        self.url = f"http://{HOST}:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def tokens(self, audience: str, count: int) -> list[str]:
+        from joserfc import jwt
+
+        now = int(time.time())
+        header = {"alg": "RS256", "typ": "JWT", "kid": "bench-ci"}
+        claims = {
+            "iss": self.url,
+            "aud": audience,
+            "sub": "repo:acme/bench:ref:refs/heads/main",
+            "repository": "acme/bench",
+            "ref": "refs/heads/main",
+            "workflow": "bench",
+            "iat": now,
+            "nbf": now,
+            "exp": now + 3600,
+        }
+        return [
+            jwt.encode(header, {**claims, "jti": secrets.token_hex(16)}, self.key)
+            for _ in range(count)
+        ]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 @dataclass(frozen=True)
 class Target:
     """A started server and how to load it."""
@@ -106,6 +177,8 @@ class Target:
     introspection_token_params: Mapping[str, str] = field(default_factory=dict)
     # Whether that token is a JWT (its `alg` is then checked).
     introspection_token_is_jwt: bool = True
+    # The fake CI issuer whose tokens the token_exchange scenario trades.
+    ci_issuer: FakeCiIssuer | None = None
 
 
 @dataclass(frozen=True)
@@ -353,26 +426,45 @@ def authserver_executable() -> Path:
 
 
 def authserver_config(
-    port: int, workdir: Path, algorithm: str, secret_hash: str, observability: bool = True
+    port: int,
+    workdir: Path,
+    algorithm: str,
+    secret_hash: str,
+    observability: bool = True,
+    ci_issuer: str | None = None,
 ) -> str:
     # JSON strings are valid YAML double-quoted scalars.
     q = json.dumps
     quiet = "" if observability else 'access_log: false\nmetrics:\n  access: "off"\n'
-    return quiet + (
-        f"issuer: {q(f'http://{HOST}:{port}')}\n"
-        f"database_url: {q(f'sqlite:///{workdir}/authserver.db')}\n"
-        f"secret_key_file: {q(str(workdir / 'secret_key'))}\n"
-        "signing:\n"
-        f"  algorithm: {algorithm}\n"
-        "tokens:\n"
-        "  access_token_ttl: 1h\n"
-        f"  audiences: [{q(AUDIENCE)}]\n"
-        "clients:\n"
-        f"  - client_id: {q(CLIENT_ID)}\n"
-        f"    client_secret_hash: {q(secret_hash)}\n"
-        "    grant_types: [client_credentials]\n"
-        f"    scopes: [{SCOPE}]\n"
-        "    roles: [user]\n"
+    return (
+        quiet
+        + (
+            f"issuer: {q(f'http://{HOST}:{port}')}\n"
+            f"database_url: {q(f'sqlite:///{workdir}/authserver.db')}\n"
+            f"secret_key_file: {q(str(workdir / 'secret_key'))}\n"
+            "signing:\n"
+            f"  algorithm: {algorithm}\n"
+            "tokens:\n"
+            "  access_token_ttl: 1h\n"
+            f"  audiences: [{q(AUDIENCE)}]\n"
+            "clients:\n"
+            f"  - client_id: {q(CLIENT_ID)}\n"
+            f"    client_secret_hash: {q(secret_hash)}\n"
+            "    grant_types: [client_credentials]\n"
+            f"    scopes: [{SCOPE}]\n"
+            "    roles: [user]\n"
+        )
+        + (
+            "federated_identities:\n"
+            "  - name: bench-ci\n"
+            f"    issuer: {q(ci_issuer)}\n"
+            "    claims: {repository: acme/bench, ref: refs/heads/main}\n"
+            '    subject: "ci:{repository}:{ref}"\n'
+            "    role: user\n"
+            "    scopes: [read]\n"
+            if ci_issuer
+            else ""
+        )
     )
 
 
@@ -383,8 +475,11 @@ def start_authserver(options: Options, secret: str, workdir: Path) -> tuple[Serv
     port = free_port()
     secret_hash = bcrypt.hashpw(secret.encode(), bcrypt.gensalt(rounds=BCRYPT_COST)).decode()
     config_path = workdir / "authserver.yaml"
+    ci_issuer = FakeCiIssuer()
     config_path.write_text(
-        authserver_config(port, workdir, options.algorithm, secret_hash, options.observability)
+        authserver_config(
+            port, workdir, options.algorithm, secret_hash, options.observability, ci_issuer.url
+        )
     )
     # AUTHSERVER_<SECTION>__<KEY> variables override the config file: drop any
     # from the caller's environment so the run is what the file says.
@@ -401,7 +496,12 @@ def start_authserver(options: Options, secret: str, workdir: Path) -> tuple[Serv
     target = Target(
         name="authserver",
         base_url=f"http://{HOST}:{port}",
-        paths={"token": "/oauth2/token", "introspection": "/oauth2/introspect"},
+        paths={
+            "token": "/oauth2/token",
+            "introspection": "/oauth2/introspect",
+            "token_exchange": "/oauth2/token",
+        },
+        ci_issuer=ci_issuer,
     )
     return server, target
 
@@ -524,7 +624,57 @@ function done(summary, latency, requests)
 end
 """
 
+_EXCHANGE_LUA_SCRIPT: Final = """\
+-- generated by bench/run.py: each request trades another external token
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Accept"] = "application/json"
+
+local expected = {expected}
+local threads = {{}}
+local counter = 0
+
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+  table.insert(threads, thread)
+end
+
+function init(args)
+  bad_bodies = 0
+  bodies = {{}}
+  local n = 0
+  for line in io.lines({bodies_file}) do
+    if n % {threads} == id then table.insert(bodies, line) end
+    n = n + 1
+  end
+  next_body = 1
+end
+
+function request()
+  -- Past the last one the bodies repeat: replays, refused, counted as errors.
+  local body = bodies[next_body] or bodies[1]
+  next_body = next_body + 1
+  return wrk.format(nil, nil, nil, body)
+end
+
+function response(status, headers, body)
+  if status >= 200 and status < 300 and not string.find(body, expected) then
+    bad_bodies = bad_bodies + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local total = 0
+  for _, thread in ipairs(threads) do
+    total = total + (thread:get("bad_bodies") or 0)
+  end
+  io.write(string.format("Bad bodies: %d\\n", total))
+end
+"""
+
 _EXPECTED_PATTERN: Final = {
+    "token_exchange": '"issued_token_type"%s*:%s*"',
     "token": '"access_token"%s*:%s*"',
     "introspection": '"active"%s*:%s*true',
 }
@@ -556,6 +706,52 @@ _RE_SOCKET: Final = re.compile(
     r"^\s*Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", re.M
 )
 _RE_BAD_BODIES: Final = re.compile(r"^Bad bodies: (\d+)", re.M)
+
+
+def write_exchange_script(
+    path: Path, issuer: FakeCiIssuer, audience: str, seconds: int, threads: int
+) -> Path:
+    """A wrk script and its file of request bodies, one fresh external token each."""
+    bodies_file = path.with_suffix(".bodies")
+    tokens = issuer.tokens(audience, EXCHANGE_TOKENS_PER_S * seconds)
+    bodies_file.write_text(
+        "".join(
+            urllib.parse.urlencode(
+                {
+                    "grant_type": TOKEN_EXCHANGE,
+                    "subject_token_type": ID_TOKEN_TYPE,
+                    "subject_token": token,
+                }
+            )
+            + "\n"
+            for token in tokens
+        )
+    )
+    path.write_text(
+        _EXCHANGE_LUA_SCRIPT.format(
+            expected=lua_string(_EXPECTED_PATTERN["token_exchange"]),
+            bodies_file=lua_string(str(bodies_file)),
+            threads=threads,
+        )
+    )
+    return path
+
+
+def check_token_exchange(target: Target, algorithm: str) -> None:
+    """One real exchange: 200, an access token signed with ``algorithm``."""
+    assert target.ci_issuer is not None
+    url = target.base_url + target.paths["token_exchange"]
+    (token,) = target.ci_issuer.tokens(target.base_url, 1)
+    data = {
+        "grant_type": TOKEN_EXCHANGE,
+        "subject_token_type": ID_TOKEN_TYPE,
+        "subject_token": token,
+    }
+    status, body = http_request(url, data=data)
+    document = expect_json_200(f"{target.name} token exchange check", url, status, body)
+    access_token = document.get("access_token")
+    if not isinstance(access_token, str) or jwt_header(access_token).get("alg") != algorithm:
+        raise BenchError(f"{target.name} token exchange check: unexpected answer {document}")
 
 
 def parse_wrk_output(text: str) -> WrkResult:
@@ -616,6 +812,8 @@ def benchmark(target: Target, options: Options, secret: str, workdir: Path) -> l
         target.introspection_token_params,
     )
     check_introspection(target, authorization, introspected)
+    if "token_exchange" in target.paths:
+        check_token_exchange(target, options.algorithm)
 
     bodies = {
         "token": {"grant_type": "client_credentials", "scope": SCOPE},
@@ -623,13 +821,29 @@ def benchmark(target: Target, options: Options, secret: str, workdir: Path) -> l
     }
     results: list[ScenarioResult] = []
     for scenario in SCENARIOS:
+        if scenario not in target.paths:
+            continue
         url = target.base_url + target.paths[scenario]
-        body = urllib.parse.urlencode(bodies[scenario])
-        script = write_lua_script(
-            workdir / f"{target.name}-{scenario}.lua", scenario, body, authorization
-        )
+        if scenario == "token_exchange":
+            assert target.ci_issuer is not None
+            warmup_script, script = (
+                write_exchange_script(
+                    workdir / f"{target.name}-{scenario}-{run}.lua",
+                    target.ci_issuer,
+                    target.base_url,
+                    seconds,
+                    options.threads,
+                )
+                for run, seconds in (("warmup", options.warmup), ("run", options.duration))
+            )
+        else:
+            body = urllib.parse.urlencode(bodies[scenario])
+            script = write_lua_script(
+                workdir / f"{target.name}-{scenario}.lua", scenario, body, authorization
+            )
+            warmup_script = script
         print(f"  {target.name} {scenario}: warm-up {options.warmup} s ...", flush=True)
-        run_wrk(url, script, options, options.warmup)
+        run_wrk(url, warmup_script, options, options.warmup)
         print(f"  {target.name} {scenario}: {options.duration} s ...", flush=True)
         result = run_wrk(url, script, options, options.duration)
         results.append(ScenarioResult(scenario, target.name, url, result))
@@ -642,12 +856,16 @@ def run_server(name: str, options: Options, secret: str, workdir: Path) -> list[
     server_dir.mkdir()
     print(f"{name}: starting ...", flush=True)
     server, target = starters[name](options, secret, server_dir)
-    with running(server):
-        discovery = server.wait_ready(target.base_url + DISCOVERY_PATH)
-        advertised = discovery.get("token_endpoint")
-        if advertised != target.base_url + target.paths["token"]:
-            print(f"  warning: {name} advertises token_endpoint {advertised!r}", flush=True)
-        return benchmark(target, options, secret, server_dir)
+    try:
+        with running(server):
+            discovery = server.wait_ready(target.base_url + DISCOVERY_PATH)
+            advertised = discovery.get("token_endpoint")
+            if advertised != target.base_url + target.paths["token"]:
+                print(f"  warning: {name} advertises token_endpoint {advertised!r}", flush=True)
+            return benchmark(target, options, secret, server_dir)
+    finally:
+        if target.ci_issuer is not None:
+            target.ci_issuer.close()
 
 
 def ratio(results: Sequence[ScenarioResult], scenario: str) -> float | None:
@@ -666,7 +884,7 @@ def print_report(results: Sequence[ScenarioResult], meta: Mapping[str, Any]) -> 
         f"authserver workers {meta['authserver_workers']}, "
         f"oidc-provider {meta.get('peer_version') or '-'}, {meta['cpu_count']} CPUs"
     )
-    row_format = "{:<13} | {:<10} | {:>9} | {:>8} | {:>8} | {:>6}"
+    row_format = "{:<14} | {:<10} | {:>9} | {:>8} | {:>8} | {:>6}"
     header = row_format.format("scenario", "server", "req/s", "p50 ms", "p99 ms", "errors")
     print(header)
     print("-" * len(header))
