@@ -294,6 +294,18 @@ def test_a_token_is_traded_once(app: Flask, issuer: CiIssuer, grant: str) -> Non
     assert len(audit(app, "token_issued")) == 1
 
 
+def test_concurrent_exchanges_of_one_token_issue_once(app: Flask, issuer: CiIssuer) -> None:
+    """Single use under concurrency: the store's atomic set-if-absent decides."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    token = issuer.token()
+    exchange(app, issuer.token())  # keys fetched before the race
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda _: exchange(app, token).status_code, range(8)))
+    assert sorted(statuses) == [200] + [400] * 7
+    assert len(audit(app, "token_issued")) == 2
+
+
 def test_a_token_without_jti_is_single_use_by_its_hash(app: Flask, issuer: CiIssuer) -> None:
     token = issuer.token(jti=None)
     assert exchange(app, token).status_code == 200
