@@ -574,3 +574,35 @@ def test_generated_external_tokens_never_give_a_server_error(
             "invalid_scope",
             "invalid_target",
         ), body
+
+
+def test_issuer_keys_expire_and_outlive_an_issuer_outage() -> None:
+    """A key the issuer withdrew stops working once the keys are older than ``max_age``;
+    while the issuer is down the keys held keep working, and it is not asked again
+    during the cool-down."""
+    from authserver.resource import InvalidToken, IssuerKeys, KeysUnavailable
+
+    published = [FORGER_KEY.as_dict(private=False)]
+    state: dict[str, Any] = {"keys": published, "down": False, "calls": 0}
+
+    def fetch(url: str, timeout: float) -> dict[str, Any]:
+        state["calls"] += 1
+        if state["down"]:
+            raise KeysUnavailable("cannot fetch keys")
+        if url.endswith("/.well-known/openid-configuration"):
+            return {"issuer": "https://ci.example.com", "jwks_uri": "https://ci.example.com/k"}
+        return {"keys": state["keys"]}
+
+    keys = IssuerKeys("https://ci.example.com", max_age=0, failure_cool_down=60, fetch=fetch)
+    assert keys.key("ci-key-1").as_dict()["n"] == published[0]["n"]
+    state["keys"] = []
+    with pytest.raises(InvalidToken):
+        keys.key("ci-key-1")
+    state["keys"] = published
+    assert keys.key("ci-key-1")
+    state["down"], calls = True, state["calls"]
+    assert keys.key("ci-key-1")  # stale, the fetch fails: the key held still works
+    assert keys.key("ci-key-1")
+    with pytest.raises(KeysUnavailable):
+        keys.key("another")
+    assert state["calls"] == calls + 1

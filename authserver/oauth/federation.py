@@ -54,6 +54,12 @@ LEEWAY_SECONDS = 60
 MAX_LIFETIME_SECONDS = 2 * 366 * 86400
 #: Seconds to wait for an external issuer's discovery document or keys.
 HTTP_TIMEOUT_SECONDS = 3
+#: An issuer's keys are fetched again once this old, so that a key it withdrew stops
+#: working here within the hour.
+KEYS_MAX_AGE_SECONDS = 3600
+#: After a failed fetch, the issuer is not asked again for this long (the 503's
+#: ``Retry-After``): a CI fleet retrying must not hold every worker on its timeout.
+ISSUER_RETRY_SECONDS = 5
 #: An external token seen once (``single_use``), until it expires.
 SEEN_PREFIX = "federation-seen:"
 #: The claim of our token naming the rule that issued it.
@@ -229,7 +235,14 @@ class Federation:
         ]
         self.store = store
         self.now = clock
-        make_keys = keys or (lambda url: IssuerKeys(url, http_timeout=HTTP_TIMEOUT_SECONDS))
+        make_keys = keys or (
+            lambda url: IssuerKeys(
+                url,
+                http_timeout=HTTP_TIMEOUT_SECONDS,
+                max_age=KEYS_MAX_AGE_SECONDS,
+                failure_cool_down=ISSUER_RETRY_SECONDS,
+            )
+        )
         # One cache per issuer, however many rules name it (its refetch limit is its own).
         self._keys = {rule.issuer: make_keys(rule.issuer) for rule in rules}
 
@@ -323,7 +336,7 @@ def check_signature(federation: Federation, presented: Presented) -> None:
             presented, "issuer metadata mismatch", "The token's issuer is not trusted here."
         ) from None
     except KeysUnavailable:
-        raise DependencyUnavailable("federated_issuer", retry_after=5) from None
+        raise DependencyUnavailable("federated_issuer", retry_after=ISSUER_RETRY_SECONDS) from None
     except InvalidToken:
         raise _refuse(
             presented, "unknown signing key", "The token's signing key is not known."

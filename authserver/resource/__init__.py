@@ -152,7 +152,9 @@ class IssuerKeys:
     Fetched lazily, on the first ``kid`` asked for; an unknown ``kid`` refetches the
     keys at most once per ``refresh_min_interval`` seconds (so a stream of tokens with
     made-up ``kid`` values costs the issuer one request a minute, not one each).
-    Symmetric and private keys are never taken. Thread-safe. Shared by
+    With ``max_age``, keys are also refetched once they are that old; while the issuer
+    cannot be reached the keys held keep working. Symmetric and private keys are never
+    taken. Thread-safe. Shared by
     :class:`TokenValidator` and the authorization server's workload identity federation.
     """
 
@@ -162,9 +164,18 @@ class IssuerKeys:
         *,
         refresh_min_interval: float = 60,
         http_timeout: float = 5,
+        max_age: float | None = None,
+        failure_cool_down: float = 0,
         fetch: FetchJson = fetch_json,
     ) -> None:
         self.issuer = issuer
+        #: Keys older than this are fetched again before use (a key the issuer has
+        #: withdrawn stops working); ``None``: only an unknown ``kid`` refetches.
+        self.max_age = max_age
+        #: After a failed fetch, answer from the keys held (or fail at once) this long.
+        self.failure_cool_down = failure_cool_down
+        self._failure: KeysUnavailable | None = None
+        self._failed_until = float("-inf")
         self.refresh_min_interval = refresh_min_interval
         self.http_timeout = http_timeout
         self._fetch = fetch
@@ -221,11 +232,14 @@ class IssuerKeys:
             keys[entry["kid"]] = key
         return keys
 
+    def _is_stale(self, now: float) -> bool:
+        return self.max_age is not None and now - self._fetched_at >= self.max_age
+
     def key(self, kid: str) -> Key:
         """The key named ``kid``; :class:`InvalidToken` ("unknown signing key") if the
         issuer has none, :class:`KeysUnavailable` if its keys cannot be fetched."""
         keys, generation = self._keys, self._generation
-        if keys is not None and kid in keys:
+        if keys is not None and kid in keys and not self._is_stale(time.monotonic()):
             return keys[kid]
         with self._lock:
             if self._generation != generation:
@@ -236,11 +250,30 @@ class IssuerKeys:
                     raise KeysUnavailable("cannot fetch keys")
                 raise InvalidToken("unknown signing key")
             now = time.monotonic()
-            if self._keys is not None and now - self._fetched_at < self.refresh_min_interval:
+            if self._failure is not None and now < self._failed_until:
+                # The issuer failed a moment ago: answer from what we hold, without
+                # making this request wait on it again.
+                if self._keys is not None and kid in self._keys:
+                    return self._keys[kid]
+                raise type(self._failure)(self._failure.reason)
+            stale = self._is_stale(now)
+            if (
+                self._keys is not None
+                and not stale
+                and now - self._fetched_at < self.refresh_min_interval
+            ):
                 raise InvalidToken("unknown signing key")
             self._fetched_at = now
             self._generation += 1
-            self._keys = self._fetch_keys()  # a failure keeps the old keys (or none)
+            try:
+                self._keys = self._fetch_keys()
+            except KeysUnavailable as failure:
+                # A failure keeps the old keys (or none); a key we knew still works.
+                self._failure, self._failed_until = failure, now + self.failure_cool_down
+                if self._keys is not None and kid in self._keys:
+                    return self._keys[kid]
+                raise
+            self._failure = None
             if kid in self._keys:
                 return self._keys[kid]
         raise InvalidToken("unknown signing key")
