@@ -8,6 +8,7 @@ issued is checked by PyJWT through our JWKS. Both backends; the CLI against a li
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -248,6 +249,10 @@ REFUSALS = {
     "issuer metadata mismatch": lambda i: i.token(iss=i.lying_issuer),
     "subject claim missing": lambda i: i.token(repository="acme/guarded", environment=None),
     "malformed token": lambda i: "not.a.jwt",
+    "malformed token (nested too deep)": lambda i: ".".join(
+        base64.urlsafe_b64encode(part).rstrip(b"=").decode()
+        for part in (b'{"alg":"RS256","kid":"ci-key-1"}', b"[" * 5000 + b"]" * 5000, b"sig")
+    ),
 }
 
 

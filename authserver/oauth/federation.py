@@ -69,17 +69,17 @@ CLIENT_ID_PREFIX = "federated:"
 
 #: Header ``alg`` -> key type: asymmetric only. ``none`` and HS* never (RFC 8725 §3.1:
 #: an HMAC "verified" with a public key is a forgery anyone can make).
-ALGORITHMS: dict[str, type[Key]] = {
-    "RS256": RSAKey,
-    "RS384": RSAKey,
-    "RS512": RSAKey,
-    "PS256": RSAKey,
-    "PS384": RSAKey,
-    "PS512": RSAKey,
-    "ES256": ECKey,
-    "ES384": ECKey,
-    "ES512": ECKey,
-    "EdDSA": OKPKey,
+ALGORITHMS: dict[str, tuple[type[Key], tuple[str, ...]]] = {
+    "RS256": (RSAKey, ()),
+    "RS384": (RSAKey, ()),
+    "RS512": (RSAKey, ()),
+    "PS256": (RSAKey, ()),
+    "PS384": (RSAKey, ()),
+    "PS512": (RSAKey, ()),
+    "ES256": (ECKey, ("P-256",)),
+    "ES384": (ECKey, ("P-384",)),
+    "ES512": (ECKey, ("P-521",)),
+    "EdDSA": (OKPKey, ("Ed25519", "Ed448")),
 }
 
 
@@ -295,7 +295,8 @@ def check_well_formed(federation: Federation, presented: Presented) -> None:
         compact = extract_compact(presented.token.encode("ascii"))
         header = compact.headers()
         claims = json.loads(compact.payload)
-    except (JoseError, ValueError, UnicodeError, TypeError):
+    except (JoseError, ValueError, UnicodeError, TypeError, RecursionError):
+        # RecursionError: JSON nested deeper than the parser goes (a 64 KiB form allows it).
         raise _refuse(presented, "malformed token", "The token is not a signed JWT.") from None
     if not isinstance(claims, dict):
         raise _refuse(presented, "malformed token", "The token is not a signed JWT.")
@@ -341,7 +342,12 @@ def check_signature(federation: Federation, presented: Presented) -> None:
         raise _refuse(
             presented, "unknown signing key", "The token's signing key is not known."
         ) from None
-    if not isinstance(key, ALGORITHMS[alg]) or (key.alg and key.alg != alg):
+    key_type, curves = ALGORITHMS[alg]
+    if (
+        not isinstance(key, key_type)
+        or (curves and key.as_dict().get("crv") not in curves)
+        or (key.alg and key.alg != alg)
+    ):
         raise _refuse(presented, "algorithm does not match the key", "The signature is invalid.")
     try:
         jwt.decode(presented.token, key, algorithms=[alg], registry=_OneAlgorithm(algorithms=[alg]))
