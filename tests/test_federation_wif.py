@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -611,3 +612,57 @@ def test_issuer_keys_expire_and_outlive_an_issuer_outage() -> None:
     with pytest.raises(KeysUnavailable):
         keys.key("another")
     assert state["calls"] == calls + 1
+
+
+def test_es256_and_eddsa_issuers_and_a_key_of_the_wrong_curve() -> None:
+    """The checks without HTTP: keys injected, the store a dict. An EC key verifies
+    ES256 only on P-256; Ed25519 verifies EdDSA."""
+    from joserfc import jwt as jose_jwt
+    from joserfc.jwk import ECKey, OKPKey
+
+    from authserver.oauth.federation import Federation, FederationRefused, _OneAlgorithm
+    from authserver.settings import FederatedIdentitySettings
+
+    class Store(dict[str, bytes]):
+        def add(self, key: str, value: bytes, ttl: float) -> bool:
+            if key in self:
+                return False
+            self[key] = value
+            return True
+
+    rule = FederatedIdentitySettings(
+        name="k8s", issuer="https://k8s.example.com", claims={"sub": "system:serviceaccount:*"},
+        role="user",
+    )  # fmt: skip
+    keys = {
+        "p256": ECKey.generate_key("P-256", parameters={"kid": "p256"}),
+        "p384": ECKey.generate_key("P-384", parameters={"kid": "p384"}),
+        "ed": OKPKey.generate_key("Ed25519", parameters={"kid": "ed"}),
+    }
+
+    class Keys:
+        def key(self, kid: str) -> Any:
+            return keys[kid]
+
+    federation = Federation([rule], issuer=ISSUER, store=Store(), keys=lambda _: Keys())
+    claims = {"iss": rule.issuer, "aud": ISSUER, "sub": "system:serviceaccount:ci:deployer"}
+
+    def token(alg: str, kid: str, **more: Any) -> str:
+        payload = {**claims, "exp": int(time.time()) + 3600, **more}
+        return jose_jwt.encode(
+            {"alg": alg, "kid": kid}, payload, keys[kid], registry=_OneAlgorithm(algorithms=[alg])
+        )
+
+    match = federation.verify(token("ES256", "p256"), None)
+    assert match.subject == "system:serviceaccount:ci:deployer"
+    federation.redeem(match)
+    with pytest.raises(FederationRefused) as refused:
+        federation.redeem(match)
+    assert refused.value.reason == "replayed"
+    assert federation.verify(token("EdDSA", "ed"), None).rule.name == "k8s"
+    assert federation.verify(token("Ed25519", "ed"), None).rule.name == "k8s"
+    forged = token("ES384", "p384").split(".")
+    header = base64.urlsafe_b64encode(b'{"alg":"ES256","kid":"p384"}').rstrip(b"=").decode()
+    with pytest.raises(FederationRefused) as refused:
+        federation.verify(".".join([header, *forged[1:]]), None)
+    assert refused.value.reason == "algorithm does not match the key"

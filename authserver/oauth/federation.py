@@ -80,6 +80,9 @@ ALGORITHMS: dict[str, tuple[type[Key], tuple[str, ...]]] = {
     "ES384": (ECKey, ("P-384",)),
     "ES512": (ECKey, ("P-521",)),
     "EdDSA": (OKPKey, ("Ed25519", "Ed448")),
+    # RFC 9864's fully specified names for the same signatures.
+    "Ed25519": (OKPKey, ("Ed25519",)),
+    "Ed448": (OKPKey, ("Ed448",)),
 }
 
 
