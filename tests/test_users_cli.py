@@ -171,7 +171,7 @@ def test_import_export_round_trip_never_exports_passwords(cli: Cli) -> None:
     target = cli.workdir / "out.csv"
     ok(cli("users", "export-csv", str(target)))
     exported = target.read_text()
-    assert exported == "username,password,role\nfred,,admin\ngail,,user\n"
+    assert exported == "username,password,role,email\nfred,,admin,\ngail,,user,\n"
     assert "long password" not in exported
     to_stdout = ok(cli("users", "export-csv", "-"))
     assert to_stdout.stdout == exported
@@ -251,3 +251,69 @@ def test_import_refuses_a_look_alike_and_changes_nothing(cli: Cli) -> None:
     )
     fails(cli("users", "import-csv", str(source)), 1, "line 3: username '\u0430dmin' mixes")
     assert listed(cli) == {}
+
+
+# -- issue 15.7: local users' email addresses -------------------------------------------
+
+
+def test_create_and_set_email(cli: Cli) -> None:
+    created = ok(cli("users", "create", "lena", "--email", "Lena@Example.COM"))
+    assert "created user lena (role user, email Lena@example.com)" in created.stderr
+    lena = cli.service().by_username("lena")
+    assert lena is not None
+    assert (lena.email, lena.email_verified) == ("Lena@example.com", True)
+    assert listed(cli)["lena"][2] == "Lena@example.com"
+
+    fails(cli("users", "create", "mia", "--email", "lena@example.com"), 1, "already has the email")
+    fails(cli("users", "create", "mia", "--email", "mia@localhost"), 2, "the domain must be")
+    ok(cli("users", "create", "mia"))
+    fails(cli("users", "set-email", "mia", "LENA@example.com"), 1, "user 'lena' already has")
+    fails(cli("users", "set-email", "mia", "not an address"), 2, "not an email address")
+    fails(cli("users", "set-email", "mia"), 2, "give an email address, or --remove")
+    fails(cli("users", "set-email", "mia", "m@example.com", "--remove"), 2, "not both")
+    fails(cli("users", "set-email", "nobody", "n@example.com"), 1, "no user 'nobody'")
+    assert "now has the email address mia@example.com (verified)" in (
+        ok(cli("users", "set-email", "MIA", "mia@Example.com")).stdout
+    )
+    mia = cli.service().by_username("mia")
+    assert mia is not None
+    assert (mia.email, mia.email_verified) == ("mia@example.com", True)
+    assert "now has no email address" in ok(cli("users", "set-email", "mia", "--remove")).stdout
+    mia = cli.service().by_username("mia")
+    assert mia is not None
+    assert (mia.email, mia.email_verified) == (None, None)
+    assert [(event, target, details) for event, _, target, details in cli.audit()] == [
+        ("user_created", "lena", {"role": "user", "email": "Lena@example.com"}),
+        ("user_created", "mia", {"role": "user"}),
+        ("user_updated", "mia", {"email": "mia@example.com"}),
+        ("user_updated", "mia", {"email": None}),
+    ]
+
+
+def test_csv_carries_email_addresses_both_ways(cli: Cli) -> None:
+    source = cli.workdir / "in.csv"
+    source.write_text(
+        "username,password,role,email\n"
+        "nina,nina's long password,admin,Nina@Example.com\n"
+        "otto,otto's long password,,\n"
+    )
+    assert "imported 2 users" in ok(cli("users", "import-csv", str(source))).stdout
+    nina = cli.service().by_username("nina")
+    assert nina is not None
+    assert (nina.email, nina.email_verified) == ("Nina@example.com", True)
+    exported = ok(cli("users", "export-csv", "-")).stdout
+    assert exported == "username,password,role,email\nnina,,admin,Nina@example.com\notto,,user,\n"
+    # a taken address, one in the file twice, or a bad one: no user is imported
+    for rows, message in [
+        ("pia,pia's long password,user,NINA@example.com\n", "line 2: user 'nina' already has"),
+        (
+            "pia,pia's long password,user,p@example.com\n"
+            "quin,quin's long password,user,P@example.com\n",
+            "line 3: the email address 'P@example.com' is also on line 2",
+        ),
+        ("pia,pia's long password,user,pia@\n", "line 2: 'pia@' is not an email address"),
+        ("pia,pia's long password,user\n", "line 2: expected 4 cells"),
+    ]:
+        source.write_text("username,password,role,email\n" + rows)
+        fails(cli("users", "import-csv", str(source)), 1, message)
+    assert sorted(listed(cli)) == ["nina", "otto"]
