@@ -608,6 +608,24 @@ def cmd_users_import_csv(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users_import_htpasswd(args: argparse.Namespace) -> int:
+    try:
+        if args.file == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.file, encoding="utf-8-sig") as stream:
+                text = stream.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {args.file}: {_os_reason(exc)}", EXIT_USAGE) from None
+    settings = _settings(args)
+    _check_role(settings, args.role)
+    with _users(args, settings) as (users, app):
+        count = users.import_htpasswd(text.splitlines(), args.role)
+        _audit(app, "users_imported", count=count, format="htpasswd")
+    print(f"imported {count} users; each one's hash becomes argon2id at their first sign-in")
+    return 0
+
+
 def cmd_users_export_csv(args: argparse.Namespace) -> int:
     import io
 
@@ -988,6 +1006,18 @@ def build_parser() -> argparse.ArgumentParser:
         users_commands,
     )
     import_csv.add_argument("file", metavar="FILE", help="the CSV file; - for standard input")
+    import_htpasswd = add(
+        "import-htpasswd",
+        cmd_users_import_htpasswd,
+        "create local users from htpasswd lines user:hash (bcrypt, $apr1$, $5$, $6$; all or none)",
+        users_commands,
+    )
+    import_htpasswd.add_argument(
+        "file", metavar="FILE", help="the htpasswd file; - for standard input"
+    )
+    import_htpasswd.add_argument(
+        "--role", metavar="ROLE", help="the role of every one (default: default_role)"
+    )
     export_csv = add(
         "export-csv",
         cmd_users_export_csv,

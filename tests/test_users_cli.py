@@ -17,6 +17,8 @@ from authserver.storage.audit import SqlAuditLog
 from authserver.storage.users import SqlUserRepository
 
 from .conftest import _empty_pg, run_cli, standard_config, stderr_lines
+from .people import PASSWORD
+from .test_htpasswd import FORMS, htpasswd
 
 
 @dataclass
@@ -317,3 +319,73 @@ def test_csv_carries_email_addresses_both_ways(cli: Cli) -> None:
         source.write_text("username,password,role,email\n" + rows)
         fails(cli("users", "import-csv", str(source)), 1, message)
     assert sorted(listed(cli)) == ["nina", "otto"]
+
+
+# -- issue 15.8: users import-htpasswd ------------------------------------------------
+
+
+def test_import_htpasswd_through_the_cli(cli: Cli) -> None:
+    source = cli.workdir / "users.htpasswd"
+    source.write_text(
+        "# made with htpasswd\n"
+        + "".join(htpasswd(f"{form}-user", f"{form}'s password", form) + "\n" for form in FORMS)
+        + "\n"
+    )
+    result = ok(cli("users", "import-htpasswd", str(source), "--role", "viewer"))
+    assert "imported 4 users" in result.stdout
+    rows = listed(cli)
+    assert sorted(rows) == sorted(f"{form}-user" for form in FORMS)
+    for name in rows:
+        assert rows[name][:3] == ["viewer", "local", "-"]  # role, source, no email
+    engine = sa.create_engine(cli.database_url)
+    cli.engines.append(engine)
+    service = UserService(SqlUserRepository(engine), RbacSettings())
+
+    def stored(name: str) -> str:
+        with engine.connect() as conn:
+            return str(
+                conn.execute(
+                    sa.text("SELECT password_hash FROM users WHERE username = :name"),
+                    {"name": name},
+                ).scalar_one()
+            )
+
+    for form, (_, prefix) in FORMS.items():
+        name = f"{form}-user"
+        assert stored(name).startswith(prefix), form  # kept as imported until a sign-in
+        person = service.authenticate(name, f"{form}'s password")
+        assert person is not None, form
+        assert not person.password_must_change
+        assert stored(name).startswith("$argon2id$"), form
+    ok(cli("users", "import-htpasswd", "-", input_text=htpasswd("Stdin", PASSWORD) + "\n"))
+    assert "stdin" in listed(cli)
+    assert listed(cli)["stdin"][0] == "user"  # rbac.default_role
+    assert [(event, details) for event, _, _, details in cli.audit()] == [
+        ("users_imported", {"count": 4, "format": "htpasswd"}),
+        ("users_imported", {"count": 1, "format": "htpasswd"}),
+    ]
+
+
+def test_a_bad_htpasswd_file_imports_nothing(cli: Cli) -> None:
+    ok(cli("users", "create", "taken"))
+    good = htpasswd("fine", PASSWORD)
+    source = cli.workdir / "bad.htpasswd"
+    for lines, message in [
+        ([good, "weak:{SHA}mN7MYuzjmaIu0w1JDvMzvn/ec4U="], "line 2: {SHA} is an unsalted SHA-1"),
+        ([good, "", "no colon here"], "line 3: an htpasswd line is user:hash"),
+        ([good, htpasswd("two\u0430", PASSWORD)], "line 2: username 'two\u0430' mixes scripts"),
+        ([good, htpasswd("FINE", PASSWORD)], "line 2: user 'fine' is also on line 1"),
+        ([good, htpasswd("taken", PASSWORD)], "line 2: user 'taken' already exists"),
+        (["x:plain", "y:plain"], "line 1: not a hash htpasswd makes with a salt"),
+    ]:
+        source.write_text("\n".join(lines) + "\n")
+        fails(cli("users", "import-htpasswd", str(source)), 1, message)
+    fails(cli("users", "import-htpasswd", str(source)), 1, "(and 1 more bad lines)")
+    fails(cli("users", "import-htpasswd", str(source)), 1, "no user was imported")
+    source.write_text("# only a comment\n\n")
+    fails(cli("users", "import-htpasswd", str(source)), 1, "the file has no htpasswd line")
+    fails(cli("users", "import-htpasswd", str(cli.workdir / "missing")), 2, "cannot read")
+    source.write_text(good + "\n")
+    fails(cli("users", "import-htpasswd", str(source), "--role", "root"), 2, "unknown role")
+    assert sorted(listed(cli)) == ["taken"]
+    assert [event for event, _, _, _ in cli.audit()] == ["user_created"]

@@ -449,6 +449,42 @@ class UserService:
             )
         return len(people)
 
+    # -- htpasswd ---------------------------------------------------------------------
+
+    def import_htpasswd(self, stream: IO[str] | Iterable[str], role: str | None = None) -> int:
+        """Create local users from htpasswd lines ``user:hash`` (what ``htpasswd -nbB``
+        prints), all of ``role`` (default: ``rbac.default_role``).
+
+        The hashes are kept until each user's first sign-in, which replaces them with
+        argon2id (see ``passwords``). Blank lines and ``#`` comments are skipped, as
+        Apache does. Every line is checked before anything is written; one bad line
+        (``UserError`` naming it) and no user is created. Returns the count.
+        """
+        role = self._role(role)
+        records: list[UserRecord] = []
+        errors: list[str] = []
+        seen: dict[str, int] = {}
+        for number, raw in enumerate(stream, start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            try:
+                try:
+                    user, stored_hash = passwords.parse_htpasswd_line(line)
+                except ValueError as exc:
+                    raise UserError(str(exc)) from None
+                name = self._new_name(validate_username(user), seen, number)
+                self._check_name_free(name)
+                records.append(self._local_record(name, stored_hash, role))
+            except UserError as exc:
+                errors.append(f"line {number}: {exc}")
+        if errors:
+            more = f" (and {len(errors) - 1} more bad lines)" if len(errors) > 1 else ""
+            raise UserError(f"{errors[0]}{more}; no user was imported")
+        if not records:
+            raise UserError("the file has no htpasswd line (user:hash); no user was imported")
+        return self._insert_all(records)
+
     # -- federated and proxy users ---------------------------------------------------
 
     def federated(
@@ -542,14 +578,24 @@ class UserService:
         """On an empty users table, create the first admin.
 
         With ``initial.password`` set, that is the password and ``None`` is returned;
+        with ``initial.htpasswd``, its hash is kept until the first sign-in replaces it
+        with argon2id (the operator chose that password: no change is forced);
         otherwise a random one is generated and returned, for ``serve`` to print once,
         and the first sign-in with it must choose a new one (issue 16.11).
         There is no fixed default password. Two processes racing here create one admin
-        (the loser gets ``None``).
+        (the loser gets ``None``). A database with users is left alone, whatever the
+        config says now.
         """
         if self._repo.count() > 0:
             return None
         username = validate_username(initial.username if initial else "admin")
+        if initial is not None and initial.htpasswd is not None:
+            try:
+                _user, stored_hash = passwords.parse_htpasswd_line(initial.htpasswd)
+            except ValueError as exc:
+                raise UserError(f"htpasswd: {exc}") from None
+            self._insert_initial_admin(self._local_record(username, stored_hash, "admin"))
+            return None
         password = initial.password if initial and initial.password else None
         generated = None
         if password is None:
@@ -559,11 +605,15 @@ class UserService:
         if generated:
             # Printed to the server's log: good for one sign-in, which must replace it.
             record = replace(record, password_must_change=True)
+        return generated if self._insert_initial_admin(record) else None
+
+    def _insert_initial_admin(self, record: UserRecord) -> bool:
+        """Whether ``record`` was inserted (not: another process made the first admin)."""
         try:
             self._repo.insert(record)
         except DuplicateUser:
-            return None
-        return generated
+            return False
+        return True
 
     # -- helpers ------------------------------------------------------------------------
 
