@@ -496,11 +496,13 @@ def _read_password() -> str:
 
 
 def cmd_users_create(args: argparse.Namespace) -> int:
-    from .identity.users import UserError, validate_password, validate_username
+    from .identity.users import UserError, validate_email, validate_password, validate_username
 
     password = None
     try:
         validate_username(args.name)
+        if args.email is not None:
+            validate_email(args.email)
         if args.password_stdin:
             password = validate_password(_read_password())
     except UserError as exc:
@@ -508,9 +510,14 @@ def cmd_users_create(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _check_role(settings, args.role)
     with _users(args, settings) as (users, app):
-        person, generated = users.create_local(args.name, password, args.role)
-        _audit(app, "user_created", target=person.username, role=person.role)
-    print(f"authserver: created user {person.username} (role {person.role})", file=sys.stderr)
+        person, generated = users.create_local(args.name, password, args.role, args.email)
+        details = {"email": person.email} if person.email else {}
+        _audit(app, "user_created", target=person.username, role=person.role, **details)
+    email = f", email {person.email}" if person.email else ""
+    print(
+        f"authserver: created user {person.username} (role {person.role}{email})",
+        file=sys.stderr,
+    )
     if not settings.local_users:
         print(
             "authserver: local_users is off: the password works once it is turned on",
@@ -555,6 +562,26 @@ def cmd_users_set_role(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users_set_email(args: argparse.Namespace) -> int:
+    from .identity.users import UserError, validate_email
+
+    if (args.email is None) == (not args.remove):
+        raise CliError("give an email address, or --remove (not both)", EXIT_USAGE)
+    if args.email is not None:
+        try:
+            validate_email(args.email)
+        except UserError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
+    with _users(args) as (users, app):
+        person = users.set_email(args.name, args.email)
+        _audit(app, "user_updated", target=person.username, email=person.email)
+    if person.email:
+        print(f"user {person.username} now has the email address {person.email} (verified)")
+    else:
+        print(f"user {person.username} now has no email address")
+    return 0
+
+
 def cmd_users_delete(args: argparse.Namespace) -> int:
     with _users(args) as (users, app):
         person = users.delete(args.name)
@@ -578,6 +605,24 @@ def cmd_users_import_csv(args: argparse.Namespace) -> int:
         count = users.import_csv(io.StringIO(text, newline=""))
         _audit(app, "users_imported", count=count)
     print(f"imported {count} users")
+    return 0
+
+
+def cmd_users_import_htpasswd(args: argparse.Namespace) -> int:
+    try:
+        if args.file == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.file, encoding="utf-8-sig") as stream:
+                text = stream.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {args.file}: {_os_reason(exc)}", EXIT_USAGE) from None
+    settings = _settings(args)
+    _check_role(settings, args.role)
+    with _users(args, settings) as (users, app):
+        count = users.import_htpasswd(text.splitlines(), args.role)
+        _audit(app, "users_imported", count=count, format="htpasswd")
+    print(f"imported {count} users; each one's hash becomes argon2id at their first sign-in")
     return 0
 
 
@@ -939,10 +984,22 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
+    create.add_argument(
+        "--email", metavar="ADDR", help="their email address (an admin's word: verified)"
+    )
     add("list", cmd_users_list, "list every user", users_commands)
     set_role = add("set-role", cmd_users_set_role, "change a user's role", users_commands)
     set_role.add_argument("name", metavar="NAME")
     set_role.add_argument("role", metavar="ROLE")
+    set_email = add(
+        "set-email",
+        cmd_users_set_email,
+        "set or remove a local user's email address (an admin's word: verified)",
+        users_commands,
+    )
+    set_email.add_argument("name", metavar="NAME")
+    set_email.add_argument("email", metavar="ADDR", nargs="?")
+    set_email.add_argument("--remove", action="store_true", help="remove the address instead")
     delete = add(
         "delete", cmd_users_delete, "delete a user and their refresh tokens", users_commands
     )
@@ -950,14 +1007,26 @@ def build_parser() -> argparse.ArgumentParser:
     import_csv = add(
         "import-csv",
         cmd_users_import_csv,
-        "create local users from CSV username,password,role (all or none)",
+        "create local users from CSV username,password,role[,email] (all or none)",
         users_commands,
     )
     import_csv.add_argument("file", metavar="FILE", help="the CSV file; - for standard input")
+    import_htpasswd = add(
+        "import-htpasswd",
+        cmd_users_import_htpasswd,
+        "create local users from htpasswd lines user:hash (bcrypt, $apr1$, $5$, $6$; all or none)",
+        users_commands,
+    )
+    import_htpasswd.add_argument(
+        "file", metavar="FILE", help="the htpasswd file; - for standard input"
+    )
+    import_htpasswd.add_argument(
+        "--role", metavar="ROLE", help="the role of every one (default: default_role)"
+    )
     export_csv = add(
         "export-csv",
         cmd_users_export_csv,
-        "write every user as CSV username,,role (never passwords)",
+        "write every user as CSV username,,role,email (never passwords)",
         users_commands,
     )
     export_csv.add_argument("file", metavar="FILE", help="the CSV file; - for standard output")

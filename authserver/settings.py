@@ -54,7 +54,15 @@ ENV_NOT_SETTINGS = (
 ENV_TEST_PREFIX = "AUTHSERVER_TEST_"
 #: Keys whose value may be given as ``<key>_file: PATH`` instead (DESIGN.md).
 SECRET_KEYS = frozenset(
-    {"client_secret", "client_secret_hash", "database_url", "password", "redis_url", "secret_key"}
+    {
+        "client_secret",
+        "client_secret_hash",
+        "database_url",
+        "htpasswd",
+        "password",
+        "redis_url",
+        "secret_key",
+    }
 )
 
 GRANT_CLIENT_CREDENTIALS = "client_credentials"
@@ -352,10 +360,38 @@ class ForwardAuthSettings(_Section):
 
 
 class InitialAdminSettings(_Section):
-    """The first admin of an empty database, from config instead of a printed password."""
+    """The first admin of an empty database, from config instead of a printed password:
+    ``password``, or ``htpasswd``, a line ``user:hash`` as ``htpasswd -nbB USER PASS``
+    prints (SkyPilot's ``initialBasicAuthCredentials``), whose user is the username."""
 
     username: Annotated[str, Field(min_length=1, max_length=255)] = "admin"
     password: str | None = Field(default=None, repr=False)
+    htpasswd: str | None = Field(default=None, repr=False)
+
+    @field_validator("htpasswd")
+    @classmethod
+    def _htpasswd_line(cls, value: str | None) -> str | None:
+        from .identity.passwords import parse_htpasswd_line
+
+        if value is not None:
+            parse_htpasswd_line(value)  # ValueError names what is wrong
+            return value.strip()
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _username_of_htpasswd(cls, data: Any) -> Any:
+        """The username is the htpasswd line's user; a ``username`` beside it must agree."""
+        if not isinstance(data, dict) or not isinstance(data.get("htpasswd"), str):
+            return data
+        if data.get("password") is not None:
+            raise ValueError("give password or htpasswd, not both")
+        user = data["htpasswd"].strip().partition(":")[0]
+        if data.get("username", user) != user:
+            raise ValueError(
+                f"username {data['username']!r} is not the user of the htpasswd line ({user!r})"
+            )
+        return {**data, "username": user} if user else data
 
 
 #: The roles every server has (``rbac.roles`` adds to them or changes their permissions).

@@ -179,9 +179,10 @@ def test_role_is_read_on_every_request(admin_app: Flask, root: str, dash: FlaskC
     assert urlsplit(response.headers["Location"]).path == "/login"
 
 
-def test_pages_are_accessible_html_without_scripts(dash: FlaskClient) -> None:
+def test_pages_are_accessible_html_without_scripts(root: str, dash: FlaskClient) -> None:
     for path in (
         "/dashboard/users",
+        f"/dashboard/users/email?username={root}",
         "/dashboard/service-accounts",
         "/dashboard/clients",
         "/dashboard/keys",
@@ -329,6 +330,86 @@ def test_bad_user_changes_are_clear_messages(
     assert [e.event for e in audit_events(admin_app) if e.event != "login"] == []
 
 
+def test_admin_sets_and_removes_email_addresses(
+    admin_app: Flask, root: str, dash: FlaskClient
+) -> None:
+    """Issue 15.7: an address set here is verified (an admin's word) and one person's."""
+    response = post(
+        dash,
+        "/dashboard/users",
+        {"username": "fay", "role": "user", "password": PASSWORD, "email": "Fay@Example.com"},
+    )
+    assert response.status_code == 303, alert(response)
+    fay = people(admin_app)["fay"]
+    assert (fay.email, fay.email_verified) == ("Fay@example.com", True)
+    listing = text(dash.get("/dashboard/users"))
+    assert 'Fay@example.com <span class="muted">(verified)</span>' in listing
+    assert 'href="/dashboard/users/email?username=fay"' in listing
+
+    # the same address for another new user: 409, nothing made, the form kept
+    response = post(
+        dash, "/dashboard/users", {"username": "gus", "role": "user", "email": "fay@EXAMPLE.com"}
+    )
+    assert response.status_code == 409
+    assert alert(response) == "user 'fay' already has the email address 'fay@example.com'"
+    assert 'value="fay@EXAMPLE.com"' in text(response)
+    assert "gus" not in people(admin_app)
+
+    edit = dash.get("/dashboard/users/email", query_string={"username": "fay"})
+    assert edit.status_code == 200
+    assert 'value="Fay@example.com"' in text(edit)
+    response = post(dash, "/dashboard/users/email", {"username": "fay", "email": "fay@new.example"})
+    assert response.status_code == 303
+    assert notice(dash.get("/dashboard/users")) == (
+        "The email address of fay is now fay@new.example."
+    )
+    assert people(admin_app)["fay"].email == "fay@new.example"
+
+    post(dash, "/dashboard/users", {"username": "gus", "role": "user", "password": PASSWORD})
+    for email, status, error in [
+        ("FAY@new.example", 409, "user 'fay' already has the email address"),
+        ("gus@localhost", 400, "the domain must be a host name"),
+        ("x" * 300, 400, "Email: Field cannot be longer than 254 characters."),
+    ]:
+        response = post(dash, "/dashboard/users/email", {"username": "gus", "email": email})
+        assert response.status_code == status, email
+        assert error in alert(response), email
+    assert people(admin_app)["gus"].email is None
+    response = post(dash, "/dashboard/users/email", {"username": "ghost", "email": "g@x.example"})
+    assert response.status_code == 404
+    assert alert(response) == "no user 'ghost'"
+
+    response = post(dash, "/dashboard/users/email", {"username": "fay", "email": ""})
+    assert response.status_code == 303
+    assert notice(dash.get("/dashboard/users")) == "User fay has no email address now."
+    fay = people(admin_app)["fay"]
+    assert (fay.email, fay.email_verified) == (None, None)
+
+    # an upstream person's address is the upstream's: no edit link, no edit
+    with admin_app.app_context():
+        upstream = admin_app.extensions["authserver.users"].federated(
+            "https://idp.example.com", "hal-1", email="hal@example.com", name=None, groups=[]
+        )
+    assert f"/dashboard/users/email?username={upstream.username}" not in text(
+        dash.get("/dashboard/users")
+    )
+    for response in (
+        dash.get("/dashboard/users/email", query_string={"username": upstream.username}),
+        post(dash, "/dashboard/users/email", {"username": upstream.username, "email": ""}),
+    ):
+        assert response.status_code == 400
+        assert "signs in through upstream" in alert(response)
+    assert people(admin_app)[upstream.username].email == "hal@example.com"
+
+    events = [(e.event, e.target, e.details, e.actor) for e in reversed(audit_events(admin_app))]
+    assert [e for e in events if e[0] != "login"] == [
+        ("user_created", "fay", {"role": "user", "email": "Fay@example.com"}, root),
+        ("user_updated", "fay", {"email": "fay@new.example"}, root),
+        ("user_created", "gus", {"role": "user"}, root),
+        ("user_updated", "fay", {"email": None}, root),
+    ]
+
+
 def test_csrf_token_missing_or_wrong_is_400_and_changes_nothing(
     admin_app: Flask, root: str, dash: FlaskClient
 ) -> None:
@@ -457,8 +538,8 @@ def test_csv_export_has_no_passwords(admin_app: Flask, root: str, dash: FlaskCli
     assert generated not in body
     assert "argon2" not in body
     rows = list(csv.reader(io.StringIO(body)))
-    assert rows[0] == ["username", "password", "role"]
-    assert sorted(rows[1:]) == sorted([[root, "", "admin"], ["kim", "", "viewer"]])
+    assert rows[0] == ["username", "password", "role", "email"]
+    assert sorted(rows[1:]) == sorted([[root, "", "admin", ""], ["kim", "", "viewer", ""]])
     # What was exported imports again elsewhere once passwords are filled in.
     assert 'href="/dashboard/users/export.csv"' in text(dash.get("/dashboard/users"))
 

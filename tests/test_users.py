@@ -277,7 +277,10 @@ def test_import_then_export_without_passwords(users: UserService) -> None:
     out = io.StringIO()
     assert users.export_csv(out) == 3
     assert out.getvalue() == (
-        "username,password,role\nmallory,,admin\nniaj,,user\nzed@example.com,,user\n"
+        "username,password,role,email\n"
+        "mallory,,admin,\n"
+        "niaj,,user,\n"
+        "zed@example.com,,user,zed@example.com\n"
     )
 
 
@@ -574,5 +577,5 @@ def test_export_neutralises_formula_cells(users: UserService) -> None:
     out = io.StringIO()
     assert users.export_csv(out) == 3
     lines = out.getvalue().splitlines()
-    assert lines[0] == "username,password,role"
-    assert sorted(lines[1:]) == ["'+plus,,user", "'-minus,,user", "plain,,user"]
+    assert lines[0] == "username,password,role,email"
+    assert sorted(lines[1:]) == ["'+plus,,user,", "'-minus,,user,", "plain,,user,"]

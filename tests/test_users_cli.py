@@ -17,6 +17,8 @@ from authserver.storage.audit import SqlAuditLog
 from authserver.storage.users import SqlUserRepository
 
 from .conftest import _empty_pg, run_cli, standard_config, stderr_lines
+from .people import PASSWORD
+from .test_htpasswd import FORMS, htpasswd
 
 
 @dataclass
@@ -171,7 +173,7 @@ def test_import_export_round_trip_never_exports_passwords(cli: Cli) -> None:
     target = cli.workdir / "out.csv"
     ok(cli("users", "export-csv", str(target)))
     exported = target.read_text()
-    assert exported == "username,password,role\nfred,,admin\ngail,,user\n"
+    assert exported == "username,password,role,email\nfred,,admin,\ngail,,user,\n"
     assert "long password" not in exported
     to_stdout = ok(cli("users", "export-csv", "-"))
     assert to_stdout.stdout == exported
@@ -251,3 +253,139 @@ def test_import_refuses_a_look_alike_and_changes_nothing(cli: Cli) -> None:
     )
     fails(cli("users", "import-csv", str(source)), 1, "line 3: username '\u0430dmin' mixes")
     assert listed(cli) == {}
+
+
+# -- issue 15.7: local users' email addresses -------------------------------------------
+
+
+def test_create_and_set_email(cli: Cli) -> None:
+    created = ok(cli("users", "create", "lena", "--email", "Lena@Example.COM"))
+    assert "created user lena (role user, email Lena@example.com)" in created.stderr
+    lena = cli.service().by_username("lena")
+    assert lena is not None
+    assert (lena.email, lena.email_verified) == ("Lena@example.com", True)
+    assert listed(cli)["lena"][2] == "Lena@example.com"
+
+    fails(cli("users", "create", "mia", "--email", "lena@example.com"), 1, "already has the email")
+    fails(cli("users", "create", "mia", "--email", "mia@localhost"), 2, "the domain must be")
+    ok(cli("users", "create", "mia"))
+    fails(cli("users", "set-email", "mia", "LENA@example.com"), 1, "user 'lena' already has")
+    fails(cli("users", "set-email", "mia", "not an address"), 2, "not an email address")
+    fails(cli("users", "set-email", "mia"), 2, "give an email address, or --remove")
+    fails(cli("users", "set-email", "mia", "m@example.com", "--remove"), 2, "not both")
+    fails(cli("users", "set-email", "nobody", "n@example.com"), 1, "no user 'nobody'")
+    assert "now has the email address mia@example.com (verified)" in (
+        ok(cli("users", "set-email", "MIA", "mia@Example.com")).stdout
+    )
+    mia = cli.service().by_username("mia")
+    assert mia is not None
+    assert (mia.email, mia.email_verified) == ("mia@example.com", True)
+    assert "now has no email address" in ok(cli("users", "set-email", "mia", "--remove")).stdout
+    mia = cli.service().by_username("mia")
+    assert mia is not None
+    assert (mia.email, mia.email_verified) == (None, None)
+    assert [(event, target, details) for event, _, target, details in cli.audit()] == [
+        ("user_created", "lena", {"role": "user", "email": "Lena@example.com"}),
+        ("user_created", "mia", {"role": "user"}),
+        ("user_updated", "mia", {"email": "mia@example.com"}),
+        ("user_updated", "mia", {"email": None}),
+    ]
+
+
+def test_csv_carries_email_addresses_both_ways(cli: Cli) -> None:
+    source = cli.workdir / "in.csv"
+    source.write_text(
+        "username,password,role,email\n"
+        "nina,nina's long password,admin,Nina@Example.com\n"
+        "otto,otto's long password,,\n"
+    )
+    assert "imported 2 users" in ok(cli("users", "import-csv", str(source))).stdout
+    nina = cli.service().by_username("nina")
+    assert nina is not None
+    assert (nina.email, nina.email_verified) == ("Nina@example.com", True)
+    exported = ok(cli("users", "export-csv", "-")).stdout
+    assert exported == "username,password,role,email\nnina,,admin,Nina@example.com\notto,,user,\n"
+    # a taken address, one in the file twice, or a bad one: no user is imported
+    for rows, message in [
+        ("pia,pia's long password,user,NINA@example.com\n", "line 2: user 'nina' already has"),
+        (
+            "pia,pia's long password,user,p@example.com\n"
+            "quin,quin's long password,user,P@example.com\n",
+            "line 3: the email address 'P@example.com' is also on line 2",
+        ),
+        ("pia,pia's long password,user,pia@\n", "line 2: 'pia@' is not an email address"),
+        ("pia,pia's long password,user\n", "line 2: expected 4 cells"),
+    ]:
+        source.write_text("username,password,role,email\n" + rows)
+        fails(cli("users", "import-csv", str(source)), 1, message)
+    assert sorted(listed(cli)) == ["nina", "otto"]
+
+
+# -- issue 15.8: users import-htpasswd ------------------------------------------------
+
+
+def test_import_htpasswd_through_the_cli(cli: Cli) -> None:
+    source = cli.workdir / "users.htpasswd"
+    source.write_text(
+        "# made with htpasswd\n"
+        + "".join(htpasswd(f"{form}-user", f"{form}'s password", form) + "\n" for form in FORMS)
+        + "\n"
+    )
+    result = ok(cli("users", "import-htpasswd", str(source), "--role", "viewer"))
+    assert "imported 4 users" in result.stdout
+    rows = listed(cli)
+    assert sorted(rows) == sorted(f"{form}-user" for form in FORMS)
+    for name in rows:
+        assert rows[name][:3] == ["viewer", "local", "-"]  # role, source, no email
+    engine = sa.create_engine(cli.database_url)
+    cli.engines.append(engine)
+    service = UserService(SqlUserRepository(engine), RbacSettings())
+
+    def stored(name: str) -> str:
+        with engine.connect() as conn:
+            return str(
+                conn.execute(
+                    sa.text("SELECT password_hash FROM users WHERE username = :name"),
+                    {"name": name},
+                ).scalar_one()
+            )
+
+    for form, (_, prefix) in FORMS.items():
+        name = f"{form}-user"
+        assert stored(name).startswith(prefix), form  # kept as imported until a sign-in
+        person = service.authenticate(name, f"{form}'s password")
+        assert person is not None, form
+        assert not person.password_must_change
+        assert stored(name).startswith("$argon2id$"), form
+    ok(cli("users", "import-htpasswd", "-", input_text=htpasswd("Stdin", PASSWORD) + "\n"))
+    assert "stdin" in listed(cli)
+    assert listed(cli)["stdin"][0] == "user"  # rbac.default_role
+    assert [(event, details) for event, _, _, details in cli.audit()] == [
+        ("users_imported", {"count": 4, "format": "htpasswd"}),
+        ("users_imported", {"count": 1, "format": "htpasswd"}),
+    ]
+
+
+def test_a_bad_htpasswd_file_imports_nothing(cli: Cli) -> None:
+    ok(cli("users", "create", "taken"))
+    good = htpasswd("fine", PASSWORD)
+    source = cli.workdir / "bad.htpasswd"
+    for lines, message in [
+        ([good, "weak:{SHA}mN7MYuzjmaIu0w1JDvMzvn/ec4U="], "line 2: {SHA} is an unsalted SHA-1"),
+        ([good, "", "no colon here"], "line 3: an htpasswd line is user:hash"),
+        ([good, htpasswd("two\u0430", PASSWORD)], "line 2: username 'two\u0430' mixes scripts"),
+        ([good, htpasswd("FINE", PASSWORD)], "line 2: user 'fine' is also on line 1"),
+        ([good, htpasswd("taken", PASSWORD)], "line 2: user 'taken' already exists"),
+        (["x:plain", "y:plain"], "line 1: not a hash htpasswd makes with a salt"),
+    ]:
+        source.write_text("\n".join(lines) + "\n")
+        fails(cli("users", "import-htpasswd", str(source)), 1, message)
+    fails(cli("users", "import-htpasswd", str(source)), 1, "(and 1 more bad lines)")
+    fails(cli("users", "import-htpasswd", str(source)), 1, "no user was imported")
+    source.write_text("# only a comment\n\n")
+    fails(cli("users", "import-htpasswd", str(source)), 1, "the file has no htpasswd line")
+    fails(cli("users", "import-htpasswd", str(cli.workdir / "missing")), 2, "cannot read")
+    source.write_text(good + "\n")
+    fails(cli("users", "import-htpasswd", str(source), "--role", "root"), 2, "unknown role")
+    assert sorted(listed(cli)) == ["taken"]
+    assert [event for event, _, _, _ in cli.audit()] == ["user_created"]

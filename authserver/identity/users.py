@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 import secrets
 import string
 import time
@@ -24,15 +25,20 @@ import precis_i18n
 from confusable_homoglyphs import categories, confusables
 
 from ..settings import InitialAdminSettings, RbacSettings
-from ..storage.users import DuplicateUser, SqlUserRepository, UserRecord
+from ..storage.users import DuplicateEmail, DuplicateUser, SqlUserRepository, UserRecord
 from . import passwords
 
-#: The CSV columns of ``import_csv`` and ``export_csv``, in order.
-CSV_COLUMNS = ("username", "password", "role")
+#: The CSV columns of ``import_csv`` and ``export_csv``, in order; ``email`` may be left
+#: out of an imported file (the columns before it came first).
+CSV_COLUMNS = ("username", "password", "role", "email")
+CSV_COLUMNS_WITHOUT_EMAIL = CSV_COLUMNS[:3]
 MIN_PASSWORD_LENGTH = 12
 #: argon2 takes any length; this only keeps a request from making it hash megabytes.
 MAX_PASSWORD_LENGTH = 1024
 MAX_USERNAME_LENGTH = 255
+#: RFC 5321 §4.5.3.1: 64 octets of local part; a path of 256 with its ``<>``.
+MAX_EMAIL_LENGTH = 254
+MAX_EMAIL_LOCAL_LENGTH = 64
 
 
 class UserError(ValueError):
@@ -45,6 +51,10 @@ class NotFound(UserError):
 
 class AlreadyExists(UserError):
     """The name is taken."""
+
+
+class EmailTaken(AlreadyExists):
+    """Another person has that email address."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +172,53 @@ def _csv_cell(value: str) -> str:
     return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
+#: RFC 5322 §3.2.3 dot-atom of ASCII ``atext``; quoted local parts are not taken.
+_EMAIL_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+#: RFC 1035 §2.3.1 / RFC 1123 §2.1 host-name labels, in their ASCII (``xn--``) form.
+_EMAIL_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def validate_email(address: str) -> str:
+    """``address`` as stored (the domain lower-cased), or ``UserError`` saying why not.
+
+    A careful simple check, not RFC 5322 in full: ``local@domain`` with a dot-atom
+    local part of ASCII (it goes into HTTP headers such as ``X-Auth-Request-Email``), a
+    domain of at least two host-name labels (an internationalised one in its ``xn--``
+    form) with a top-level label that is not a number, within RFC 5321's lengths. An
+    address starting like a spreadsheet formula is refused too (issue 16.6).
+    """
+    value = address.strip()
+    if not value:
+        raise UserError("an email address may not be empty")
+    shown = repr(value[:80])
+    if len(value) > MAX_EMAIL_LENGTH:
+        raise UserError(f"an email address has at most {MAX_EMAIL_LENGTH} characters")
+    local, at, domain = value.rpartition("@")
+    if not at or not local or not domain:
+        raise UserError(f"{shown} is not an email address (local@domain)")
+    if len(local) > MAX_EMAIL_LOCAL_LENGTH:
+        raise UserError(f"{shown}: the part before @ has at most 64 characters")
+    if not _EMAIL_LOCAL.fullmatch(local):
+        raise UserError(
+            f"{shown}: the part before @ may hold only ASCII letters, digits, dots (not "
+            "two in a row, nor first or last) and !#$%&'*+/=?^_`{|}~-"
+        )
+    if local.startswith(FORMULA_STARTS):
+        raise UserError(f"{shown} starts like a spreadsheet formula (=, +, -)")
+    domain = domain.lower()
+    labels = domain.split(".")
+    if (
+        len(labels) < 2
+        or not all(_EMAIL_LABEL.fullmatch(label) for label in labels)
+        or labels[-1].isdigit()
+    ):
+        raise UserError(
+            f"{shown}: the domain must be a host name such as example.com (ASCII; "
+            "an internationalised one in its xn-- form)"
+        )
+    return f"{local}@{domain}"
+
+
 def validate_password(password: str) -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise UserError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
@@ -215,18 +272,30 @@ class UserService:
     # -- local users ----------------------------------------------------------------
 
     def create_local(
-        self, username: str, password: str | None = None, role: str | None = None
+        self,
+        username: str,
+        password: str | None = None,
+        role: str | None = None,
+        email: str | None = None,
     ) -> tuple[Person, str | None]:
-        """Create a local user; the password is generated (and returned, once) if not given."""
+        """Create a local user; the password is generated (and returned, once) if not given.
+
+        An ``email`` is one an admin set: ``email_verified`` is true (DESIGN.md).
+        """
         name = validate_username(username)
         role = self._role(role)
+        address = validate_email(email) if email is not None else None
         generated = None
         if password is None:
             password = generated = generate_password()
         validate_password(password)
-        record = self._local_record(name, passwords.hash_password(password), role)
+        if address is not None:
+            self._check_email_free(address)
+        record = self._local_record(name, passwords.hash_password(password), role, address)
         try:
             self._repo.insert(record)
+        except DuplicateEmail:
+            raise EmailTaken(f"another user has the email address {address!r}") from None
         except DuplicateUser:
             raise AlreadyExists(f"user {name!r} already exists") from None
         return _person(record), generated
@@ -255,6 +324,25 @@ class UserService:
         role = self._role(role)
         self._repo.update(record.id, role=role)
         return replace(_person(record), role=role)
+
+    def set_email(self, username: str, email: str | None) -> Person:
+        """Set (or, with ``None``, remove) a local user's email address; one an admin
+        sets is verified (DESIGN.md). Upstream and proxy users' addresses come from there."""
+        record = self._existing(username)
+        if record.source != "local":
+            raise UserError(
+                f"user {record.username!r} signs in through {record.source}; their email "
+                "address comes from there"
+            )
+        address = validate_email(email) if email is not None else None
+        if address is not None:
+            self._check_email_free(address, record.id)
+        verified = True if address is not None else None
+        try:
+            self._repo.update(record.id, email=address, email_verified=verified)
+        except DuplicateEmail:
+            raise EmailTaken(f"another user has the email address {address!r}") from None
+        return replace(_person(record), email=address, email_verified=verified)
 
     def set_password(self, username: str, password: str) -> Person:
         """A new password; the person's refresh tokens die with the old one (a reset
@@ -295,33 +383,39 @@ class UserService:
     # -- CSV ------------------------------------------------------------------------
 
     def import_csv(self, stream: IO[str] | Iterable[str]) -> int:
-        """Create local users from CSV ``username,password,role`` (a header row first).
+        """Create local users from CSV ``username,password,role,email`` (a header row
+        first; the ``email`` column may be left out).
 
         Every row is checked before anything is written; one bad row (``UserError``
         naming its line) and no user is created. An empty role cell means
-        ``rbac.default_role``; an empty password is an error. Returns the count.
+        ``rbac.default_role``, an empty email cell no address; an empty password is an
+        error. An address is one an admin set (verified). Returns the count.
         """
         reader = csv.reader(stream, strict=True)
         try:
             header = next(reader, None)
             if header is None:
-                raise UserError("the CSV file is empty: it needs the header username,password,role")
+                raise UserError(
+                    f"the CSV file is empty: it needs the header {','.join(CSV_COLUMNS)}"
+                )
             if header and header[0].startswith("\ufeff"):
                 header[0] = header[0][1:]
-            if [cell.strip().lower() for cell in header] != list(CSV_COLUMNS):
+            columns = tuple(cell.strip().lower() for cell in header)
+            if columns not in (CSV_COLUMNS, CSV_COLUMNS_WITHOUT_EMAIL):
                 raise UserError(
                     f"line {reader.line_num}: the header must be exactly "
-                    f"{','.join(CSV_COLUMNS)}, not {','.join(header)}"
+                    f"{','.join(CSV_COLUMNS)} (or without email), not {','.join(header)}"
                 )
-            rows: list[tuple[int, str, str, str]] = []
+            rows: list[tuple[int, str, str, str, str | None]] = []
             errors: list[str] = []
             seen: dict[str, int] = {}
+            emails: dict[str, int] = {}
             for row in reader:
                 line = reader.line_num
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue  # blank line
                 try:
-                    rows.append((line, *self._check_row(row, seen, line)))
+                    rows.append((line, *self._check_row(row, columns, seen, emails, line)))
                 except UserError as exc:
                     errors.append(f"line {line}: {exc}")
         except csv.Error as exc:
@@ -330,17 +424,13 @@ class UserService:
             more = f" (and {len(errors) - 1} more bad lines)" if len(errors) > 1 else ""
             raise UserError(f"{errors[0]}{more}; no user was imported")
         records = [
-            self._local_record(name, passwords.hash_password(password), role)
-            for _line, name, password, role in rows
+            self._local_record(name, passwords.hash_password(password), role, email)
+            for _line, name, password, role, email in rows
         ]
-        try:
-            self._repo.insert_many(records)
-        except DuplicateUser:
-            raise UserError("a user of the file was just created; no user was imported") from None
-        return len(records)
+        return self._insert_all(records)
 
     def export_csv(self, stream: IO[str]) -> int:
-        """Write every person (all sources) as ``username,,role``; returns the count.
+        """Write every person (all sources) as ``username,,role,email``; returns the count.
 
         The password column is always empty: passwords are never exported. A cell that
         a spreadsheet would run as a formula gets a leading ``'`` (issue 16.6).
@@ -349,8 +439,51 @@ class UserService:
         writer.writerow(CSV_COLUMNS)
         people = self._repo.list()
         for record in people:
-            writer.writerow((_csv_cell(record.username), "", _csv_cell(record.role)))
+            writer.writerow(
+                (
+                    _csv_cell(record.username),
+                    "",
+                    _csv_cell(record.role),
+                    _csv_cell(record.email or ""),
+                )
+            )
         return len(people)
+
+    # -- htpasswd ---------------------------------------------------------------------
+
+    def import_htpasswd(self, stream: IO[str] | Iterable[str], role: str | None = None) -> int:
+        """Create local users from htpasswd lines ``user:hash`` (what ``htpasswd -nbB``
+        prints), all of ``role`` (default: ``rbac.default_role``).
+
+        The hashes are kept until each user's first sign-in, which replaces them with
+        argon2id (see ``passwords``). Blank lines and ``#`` comments are skipped, as
+        Apache does. Every line is checked before anything is written; one bad line
+        (``UserError`` naming it) and no user is created. Returns the count.
+        """
+        role = self._role(role)
+        records: list[UserRecord] = []
+        errors: list[str] = []
+        seen: dict[str, int] = {}
+        for number, raw in enumerate(stream, start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            try:
+                try:
+                    user, stored_hash = passwords.parse_htpasswd_line(line)
+                except ValueError as exc:
+                    raise UserError(str(exc)) from None
+                name = self._new_name(validate_username(user), seen, number)
+                self._check_name_free(name)
+                records.append(self._local_record(name, stored_hash, role))
+            except UserError as exc:
+                errors.append(f"line {number}: {exc}")
+        if errors:
+            more = f" (and {len(errors) - 1} more bad lines)" if len(errors) > 1 else ""
+            raise UserError(f"{errors[0]}{more}; no user was imported")
+        if not records:
+            raise UserError("the file has no htpasswd line (user:hash); no user was imported")
+        return self._insert_all(records)
 
     # -- federated and proxy users ---------------------------------------------------
 
@@ -445,14 +578,24 @@ class UserService:
         """On an empty users table, create the first admin.
 
         With ``initial.password`` set, that is the password and ``None`` is returned;
+        with ``initial.htpasswd``, its hash is kept until the first sign-in replaces it
+        with argon2id (the operator chose that password: no change is forced);
         otherwise a random one is generated and returned, for ``serve`` to print once,
         and the first sign-in with it must choose a new one (issue 16.11).
         There is no fixed default password. Two processes racing here create one admin
-        (the loser gets ``None``).
+        (the loser gets ``None``). A database with users is left alone, whatever the
+        config says now.
         """
         if self._repo.count() > 0:
             return None
         username = validate_username(initial.username if initial else "admin")
+        if initial is not None and initial.htpasswd is not None:
+            try:
+                _user, stored_hash = passwords.parse_htpasswd_line(initial.htpasswd)
+            except ValueError as exc:
+                raise UserError(f"htpasswd: {exc}") from None
+            self._insert_initial_admin(self._local_record(username, stored_hash, "admin"))
+            return None
         password = initial.password if initial and initial.password else None
         generated = None
         if password is None:
@@ -462,11 +605,15 @@ class UserService:
         if generated:
             # Printed to the server's log: good for one sign-in, which must replace it.
             record = replace(record, password_must_change=True)
+        return generated if self._insert_initial_admin(record) else None
+
+    def _insert_initial_admin(self, record: UserRecord) -> bool:
+        """Whether ``record`` was inserted (not: another process made the first admin)."""
         try:
             self._repo.insert(record)
         except DuplicateUser:
-            return None
-        return generated
+            return False
+        return True
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -537,25 +684,77 @@ class UserService:
         return self._repo.by_username(normalize_username(username))
 
     def _check_row(
-        self, row: Sequence[str], seen: dict[str, int], line: int
-    ) -> tuple[str, str, str]:
-        if len(row) != len(CSV_COLUMNS):
-            raise UserError(f"expected 3 cells (username,password,role), found {len(row)}")
-        username, password, role = row
-        name = validate_username(username.strip())
-        if name in seen:
-            raise UserError(f"user {name!r} is also on line {seen[name]}")
-        seen[name] = line
+        self,
+        row: Sequence[str],
+        columns: tuple[str, ...],
+        seen: dict[str, int],
+        emails: dict[str, int],
+        line: int,
+    ) -> tuple[str, str, str, str | None]:
+        if len(row) != len(columns):
+            raise UserError(
+                f"expected {len(columns)} cells ({','.join(columns)}), found {len(row)}"
+            )
+        username, password, role = row[:3]
+        name = self._new_name(validate_username(username.strip()), seen, line)
         if not password:
             raise UserError(f"user {name!r} has no password (the password cell is empty)")
         validate_password(password)
         role = self._role(role.strip() or None)
+        self._check_name_free(name)
+        email = row[3].strip() if len(row) > 3 else ""
+        address = validate_email(email) if email else None
+        if address is not None:
+            key = address.lower()
+            if key in emails:
+                raise UserError(f"the email address {address!r} is also on line {emails[key]}")
+            emails[key] = line
+            self._check_email_free(address)
+        return name, password, role, address
+
+    @staticmethod
+    def _new_name(name: str, seen: dict[str, int], line: int) -> str:
+        """``name``, if no earlier line of the file has it."""
+        if name in seen:
+            raise UserError(f"user {name!r} is also on line {seen[name]}")
+        seen[name] = line
+        return name
+
+    def _check_name_free(self, name: str) -> None:
         if self._repo.by_username(name) is not None:
             raise UserError(f"user {name!r} already exists")
-        return name, password, role
 
-    def _local_record(self, username: str, password_hash: str, role: str) -> UserRecord:
-        return self._new_record(username, role, "local", password_hash=password_hash)
+    def _check_email_free(self, address: str, user_id: str | None = None) -> None:
+        """``EmailTaken`` if a person other than ``user_id`` has ``address`` (compared
+        without case: one mailbox, one person here; forward auth names people by it)."""
+        for record in self._repo.by_email(address):
+            if record.id != user_id:
+                raise EmailTaken(
+                    f"user {record.username!r} already has the email address {address!r}"
+                )
+
+    def _insert_all(self, records: Sequence[UserRecord]) -> int:
+        """Insert the checked users of a file, all or (``UserError``) none."""
+        try:
+            self._repo.insert_many(records)
+        except DuplicateUser:
+            raise UserError(
+                "a user or email address of the file was just taken; no user was imported"
+            ) from None
+        return len(records)
+
+    def _local_record(
+        self, username: str, password_hash: str, role: str, email: str | None = None
+    ) -> UserRecord:
+        """A local user; an email address is one an admin gave (verified, DESIGN.md)."""
+        return self._new_record(
+            username,
+            role,
+            "local",
+            password_hash=password_hash,
+            email=email,
+            email_verified=True if email is not None else None,
+        )
 
     def _new_record(
         self,

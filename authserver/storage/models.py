@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -94,7 +96,18 @@ class User(Base):
     """
 
     __tablename__ = "users"
-    __table_args__ = (UniqueConstraint("upstream_issuer", "upstream_subject"),)
+    __table_args__ = (
+        UniqueConstraint("upstream_issuer", "upstream_subject"),
+        # One local user per address (an admin sets them; forward auth names people by
+        # their email). The service compares without case first; this catches a race.
+        Index(
+            "uq_users_local_email",
+            "email",
+            unique=True,
+            sqlite_where=text("source = 'local'"),
+            postgresql_where=text("source = 'local'"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     #: Lower-cased; the email for federated and proxy users.

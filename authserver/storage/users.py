@@ -37,6 +37,10 @@ class DuplicateUser(Exception):
     """A username, or an upstream (issuer, subject) pair, that another user already has."""
 
 
+class DuplicateEmail(DuplicateUser):
+    """An email address that another local user already has (``uq_users_local_email``)."""
+
+
 @dataclass(frozen=True)
 class UserRecord:
     id: str
@@ -68,6 +72,16 @@ class SqlUserRepository:
         """Exact match: callers normalise (lower-case) first."""
         return self._one(_USERS.c.username == username)
 
+    def by_email(self, address: str) -> list[UserRecord]:
+        """Every user whose email address is ``address``, compared without case."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(_USERS)
+                .where(func.lower(_USERS.c.email) == address.lower())
+                .order_by(_USERS.c.username)
+            )
+            return [_record(row) for row in rows]
+
     def by_upstream(self, issuer: str, subject: str) -> UserRecord | None:
         return self._one(
             (_USERS.c.upstream_issuer == issuer) & (_USERS.c.upstream_subject == subject)
@@ -96,6 +110,8 @@ class SqlUserRepository:
             with self._engine.begin() as conn:
                 conn.execute(insert(_USERS), values)
         except IntegrityError as exc:
+            if _is_email(exc):
+                raise DuplicateEmail("one of the email addresses is taken") from exc
             raise DuplicateUser(_duplicate_message(values)) from exc
 
     def update(self, user_id: str, **changes: Any) -> bool:
@@ -116,6 +132,8 @@ class SqlUserRepository:
                     update(_USERS).where(_USERS.c.id == user_id).values(**changes)
                 )
         except IntegrityError as exc:
+            if _is_email(exc):
+                raise DuplicateEmail(f"email {changes.get('email')!r} is taken") from exc
             raise DuplicateUser(f"username {changes.get('username')!r} is taken") from exc
         return result.rowcount > 0
 
@@ -182,6 +200,15 @@ def _values(record: UserRecord) -> dict[str, Any]:
         "email_verified": record.email_verified,
         "password_must_change": record.password_must_change,
     }
+
+
+def _is_email(exc: IntegrityError) -> bool:
+    """Whether the unique index on local users' addresses refused the write: psycopg
+    names the index; SQLite's message names the column (and holds no values)."""
+    constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+    if constraint is not None:
+        return bool(constraint == "uq_users_local_email")
+    return str(exc.orig).startswith("UNIQUE constraint failed: users.email")
 
 
 def _duplicate_message(values: list[dict[str, Any]]) -> str:

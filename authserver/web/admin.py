@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from enum import Enum
 from typing import IO, Any
 
 from flask import current_app
 
 from ..identity.service_accounts import ServiceAccountInfo, ServiceAccountService
-from ..identity.users import NotFound, Person, UserError, UserService
+from ..identity.users import NotFound, Person, UserError, UserService, check_role
 from ..keys import KeyManager
 from ..oauth.clients import Client
 from ..storage.audit import SqlAuditLog
@@ -59,6 +60,7 @@ def user_json(person: Person) -> dict[str, Any]:
         "id": person.id,
         "username": person.username,
         "email": person.email,
+        "email_verified": person.email_verified,
         "name": person.name,
         "role": person.role,
         "groups": list(person.groups),
@@ -117,17 +119,40 @@ def keys_json() -> list[dict[str, Any]]:
 # -- operations -------------------------------------------------------------------------
 
 
-def create_user(username: str, role: str | None, password: str | None) -> tuple[Person, str | None]:
-    person, generated = users().create_local(username, password, role)
-    audit("user_created", target=person.username, role=person.role)
+class Keep(Enum):
+    """``update_user``'s "leave the email address as it is" (``None`` removes it)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+def create_user(
+    username: str, role: str | None, password: str | None, email: str | None = None
+) -> tuple[Person, str | None]:
+    person, generated = users().create_local(username, password, role, email)
+    details = {"email": person.email} if person.email else {}
+    audit("user_created", target=person.username, role=person.role, **details)
     return person, generated
 
 
-def update_user(username: str, *, role: str | None, disabled: bool | None) -> Person:
+def update_user(
+    username: str, *, role: str | None, disabled: bool | None, email: str | Keep | None = KEEP
+) -> Person:
+    """Change what is given. The role is checked and the email address set first, so
+    that a bad role or a taken or malformed address (``UserError``) changes nothing."""
     service = users()
     person = service.by_username(username)
     if person is None:
         raise NotFound(f"no user {username!r}")
+    if role is not None:
+        check_role(app_settings().rbac, role)
+    if email is not KEEP:
+        address = email if isinstance(email, str) else None
+        if address != person.email or (address is not None and not person.email_verified):
+            person = service.set_email(person.username, address)
+            audit("user_updated", target=person.username, email=person.email)
     if role is not None and role != person.role:
         person = service.set_role(person.username, role)
         audit("user_updated", target=person.username, role=role)

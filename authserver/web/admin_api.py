@@ -183,10 +183,12 @@ def list_users() -> Response:
 @requires("admin")
 def create_user() -> Response:
     data = _body(
-        {"username": (str,), "role": (str,), "password": (str,)},
+        {"username": (str,), "role": (str,), "password": (str,), "email": (str,)},
         required=("username",),
     )
-    person, generated = admin.create_user(data["username"], data.get("role"), data.get("password"))
+    person, generated = admin.create_user(
+        data["username"], data.get("role"), data.get("password"), data.get("email")
+    )
     return _json({"user": admin.user_json(person), "password": generated}, 201)
 
 
@@ -202,8 +204,13 @@ def get_user(username: str) -> Response:
 @bp.patch("/users/<username>")
 @requires("admin")
 def update_user(username: str) -> Response:
-    data = _body({"role": (str,), "disabled": (bool,)})
-    person = admin.update_user(username, role=data.get("role"), disabled=data.get("disabled"))
+    data = _body({"role": (str,), "disabled": (bool,), "email": (str, type(None))})
+    person = admin.update_user(
+        username,
+        role=data.get("role"),
+        disabled=data.get("disabled"),
+        email=data.get("email", admin.KEEP),
+    )
     return _json(admin.user_json(person))
 
 

@@ -38,6 +38,7 @@ from .forms import (
     RotateKeysForm,
     ServiceAccountActionForm,
     UserDisabledForm,
+    UserEmailForm,
     UserRoleForm,
 )
 from .pages import message, page
@@ -191,7 +192,10 @@ def create_user() -> Response:
         return _users_page(400, error=_form_error(form), create=form)
     try:
         person, generated = admin.create_user(
-            (form.username.data or "").strip(), form.role.data or None, form.password.data or None
+            (form.username.data or "").strip(),
+            form.role.data or None,
+            form.password.data or None,
+            (form.email.data or "").strip() or None,
         )
     except UserError as exc:
         return _users_page(_status(exc), error=str(exc), create=form)
@@ -250,6 +254,50 @@ def set_disabled() -> Response:
         return _users_page(_status(exc), error=str(exc))
     state = "disabled: they can no longer sign in" if person.disabled else "enabled"
     return _done(f"User {person.username} is {state}.", ".users")
+
+
+def _email_page(form: UserEmailForm, status: int = 200, *, error: str | None = None) -> Response:
+    return _render(
+        "user_email.html",
+        status,
+        section="dashboard.users",
+        title=f"Email address of {form.username.data}",
+        error=error,
+        form=form,
+    )
+
+
+@bp.get("/users/email")
+def edit_user_email() -> Response:
+    username = request.args.get("username", "")
+    person = admin.users().by_username(username) if username else None
+    if person is None:
+        return _users_page(404, error=f"no user {username!r}")
+    if person.source != "local":
+        return _users_page(
+            400,
+            error=f"user {person.username!r} signs in through {person.source}; their email "
+            "address comes from there",
+        )
+    form = UserEmailForm(formdata=None, username=person.username, email=person.email or "")
+    return _email_page(form)
+
+
+@bp.post("/users/email")
+def set_user_email() -> Response:
+    form = UserEmailForm()
+    if not form.validate_on_submit():
+        return _users_page(400, error=_form_error(form))
+    address = (form.email.data or "").strip() or None
+    try:
+        person = admin.update_user(form.username.data, role=None, disabled=None, email=address)
+    except NotFound as exc:
+        return _users_page(404, error=str(exc))
+    except UserError as exc:
+        return _email_page(form, _status(exc), error=str(exc))
+    if person.email:
+        return _done(f"The email address of {person.username} is now {person.email}.", ".users")
+    return _done(f"User {person.username} has no email address now.", ".users")
 
 
 @bp.get("/users/delete")

@@ -63,8 +63,17 @@ SERVICE_ACCOUNT_EXPIRIES: dict[str, int | None] = {
 class CreateUserForm(FlaskForm):  # type: ignore[misc]
     username = StringField("Username", validators=[Length(max=255)])
     role = SelectField("Role", validate_choice=False)
+    email = StringField("Email (optional)", validators=[Length(max=254)])
     password = PasswordField("Password (optional)", validators=[Length(max=1024)])
     submit = SubmitField("Create user")
+
+
+class UserEmailForm(FlaskForm):  # type: ignore[misc]
+    """A local user's email address; empty removes it."""
+
+    username = HiddenField(validators=[DataRequired(), Length(max=255)])
+    email = StringField("Email", validators=[Length(max=254)])
+    submit = SubmitField("Save email")
 
 
 class UserRoleForm(FlaskForm):  # type: ignore[misc]

@@ -11,7 +11,7 @@ import copy
 from typing import Any
 
 from ..identity.service_accounts import MAX_EXPIRY_SECONDS
-from ..identity.users import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from ..identity.users import MAX_EMAIL_LENGTH, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from ..oauth.clients import SERVICE_ACCOUNT_ID_PREFIX, SERVICE_ACCOUNT_TOKEN_PREFIX
 
 #: The most a page of audit events may hold, and its default (``admin_api`` uses these).
@@ -56,6 +56,19 @@ _PASSWORD = {
     "maxLength": MAX_PASSWORD_LENGTH,
 }
 _NO_CONTENT = {"204": {"description": "Done; no body."}}
+_EMAIL_DESCRIPTION = (
+    "`local@domain`: a dot-atom of ASCII before the `@`, a host name (an internationalised "
+    "one in its `xn--` form) after it, which is stored lower-cased. Set by an admin, it is "
+    "`email_verified: true` in ID tokens and userinfo. No other user may have it, in any "
+    "letter case (409)."
+)
+_EMAIL = {
+    "type": "string",
+    "minLength": 3,
+    "maxLength": MAX_EMAIL_LENGTH,
+    "examples": ["bob@example.com"],
+    "description": _EMAIL_DESCRIPTION,
+}
 
 _USERNAME = {
     "name": "username",
@@ -109,6 +122,7 @@ _SCHEMAS: dict[str, Any] = {
             "id",
             "username",
             "email",
+            "email_verified",
             "name",
             "role",
             "groups",
@@ -121,6 +135,12 @@ _SCHEMAS: dict[str, Any] = {
             "id": {"type": "string"},
             "username": {"type": "string"},
             "email": _NULLABLE_STRING,
+            "email_verified": {
+                "type": ["boolean", "null"],
+                "description": "OIDC Core §5.1 `email_verified` as the person's tokens carry "
+                "it: the upstream IdP's own word, true for an address an admin set or the "
+                "auth proxy asserted; null when nobody said.",
+            },
             "name": _NULLABLE_STRING,
             "role": {"type": "string"},
             "groups": _STRINGS,
@@ -345,7 +365,7 @@ _RESPONSES: dict[str, Any] = {
         "headers": {"WWW-Authenticate": _BEARER_CHALLENGE},
     },
     "NotFound": _json(_ref("Error"), "No such thing (`not_found`)."),
-    "Conflict": _json(_ref("Error"), "The name is taken (`conflict`)."),
+    "Conflict": _json(_ref("Error"), "The name, or the email address, is taken (`conflict`)."),
     "PayloadTooLarge": _json(
         _ref("Error"),
         "The body is larger than `max_form_bytes`, 64 KiB by default (`invalid_request`).",
@@ -422,6 +442,7 @@ _PATHS: dict[str, Any] = {
                                     "`rbac.default_role`).",
                                 },
                                 "password": _PASSWORD,
+                                "email": _EMAIL,
                             },
                         }
                     }
@@ -443,9 +464,11 @@ _PATHS: dict[str, Any] = {
         },
         "patch": {
             "operationId": "updateUser",
-            "summary": "Change a person's role, or disable or enable them",
+            "summary": "Change a person's role or email address, or disable or enable them",
             "description": "Roles: admin. A field left out is left as it is. A disabled "
-            "person cannot sign in, and their tokens no longer work here.",
+            "person cannot sign in, and their tokens no longer work here. Only a local "
+            "user's email address is set here (others' come from where they sign in: 400); "
+            "one that another user has is 409, and nothing changes.",
             "tags": ["users"],
             "requestBody": {
                 "required": True,
@@ -461,13 +484,23 @@ _PATHS: dict[str, Any] = {
                                     "description": "A role of `rbac.roles`.",
                                 },
                                 "disabled": {"type": "boolean"},
+                                "email": {
+                                    **_EMAIL,
+                                    "type": ["string", "null"],
+                                    "description": _EMAIL_DESCRIPTION + " null removes it.",
+                                },
                             },
                         }
                     }
                 },
             },
             "responses": _responses(
-                {"200": _json(_ref("User"), "The person, changed.")}, "400", "404", "413", "415"
+                {"200": _json(_ref("User"), "The person, changed.")},
+                "400",
+                "404",
+                "409",
+                "413",
+                "415",
             ),
         },
         "delete": {
