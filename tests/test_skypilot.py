@@ -36,6 +36,7 @@ from .skypilot import FORWARDED, SkyPilotServer, skypilot_port, start_skypilot, 
 pytestmark = [pytest.mark.slow, pytest.mark.live]
 
 USERNAME = "alice"
+EMAIL = "alice@example.com"
 
 
 @pytest.fixture(scope="module", params=["postgresql+redis"])
@@ -52,7 +53,9 @@ def servers(
     config["tokens"]["audiences"] = [*AUDIENCES, sky_url]
     upgrade_with_cli(workdir, config)
     auth = start_server(workdir, config, port)
-    created = auth.cli("users", "create", USERNAME, "--password-stdin", input_text=PASSWORD)
+    created = auth.cli(
+        "users", "create", USERNAME, "--email", EMAIL, "--password-stdin", input_text=PASSWORD
+    )
     assert created.returncode == 0, created.stderr
     sky_dir = tmp_path_factory.mktemp("skypilot")
     try:
@@ -94,7 +97,7 @@ def test_a_browser_signs_in_to_skypilot_through_authserver_and_out_again(
         # /oauth2/start on its own host, which authserver answers with its login page.
         page.goto(sky.url + "/dashboard/")
         assert page.url.startswith(auth.url + "/login?next=/login/forward"), page.url
-        assert USERNAME not in _sso_users(sky)
+        assert EMAIL not in _sso_users(sky)
 
         # 2. The usual sign-in; the browser lands back on the dashboard.
         page.fill("input[name=username]", USERNAME)
@@ -109,11 +112,11 @@ def test_a_browser_signs_in_to_skypilot_through_authserver_and_out_again(
         assert "authserver_session" not in cookies  # authserver's stays on its own host
 
         # 3. SkyPilot knows the person now, by the X-Auth-Request-Email authserver sent
-        # (the username: alice has no email).
-        assert USERNAME in _sso_users(sky)
+        # (the email an admin set for alice).
+        assert EMAIL in _sso_users(sky)
         me = context.request.get(sky.url + "/users/role")
         assert me.status == 200
-        assert me.json()["name"] == USERNAME
+        assert me.json()["name"] == EMAIL
         logins = _audit_events(auth, "forward_auth_login")
         assert [row["actor"] for row in logins] == [USERNAME]
 
@@ -134,7 +137,7 @@ def test_a_browser_signs_in_to_skypilot_through_authserver_and_out_again(
             timeout=10,
         )
         assert cli.status_code == 200
-        assert cli.json()["name"] == USERNAME
+        assert cli.json()["name"] == EMAIL
 
         # 5. Sign-out (forwarded to authserver) ends the session and the sign-in behind
         # it: the dashboard asks for the password again.
