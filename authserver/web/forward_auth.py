@@ -41,26 +41,28 @@ def forward_auth() -> ForwardAuth:
     return service
 
 
+def _forwarded_uri() -> tuple[str, str] | None:
+    """Scheme and host of an absolute ``X-Forwarded-Uri`` (SkyPilot sends the whole URL)."""
+    uri = urlsplit(request.headers.get("X-Forwarded-Uri", ""))
+    return (uri.scheme, uri.netloc) if uri.scheme in ("http", "https") and uri.netloc else None
+
+
 def _netloc() -> str:
     """The protected host the request is for: ``X-Forwarded-Host`` (nginx, Traefik),
     the host of an absolute ``X-Forwarded-Uri`` (SkyPilot), else ``Host``."""
     forwarded = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
     if forwarded:
         return forwarded
-    uri = urlsplit(request.headers.get("X-Forwarded-Uri", ""))
-    if uri.scheme in ("http", "https") and uri.netloc:
-        return uri.netloc
-    return request.host
+    uri = _forwarded_uri()
+    return uri[1] if uri else request.host
 
 
 def _scheme() -> str:
     proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
     if proto in ("http", "https"):
         return proto
-    uri = urlsplit(request.headers.get("X-Forwarded-Uri", ""))
-    if uri.scheme in ("http", "https") and uri.netloc:
-        return uri.scheme
-    return request.scheme
+    uri = _forwarded_uri()
+    return uri[0] if uri else request.scheme
 
 
 def _nonce_cookie() -> str:
