@@ -250,6 +250,10 @@ def test_a_bearer_access_token_of_an_allowed_audience(fwd_app: Flask) -> None:
     # A bad bearer token is not saved by a good cookie: what was sent is judged.
     _sign_in(client, "alice")
     assert _auth(client, Authorization="Bearer not-a-token").status_code == 401
+    # Another scheme is the protected app's own: the cookie decides.
+    basic = _auth(client, Authorization="Basic YWxpY2U6cHc=")
+    assert basic.status_code == 202
+    assert basic.headers["X-Auth-Request-User"] == "alice"
 
 
 def test_a_bearer_token_of_a_person_carries_their_identity(fwd_app: Flask) -> None:

@@ -93,13 +93,14 @@ AUTH_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 def auth() -> Response:
     """202 with the identity headers for a valid session cookie or bearer token of an
     allowed audience; 401 otherwise (oauth2-proxy's ``/oauth2/auth``)."""
-    headers = _bearer_identity() if "Authorization" in request.headers else _cookie_identity()
+    # A bearer token is judged alone (a bad one is not saved by a cookie); any other
+    # Authorization scheme is the protected app's own business.
+    token = bearer_token(request.headers.get("Authorization", ""))
+    headers = _bearer_identity(token) if token is not None else _cookie_identity()
     if headers is None:
         response = Response("Unauthorized\n", 401, mimetype="text/plain")
-        if "Authorization" in request.headers:
-            response.headers["WWW-Authenticate"] = (
-                'Bearer realm="authserver", error="invalid_token"'
-            )
+        if token is not None:
+            response.headers["WWW-Authenticate"] = BEARER_CHALLENGE
     else:
         response = Response("", 202)
         for name, value in headers.items():
@@ -108,10 +109,7 @@ def auth() -> Response:
     return response
 
 
-def _bearer_identity() -> dict[str, str] | None:
-    token = bearer_token(request.headers.get("Authorization", ""))
-    if token is None:
-        return None
+def _bearer_identity(token: str) -> dict[str, str] | None:
     settings = app_settings()
     assert settings.forward_auth is not None
     audiences = settings.forward_auth.audiences
