@@ -390,3 +390,70 @@ def test_the_repository_refuses_a_private_jwk(app: Flask) -> None:
         with pytest.raises(ValueError, match="public part only"):
             SqlServiceAccountRepository(db.engine).add_key(record, 10)
     assert import_key(dict(key.as_dict(private=False)))
+
+
+# -- the admin API ------------------------------------------------------------------------
+
+
+def test_admin_api_key_files_and_the_tokens_they_mint(app: Flask) -> None:
+    from .test_admin_api_schema import API, ISSUER, bearer, token_for
+
+    http = app.test_client()
+    admin = bearer(token_for(app, "ci-b64"))
+    created = http.post(
+        f"{API}/service-accounts",
+        json={"name": "api-keyed", "role": "admin", "key_algorithm": "ES256"},
+        headers=admin,
+    )
+    assert created.status_code == 201, created.get_json()
+    body = created.get_json()
+    assert "token" not in body
+    first = KeyFile.from_document(body["key_file"])
+    assert first.client_id == body["service_account"]["client_id"]
+    assert first.token_url == ISSUER + "/oauth2/token"
+
+    def api_token(key_file: KeyFile) -> str:
+        response = http.post(
+            "/oauth2/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": client_assertion(key_file),
+                "audience": ISSUER + API,
+            },
+        )
+        assert response.status_code == 200, response.get_json()
+        return str(response.get_json()["access_token"])
+
+    first_token = api_token(first)
+    assert http.get(f"{API}/me", headers=bearer(first_token)).status_code == 200
+
+    added = http.post(
+        f"{API}/service-accounts/api-keyed/keys", json={"algorithm": "RS256"}, headers=admin
+    )
+    assert added.status_code == 201
+    second = KeyFile.from_document(added.get_json()["key_file"])
+    assert second.algorithm == "RS256"
+    listed = http.get(f"{API}/service-accounts/api-keyed/keys", headers=admin).get_json()
+    assert [k["kid"] for k in listed["items"]] == [first.key_id, second.key_id]
+    assert all(set(k) == {"kid", "algorithm", "created_at", "created_by"} for k in listed["items"])
+    assert first.private_key.as_dict(private=True)["d"] not in json.dumps(listed)
+    second_token = api_token(second)
+
+    # A removed key: its assertions and the tokens it minted stop at the admin API.
+    removed = http.delete(f"{API}/service-accounts/api-keyed/keys/{first.key_id}", headers=admin)
+    assert removed.status_code == 204
+    assert http.get(f"{API}/me", headers=bearer(first_token)).status_code == 401
+    assert http.get(f"{API}/me", headers=bearer(second_token)).status_code == 200
+    stale = http.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": client_assertion(first),
+        },
+    )
+    assert stale.status_code == 401
+    # Rotating a token it does not have is a client error.
+    rotate = http.post(f"{API}/service-accounts/api-keyed/rotate", headers=admin)
+    assert rotate.status_code == 400
