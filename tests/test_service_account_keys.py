@@ -457,3 +457,33 @@ def test_admin_api_key_files_and_the_tokens_they_mint(app: Flask) -> None:
     # Rotating a token it does not have is a client error.
     rotate = http.post(f"{API}/service-accounts/api-keyed/rotate", headers=admin)
     assert rotate.status_code == 400
+
+
+def test_bad_assertions_are_counted_by_the_failure_throttle(app: Flask) -> None:
+    """Like wrong secrets (``client_auth_per_client_address``, 10 a minute): then 429
+    with ``Retry-After``. A good assertion costs no slow hash, so it is checked first
+    and still passes: the owner is not locked out by a guesser."""
+    _, key_file = app.extensions["authserver.service_accounts"].create_with_key("throttled")
+    http = app.test_client()
+    foreign = generate_key("ES256")
+
+    def post(assertion: str) -> Any:
+        return http.post(
+            "/oauth2/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": assertion,
+            },
+        )
+
+    statuses = [post(sign(foreign, claims_for(key_file))).status_code for _ in range(11)]
+    assert statuses == [401] * 10 + [429]
+    throttled = post(sign(foreign, claims_for(key_file)))
+    assert throttled.get_json()["error"] == "invalid_client"
+    assert int(throttled.headers["Retry-After"]) > 0
+    assert post(client_assertion(key_file)).status_code == 200
+    app.extensions["authserver.events"].flush()
+    events = [r.event for r in app.extensions["authserver.audit"].page(limit=100)]
+    assert "client_auth_failed" in events
+    assert "client_auth_throttled" in events
