@@ -8,7 +8,7 @@ readable by its owner only::
       "type": "authserver_service_account",
       "name": "deploy-bot",
       "client_id": "sa-0123456789abcdef",
-      "key_id": "<RFC 7638 thumbprint>",
+      "key_id": "<hex of the first 128 bits of its RFC 7638 thumbprint>",
       "issuer": "https://auth.example.com",
       "token_url": "https://auth.example.com/oauth2/token",
       "private_key": {"kty": "EC", "crv": "P-256", "x": "…", "y": "…", "d": "…",
@@ -26,6 +26,7 @@ them), so nothing here imports the server: joserfc only.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -70,8 +71,11 @@ REGISTRY = _Registry(algorithms=list(KEY_ALGORITHMS))
 
 
 def generate_key(algorithm: str = DEFAULT_KEY_ALGORITHM) -> PrivateKey:
-    """A fresh private key for ``algorithm``, with ``kid`` (its RFC 7638 thumbprint),
-    ``alg`` and ``use`` set."""
+    """A fresh private key for ``algorithm``, with ``kid``, ``alg`` and ``use`` set.
+
+    The ``kid`` is the first 128 bits of its RFC 7638 thumbprint, in hex: derived from
+    the key, and never starting with ``-`` (base64url may), which a command line would
+    take for an option (``remove-key NAME KID``)."""
     key: PrivateKey
     if algorithm == "ES256":
         key = ECKey.generate_key("P-256", private=True)
@@ -82,10 +86,15 @@ def generate_key(algorithm: str = DEFAULT_KEY_ALGORITHM) -> PrivateKey:
     else:
         raise ValueError(f"unknown key algorithm {algorithm!r}; known: {', '.join(KEY_ALGORITHMS)}")
     imported = import_key(
-        {**key.as_dict(private=True), "kid": key.thumbprint(), "alg": algorithm, "use": "sig"}
+        {**key.as_dict(private=True), "kid": key_id(key), "alg": algorithm, "use": "sig"}
     )
     assert isinstance(imported, ECKey | RSAKey | OKPKey)
     return imported
+
+
+def key_id(key: PrivateKey) -> str:
+    digest = base64.urlsafe_b64decode(key.thumbprint() + "==")
+    return digest[:16].hex()
 
 
 def public_jwk(key: PrivateKey) -> dict[str, Any]:
