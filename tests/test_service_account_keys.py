@@ -487,3 +487,44 @@ def test_bad_assertions_are_counted_by_the_failure_throttle(app: Flask) -> None:
     events = [r.event for r in app.extensions["authserver.audit"].page(limit=100)]
     assert "client_auth_failed" in events
     assert "client_auth_throttled" in events
+
+
+# -- the dashboard ------------------------------------------------------------------------
+
+
+def test_dashboard_offers_the_key_file_once_as_a_download(make_app: Any) -> None:
+    from .test_dashboard import post
+    from .test_refresh_tokens import flask_sign_in, new_local_user
+
+    app = make_app()
+    dash = flask_sign_in(app, new_local_user(app, "admin"))
+    created = post(
+        dash,
+        "/dashboard/service-accounts",
+        {"name": "dash-keyed", "role": "user", "expires_in": "7 days", "credential": "key file"},
+    )
+    assert created.status_code == 201, created.get_data(as_text=True)[:500]
+    assert created.headers["Content-Disposition"].startswith('attachment; filename="dash-keyed-')
+    assert created.headers["Cache-Control"] == "no-store"
+    first = KeyFile.from_document(created.get_json())
+    listing = dash.get("/dashboard/service-accounts").get_data(as_text=True)
+    assert "Add key file" in listing
+    assert first.private_key.as_dict(private=True)["d"] not in listing
+
+    added = post(dash, "/dashboard/service-accounts/add-key", {"name": "dash-keyed"})
+    assert added.status_code == 201
+    second = KeyFile.from_document(added.get_json())
+    assert second.client_id == first.client_id
+    assert second.key_id != first.key_id
+    keys = app.extensions["authserver.service_accounts"].keys("dash-keyed")
+    assert [k.kid for k in keys] == [first.key_id, second.key_id]
+    for key_file in (first, second):
+        response = app.test_client().post(
+            "/oauth2/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": client_assertion(key_file),
+            },
+        )
+        assert response.status_code == 200
