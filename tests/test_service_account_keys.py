@@ -8,6 +8,7 @@ checked with PyJWT through our JWKS, as a resource server would.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -195,6 +196,15 @@ def test_replayed_foreign_and_malformed_assertions_are_invalid_client(
         # {"alg":"none"}, an empty signature (RFC 7519 §6.1)
         "none": "eyJhbGciOiJub25lIn0." + client_assertion(key_file).split(".")[1] + ".",
         "not a JWT": "not.a.jwt",
+        "lone surrogate": ".".join(
+            [
+                "eyJhbGciOiJFUzI1NiJ9",
+                base64.urlsafe_b64encode(b'{"iss":"sa-\\ud800","sub":"sa-\\ud800"}')
+                .rstrip(b"=")
+                .decode(),
+                "c2ln",
+            ]
+        ),
         "unknown client": sign(key_file.private_key, claims_for(key_file, iss="sa-0", sub="sa-0")),
     }
     for reason, assertion in bad.items():

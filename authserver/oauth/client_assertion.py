@@ -182,8 +182,9 @@ class ClientAssertions:
         # The last moment _check_claims would still accept it, plus a margin.
         last = min(exp, iat + MAX_AGE) if iat is not None else exp
         ttl = max(last + LEEWAY - now, 1.0) + 1.0
-        digest = hashlib.sha256(str(claims["jti"]).encode()).hexdigest()
-        if not self.store.add(f"{JTI_PREFIX}{client_id}:{digest}", b"1", ttl):
+        # Per client; hashed, so that any client id and jti fit the store's keys.
+        digest = hashlib.sha256(f"{client_id}\x00{claims['jti']}".encode()).hexdigest()
+        if not self.store.add(JTI_PREFIX + digest, b"1", ttl):
             raise AssertionRefused("The client assertion was used before (jti).")
 
 
@@ -199,6 +200,11 @@ def _parse(assertion: str) -> tuple[dict[str, Any], dict[str, Any]]:
         raise AssertionRefused("The client assertion is not a signed JWT.") from None
     if not isinstance(claims, dict) or not isinstance(header, dict):
         raise AssertionRefused("The client assertion's payload is not a JSON object.")
+    try:
+        # JSON may escape lone surrogates ("\ud800"), which no client id or jti holds.
+        json.dumps([header, claims], ensure_ascii=False).encode()
+    except (UnicodeEncodeError, ValueError):
+        raise AssertionRefused("The client assertion has text that is not Unicode.") from None
     return header, claims
 
 
