@@ -16,7 +16,7 @@ from .identity.users import UserService
 from .keys import KeyEncryptor, KeyManager
 from .oauth.clients import ChainedClientStore, StaticClientStore
 from .oauth.federation import Federation
-from .oauth.metadata import DEVICE_VERIFICATION_PATH, server_metadata
+from .oauth.metadata import DEVICE_VERIFICATION_PATH, TOKEN_PATH, server_metadata
 from .oauth.oidc import IdTokens
 from .oauth.refresh import RefreshTokens
 from .oauth.secrets import SecretVerifier
@@ -124,7 +124,12 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
             token_ttl=settings.tokens.access_token_ttl,
         )
     static_clients = StaticClientStore(settings.clients, SecretVerifier())
-    service_accounts = ServiceAccountService(SqlServiceAccountRepository(engine), settings.rbac)
+    service_accounts = ServiceAccountService(
+        SqlServiceAccountRepository(engine),
+        settings.rbac,
+        issuer=settings.issuer,
+        token_url=settings.base_url + TOKEN_PATH,
+    )
     clients = ChainedClientStore(static_clients, service_accounts.get_client)
     metrics = None
     if settings.metrics.access != "off":

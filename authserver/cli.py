@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from . import __version__
 from .logs import configure_logging
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from .identity.service_accounts import ServiceAccountInfo, ServiceAccountService
     from .identity.users import UserService
+    from .key_file import KeyFile
     from .storage.migrations import Migration
 
 EXIT_FAILURE = 1
@@ -702,27 +703,42 @@ def _show_token(verb: str, info: ServiceAccountInfo, token: str) -> None:
 
 
 def cmd_service_accounts_create(args: argparse.Namespace) -> int:
-    from .identity.service_accounts import validate_name
+    from .identity.service_accounts import check_key_algorithm, validate_name
     from .identity.users import AlreadyExists, UserError
 
     expires_in = _expires_in(args.expires_in)
     scopes = _scopes(args.scope)
     try:
         validate_name(args.name)
+        if args.key_file is not None:
+            check_key_algorithm(args.key_algorithm)
     except UserError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     settings = _settings(args)
     _check_role(settings, args.role)
-    with _admin(args, settings) as app:
+    with _new_key_file(args.key_file) as stream, _admin(args, settings) as app:
         actor = _actor()
+        service = _service_accounts(app)
+        key_file: KeyFile | None = None
         try:
-            info, token = _service_accounts(app).create(
-                args.name,
-                role=args.role,
-                scopes=scopes,
-                expires_in=expires_in,
-                created_by=actor,
-            )
+            if stream is not None:
+                info, key_file = service.create_with_key(
+                    args.name,
+                    role=args.role,
+                    scopes=scopes,
+                    expires_in=expires_in,
+                    created_by=actor,
+                    algorithm=args.key_algorithm,
+                )
+                token = None
+            else:
+                info, token = service.create(
+                    args.name,
+                    role=args.role,
+                    scopes=scopes,
+                    expires_in=expires_in,
+                    created_by=actor,
+                )
         except AlreadyExists:
             raise
         except UserError as exc:  # the rest is the input: a scope, the expiry
@@ -735,8 +751,121 @@ def cmd_service_accounts_create(args: argparse.Namespace) -> int:
             role=info.role,
             scopes=" ".join(info.scopes),
             expires_at=info.expires_at.isoformat() if info.expires_at else None,
+            **({"kid": key_file.key_id} if key_file else {}),
         )
-    _show_token("created", info, token)
+        if stream is not None and key_file is not None:
+            _write_key_file(stream, key_file)
+    if token is not None:
+        _show_token("created", info, token)
+    elif key_file is not None:
+        _show_key_file("created", info, key_file, args.key_file)
+    return 0
+
+
+@contextmanager
+def _new_key_file(path: str | None) -> Iterator[TextIO | None]:
+    """The new key file, opened (0600, never over an existing file) before anything is
+    stored; removed again if what follows fails, so no key is stored whose file is
+    lost and no file is left whose key is not stored."""
+    from .key_file import KeyFileError, open_new_key_file
+
+    if path is None:
+        yield None
+        return
+    try:
+        stream = open_new_key_file(path)
+    except KeyFileError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    done = False
+    try:
+        yield stream
+        done = True
+    finally:
+        stream.close()
+        if not done:
+            Path(path).unlink(missing_ok=True)
+
+
+def _write_key_file(stream: TextIO, key_file: KeyFile) -> None:
+    from .key_file import dump_key_file
+
+    try:
+        dump_key_file(stream, key_file)
+    except OSError as exc:
+        raise CliError(
+            f"cannot write the key file ({_os_reason(exc)}); its key {key_file.key_id} is "
+            "stored but unusable: remove it with `service-accounts remove-key`"
+        ) from None
+
+
+def _show_key_file(verb: str, info: ServiceAccountInfo, key_file: KeyFile, path: str) -> None:
+    scopes = " ".join(info.scopes) or "none"
+    print(
+        f"authserver: {verb} service account {info.name} (client id {info.client_id}, "
+        f"role {info.role}, scopes {scopes}, expires {_expiry(info)})",
+        file=sys.stderr,
+    )
+    print(
+        f"authserver: wrote its key {key_file.key_id} ({key_file.algorithm}) to {path}; "
+        "the private key is in that file only. Use it with "
+        f"`authserver token --key-file {path}` or AUTHSERVER_CREDENTIALS={path}",
+        file=sys.stderr,
+    )
+    print(key_file.key_id)
+
+
+def cmd_service_accounts_add_key(args: argparse.Namespace) -> int:
+    from .identity.service_accounts import check_key_algorithm
+    from .identity.users import UserError
+
+    try:
+        check_key_algorithm(args.key_algorithm)
+    except UserError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    with _new_key_file(args.key_file) as stream, _admin(args) as app:
+        assert stream is not None
+        info, key_file = _service_accounts(app).add_key(
+            args.name, created_by=_actor(), algorithm=args.key_algorithm
+        )
+        _audit(
+            app,
+            "service_account_key_added",
+            target=info.name,
+            client_id=info.client_id,
+            kid=key_file.key_id,
+            algorithm=key_file.algorithm,
+        )
+        _write_key_file(stream, key_file)
+    _show_key_file("added a key to", info, key_file, args.key_file)
+    print("authserver: its other keys keep working until removed (remove-key)", file=sys.stderr)
+    return 0
+
+
+def cmd_service_accounts_remove_key(args: argparse.Namespace) -> int:
+    with _admin(args) as app:
+        info = _service_accounts(app).remove_key(args.name, args.kid)
+        _audit(
+            app,
+            "service_account_key_removed",
+            target=info.name,
+            client_id=info.client_id,
+            kid=args.kid,
+        )
+    print(
+        f"removed key {args.kid} of service account {info.name}; its access tokens run out "
+        "on their own"
+    )
+    return 0
+
+
+def cmd_service_accounts_keys(args: argparse.Namespace) -> int:
+    with _admin(args) as app:
+        keys = _service_accounts(app).keys(args.name)
+    if not keys:
+        print(f"service account {args.name} has no keys", file=sys.stderr)
+    rows = [("KID", "ALGORITHM", "CREATED", "CREATED BY")]
+    rows += [(k.kid, k.algorithm, _when(k.created_at), k.created_by or "-") for k in keys]
+    _print_table(rows)
     return 0
 
 
@@ -852,10 +981,24 @@ def cmd_token(args: argparse.Namespace) -> int:
         if args.federated:
             from .client import exchange_federated_token
 
+            if not args.issuer:
+                raise CliError("--federated needs --issuer (the server to trade it at)", EXIT_USAGE)
+
             print(exchange_federated_token(args.issuer, args.federated, audience=args.audience))
             return 0
         from .client import fresh_access_token
+        from .key_file_client import key_file_access_token, key_file_path
 
+        key_file = key_file_path(args.key_file)
+        if key_file is not None:
+            print(key_file_access_token(key_file, audience=args.audience, scope=args.scope))
+            return 0
+        if args.scope is not None:
+            raise CliError(
+                "--scope goes with --key-file (a person's scopes are chosen at login)", EXIT_USAGE
+            )
+        if not args.issuer:
+            raise CliError("the --issuer argument is required (or --key-file)", EXIT_USAGE)
         print(fresh_access_token(args.issuer, args.client_id, audience=args.audience))
     return 0
 
@@ -1062,7 +1205,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="a scope it may ask for, within its role's permissions; repeatable "
         "(default: all of the role's)",
     )
+    _key_file_arguments(sa_create, required=False)
     add("list", cmd_service_accounts_list, "list service accounts", accounts_commands)
+    sa_add_key = add(
+        "add-key",
+        cmd_service_accounts_add_key,
+        "give a service account one more key, written to a new key file; its other "
+        "keys keep working (rotation without downtime)",
+        accounts_commands,
+    )
+    sa_add_key.add_argument("name", metavar="NAME")
+    _key_file_arguments(sa_add_key, required=True)
+    sa_remove_key = add(
+        "remove-key",
+        cmd_service_accounts_remove_key,
+        "remove a key of a service account: its key file stops working",
+        accounts_commands,
+    )
+    sa_remove_key.add_argument("name", metavar="NAME")
+    sa_remove_key.add_argument("kid", metavar="KID", help="the key id (service-accounts keys NAME)")
+    sa_keys = add(
+        "keys", cmd_service_accounts_keys, "list the keys of a service account", accounts_commands
+    )
+    sa_keys.add_argument("name", metavar="NAME")
     sa_rotate = add(
         "rotate",
         cmd_service_accounts_rotate,
@@ -1096,7 +1261,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-browser", action="store_true", help="print the sign-in URL instead of opening it"
     )
     token = add("token", cmd_token, "print a fresh access token (refreshed when needed)")
-    _client_arguments(token)
+    _client_arguments(token, issuer_required=False)
+    token.add_argument(
+        "--key-file",
+        metavar="PATH",
+        help="a service-account key file (default: $AUTHSERVER_CREDENTIALS): client "
+        "credentials with private_key_jwt; the issuer is the file's",
+    )
+    token.add_argument(
+        "--scope", metavar="SCOPES", help="with --key-file: space-separated scopes to ask for"
+    )
     token.add_argument(
         "--federated",
         metavar="TOKEN|@FILE|env:VAR",
@@ -1106,8 +1280,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _client_arguments(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--issuer", required=True, metavar="URL", help="the server's issuer URL")
+def _key_file_arguments(command: argparse.ArgumentParser, *, required: bool) -> None:
+    command.add_argument(
+        "--key-file",
+        metavar="PATH",
+        required=required,
+        help="write a new key file here (0600; never over an existing file): the account "
+        "authenticates with its private key (private_key_jwt) instead of a token"
+        if not required
+        else "write the new key file here (0600; never over an existing file)",
+    )
+    command.add_argument(
+        "--key-algorithm",
+        default="ES256",
+        choices=("ES256", "RS256", "EdDSA"),
+        help="the key file's algorithm (default: %(default)s)",
+    )
+
+
+def _client_arguments(command: argparse.ArgumentParser, *, issuer_required: bool = True) -> None:
+    command.add_argument(
+        "--issuer", required=issuer_required, metavar="URL", help="the server's issuer URL"
+    )
     command.add_argument(
         "--client-id", default="cli", metavar="ID", help="a public client (default: %(default)s)"
     )

@@ -256,6 +256,17 @@ class ClientSettings(_Section):
     #: The audiences whose tokens it may introspect (RFC 7662 §4); unset: every one of
     #: ``tokens.audiences``. The admin API's audience only when listed here (16.4).
     introspect_audiences: tuple[str, ...] | None = None
+    #: Public keys for ``private_key_jwt`` (RFC 7523 §2.2), an inline JWKS
+    #: ``{"keys": [...]}``; each key with ``kid`` and ``alg`` (ES256, RS256 or EdDSA).
+    #: A client with ``jwks`` and no secret is confidential.
+    jwks: dict[str, Any] | None = None
+
+    @field_validator("jwks")
+    @classmethod
+    def _jwks_public(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            check_public_jwks(value)
+        return value
 
     @field_validator("client_secret_hash")
     @classmethod
@@ -285,14 +296,55 @@ class ClientSettings(_Section):
     def _consistent(self) -> ClientSettings:
         if self.public and self.client_secret_hash:
             raise ValueError("a public client has no client_secret_hash")
-        if not self.public and not self.client_secret_hash:
-            raise ValueError("a confidential client needs client_secret_hash (or public: true)")
+        if self.public and self.jwks:
+            raise ValueError("a public client has no jwks")
+        if not self.public and not self.client_secret_hash and not self.jwks:
+            raise ValueError(
+                "a confidential client needs client_secret_hash or jwks (or public: true)"
+            )
         if self.public and GRANT_CLIENT_CREDENTIALS in self.grant_types:
             # RFC 6749 §4.4: the client credentials grant is for confidential clients only.
             raise ValueError("a public client cannot use client_credentials")
         if GRANT_AUTHORIZATION_CODE in self.grant_types and not self.redirect_uris:
             raise ValueError("authorization_code needs at least one redirect_uri")
         return self
+
+
+#: JWK members only a private or symmetric key has (RFC 7518 §6; RFC 8037 §2).
+_PRIVATE_JWK_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
+_JWK_ALGORITHMS = {"ES256": ("EC", "P-256"), "RS256": ("RSA", None), "EdDSA": ("OKP", "Ed25519")}
+
+
+def check_public_jwks(jwks: Mapping[str, Any]) -> None:
+    """A JWKS of public signing keys for client assertions, or ``ValueError``."""
+    from joserfc.errors import JoseError
+    from joserfc.jwk import import_key
+
+    keys = jwks.get("keys")
+    if set(jwks) != {"keys"} or not isinstance(keys, list) or not keys:
+        raise ValueError('jwks must be {"keys": [...]} with at least one key')
+    kids = set()
+    for n, key in enumerate(keys):
+        where = f"jwks key {n + 1}"
+        if not isinstance(key, dict):
+            raise ValueError(f"{where} is not a JSON object")
+        if any(member in key for member in _PRIVATE_JWK_MEMBERS):
+            raise ValueError(f"{where} holds a private or symmetric key: give its public part")
+        alg, kid = key.get("alg"), key.get("kid")
+        if alg not in _JWK_ALGORITHMS:
+            raise ValueError(f"{where} needs alg ES256, RS256 or EdDSA")
+        if not isinstance(kid, str) or not kid or kid in kids:
+            raise ValueError(f"{where} needs a kid of its own")
+        kids.add(kid)
+        kty, crv = _JWK_ALGORITHMS[alg]
+        if key.get("kty") != kty or (crv is not None and key.get("crv") != crv):
+            raise ValueError(
+                f"{where}: alg {alg} needs kty {kty}" + (f", crv {crv}" if crv else "")
+            )
+        try:
+            import_key(key)
+        except (JoseError, ValueError, TypeError) as exc:
+            raise ValueError(f"{where} is not a valid JWK: {exc}") from None
 
 
 class UpstreamSettings(_Section):

@@ -163,7 +163,8 @@ def test_serve_refuses_postgres_with_pending_migrations(
         conn.execute(
             sa.text(
                 "DROP TABLE IF EXISTS signing_keys, ephemeral_entries, refresh_tokens, "
-                "refresh_families, users, id_token_signing_keys, service_accounts, audit_events"
+                "refresh_families, users, id_token_signing_keys, service_account_keys, "
+                "service_accounts, audit_events"
             )
         )
     engine.dispose()

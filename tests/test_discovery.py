@@ -37,8 +37,15 @@ def test_both_documents_match_and_name_the_issuer_exactly(live_server: LiveServe
     assert set(metadata["token_endpoint_auth_methods_supported"]) == {
         "client_secret_basic",
         "client_secret_post",
+        "private_key_jwt",
         "none",
     }
+    # RFC 8414 §2: required with private_key_jwt; asymmetric algorithms only.
+    assert metadata["token_endpoint_auth_signing_alg_values_supported"] == [
+        "ES256",
+        "RS256",
+        "EdDSA",
+    ]
     assert "RS256" in metadata["id_token_signing_alg_values_supported"]
     assert metadata["access_token_signing_alg_values_supported"][0] == "RS256"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from typing import Any
 
 import pytest
@@ -161,5 +162,99 @@ def test_no_generated_request_is_a_server_error(module_app: Flask, path: str) ->
         else:
             response = client.get(path, query_string=params, headers=headers)
         _check(response, path)
+
+    run()
+
+
+# -- client assertions (private_key_jwt, RFC 7523 §2.2) -----------------------------------
+
+#: Claim values: anything JSON can hold, including what breaks arithmetic.
+JSON_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    TEXT,
+    st.lists(TEXT, max_size=3),
+    st.dictionaries(TEXT, TEXT, max_size=2),
+)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_no_generated_client_assertion_is_a_server_error(module_app: Flask) -> None:
+    """Assertions shaped like JWTs, signed by a real service account's key (or not),
+    with generated headers and claims, at the token, introspection and revocation
+    endpoints."""
+    import json
+    import time
+
+    from joserfc import jws
+
+    from authserver.key_file import ASSERTION_TYPE
+
+    service = module_app.extensions["authserver.service_accounts"]
+    name = "generated-" + base64.b32encode(os.urandom(5)).decode().lower()
+    _, key_file = service.create_with_key(name)
+    client_id, issuer = key_file.client_id, key_file.issuer
+    client = module_app.test_client()
+    now = int(time.time())
+    claim = st.one_of(
+        JSON_VALUES, st.sampled_from([client_id, issuer, issuer + "/oauth2/token", now, now + 60])
+    )
+    claims = st.dictionaries(
+        st.sampled_from(["iss", "sub", "aud", "exp", "iat", "nbf", "jti"]) | TEXT, claim
+    )
+    header = st.fixed_dictionaries(
+        {"alg": st.sampled_from(["ES256", "RS256", "EdDSA", "HS256", "none", "", "ES512"]) | TEXT},
+        optional={
+            "kid": st.sampled_from([key_file.key_id]) | TEXT,
+            "typ": TEXT,
+            "crit": JSON_VALUES,
+        },
+    )
+
+    def assertion(head: dict[str, Any], body: dict[str, Any], signed: bool) -> str:
+        payload = json.dumps(body)
+        if signed:
+            try:
+                return jws.serialize_compact(
+                    {**head, "alg": "ES256"}, payload, key_file.private_key
+                )
+            except Exception:  # noqa: S110 - a header joserfc will not sign
+                pass
+        return ".".join(
+            [_b64(json.dumps(head).encode()), _b64(payload.encode()), _b64(os.urandom(64))]
+        )
+
+    @SETTINGS
+    @given(
+        path=st.sampled_from(["/oauth2/token", "/oauth2/introspect", "/oauth2/revoke"]),
+        head=header,
+        body=claims,
+        signed=st.booleans(),
+        assertion_type=st.sampled_from([ASSERTION_TYPE]) | VALUES,
+        extra=_params(["grant_type", "client_id", "client_secret", "scope", "token"]),
+        auth=st.none() | AUTH,
+    )
+    def run(
+        path: str,
+        head: dict[str, Any],
+        body: dict[str, Any],
+        signed: bool,
+        assertion_type: str,
+        extra: dict[str, str],
+        auth: str | None,
+    ) -> None:
+        form = {
+            "grant_type": "client_credentials",
+            **extra,
+            "client_assertion_type": assertion_type,
+            "client_assertion": assertion(head, body, signed),
+        }
+        headers = {} if auth is None else {"Authorization": auth}
+        _check(client.post(path, data=form, headers=headers), path)
 
     run()

@@ -7,10 +7,16 @@ Its token, ``as_sa_<client_id>.<secret>`` (DESIGN.md), is returned once by
 stored only as a hash. With it a CI job uses the client credentials grant (RFC 6749
 §4.4), authenticating with HTTP Basic ``<client_id>:<token>`` or with the token alone
 as ``client_secret``. Rotated, revoked (deleted) or expired, it is ``invalid_client``.
+
+Instead of (or beside) a token, an account may hold keys: :meth:`create_with_key` and
+:meth:`add_key` return a key file (``authserver.key_file``) whose private key is never
+stored; the account authenticates with ``private_key_jwt`` (RFC 7523 §2.2) by any of
+its keys, so a new key can be rolled out before the old one is removed.
 """
 
 from __future__ import annotations
 
+import builtins
 import re
 import secrets
 import time
@@ -18,10 +24,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from ..key_file import DEFAULT_KEY_ALGORITHM, KEY_ALGORITHMS, KeyFile, generate_key, public_jwk
 from ..oauth.clients import (
     SERVICE_ACCOUNT_ID_PREFIX,
     Client,
     ServiceAccountClient,
+    key_generation,
     new_service_account_token,
     secret_generation,
     service_account_token_hash,
@@ -30,8 +38,10 @@ from ..oauth.secrets import SecretVerifier
 from ..settings import SCOPE_TOKEN, RbacSettings
 from ..storage.service_accounts import (
     DuplicateServiceAccount,
+    ServiceAccountKeyRecord,
     ServiceAccountRecord,
     SqlServiceAccountRepository,
+    TooManyKeys,
 )
 from .users import AlreadyExists, NotFound, UserError, check_role
 
@@ -42,6 +52,26 @@ MAX_EXPIRY_SECONDS = 3650 * 86400
 LAST_USED_RESOLUTION_SECONDS = 60
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 GRANT_CLIENT_CREDENTIALS = "client_credentials"
+#: Keys one account may hold at once (GCP's limit too): enough to roll one over.
+MAX_KEYS = 10
+
+
+@dataclass(frozen=True)
+class ServiceAccountKeyInfo:
+    """What a listing shows of a key: its public half's name and age."""
+
+    kid: str
+    algorithm: str
+    created_at: datetime
+    created_by: str | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "kid": self.kid,
+            "algorithm": self.algorithm,
+            "created_at": self.created_at.isoformat(),
+            "created_by": self.created_by,
+        }
 
 
 @dataclass(frozen=True)
@@ -90,10 +120,15 @@ class ServiceAccountService:
         rbac: RbacSettings,
         *,
         clock: Callable[[], float] = time.time,
+        issuer: str = "",
+        token_url: str = "",
     ) -> None:
         self._repo = repository
         self._rbac = rbac
         self._clock = clock
+        #: What key files name (the ``aud`` of their assertions, and where to send them).
+        self.issuer = issuer
+        self.token_url = token_url
         self._verifier = SecretVerifier()
 
     # -- admin operations -------------------------------------------------------------
@@ -118,33 +153,73 @@ class ServiceAccountService:
         ``expires_in`` is seconds from now, ``None`` for never. ``scopes`` defaults to
         the role's permissions (for a ``*`` role: every permission of any role).
         """
-        name = validate_name(name)
-        role = check_role(self._rbac, role)
-        granted = self._scopes(role, scopes)
-        now = self._now()
         client_id = SERVICE_ACCOUNT_ID_PREFIX + secrets.token_hex(8)
         token = new_service_account_token(client_id)
-        record = ServiceAccountRecord(
-            client_id=client_id,
-            name=name,
-            role=role,
-            scopes=granted,
-            token_hash=service_account_token_hash(token),
-            created_at=now,
-            created_by=created_by,
-            expires_at=self._expiry(now, expires_in),
-            rotated_at=None,
-            last_used_at=None,
+        record = self._new_record(
+            client_id, name, role, scopes, expires_in, created_by, service_account_token_hash(token)
         )
-        try:
-            self._repo.insert(record)
-        except DuplicateServiceAccount:
-            raise AlreadyExists(f"service account {name!r} already exists") from None
+        self._insert(record)
         return _info(record), token
+
+    def create_with_key(
+        self,
+        name: str,
+        *,
+        role: str | None = None,
+        scopes: Iterable[str] | None = None,
+        expires_in: float | None = DEFAULT_EXPIRY_SECONDS,
+        created_by: str | None = None,
+        algorithm: str = DEFAULT_KEY_ALGORITHM,
+    ) -> tuple[ServiceAccountInfo, KeyFile]:
+        """Make one that holds a key and no token; returns it and its key file, whose
+        private key is never stored nor shown again."""
+        algorithm = check_key_algorithm(algorithm)
+        client_id = SERVICE_ACCOUNT_ID_PREFIX + secrets.token_hex(8)
+        record = self._new_record(client_id, name, role, scopes, expires_in, created_by, None)
+        key_file, key = self._new_key(record, algorithm, created_by)
+        self._insert(record, key)
+        return _info(record), key_file
+
+    def add_key(
+        self, name: str, *, created_by: str | None = None, algorithm: str = DEFAULT_KEY_ALGORITHM
+    ) -> tuple[ServiceAccountInfo, KeyFile]:
+        """One more key; the others keep working (remove them with :meth:`remove_key`
+        once the new file is in place)."""
+        algorithm = check_key_algorithm(algorithm)
+        record = self._existing(name)
+        key_file, key = self._new_key(record, algorithm, created_by)
+        try:
+            added = self._repo.add_key(key, MAX_KEYS)
+        except TooManyKeys:
+            raise UserError(
+                f"service account {record.name!r} holds {MAX_KEYS} keys already; remove one first"
+            ) from None
+        if not added:
+            raise NotFound(f"no service account {record.name!r}")
+        return _info(record), key_file
+
+    def remove_key(self, name: str, kid: str) -> ServiceAccountInfo:
+        """The key stops authenticating at once (access tokens it minted run out)."""
+        record = self._existing(name)
+        if not self._repo.remove_key(record.client_id, kid):
+            raise NotFound(f"service account {record.name!r} has no key {kid!r}")
+        return _info(record)
+
+    def keys(self, name: str) -> builtins.list[ServiceAccountKeyInfo]:
+        record = self._existing(name)
+        return [
+            ServiceAccountKeyInfo(k.kid, k.algorithm, k.created_at, k.created_by)
+            for k in self._repo.keys(record.client_id)
+        ]
 
     def rotate(self, name: str) -> tuple[ServiceAccountInfo, str]:
         """A new token; the old one stops working at once. The expiry is kept."""
         record = self._existing(name)
+        if record.token_hash is None:
+            raise UserError(
+                f"service account {record.name!r} has key files and no token: "
+                "rotate its keys with add-key and remove-key"
+            )
         token = new_service_account_token(record.client_id)
         now = self._now()
         new_hash = service_account_token_hash(token)
@@ -170,6 +245,7 @@ class ServiceAccountService:
             return None  # gone, or its role was taken out of the config
         permitted = self._rbac.roles[record.role]
         scopes = tuple(s for s in record.scopes if "*" in permitted or s in permitted)
+        keys = tuple(k.public_jwk for k in self._repo.keys(client_id))
         return ServiceAccountClient(
             client_id=record.client_id,
             is_public=False,
@@ -183,6 +259,7 @@ class ServiceAccountService:
             # ``last_used_at`` is written only once it is stale: no write per token.
             on_use=self._touch if self._stale(record.last_used_at) else None,
             clock=self._clock,
+            jwks=keys,
         )
 
     def token_still_good(self, client_id: str, issued_at: float, generation: object = None) -> bool:
@@ -196,11 +273,73 @@ class ServiceAccountService:
         now = self._clock()
         if record.expires_at is not None and record.expires_at.timestamp() <= now:
             return False
-        if generation != secret_generation(record.token_hash):
-            return False
-        return record.rotated_at is None or issued_at >= int(record.rotated_at.timestamp())
+        if record.token_hash is not None and generation == secret_generation(record.token_hash):
+            return record.rotated_at is None or issued_at >= int(record.rotated_at.timestamp())
+        # Minted with a key file: good while that key is there.
+        return any(
+            generation == key_generation(record.client_id, key.kid)
+            for key in self._repo.keys(client_id)
+        )
 
     # -- helpers ------------------------------------------------------------------------
+
+    def _new_record(
+        self,
+        client_id: str,
+        name: str,
+        role: str | None,
+        scopes: Iterable[str] | None,
+        expires_in: float | None,
+        created_by: str | None,
+        token_hash: str | None,
+    ) -> ServiceAccountRecord:
+        name = validate_name(name)
+        role = check_role(self._rbac, role)
+        granted = self._scopes(role, scopes)
+        now = self._now()
+        return ServiceAccountRecord(
+            client_id=client_id,
+            name=name,
+            role=role,
+            scopes=granted,
+            token_hash=token_hash,
+            created_at=now,
+            created_by=created_by,
+            expires_at=self._expiry(now, expires_in),
+            rotated_at=None,
+            last_used_at=None,
+        )
+
+    def _insert(
+        self, record: ServiceAccountRecord, key: ServiceAccountKeyRecord | None = None
+    ) -> None:
+        try:
+            self._repo.insert(record, key)
+        except DuplicateServiceAccount:
+            raise AlreadyExists(f"service account {record.name!r} already exists") from None
+
+    def _new_key(
+        self, record: ServiceAccountRecord, algorithm: str, created_by: str | None
+    ) -> tuple[KeyFile, ServiceAccountKeyRecord]:
+        private = generate_key(algorithm)
+        kid = str(private.kid)
+        key_file = KeyFile(
+            client_id=record.client_id,
+            key_id=kid,
+            issuer=self.issuer,
+            token_url=self.token_url,
+            private_key=private,
+            name=record.name,
+        )
+        key = ServiceAccountKeyRecord(
+            client_id=record.client_id,
+            kid=kid,
+            algorithm=algorithm,
+            public_jwk=public_jwk(private),
+            created_at=self._now(),
+            created_by=created_by,
+        )
+        return key_file, key
 
     def _stale(self, last_used_at: datetime | None) -> bool:
         limit = self._now() - timedelta(seconds=LAST_USED_RESOLUTION_SECONDS)
@@ -246,6 +385,14 @@ class ServiceAccountService:
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
+
+
+def check_key_algorithm(algorithm: str) -> str:
+    if algorithm not in KEY_ALGORITHMS:
+        raise UserError(
+            f"the key algorithm is one of {', '.join(KEY_ALGORITHMS)}, not {algorithm!r}"
+        )
+    return algorithm
 
 
 def validate_name(name: str) -> str:

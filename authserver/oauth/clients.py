@@ -10,18 +10,22 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin
 
 from ..settings import ClientSettings
+from .client_assertion import PRIVATE_KEY_JWT
 from .secrets import DummyCheck, SecretVerifier
 
 #: RFC 7591 §2 method names.
 SECRET_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+#: What a confidential client may use; ``private_key_jwt`` first, so that a request
+#: with an assertion and a secret is refused as two methods (RFC 6749 §2.3).
+CONFIDENTIAL_AUTH_METHODS = (PRIVATE_KEY_JWT, *SECRET_AUTH_METHODS)
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class Client(ClientMixin):  # type: ignore[misc]
     post_logout_redirect_uris: tuple[str, ...] = ()
     #: The audiences an introspecting client may ask about; ``None``: the configured ones.
     introspect_audiences: tuple[str, ...] | None = None
+    #: Public JWKs for ``private_key_jwt`` (RFC 7523 §2.2), with ``kid`` and ``alg``.
+    jwks: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)
 
     @classmethod
     def from_settings(cls, settings: ClientSettings, verifier: SecretVerifier) -> Client:
@@ -59,6 +65,7 @@ class Client(ClientMixin):  # type: ignore[misc]
             consent=settings.consent,
             post_logout_redirect_uris=settings.post_logout_redirect_uris,
             introspect_audiences=settings.introspect_audiences,
+            jwks=tuple(settings.jwks["keys"]) if settings.jwks else (),
         )
 
     def may_introspect(self, claims: dict[str, object], audiences: Sequence[str] = ()) -> bool:
@@ -110,13 +117,23 @@ class Client(ClientMixin):  # type: ignore[misc]
             return False
         return True if self.verifier.known(client_secret, self.secret_hash) else None
 
+    def is_usable(self) -> bool:
+        """Whether it may authenticate at all now (a service account expires)."""
+        return True
+
+    def note_use(self) -> None:
+        """Called once it authenticated without a secret (``private_key_jwt``)."""
+
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         # RFC 6749 §2.1 and §3.2.1: confidential clients authenticate with their
         # secret everywhere; public clients identify themselves ("none") at the
         # token and revocation endpoints only.
+        # A client with keys may sign assertions instead (RFC 7523 §2.2).
         if self.is_public:
             return method == "none" and endpoint in ("token", "revocation", "device_authorization")
-        return method in SECRET_AUTH_METHODS
+        if method == PRIVATE_KEY_JWT:
+            return bool(self.jwks)
+        return method in SECRET_AUTH_METHODS and bool(self.secret_hash)
 
     def check_response_type(self, response_type: str) -> bool:
         return response_type == "code" and "authorization_code" in self.grant_types
@@ -185,6 +202,13 @@ def secret_generation(token_hash: str) -> str:
     return hashlib.sha256(b"authserver-sa-generation:" + token_hash.encode()).hexdigest()[:16]
 
 
+def key_generation(client_id: str, kid: str) -> str:
+    """Like :func:`secret_generation`, for one key of a key file: removing the key is
+    the answer to a leaked file, and ends the tokens it minted at the admin API."""
+    material = f"authserver-sa-key:{client_id}:{kid}".encode()
+    return hashlib.sha256(material).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class ServiceAccountClient(Client):
     """A service account as a confidential client: client credentials only.
@@ -213,6 +237,21 @@ class ServiceAccountClient(Client):
     def quick_check(self, client_secret: str) -> bool | None:
         """A SHA-256 compare: always quick."""
         return self.check_client_secret(client_secret)
+
+    def is_usable(self) -> bool:
+        """Not expired (a key file authenticates no more than a token past it)."""
+        return self.expires_at is None or self.clock() < self.expires_at
+
+    def note_use(self) -> None:
+        if self.on_use is not None:
+            self.on_use(self.client_id)
+
+    def generation(self, kid: str | None) -> str | None:
+        """The credential its tokens name (``sa_gen``): the key ``kid`` that signed
+        the assertion, else its token."""
+        if kid is not None:
+            return key_generation(self.client_id, kid)
+        return secret_generation(self.secret_hash) if self.secret_hash else None
 
 
 class ClientStore(Protocol):

@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..keys.manager import ALGORITHMS
-from .clients import SECRET_AUTH_METHODS, Client
+from .client_assertion import ASSERTION_ALGORITHMS
+from .clients import CONFIDENTIAL_AUTH_METHODS, Client
 
 #: Paths of our endpoints, relative to the issuer.
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path, not a secret
@@ -82,9 +83,13 @@ def server_metadata(
             "roles",
         ],
         "scopes_supported": scopes,
-        "token_endpoint_auth_methods_supported": [*SECRET_AUTH_METHODS, "none"],
-        "introspection_endpoint_auth_methods_supported": list(SECRET_AUTH_METHODS),
-        "revocation_endpoint_auth_methods_supported": [*SECRET_AUTH_METHODS, "none"],
+        "token_endpoint_auth_methods_supported": [*CONFIDENTIAL_AUTH_METHODS, "none"],
+        "introspection_endpoint_auth_methods_supported": list(CONFIDENTIAL_AUTH_METHODS),
+        "revocation_endpoint_auth_methods_supported": [*CONFIDENTIAL_AUTH_METHODS, "none"],
+        # RFC 8414 §2: required with private_key_jwt; asymmetric only (RFC 7523 §2.2).
+        "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
+        "introspection_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
+        "revocation_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         # RFC 9068 access tokens are signed with the configured algorithm; every
         # algorithm we can sign with may be seen in JWKS during a roll-over.
         "access_token_signing_alg_values_supported": [signing_algorithm]

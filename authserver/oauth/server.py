@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 from urllib.parse import unquote
 
 from authlib.oauth2 import AuthorizationServer as _AuthorizationServer
@@ -20,6 +20,12 @@ from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAut
 
 from .audience import InvalidTargetError, select_audience
 from .authorization import AuthorizationMixin
+from .client_assertion import (
+    PRIVATE_KEY_JWT,
+    AssertionRefused,
+    ClientAssertions,
+    assertion_subject,
+)
 from .clients import Client, ClientStore, service_account_client_id
 from .endpoints.introspection import IntrospectionEndpoint
 from .endpoints.revocation import RevocationEndpoint
@@ -36,7 +42,7 @@ from .grants.jwt_bearer import JwtBearerGrant
 from .grants.refresh_token import RefreshTokenGrant
 from .grants.token_exchange import TokenExchangeGrant
 from .http import HttpRequest, HttpResponse
-from .metadata import admin_api_audience
+from .metadata import TOKEN_PATH, admin_api_audience
 from .oidc import OPENID_SCOPE, IdTokens
 from .people import Person, UserDirectory, access_token_claims, granted_roles
 from .pkce import S256CodeChallenge
@@ -139,6 +145,10 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
         self.register_client_auth_method("client_secret_basic", self.authenticate_secret_basic)
         self.register_client_auth_method("client_secret_post", self.authenticate_secret_post)
         self.register_client_auth_method("none", authenticate_none)
+        self.client_assertions = ClientAssertions(
+            (issuer, issuer.rstrip("/") + TOKEN_PATH), store, clock
+        )
+        self.register_client_auth_method(PRIVATE_KEY_JWT, self.authenticate_private_key_jwt)
         self.register_grant(ClientCredentialsGrant)
         self.register_grant(AuthorizationCodeGrant, [S256CodeChallenge()])
         self.register_grant(RefreshTokenGrant)
@@ -244,6 +254,61 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
             raise InvalidClientError(description="Client authentication failed.")
         return self._check_secret(client_id, client_secret, request, 400)
 
+    def authenticate_private_key_jwt(
+        self, query_client: Callable[[str], Client | None], request: HttpRequest
+    ) -> Client | None:
+        """``private_key_jwt`` (RFC 7523 §2.2, OIDC Core §9; the checks are in
+        :mod:`.client_assertion`). A refused assertion is ``invalid_client`` with 401,
+        counted by the failure throttle like a wrong secret. A signature costs no slow
+        hash, so it is checked before the counters are read: a good assertion passes
+        without them (the hot path), and a bad one is then held against the limits."""
+        try:
+            client_id = assertion_subject(request.form)
+        except AssertionRefused as exc:
+            self._client_auth_failed(request.form.get("client_id") or "", request, str(exc))
+        if client_id is None:
+            return None
+        if request.headers.get("Authorization") or request.form.get("client_secret"):
+            # RFC 6749 §2.3: one client authentication method per request.
+            raise InvalidRequestError(description="Use one client authentication method, not two.")
+        client = query_client(client_id)
+        try:
+            if client is None or not client.jwks or not client.is_usable():
+                raise AssertionRefused(
+                    "The client assertion is not signed by a key of this client."
+                )
+            verified = self.client_assertions.verify(
+                request.form["client_assertion"], client_id, client.jwks, request.uri
+            )
+        except AssertionRefused as exc:
+            self._client_auth_failed(client_id, request, str(exc))
+        request.client_assertion_kid = verified.kid
+        client.note_use()
+        return client
+
+    def _client_auth_failed(
+        self, client_id: str, request: HttpRequest, description: str
+    ) -> NoReturn:
+        """Past the failure limits: 429; else count the failure and refuse with 401."""
+        throttle = self.client_throttle
+        if throttle is not None:
+            wait = throttle.refusal(client_id, request.address)
+            if wait is not None:
+                if throttle.first("throttled", client_id, request.address):
+                    self.emit("client_auth_throttled", client_id=client_id, retry_after=wait)
+                raise ClientAuthThrottled(wait)
+        self._count_failure(client_id, request)
+        raise InvalidClientError(status_code=401, description=description)
+
+    def _count_failure(self, client_id: str, request: HttpRequest) -> None:
+        # Every failure (the metrics count them); the audit row is one a minute.
+        self.emit("client_auth_rejected", client_id=client_id)
+        throttle = self.client_throttle
+        if throttle is not None:
+            throttle.failed(client_id, request.address)
+            if throttle.first("failed", client_id, request.address):
+                self.emit("client_auth_failed", client_id=client_id)
+
     def _check_secret(
         self, client_id: str, client_secret: str, request: HttpRequest, status: int
     ) -> Client:
@@ -275,12 +340,7 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
             ok = quick if quick is not None else client.check_client_secret(client_secret)
         if ok and client is not None:
             return client
-        # Every failure (the metrics count them); the audit row below is one a minute.
-        self.emit("client_auth_rejected", client_id=client_id)
-        if throttle is not None:
-            throttle.failed(client_id, request.address)
-            if throttle.first("failed", client_id, request.address):
-                self.emit("client_auth_failed", client_id=client_id)
+        self._count_failure(client_id, request)
         raise InvalidClientError(status_code=status, description="Client authentication failed.")
 
     # -- ours -----------------------------------------------------------------------

@@ -198,7 +198,8 @@ class ServiceAccount(Base):
     role: Mapped[str] = mapped_column(String(64), nullable=False)
     #: The scopes it may ask for (within its role's permissions).
     scopes: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
-    token_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    #: ``None``: no token, only key files (``service_account_keys``).
+    token_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     #: Who made it (a username, or ``cli``).
     created_by: Mapped[str | None] = mapped_column(String(255))
@@ -207,6 +208,25 @@ class ServiceAccount(Base):
     rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: Updated at most once a minute, so that a busy CI job costs no write per token.
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ServiceAccountKey(Base):
+    """The public half of a service-account key file (``private_key_jwt``, RFC 7523
+    §2.2). The private half is written to the file once and never stored here."""
+
+    __tablename__ = "service_account_keys"
+
+    client_id: Mapped[str] = mapped_column(
+        String(64),
+        ForeignKey("service_accounts.client_id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(16), nullable=False)
+    #: A public JWK (RFC 7517): no ``d``, ``p``, ``q``... (the repository checks).
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    created_by: Mapped[str | None] = mapped_column(String(255))
 
 
 class AuditEvent(Base):

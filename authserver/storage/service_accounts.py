@@ -3,20 +3,41 @@
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, Row, Table, delete, insert, or_, select, update
+from sqlalchemy import Engine, Row, Table, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .models import ServiceAccount
+from .models import ServiceAccount, ServiceAccountKey
 
 _TABLE = cast(Table, ServiceAccount.__table__)
+_KEYS = cast(Table, ServiceAccountKey.__table__)
+
+#: JWK members that only a private key has (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2).
+PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 
 class DuplicateServiceAccount(Exception):
     """A name another service account already has."""
+
+
+class TooManyKeys(Exception):
+    """The account already holds as many keys as allowed."""
+
+
+@dataclass(frozen=True)
+class ServiceAccountKeyRecord:
+    """The public half of one key file."""
+
+    client_id: str
+    kid: str
+    algorithm: str
+    public_jwk: dict[str, Any]
+    created_at: datetime
+    created_by: str | None
 
 
 @dataclass(frozen=True)
@@ -25,7 +46,7 @@ class ServiceAccountRecord:
     name: str
     role: str
     scopes: tuple[str, ...]
-    token_hash: str
+    token_hash: str | None
     created_at: datetime
     created_by: str | None
     expires_at: datetime | None
@@ -53,15 +74,57 @@ class SqlServiceAccountRepository:
             rows = conn.execute(select(_TABLE).order_by(_TABLE.c.name))
             return [_record(row) for row in rows]
 
-    def insert(self, record: ServiceAccountRecord) -> None:
-        """``DuplicateServiceAccount`` if the name is taken."""
+    def insert(
+        self, record: ServiceAccountRecord, key: ServiceAccountKeyRecord | None = None
+    ) -> None:
+        """``DuplicateServiceAccount`` if the name is taken. With ``key``, the account
+        and its first key are one transaction: no account is left without it."""
         values = {f: getattr(record, f) for f in ServiceAccountRecord.__dataclass_fields__}
         values["scopes"] = list(record.scopes)
         try:
             with self._engine.begin() as conn:
                 conn.execute(insert(_TABLE).values(**values))
+                if key is not None:
+                    conn.execute(insert(_KEYS).values(**_key_values(key)))
         except IntegrityError as exc:
             raise DuplicateServiceAccount(record.name) from exc
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def keys(self, client_id: str) -> builtins.list[ServiceAccountKeyRecord]:
+        """The account's public keys, oldest first."""
+        if "\x00" in client_id:
+            return []
+        stmt = select(_KEYS).where(_KEYS.c.client_id == client_id).order_by(_KEYS.c.created_at)
+        with self._engine.connect() as conn:
+            return [_key_record(row) for row in conn.execute(stmt)]
+
+    def add_key(self, key: ServiceAccountKeyRecord, limit: int) -> bool:
+        """Add a key unless the account holds ``limit`` already (``TooManyKeys``);
+        ``False`` if the account is gone."""
+        with self._engine.begin() as conn:
+            if (
+                conn.execute(
+                    select(_TABLE.c.client_id).where(_TABLE.c.client_id == key.client_id)
+                ).first()
+                is None
+            ):
+                return False
+            count = conn.execute(
+                select(func.count()).select_from(_KEYS).where(_KEYS.c.client_id == key.client_id)
+            ).scalar_one()
+            if count >= limit:
+                raise TooManyKeys(key.client_id)
+            conn.execute(insert(_KEYS).values(**_key_values(key)))
+        return True
+
+    def remove_key(self, client_id: str, kid: str) -> bool:
+        """``False`` if there was no such key."""
+        if "\x00" in client_id or "\x00" in kid:
+            return False
+        stmt = delete(_KEYS).where(_KEYS.c.client_id == client_id, _KEYS.c.kid == kid)
+        with self._engine.begin() as conn:
+            return conn.execute(stmt).rowcount > 0
 
     def replace_token(self, client_id: str, old_hash: str, token_hash: str, at: datetime) -> bool:
         """Rotate: the old hash is gone in the same statement that stores the new one;
@@ -111,6 +174,24 @@ def _record(row: Row[Any]) -> ServiceAccountRecord:
         expires_at=_utc(row.expires_at),
         rotated_at=_utc(row.rotated_at),
         last_used_at=_utc(row.last_used_at),
+    )
+
+
+def _key_values(key: ServiceAccountKeyRecord) -> dict[str, Any]:
+    # The one door into the table: a private member never gets through it.
+    if PRIVATE_JWK_MEMBERS & key.public_jwk.keys():
+        raise ValueError("a service-account key must be stored as its public part only")
+    return {f: getattr(key, f) for f in ServiceAccountKeyRecord.__dataclass_fields__}
+
+
+def _key_record(row: Row[Any]) -> ServiceAccountKeyRecord:
+    return ServiceAccountKeyRecord(
+        client_id=row.client_id,
+        kid=row.kid,
+        algorithm=row.algorithm,
+        public_jwk=dict(row.public_jwk),
+        created_at=_utc(row.created_at),
+        created_by=row.created_by,
     )
 
 

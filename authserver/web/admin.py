@@ -16,6 +16,7 @@ from flask import current_app
 
 from ..identity.service_accounts import ServiceAccountInfo, ServiceAccountService
 from ..identity.users import NotFound, Person, UserError, UserService, check_role
+from ..key_file import KeyFile
 from ..keys import KeyManager
 from ..oauth.clients import Client
 from ..storage.audit import SqlAuditLog
@@ -198,6 +199,53 @@ def create_service_account(
         expires_at=_iso(info.expires_at),
     )
     return info, token
+
+
+def create_service_account_with_key(
+    name: str,
+    role: str | None,
+    scopes: list[str] | None,
+    expires_in: float | None,
+    actor: str,
+    algorithm: str,
+) -> tuple[ServiceAccountInfo, KeyFile]:
+    info, key_file = service_accounts().create_with_key(
+        name,
+        role=role,
+        scopes=scopes,
+        expires_in=expires_in,
+        created_by=actor,
+        algorithm=algorithm,
+    )
+    audit(
+        "service_account_created",
+        target=info.name,
+        client_id=info.client_id,
+        role=info.role,
+        expires_at=_iso(info.expires_at),
+        kid=key_file.key_id,
+    )
+    return info, key_file
+
+
+def add_service_account_key(
+    name: str, actor: str, algorithm: str
+) -> tuple[ServiceAccountInfo, KeyFile]:
+    info, key_file = service_accounts().add_key(name, created_by=actor, algorithm=algorithm)
+    audit(
+        "service_account_key_added",
+        target=info.name,
+        client_id=info.client_id,
+        kid=key_file.key_id,
+        algorithm=key_file.algorithm,
+    )
+    return info, key_file
+
+
+def remove_service_account_key(name: str, kid: str) -> ServiceAccountInfo:
+    info = service_accounts().remove_key(name, kid)
+    audit("service_account_key_removed", target=info.name, client_id=info.client_id, kid=kid)
+    return info
 
 
 def rotate_service_account(name: str) -> tuple[ServiceAccountInfo, str]:

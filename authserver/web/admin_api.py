@@ -24,6 +24,7 @@ from flask import Blueprint, Response, current_app, g, request
 
 from ..identity.service_accounts import DEFAULT_EXPIRY_SECONDS
 from ..identity.users import AlreadyExists, NotFound, Person, UserError
+from ..key_file import DEFAULT_KEY_ALGORITHM
 from ..oauth.metadata import admin_api_audience
 from ..oauth.throttle import FailureThrottle
 from . import admin
@@ -273,17 +274,25 @@ def list_service_accounts() -> Response:
 @requires("admin")
 def create_service_account() -> Response:
     data = _body(
-        {"name": (str,), "role": (str,), "scopes": (list,), "expires_in": (int, type(None))},
+        {
+            "name": (str,),
+            "role": (str,),
+            "scopes": (list,),
+            "expires_in": (int, type(None)),
+            "key_algorithm": (str,),
+        },
         required=("name",),
     )
     expires_in = data.get("expires_in", DEFAULT_EXPIRY_SECONDS)
     caller: Caller = g.api_caller
+    scopes = _string_list(data.get("scopes"), "scopes")
+    if "key_algorithm" in data:
+        info, key_file = admin.create_service_account_with_key(
+            data["name"], data.get("role"), scopes, expires_in, caller.name, data["key_algorithm"]
+        )
+        return _json({"service_account": info.as_dict(), "key_file": key_file.document()}, 201)
     info, token = admin.create_service_account(
-        data["name"],
-        data.get("role"),
-        _string_list(data.get("scopes"), "scopes"),
-        expires_in,
-        caller.name,
+        data["name"], data.get("role"), scopes, expires_in, caller.name
     )
     return _json({"service_account": info.as_dict(), "token": token}, 201)
 
@@ -299,6 +308,30 @@ def get_service_account(name: str) -> Response:
 def rotate_service_account(name: str) -> Response:
     info, token = admin.rotate_service_account(name)
     return _json({"service_account": info.as_dict(), "token": token})
+
+
+@bp.get("/service-accounts/<name>/keys")
+@requires("admin")
+def list_service_account_keys(name: str) -> Response:
+    return _json({"items": [key.as_dict() for key in admin.service_accounts().keys(name)]})
+
+
+@bp.post("/service-accounts/<name>/keys")
+@requires("admin")
+def add_service_account_key(name: str) -> Response:
+    data = _body({"algorithm": (str,)}) if request.content_length else {}
+    caller: Caller = g.api_caller
+    info, key_file = admin.add_service_account_key(
+        name, caller.name, data.get("algorithm", DEFAULT_KEY_ALGORITHM)
+    )
+    return _json({"service_account": info.as_dict(), "key_file": key_file.document()}, 201)
+
+
+@bp.delete("/service-accounts/<name>/keys/<kid>")
+@requires("admin")
+def remove_service_account_key(name: str, kid: str) -> Response:
+    admin.remove_service_account_key(name, kid)
+    return Response(status=204)
 
 
 @bp.delete("/service-accounts/<name>")

@@ -25,6 +25,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from ..identity.users import AlreadyExists, NotFound, UserError
+from ..key_file import DEFAULT_KEY_ALGORITHM, KeyFile
 from ..oauth.people import Person
 from . import admin
 from .adapter import app_settings
@@ -405,6 +406,16 @@ def create_service_account() -> Response:
         return _service_accounts_page(400, error=_form_error(form), create=form)
     scopes = (form.scopes.data or "").split() or None
     try:
+        if form.credential.data == "key file":
+            _, key_file = admin.create_service_account_with_key(
+                (form.name.data or "").strip(),
+                form.role.data or None,
+                scopes,
+                SERVICE_ACCOUNT_EXPIRIES[form.expires_in.data],
+                _me().username,
+                DEFAULT_KEY_ALGORITHM,
+            )
+            return _key_file_download(201, key_file)
         info, token = admin.create_service_account(
             (form.name.data or "").strip(),
             form.role.data or None,
@@ -415,6 +426,31 @@ def create_service_account() -> Response:
     except UserError as exc:
         return _service_accounts_page(_status(exc), error=str(exc), create=form)
     return _token_page(201, f"Service account {info.name} created", info.client_id, token)
+
+
+@bp.post("/service-accounts/add-key")
+def add_service_account_key() -> Response:
+    """One more key; its file is the answer, a download offered this once."""
+    form = ServiceAccountActionForm()
+    if not form.validate_on_submit():
+        return _service_accounts_page(400, error=_form_error(form))
+    try:
+        _, key_file = admin.add_service_account_key(
+            form.name.data, _me().username, DEFAULT_KEY_ALGORITHM
+        )
+    except UserError as exc:
+        return _service_accounts_page(_status(exc), error=str(exc))
+    return _key_file_download(201, key_file)
+
+
+def _key_file_download(status: int, key_file: KeyFile) -> Response:
+    """The key file as an attachment: the private key is in this answer only."""
+    body = json.dumps(key_file.document(), indent=2) + "\n"
+    response = Response(body, status=status, mimetype="application/json")
+    filename = f"{key_file.name}-{key_file.key_id[:8]}.json"
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _token_page(status: int, title: str, client_id: str, token: str) -> Response:

@@ -107,6 +107,12 @@ class CreateServiceAccountForm(FlaskForm):  # type: ignore[misc]
         choices=list(SERVICE_ACCOUNT_EXPIRIES),
         default="30 days",
     )
+    #: A token (shown once), or a key file (downloaded once; private_key_jwt).
+    credential = SelectField(
+        "Credential",
+        choices=["token", "key file"],
+        default="token",
+    )
     submit = SubmitField("Create service account")
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..identity.service_accounts import MAX_EXPIRY_SECONDS
 from ..identity.users import MAX_EMAIL_LENGTH, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from ..key_file import DEFAULT_KEY_ALGORITHM, KEY_ALGORITHMS, KEY_FILE_TYPE
 from ..oauth.clients import SERVICE_ACCOUNT_ID_PREFIX, SERVICE_ACCOUNT_TOKEN_PREFIX
 
 #: The most a page of audit events may hold, and its default (``admin_api`` uses these).
@@ -246,6 +247,53 @@ _SCHEMAS: dict[str, Any] = {
                 "HTTP Basic `<client_id>:<token>`, or the token alone as `client_secret`.",
             },
         },
+    },
+    "KeyFile": {
+        "type": "object",
+        "description": "A service-account key file, shown this once: save it as a file "
+        "readable by its holder only and use it with `authserver token --key-file PATH` "
+        "(or `AUTHSERVER_CREDENTIALS=PATH`), or sign `private_key_jwt` client assertions "
+        "(RFC 7523 §2.2) with `private_key` yourself. Only its public key is stored here.",
+        "additionalProperties": False,
+        "required": ["type", "name", "client_id", "key_id", "issuer", "token_url", "private_key"],
+        "properties": {
+            "type": {"const": KEY_FILE_TYPE},
+            "name": {"type": "string"},
+            "client_id": {"type": "string", "pattern": f"^{SERVICE_ACCOUNT_ID_PREFIX}"},
+            "key_id": {"type": "string"},
+            "issuer": {"type": "string"},
+            "token_url": {"type": "string"},
+            "private_key": {
+                "type": "object",
+                "description": "A private JWK (RFC 7517) with `kid` and `alg`.",
+                "required": ["kty", "kid", "alg", "d"],
+                "properties": {"alg": {"enum": list(KEY_ALGORITHMS)}},
+            },
+        },
+    },
+    "ServiceAccountKeyFile": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["service_account", "key_file"],
+        "properties": {"service_account": _ref("ServiceAccount"), "key_file": _ref("KeyFile")},
+    },
+    "ServiceAccountKey": {
+        "type": "object",
+        "description": "The public half of a key file: its id and age (never the key).",
+        "additionalProperties": False,
+        "required": ["kid", "algorithm", "created_at", "created_by"],
+        "properties": {
+            "kid": {"type": "string"},
+            "algorithm": {"enum": list(KEY_ALGORITHMS)},
+            "created_at": _TIME,
+            "created_by": _NULLABLE_STRING,
+        },
+    },
+    "ServiceAccountKeyList": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["items"],
+        "properties": {"items": {"type": "array", "items": _ref("ServiceAccountKey")}},
     },
     "Client": {
         "type": "object",
@@ -597,13 +645,27 @@ _PATHS: dict[str, Any] = {
                                     "description": "Seconds from now; null: never (default: "
                                     "30 days).",
                                 },
+                                "key_algorithm": {
+                                    "enum": list(KEY_ALGORITHMS),
+                                    "description": "Give it a key file of this algorithm "
+                                    "instead of a token (the answer holds `key_file`).",
+                                },
                             },
                         }
                     }
                 },
             },
             "responses": _responses(
-                {"201": _json(_ref("ServiceAccountToken"), "Created.")}, "400", "409", "413", "415"
+                {
+                    "201": _json(
+                        {"oneOf": [_ref("ServiceAccountToken"), _ref("ServiceAccountKeyFile")]},
+                        "Created: its token, or with `key_algorithm` its key file.",
+                    )
+                },
+                "400",
+                "409",
+                "413",
+                "415",
             ),
         },
     },
@@ -635,8 +697,71 @@ _PATHS: dict[str, Any] = {
             "description": "Roles: admin. The expiry is kept. No request body.",
             "tags": ["service-accounts"],
             "responses": _responses(
-                {"200": _json(_ref("ServiceAccountToken"), "The new token.")}, "404"
+                {"200": _json(_ref("ServiceAccountToken"), "The new token.")}, "400", "404"
             ),
+        },
+    },
+    "/service-accounts/{name}/keys": {
+        "parameters": [_SERVICE_ACCOUNT_NAME],
+        "get": {
+            "operationId": "listServiceAccountKeys",
+            "summary": "The keys of a service account (public halves only)",
+            "description": "Roles: admin.",
+            "tags": ["service-accounts"],
+            "responses": _responses(
+                {"200": _json(_ref("ServiceAccountKeyList"), "Its keys, oldest first.")}, "404"
+            ),
+        },
+        "post": {
+            "operationId": "addServiceAccountKey",
+            "summary": "One more key for a service account; its key file is shown once",
+            "description": "Roles: admin. Its other keys keep working until removed, so a "
+            "key can be rolled over without downtime.",
+            "tags": ["service-accounts"],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "algorithm": {
+                                    "enum": list(KEY_ALGORITHMS),
+                                    "description": f"Default: {DEFAULT_KEY_ALGORITHM}.",
+                                }
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": _responses(
+                {"201": _json(_ref("ServiceAccountKeyFile"), "The new key file.")},
+                "400",
+                "404",
+                "413",
+                "415",
+            ),
+        },
+    },
+    "/service-accounts/{name}/keys/{kid}": {
+        "parameters": [
+            _SERVICE_ACCOUNT_NAME,
+            {
+                "name": "kid",
+                "in": "path",
+                "required": True,
+                "description": "The key's id.",
+                "schema": {"type": "string"},
+            },
+        ],
+        "delete": {
+            "operationId": "removeServiceAccountKey",
+            "summary": "Remove a key of a service account: its key file stops working",
+            "description": "Roles: admin. Access tokens it minted run out, but no longer work "
+            "on this API.",
+            "tags": ["service-accounts"],
+            "responses": _responses(_NO_CONTENT, "404"),
         },
     },
     "/clients": {

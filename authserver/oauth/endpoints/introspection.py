@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from authlib.consts import default_json_headers
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
 
-from ..clients import SECRET_AUTH_METHODS, Client
+from ..clients import CONFIDENTIAL_AUTH_METHODS, Client
 from ..http import HttpRequest
 from ..requests import (
     TOKEN_ENDPOINT_PARAMETERS,
@@ -28,7 +28,7 @@ _CLAIMS = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "nbf", "jti"
 
 
 class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
-    CLIENT_AUTH_METHODS: ClassVar[list[str]] = list(SECRET_AUTH_METHODS)
+    CLIENT_AUTH_METHODS: ClassVar[list[str]] = list(CONFIDENTIAL_AUTH_METHODS)
 
     def create_endpoint_response(
         self, request: HttpRequest

@@ -16,7 +16,7 @@ from authlib.consts import default_json_headers
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 
-from ..clients import SECRET_AUTH_METHODS, Client
+from ..clients import CONFIDENTIAL_AUTH_METHODS, Client
 from ..http import HttpRequest
 from ..requests import (
     TOKEN_ENDPOINT_PARAMETERS,
@@ -28,7 +28,7 @@ from ..requests import (
 class RevocationEndpoint(_RevocationEndpoint):  # type: ignore[misc]
     # Public clients may revoke their own tokens too (§2.1 asks confidential ones to
     # authenticate; a public client identifies itself by client_id).
-    CLIENT_AUTH_METHODS: ClassVar[list[str]] = [*SECRET_AUTH_METHODS, "none"]
+    CLIENT_AUTH_METHODS: ClassVar[list[str]] = [*CONFIDENTIAL_AUTH_METHODS, "none"]
 
     def create_endpoint_response(
         self, request: HttpRequest

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from authlib.oauth2.rfc6749 import InvalidGrantError, UnauthorizedClientError, grants
 
 from ...settings import GRANT_AUTHORIZATION_CODE
-from ..clients import SECRET_AUTH_METHODS, Client
+from ..clients import CONFIDENTIAL_AUTH_METHODS, Client
 from ..http import HttpRequest
 from ..requests import TOKEN_PARAMETERS, reject_repeated_parameters
 
@@ -57,7 +57,7 @@ def code_key(code: str) -> str:
 
 
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [*SECRET_AUTH_METHODS, "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [*CONFIDENTIAL_AUTH_METHODS, "none"]
 
     def generate_authorization_code(self) -> str:
         return secrets.token_urlsafe(32)

@@ -10,19 +10,19 @@ from typing import Any, ClassVar
 
 from authlib.oauth2.rfc6749 import InvalidScopeError, UnauthorizedClientError, grants
 
+from ..client_assertion import PRIVATE_KEY_JWT
 from ..clients import (
-    SECRET_AUTH_METHODS,
+    CONFIDENTIAL_AUTH_METHODS,
     SECRET_GENERATION_CLAIM,
     Client,
     ServiceAccountClient,
-    secret_generation,
 )
 from ..requests import TOKEN_PARAMETERS, for_description, reject_repeated_parameters
 from ..tokens import AccessTokens
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(SECRET_AUTH_METHODS)
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(CONFIDENTIAL_AUTH_METHODS)
 
     def validate_token_request(self) -> None:
         reject_repeated_parameters(self.request, TOKEN_PARAMETERS)
@@ -44,16 +44,20 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
             audience=self.request.audience,
             scopes=self.request.granted_scopes,
             roles=client.roles,
-            extra=(
-                {SECRET_GENERATION_CLAIM: secret_generation(client.secret_hash)}
-                if isinstance(client, ServiceAccountClient) and client.secret_hash
-                else None
-            ),
+            extra=self._generation_claim(client),
         )
         self.server.emit(
             "token_issued", grant_type=self.GRANT_TYPE, client=client, claims=issued.claims
         )
         return 200, issued.as_response(), self.TOKEN_RESPONSE_HEADER
+
+    def _generation_claim(self, client: Client) -> dict[str, Any] | None:
+        """Which credential of a service account minted the token (issue 16.7)."""
+        if not isinstance(client, ServiceAccountClient):
+            return None
+        kid = getattr(self.request, "client_assertion_kid", None)
+        generation = client.generation(kid if self.request.auth_method == PRIVATE_KEY_JWT else None)
+        return {SECRET_GENERATION_CLAIM: generation} if generation else None
 
 
 def granted_scopes(client: Client, requested: str | None) -> list[str]:

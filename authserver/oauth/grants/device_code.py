@@ -31,7 +31,7 @@ from authlib.oauth2.rfc8628 import (
 from authlib.oauth2.rfc8628 import DeviceAuthorizationEndpoint as _DeviceAuthorizationEndpoint
 
 from ...settings import GRANT_DEVICE_CODE
-from ..clients import SECRET_AUTH_METHODS, Client
+from ..clients import CONFIDENTIAL_AUTH_METHODS, Client
 from ..grants.client_credentials import granted_scopes
 from ..http import HttpRequest
 from ..requests import TOKEN_PARAMETERS, reject_repeated_parameters
@@ -64,7 +64,7 @@ def format_user_code(code: str) -> str:
 class DeviceAuthorizationEndpoint(_DeviceAuthorizationEndpoint):  # type: ignore[misc]
     """§3.1-3.2: hands out a device code, a user code and where to enter it."""
 
-    CLIENT_AUTH_METHODS: ClassVar[list[str]] = [*SECRET_AUTH_METHODS, "none"]
+    CLIENT_AUTH_METHODS: ClassVar[list[str]] = [*CONFIDENTIAL_AUTH_METHODS, "none"]
 
     def create_endpoint_response(
         self, request: HttpRequest
@@ -116,7 +116,7 @@ class DeviceCodeGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: ign
     """§3.4-3.5: the device polls the token endpoint with its device code."""
 
     GRANT_TYPE = GRANT_DEVICE_CODE
-    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [*SECRET_AUTH_METHODS, "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [*CONFIDENTIAL_AUTH_METHODS, "none"]
 
     def validate_token_request(self) -> None:
         reject_repeated_parameters(self.request, (*TOKEN_PARAMETERS, "device_code"))

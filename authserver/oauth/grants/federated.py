@@ -15,14 +15,14 @@ from typing import Any, ClassVar
 
 from authlib.oauth2.rfc6749 import InvalidGrantError, grants
 
-from ..clients import SECRET_AUTH_METHODS, Client
+from ..clients import CONFIDENTIAL_AUTH_METHODS, Client
 from ..federation import RULE_CLAIM, Federation, FederationRefused, Match
 from ..grants.client_credentials import granted_scopes
 from ..tokens import AccessTokens, IssuedToken
 
 
 class FederatedGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(SECRET_AUTH_METHODS)
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(CONFIDENTIAL_AUTH_METHODS)
 
     def external_token(self) -> str:
         """The external JWT of this request (checked for presence and shape)."""
@@ -30,7 +30,12 @@ class FederatedGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: igno
 
     def authenticate_optional_client(self) -> Client | None:
         """The client, if the request carries client credentials at all."""
-        if self.request.headers.get("Authorization") or self.request.form.get("client_secret"):
+        form = self.request.form
+        if (
+            self.request.headers.get("Authorization")
+            or form.get("client_secret")
+            or form.get("client_assertion")
+        ):
             client: Client = self.authenticate_token_endpoint_client()
             return client
         return None

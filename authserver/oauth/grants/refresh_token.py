@@ -22,7 +22,7 @@ from authlib.oauth2.rfc6749 import (
 
 from ...errors import DependencyUnavailable
 from ...settings import GRANT_REFRESH_TOKEN
-from ..clients import SECRET_AUTH_METHODS, Client
+from ..clients import CONFIDENTIAL_AUTH_METHODS, Client
 from ..refresh import RefreshTokens, RotationLost
 from ..requests import TOKEN_PARAMETERS, for_description, reject_repeated_parameters
 
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [*SECRET_AUTH_METHODS, "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [*CONFIDENTIAL_AUTH_METHODS, "none"]
 
     def validate_token_request(self) -> None:
         reject_repeated_parameters(self.request, (*TOKEN_PARAMETERS, "refresh_token"))

@@ -1,0 +1,86 @@
+"""``authserver token --key-file PATH`` (or ``AUTHSERVER_CREDENTIALS=PATH``): an access
+token for a service account that holds a key file, with no bearer secret on the host.
+
+The client credentials grant (RFC 6749 §4.4) authenticated by ``private_key_jwt``
+(RFC 7523 §2.2): each request carries a fresh assertion signed by the file's private
+key. The token is cached like a person's (``authserver.client.TokenCache``) until a
+minute before it expires.
+
+Client side: nothing of the server is imported (``requests`` and joserfc only).
+"""
+
+from __future__ import annotations
+
+import os
+
+import requests
+
+from .client import (
+    HTTP_TIMEOUT,
+    REFRESH_MARGIN,
+    CachedToken,
+    LoginError,
+    TokenCache,
+    _error_text,
+    _reason,
+)
+from .client_env import CREDENTIALS
+from .key_file import ASSERTION_TYPE, KeyFileError, client_assertion, load_key_file
+
+
+def key_file_path(explicit: str | None) -> str | None:
+    """``--key-file``, else ``$AUTHSERVER_CREDENTIALS`` (like Google's
+    ``GOOGLE_APPLICATION_CREDENTIALS``), else ``None``."""
+    return explicit or os.environ.get(CREDENTIALS) or None
+
+
+def key_file_access_token(
+    path: str,
+    *,
+    audience: str | None = None,
+    scope: str | None = None,
+    cache: TokenCache | None = None,
+) -> str:
+    """A cached access token with more than a minute left, else a new one."""
+    try:
+        key_file = load_key_file(path)
+    except KeyFileError as exc:
+        raise LoginError(str(exc)) from None
+    cache = cache or TokenCache()
+    entry = " ".join(
+        part
+        for part in (f"key:{key_file.client_id}", audience or "", f"scope={scope}" if scope else "")
+        if part
+    )
+    token = cache.load(key_file.issuer, entry)
+    if token is not None and token.seconds_left() > REFRESH_MARGIN:
+        return token.access_token
+    form = {
+        "grant_type": "client_credentials",
+        "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": client_assertion(key_file),
+    }
+    if audience:
+        form["resource"] = audience
+    if scope:
+        form["scope"] = scope
+    try:
+        response = requests.post(
+            key_file.token_url,
+            data=form,
+            timeout=HTTP_TIMEOUT,
+            headers={"Accept": "application/json"},
+        )
+    except requests.RequestException as exc:
+        raise LoginError(f"cannot reach {key_file.token_url}: {_reason(exc)}") from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise LoginError(f"{key_file.token_url} answered HTTP {response.status_code}, not JSON")
+    if response.status_code != 200:
+        raise LoginError(f"the key file of {key_file.client_id} was refused ({_error_text(body)})")
+    fresh = CachedToken.from_response(body)
+    cache.store(key_file.issuer, entry, fresh)
+    return fresh.access_token
