@@ -140,7 +140,11 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
     )
     refresh_store = SqlRefreshStore(engine)
     users = UserService(SqlUserRepository(engine), settings.rbac)
-    ratelimits = RateLimits(ephemeral)
+    # The failure limits fail open: a stalled Redis may cost their reads 250 ms, not the
+    # 1 s that the rest waits before answering 503.
+    ratelimits = RateLimits(
+        ephemeral.with_timeout(0.25) if isinstance(ephemeral, RedisEphemeralStore) else ephemeral
+    )
     server = AuthServer(
         clients,
         access_tokens,

@@ -277,3 +277,30 @@ def test_readyz_names_a_stalled_redis_and_recovers(
         time.sleep(0.2)
     metrics = requests.get(url + "/metrics", timeout=10).text
     assert 'authserver_dependency_unavailable_total{dependency="redis"}' in metrics
+
+
+def test_the_failure_limits_give_up_on_a_stalled_redis_sooner(own_redis: OwnRedis) -> None:
+    """The failure limits fail open, so their reads give up after 250 ms: a worker that
+    has not met the outage yet answers a client's first token request well within 1 s."""
+    from authserver.errors import DependencyUnavailable
+    from authserver.storage.ephemeral import RedisEphemeralStore
+    from authserver.storage.ratelimit import RateLimits
+
+    store = RedisEphemeralStore.from_url(own_redis.url, prefix="limits-test:")
+    quick = store.with_timeout(0.25)
+    limits = RateLimits(quick)
+    try:
+        assert limits.hit("5/minute", "a")
+        own_redis.pause()
+        try:
+            started = time.monotonic()
+            with pytest.raises(DependencyUnavailable):
+                limits.hit("5/minute", "a")
+            assert time.monotonic() - started < 0.6
+            assert limits.degraded(10)
+            assert not store.failed_within(10)  # the rest of the store keeps its own breaker
+        finally:
+            own_redis.resume()
+    finally:
+        quick.close()
+        store.close()

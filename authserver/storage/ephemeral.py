@@ -109,6 +109,24 @@ class RedisEphemeralStore:
         )
         return cls(client, prefix)
 
+    def with_timeout(self, seconds: float) -> RedisEphemeralStore:
+        """The same Redis and keys through a pool of its own whose calls give up after
+        ``seconds``, with a breaker of its own: for callers that fail open (the failure
+        limits), so that a worker that has not yet met a stalled Redis loses ``seconds``
+        on it, not :attr:`TIMEOUT`."""
+        # The address, database, credentials and retry policy; not the old pool's own
+        # bookkeeping (redis-py's maintenance handler is bound to that pool).
+        kwargs = {
+            key: value
+            for key, value in self._redis.connection_pool.connection_kwargs.items()
+            if not key.startswith(("maint_notifications", "orig_"))
+        }
+        kwargs.update(socket_timeout=seconds, socket_connect_timeout=seconds)
+        pool = redis.ConnectionPool(
+            connection_class=self._redis.connection_pool.connection_class, **kwargs
+        )
+        return RedisEphemeralStore(redis.Redis(connection_pool=pool), self._prefix)
+
     @contextmanager
     def _guard(self) -> Iterator[None]:
         if time.monotonic() < self._down_until:
