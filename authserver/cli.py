@@ -1334,7 +1334,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     try:
         handler: Callable[[argparse.Namespace], int] = args.handler
-        return handler(args)
+        code = handler(args)
+        # A reader that went away (``users list | head``) shows here, not as an
+        # "Exception ignored" at the interpreter's exit.
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except SettingsError as exc:
         print(f"authserver: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -1348,6 +1354,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"authserver: error: {_describe(exc)}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+#: The exit status of a command whose reader closed its standard output: a shell's for
+#: a process ended by SIGPIPE (128 + 13), as ``seq 1 100000 | head`` reports it, so that
+#: ``set -o pipefail`` tells a cut-short listing from a whole one.
+EXIT_BROKEN_PIPE = 141
+
+
+def _stdout_closed() -> int:
+    """Standard output's reader is gone: stop quietly, as Python's documentation
+    recommends (``signal`` module, "Note on SIGPIPE"): what is still buffered goes to
+    ``os.devnull``, so that the flush at exit raises nothing either."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 def _describe(exc: Exception) -> str:
