@@ -75,14 +75,18 @@ def _app(args: argparse.Namespace, settings: Settings | None = None) -> Flask:
     """The app, for commands that use the database.
 
     On SQLite (the embedded default) the schema is brought up to date first, as
-    ``serve`` does; on PostgreSQL that stays the explicit ``db upgrade``.
+    ``serve`` does; on PostgreSQL that stays the explicit ``db upgrade``, and a schema
+    behind it is one line that says so (not the first query's missing table).
     """
     from .app import create_app
-    from .storage.migrations import upgrade_database
+    from .storage.migrations import pending_migrations, upgrade_database
 
     settings = settings or _settings(args)
     if not settings.is_sqlite:
-        return create_app(settings)
+        app = create_app(settings)
+        if pending_migrations(app):
+            raise CliError("the database schema is not current: run `authserver db upgrade` first")
+        return app
     with _announcing_new_database(args, settings) as app:
         upgrade_database(app)
     return app
@@ -151,7 +155,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         run_gunicorn,
     )
     from .settings import parse_bind
-    from .storage.migrations import pending_migrations
 
     if bool(args.tls_cert) != bool(args.tls_key):
         raise CliError("--tls-cert and --tls-key go together", EXIT_USAGE)
@@ -169,9 +172,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _check_redis(settings.redis_url)
     if not args.dev and settings.metrics.access != "off":
         prepare_metrics_dir()  # before the app (and prometheus_client) is loaded
-    app = _app(args, settings)  # on SQLite this applies the migrations
-    if not settings.is_sqlite and pending_migrations(app):
-        raise CliError("the database schema is not current: run `authserver db upgrade` first")
+    app = _app(args, settings)  # applies the migrations on SQLite, checks them elsewhere
     with app.app_context():
         for line in app.extensions["authserver.key_lines"]:
             line.ensure_keys()
@@ -1352,8 +1353,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the last line of defence: no traceback at users
         if os.environ.get("AUTHSERVER_DEBUG"):
             raise
+        if _is_missing_postgres_driver(exc):
+            print(f"authserver: error: {POSTGRES_DRIVER_MISSING}", file=sys.stderr)
+            return EXIT_USAGE
         print(f"authserver: error: {_describe(exc)}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+POSTGRES_DRIVER_MISSING = (
+    "database_url names PostgreSQL, whose driver (psycopg) is not installed: "
+    "pip install 'authserver[postgres]'"
+)
+
+
+def _is_missing_postgres_driver(exc: BaseException) -> bool:
+    """SQLAlchemy imports the driver when the engine is made: without the ``postgres``
+    extra that is a ``ModuleNotFoundError`` for ``psycopg`` (or one of its parts)."""
+    return isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "psycopg"
 
 
 #: The exit status of a command whose reader closed its standard output: a shell's for
