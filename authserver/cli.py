@@ -11,7 +11,7 @@ import getpass
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,14 +75,18 @@ def _app(args: argparse.Namespace, settings: Settings | None = None) -> Flask:
     """The app, for commands that use the database.
 
     On SQLite (the embedded default) the schema is brought up to date first, as
-    ``serve`` does; on PostgreSQL that stays the explicit ``db upgrade``.
+    ``serve`` does; on PostgreSQL that stays the explicit ``db upgrade``, and a schema
+    behind it is one line that says so (not the first query's missing table).
     """
     from .app import create_app
-    from .storage.migrations import upgrade_database
+    from .storage.migrations import pending_migrations, upgrade_database
 
     settings = settings or _settings(args)
     if not settings.is_sqlite:
-        return create_app(settings)
+        app = create_app(settings)
+        if pending_migrations(app):
+            raise CliError("the database schema is not current: run `authserver db upgrade` first")
+        return app
     with _announcing_new_database(args, settings) as app:
         upgrade_database(app)
     return app
@@ -151,7 +155,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         run_gunicorn,
     )
     from .settings import parse_bind
-    from .storage.migrations import pending_migrations
 
     if bool(args.tls_cert) != bool(args.tls_key):
         raise CliError("--tls-cert and --tls-key go together", EXIT_USAGE)
@@ -169,9 +172,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _check_redis(settings.redis_url)
     if not args.dev and settings.metrics.access != "off":
         prepare_metrics_dir()  # before the app (and prometheus_client) is loaded
-    app = _app(args, settings)  # on SQLite this applies the migrations
-    if not settings.is_sqlite and pending_migrations(app):
-        raise CliError("the database schema is not current: run `authserver db upgrade` first")
+    app = _app(args, settings)  # applies the migrations on SQLite, checks them elsewhere
     with app.app_context():
         for line in app.extensions["authserver.key_lines"]:
             line.ensure_keys()
@@ -343,11 +344,17 @@ def cmd_hash_secret(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
+    from .web.admin import keys_json
+
     app = _app(args)
     with app.app_context():
         statuses = [s for line in app.extensions["authserver.key_lines"] for s in line.statuses()]
+        items = keys_json() if args.output == "json" else []
     if not statuses:
         print("no signing keys yet: the first is made when the server starts", file=sys.stderr)
+    if args.output == "json":
+        _print_json(items)
+        return 0
     rows = [("KID", "ALG", "STATE", "SIGNS FROM", "PUBLISHED UNTIL")]
     for s in statuses:
         until = f"{s.published_until:%Y-%m-%d %H:%M:%S}Z" if s.published_until else "-"
@@ -425,6 +432,14 @@ def cmd_audit_prune(args: argparse.Namespace) -> int:
 
 def cmd_clients_list(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if args.output == "json":
+        from .oauth.clients import Client
+        from .oauth.secrets import SecretVerifier
+        from .web.admin import client_json
+
+        verifier = SecretVerifier()
+        _print_json([client_json(Client.from_settings(c, verifier)) for c in settings.clients])
+        return 0
     rows = [("CLIENT_ID", "TYPE", "GRANT TYPES", "SCOPES", "ROLES")]
     for c in settings.clients:
         rows.append(
@@ -535,6 +550,11 @@ def cmd_users_list(args: argparse.Namespace) -> int:
         people = users.list()
     if not people:
         print("no users yet", file=sys.stderr)
+    if args.output == "json":
+        from .web.admin import user_json
+
+        _print_json([user_json(person) for person in people])
+        return 0
     rows = [("USERNAME", "ROLE", "SOURCE", "EMAIL", "CREATED", "LAST LOGIN", "DISABLED")]
     for person in people:
         last = f"{person.last_login_at:%Y-%m-%d %H:%M}Z" if person.last_login_at else "-"
@@ -874,6 +894,9 @@ def cmd_service_accounts_list(args: argparse.Namespace) -> int:
         accounts = _service_accounts(app).list()
     if not accounts:
         print("no service accounts yet", file=sys.stderr)
+    if args.output == "json":
+        _print_json([info.as_dict() for info in accounts])
+        return 0
     rows = [("NAME", "CLIENT_ID", "ROLE", "SCOPES", "CREATED", "EXPIRES", "LAST USED")]
     for info in accounts:
         rows.append(
@@ -1007,6 +1030,25 @@ def _os_reason(exc: Exception) -> str:
     return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
 
 
+def _print_json(items: Sequence[Mapping[str, object]]) -> None:
+    """``--output json``: a list of the admin API's objects (its ``items``; times in
+    ISO 8601), and nothing else on standard output."""
+    import json
+
+    json.dump(list(items), sys.stdout, indent=2)
+    print()
+
+
+def _output_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--output",
+        choices=("table", "json"),
+        default="table",
+        help="a table for people, or JSON for scripts: a list of objects as the admin "
+        "API returns them (default: %(default)s)",
+    )
+
+
 def _print_table(rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -1082,7 +1124,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="keys_command", metavar="COMMAND", parser_class=_Parser
     )
     keys_commands.required = True
-    add("list", cmd_keys_list, "list signing keys and their state", keys_commands)
+    _output_argument(add("list", cmd_keys_list, "list signing keys and their state", keys_commands))
     rotate = add("rotate", cmd_keys_rotate, "publish a new signing key", keys_commands)
     rotate.add_argument(
         "--now",
@@ -1107,7 +1149,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="clients_command", metavar="COMMAND", parser_class=_Parser
     )
     clients_commands.required = True
-    add("list", cmd_clients_list, "list the static clients of the config", clients_commands)
+    _output_argument(
+        add("list", cmd_clients_list, "list the static clients of the config", clients_commands)
+    )
 
     users = commands.add_parser(
         "users", help="people: local, federated and proxy users", parents=[common]
@@ -1130,7 +1174,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--email", metavar="ADDR", help="their email address (an admin's word: verified)"
     )
-    add("list", cmd_users_list, "list every user", users_commands)
+    _output_argument(add("list", cmd_users_list, "list every user", users_commands))
     set_role = add("set-role", cmd_users_set_role, "change a user's role", users_commands)
     set_role.add_argument("name", metavar="NAME")
     set_role.add_argument("role", metavar="ROLE")
@@ -1206,7 +1250,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: all of the role's)",
     )
     _key_file_arguments(sa_create, required=False)
-    add("list", cmd_service_accounts_list, "list service accounts", accounts_commands)
+    _output_argument(
+        add("list", cmd_service_accounts_list, "list service accounts", accounts_commands)
+    )
     sa_add_key = add(
         "add-key",
         cmd_service_accounts_add_key,
@@ -1334,7 +1380,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     try:
         handler: Callable[[argparse.Namespace], int] = args.handler
-        return handler(args)
+        code = handler(args)
+        # A reader that went away (``users list | head``) shows here, not as an
+        # "Exception ignored" at the interpreter's exit.
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except SettingsError as exc:
         print(f"authserver: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -1346,8 +1398,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the last line of defence: no traceback at users
         if os.environ.get("AUTHSERVER_DEBUG"):
             raise
+        if _is_missing_postgres_driver(exc):
+            print(f"authserver: error: {POSTGRES_DRIVER_MISSING}", file=sys.stderr)
+            return EXIT_USAGE
         print(f"authserver: error: {_describe(exc)}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+POSTGRES_DRIVER_MISSING = (
+    "database_url names PostgreSQL, whose driver (psycopg) is not installed: "
+    "pip install 'authserver[postgres]'"
+)
+
+
+def _is_missing_postgres_driver(exc: BaseException) -> bool:
+    """SQLAlchemy imports the driver when the engine is made: without the ``postgres``
+    extra that is a ``ModuleNotFoundError`` for ``psycopg`` (or one of its parts)."""
+    return isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "psycopg"
+
+
+#: The exit status of a command whose reader closed its standard output: a shell's for
+#: a process ended by SIGPIPE (128 + 13), as ``seq 1 100000 | head`` reports it, so that
+#: ``set -o pipefail`` tells a cut-short listing from a whole one.
+EXIT_BROKEN_PIPE = 141
+
+
+def _stdout_closed() -> int:
+    """Standard output's reader is gone: stop quietly, as Python's documentation
+    recommends (``signal`` module, "Note on SIGPIPE"): what is still buffered goes to
+    ``os.devnull``, so that the flush at exit raises nothing either."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 def _describe(exc: Exception) -> str:

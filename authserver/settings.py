@@ -893,7 +893,7 @@ def load_settings(
         except OSError as exc:
             raise SettingsError([f"config file {config_path}: {exc.strerror}"]) from exc
         except yaml.YAMLError as exc:
-            raise SettingsError([f"config file {config_path}: not valid YAML: {exc}"]) from exc
+            raise SettingsError([_yaml_problem(config_path, exc)]) from exc
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -1056,6 +1056,24 @@ def _resolve_secret_files(node: Any, where: str, problems: list[str]) -> None:
                 problems.append(f"{label}: cannot read {exc.filename}: {exc.strerror}")
         else:
             _resolve_secret_files(node[key], f"{where}.{key}" if where else key, problems)
+
+
+def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
+    """One line naming the file and the line of a YAML error: PyYAML's own text names
+    ``<unicode string>`` (it parsed a string) over several lines."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return f"config file {path}: not valid YAML: {' '.join(str(exc).split())}"
+    mark = exc.problem_mark
+    where = f"config file {path}, line {mark.line + 1}, column {mark.column + 1}"
+    problem = exc.problem or "cannot parse this"
+    if exc.context and exc.context_mark is not None:
+        start = exc.context_mark
+        context = f" ({exc.context}, from line {start.line + 1}, column {start.column + 1})"
+    elif exc.context:
+        context = f" ({exc.context})"
+    else:
+        context = ""
+    return f"{where}: not valid YAML: {problem}{context}"
 
 
 def _describe(error: Any, from_env: Mapping[str, str]) -> str:
