@@ -591,29 +591,35 @@ def exchange_federated_token(
         form["audience"] = audience
     if scope:
         form["scope"] = scope
-    try:
-        response = requests.post(
-            metadata.token_endpoint,
-            data=form,
-            timeout=HTTP_TIMEOUT,
-            headers={"Accept": "application/json"},
-        )
-        body: object = response.json()
-    except requests.RequestException as exc:
-        raise LoginError(f"cannot reach {metadata.token_endpoint}: {_reason(exc)}") from None
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise LoginError(
-            f"{metadata.token_endpoint} answered HTTP {response.status_code} without JSON"
-        )
-    if response.status_code != 200 or not isinstance(body.get("access_token"), str):
+    body = post_token_form(metadata.token_endpoint, form, "the token exchange")
+    if not isinstance(body.get("access_token"), str):
         raise LoginError(f"the token exchange was refused ({_error_text(body)})")
     access_token: str = body["access_token"]
     return access_token
 
 
 # -- helpers ----------------------------------------------------------------------------
+
+
+def post_token_form(url: str, form: Mapping[str, str], what: str) -> dict[str, Any]:
+    """POST a token request (RFC 6749 §3.2) and return its JSON body; ``LoginError``
+    naming ``what`` for an unreachable endpoint, an answer that is not JSON, or a
+    refusal."""
+    try:
+        response = requests.post(
+            url, data=dict(form), timeout=HTTP_TIMEOUT, headers={"Accept": "application/json"}
+        )
+    except requests.RequestException as exc:
+        raise LoginError(f"cannot reach {url}: {_reason(exc)}") from None
+    try:
+        body: object = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise LoginError(f"{url} answered HTTP {response.status_code} without JSON")
+    if response.status_code != 200:
+        raise LoginError(f"{what} was refused ({_error_text(body)})")
+    return body
 
 
 @contextmanager

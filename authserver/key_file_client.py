@@ -13,16 +13,12 @@ from __future__ import annotations
 
 import os
 
-import requests
-
 from .client import (
-    HTTP_TIMEOUT,
     REFRESH_MARGIN,
     CachedToken,
     LoginError,
     TokenCache,
-    _error_text,
-    _reason,
+    post_token_form,
 )
 from .client_env import CREDENTIALS
 from .key_file import ASSERTION_TYPE, KeyFileError, client_assertion, load_key_file
@@ -64,23 +60,7 @@ def key_file_access_token(
         form["resource"] = audience
     if scope:
         form["scope"] = scope
-    try:
-        response = requests.post(
-            key_file.token_url,
-            data=form,
-            timeout=HTTP_TIMEOUT,
-            headers={"Accept": "application/json"},
-        )
-    except requests.RequestException as exc:
-        raise LoginError(f"cannot reach {key_file.token_url}: {_reason(exc)}") from None
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise LoginError(f"{key_file.token_url} answered HTTP {response.status_code}, not JSON")
-    if response.status_code != 200:
-        raise LoginError(f"the key file of {key_file.client_id} was refused ({_error_text(body)})")
+    body = post_token_form(key_file.token_url, form, f"the key file of {key_file.client_id}")
     fresh = CachedToken.from_response(body)
     cache.store(key_file.issuer, entry, fresh)
     return fresh.access_token
