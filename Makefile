@@ -42,6 +42,7 @@ lint:
 	$(BIN)/ruff check authserver tests bench
 	$(BIN)/ruff format --check authserver
 	$(BIN)/mypy --strict authserver
+	$(BIN)/lint-imports
 
 bench:
 	$(BIN)/python bench/run.py
