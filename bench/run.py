@@ -1800,7 +1800,7 @@ def print_report(results: Sequence[ScenarioResult], meta: Mapping[str, Any]) -> 
         f"oidc-provider {meta.get('peer_version') or '-'}, {meta['cpu_count']} CPUs"
     )
     row_format = "{:<18} | {:>8} {:>7} {:>7} | {:>8} {:>7} {:>7} | {:>6} | {:>6}"
-    header = row_format.format("", f"{sides[0]}", "", "", f"{sides[1]}", "", "", "ratio", "errors")
+    header = "{:<18} | {:^24} | {:^24} | {:>6} | {:>6}".format("", *sides, "ratio", "errors")
     print(header)
     print(row_format.format("scenario", "req/s", "p50 ms", "p99 ms",
                             "req/s", "p50 ms", "p99 ms", "", ""))  # fmt: skip
@@ -1824,13 +1824,24 @@ def print_report(results: Sequence[ScenarioResult], meta: Mapping[str, Any]) -> 
         value = ratio(results, scenario, sides)
         print(row_format.format(scenario, *cells, f"{value:.2f}" if value else DASH, errors))
     print(f"ratio: {sides[0]} req/s / {sides[1]} req/s; errors: both sides")
+    if "authorization_code" in seen:
+        print(
+            "authorization_code: 2 requests a flow (GET authorize, POST token): flows/s = req/s / 2"
+        )
+    for server in dict.fromkeys(r.server for r in results):
+        kinds = [r.storage for r in results if r.server == server and r.storage]
+        if kinds:
+            usual = max(set(kinds), key=kinds.count)
+            other = [f"{r.scenario} on {r.storage}" for r in results
+                     if r.server == server and r.storage and r.storage != usual]  # fmt: skip
+            print(f"{server}: {usual}" + (f" ({'; '.join(other)})" if other else ""))
     for row in results:
         res = row.result
-        if res.slow_down:
-            print(f"note: {row.server} {row.scenario}: {res.slow_down} of "
-                  f"{res.expected_non_2xx} polls answered slow_down")  # fmt: skip
-    storages = sorted({f"{r.server} {r.scenario}: {r.storage}" for r in results if r.storage})
-    print("storage: " + "; ".join(storages))
+        if res.expected_non_2xx:
+            print(
+                f"{row.server} {row.scenario}: {res.expected_non_2xx} polls answered "
+                f"authorization_pending or slow_down, {res.slow_down} of them slow_down"
+            )
     for row in (r for r in results if r.result.errors):
         res = row.result
         print(
