@@ -2,12 +2,18 @@
 """Load-test authserver against node-oidc-provider, side by side.
 
 For each server this starts the server on 127.0.0.1, checks with one real
-request that each endpoint answers 200 with what it should, warms up, then
-drives it with wrk and reports requests/sec, latency (p50, p99) and errors for
-two scenarios:
+request that each endpoint answers what it should, warms up, then drives it with
+wrk and reports requests/sec, latency (p50, p99) and errors for each scenario:
 
 * ``token``: client-credentials token requests (``client_secret_basic``);
 * ``introspection``: RFC 7662 introspection of a token fetched beforehand;
+* ``authorization_code``: a signed-in person's code flow with PKCE, ``GET /authorize``
+  with the session cookie then the token request with the code its redirect carried;
+* ``refresh``: refresh with rotation, each connection's chain presenting the token the
+  previous answer returned (authserver on PostgreSQL + Redis);
+* ``device_code``: RFC 8628 polls of a pool of pending device codes (the expected
+  answer is ``authorization_pending``, or ``slow_down``);
+* ``jwks``: GET of the JWKS;
 * ``token_exchange`` (authserver only: the peer has no workload identity federation):
   RFC 8693 token exchange of a CI job's OIDC token, a fresh one per request (each is
   single use), signed by a fake CI issuer this script serves.
@@ -15,12 +21,18 @@ two scenarios:
   service account that authenticates with ``private_key_jwt`` (its key file written by
   ``service-accounts create --key-file``), each with an assertion of its own.
 
+With ``--seeded URL``, authserver only, on a database filled by ``bench/seed.py`` and
+on an empty one: ``token``, ``refresh``, ``introspection`` and ``audit_page`` (the
+admin API's audit events).
+
 The peer is panva's ``oidc-provider`` (npm), installed on first use into
 ``bench/.peer/`` and started as one plain ``node`` process. The servers run one
 after the other, never at the same time, so each has the machine to itself
 (apart from wrk). See ``bench/README.md``.
 
-Standard library only, plus ``bcrypt`` for the authserver's client secret hash.
+Standard library only, plus, for the authserver side, authserver's own dependencies
+(``bcrypt`` for the client secret hash, ``joserfc``, ``psycopg`` and ``redis`` for the
+throw-away database and Redis prefix).
 """
 
 from __future__ import annotations
