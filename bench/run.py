@@ -58,6 +58,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from email.message import Message
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -1330,7 +1331,7 @@ class Browser:
         *,
         data: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> tuple[int, Mapping[str, str], bytes]:
+    ) -> tuple[int, Message[str, str], bytes]:
         body = urllib.parse.urlencode(data).encode() if data is not None else None
         all_headers = dict(headers or {})
         if body is not None:
