@@ -1864,6 +1864,17 @@ def print_report(results: Sequence[ScenarioResult], meta: Mapping[str, Any]) -> 
         )
 
 
+def _cells(results: Sequence[ScenarioResult], scenario: str, side: str) -> dict[str, float] | None:
+    row = next((r for r in results if r.scenario == scenario and r.server == side), None)
+    if row is None:
+        return None
+    return {
+        "requests_per_sec": row.result.requests_per_sec,
+        "latency_p50_ms": row.result.latency_p50_ms,
+        "latency_p99_ms": row.result.latency_p99_ms,
+    }
+
+
 def write_results(path: Path, results: Sequence[ScenarioResult], meta: Mapping[str, Any]) -> None:
     sides = sides_of(meta)
     scenarios = dict.fromkeys(r.scenario for r in results)
@@ -1881,6 +1892,16 @@ def write_results(path: Path, results: Sequence[ScenarioResult], meta: Mapping[s
             for r in results
         ],
         f"ratio_{sides[0]}_over_{sides[1]}": {s: ratio(results, s, sides) for s in scenarios},
+        # The printed table: one row a scenario, null where a side has no figure.
+        "table": [
+            {
+                "scenario": scenario,
+                **{side: _cells(results, scenario, side) for side in sides},
+                "ratio": ratio(results, scenario, sides),
+                "errors": sum(r.result.errors for r in results if r.scenario == scenario),
+            }
+            for scenario in scenarios
+        ],
     }
     path.write_text(json.dumps(document, indent=2) + "\n")
 
