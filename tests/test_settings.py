@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -285,6 +287,28 @@ def test_the_client_reads_only_its_listed_variables() -> None:
     for module in modules:
         named = set(re.findall(r"AUTHSERVER_[A-Z0-9_]*[A-Z0-9]", module.read_text()))
         assert named <= CLIENT_ENV_VARS, (module.name, named - CLIENT_ENV_VARS)
+
+
+def test_the_settings_load_only_the_client_s_list_of_variables() -> None:
+    """The settings (which oauth/ reads) import ``authserver.client.env`` and nothing
+    else of the client: not its HTTP client (``authlib.integrations``)."""
+    code = (
+        "import sys, authserver.settings; "
+        "print(sorted(m for m in sys.modules if m.startswith(('authserver.client', "
+        "'authlib.integrations'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,  # this checkout's authserver
+    )
+    assert result.stdout.strip() == "['authserver.client', 'authserver.client.env']"
+    import authserver.client as client
+
+    assert sorted(client.__all__) == sorted(client._MODULES)
+    assert all(getattr(client, name) is not None for name in client.__all__)
 
 
 def test_secret_file_keys(tmp_path: Path) -> None:
