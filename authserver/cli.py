@@ -1009,8 +1009,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
             print(exchange_federated_token(args.issuer, args.federated, audience=args.audience))
             return 0
-        from .client import fresh_access_token
-        from .key_file_client import key_file_access_token, key_file_path
+        from .client import fresh_access_token, key_file_access_token, key_file_path
 
         key_file = key_file_path(args.key_file)
         if key_file is not None:

@@ -42,7 +42,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from .client_env import CLIENT_ENV_VARS
+from .client.env import CLIENT_ENV_VARS
 
 ENV_PREFIX = "AUTHSERVER_"
 #: Environment variables with our prefix that are not setting overrides: the server's

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,10 +14,15 @@ import jwt
 import pytest
 import requests
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Flask
 
-from authserver.keys import KeyEncryptor, KeyManager
-from authserver.keys.manager import KeyDecryptionError
+from authserver.clock import ManualClock
+from authserver.keys import KeyDecryptionError, KeyEncryptor, KeyManager, RotationSchedule
+from authserver.keys.encryption import derive_fernet
+from authserver.keys.schedule import CreateKey, WithdrawOlder
 from authserver.storage.keys import SqlKeyRepository
 from authserver.storage.models import db
 
@@ -24,23 +31,14 @@ from .conftest import SECRETS, AppFactory, free_port, standard_config, start_ser
 DAY = 86400.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def engine_of(app: Flask) -> sa.Engine:
     with app.app_context():
         return db.engine
 
 
-def manager(app: Flask, clock: Clock, secret: bytes = b"k" * 40, **options: Any) -> KeyManager:
+def manager(
+    app: Flask, clock: ManualClock, secret: bytes = b"k" * 40, **options: Any
+) -> KeyManager:
     settings: dict[str, Any] = {
         "algorithm": "RS256",
         "rotate_every": 30 * DAY,
@@ -64,11 +62,11 @@ def signing_kid(keys: KeyManager) -> str:
 
 
 def test_schedule_publishes_before_signing_and_retires_after_expiry(app: Flask) -> None:
-    clock = Clock()
+    clock = ManualClock()
     keys = manager(app, clock)
     first = signing_kid(keys)
     assert kids(keys) == [first]
-    old_token = keys.sign({"typ": "at+jwt"}, {"iss": "x", "exp": int(clock.now + 3600)})
+    old_token = keys.sign({"typ": "at+jwt"}, {"iss": "x", "exp": int(clock.now() + 3600)})
 
     # Not yet due: nothing new.
     clock.advance(29 * DAY)
@@ -96,7 +94,7 @@ def test_schedule_publishes_before_signing_and_retires_after_expiry(app: Flask) 
 
 
 def test_workers_agree_on_the_signing_key(app: Flask) -> None:
-    clock = Clock()
+    clock = ManualClock()
     workers = [manager(app, clock) for _ in range(4)]
     assert len({signing_kid(w) for w in workers}) == 1
     workers[0].rotate()
@@ -106,7 +104,7 @@ def test_workers_agree_on_the_signing_key(app: Flask) -> None:
 
 
 def test_concurrent_workers_create_one_key_per_generation(app: Flask) -> None:
-    clock = Clock()
+    clock = ManualClock()
     workers = [manager(app, clock) for _ in range(8)]
     barrier = threading.Barrier(len(workers))
     results: list[str] = []
@@ -127,10 +125,10 @@ def test_concurrent_workers_create_one_key_per_generation(app: Flask) -> None:
 
 def test_rotate_now_signs_at_once_and_withdraws_the_old_key(app: Flask) -> None:
     """The answer to a compromised key: its tokens stop verifying, it leaves JWKS."""
-    clock = Clock()
+    clock = ManualClock()
     keys = manager(app, clock)
     old_kid = signing_kid(keys)
-    old_token = keys.sign({"typ": "at+jwt"}, {"iss": "x", "exp": int(clock.now + 3600)})
+    old_token = keys.sign({"typ": "at+jwt"}, {"iss": "x", "exp": int(clock.now() + 3600)})
     new = keys.rotate(immediate=True)
     assert signing_kid(keys) == new.kid
     # Until every worker signs with the new key, the old one stays published, so that
@@ -148,7 +146,7 @@ def test_rotate_now_signs_at_once_and_withdraws_the_old_key(app: Flask) -> None:
 def test_an_immediate_rotation_finishes_by_itself(app: Flask) -> None:
     """Should ``keys rotate --now`` die before it withdraws the old keys, the workers'
     own refresh does it once every worker has had the time to switch."""
-    clock = Clock()
+    clock = ManualClock()
     keys = manager(app, clock)
     old_kid = signing_kid(keys)
     new = keys.rotate(immediate=True)
@@ -163,9 +161,9 @@ def test_an_immediate_rotation_finishes_by_itself(app: Flask) -> None:
 
 
 def test_plain_rotate_keeps_old_tokens_valid(app: Flask) -> None:
-    clock = Clock()
+    clock = ManualClock()
     keys = manager(app, clock)
-    old_token = keys.sign({"typ": "at+jwt"}, {"iss": "x", "exp": int(clock.now + 3600)})
+    old_token = keys.sign({"typ": "at+jwt"}, {"iss": "x", "exp": int(clock.now() + 3600)})
     new = keys.rotate()
     clock.advance(601)
     assert signing_kid(keys) == new.kid
@@ -173,7 +171,7 @@ def test_plain_rotate_keeps_old_tokens_valid(app: Flask) -> None:
 
 
 def test_workers_racing_to_schedule_the_next_key_make_one(app: Flask) -> None:
-    clock = Clock()
+    clock = ManualClock()
     signing_kid(manager(app, clock))
     clock.advance(30 * DAY - 300)  # the next key is due
     workers = [manager(app, clock) for _ in range(8)]
@@ -213,6 +211,7 @@ class FlakyRepository:
 
 def test_signing_goes_on_through_a_short_database_outage(app: Flask) -> None:
     repository = FlakyRepository(SqlKeyRepository(engine_of(app)))
+    clock = ManualClock()
     keys = KeyManager(
         repository,
         KeyEncryptor(b"k" * 40),
@@ -220,6 +219,7 @@ def test_signing_goes_on_through_a_short_database_outage(app: Flask) -> None:
         rotate_every=30 * DAY,
         publish_ahead=600.0,
         token_ttl=3600.0,
+        clock=clock,
         refresh_every=0.0,
     )
     kid = signing_kid(keys)
@@ -227,24 +227,24 @@ def test_signing_goes_on_through_a_short_database_outage(app: Flask) -> None:
     assert signing_kid(keys) == kid
     assert [k["kid"] for k in keys.jwks()["keys"]] == [kid]
     keys.MAX_STALE_SECONDS = 0.5  # past the grace period, the outage shows
-    time.sleep(1.1)  # past the one-second pause between retries, too
+    clock.advance(1.1)  # past the one-second pause between retries, too
     with pytest.raises(ConnectionError):
         keys.jwks()
 
 
 def test_private_keys_are_encrypted_at_rest(app: Flask) -> None:
-    keys = manager(app, Clock())
+    keys = manager(app, ManualClock())
     signing_kid(keys)
     with engine_of(app).connect() as conn:
         stored = conn.execute(sa.text("SELECT private_key_encrypted FROM signing_keys")).scalar()
     assert b"PRIVATE KEY" not in bytes(stored)
-    other = manager(app, Clock(), secret=b"another secret, 40 characters long......")
+    other = manager(app, ManualClock(), secret=b"another secret, 40 characters long......")
     with pytest.raises(KeyDecryptionError, match="secret_key changed"):
         other.jwks()
 
 
 def test_algorithm_change_rolls_over_to_a_key_of_the_new_algorithm(app: Flask) -> None:
-    clock = Clock()
+    clock = ManualClock()
     signing_kid(manager(app, clock))
     keys = manager(app, clock, algorithm="ES256")
     token = keys.sign({"typ": "at+jwt"}, {"iss": "x", "exp": 2**31})
@@ -345,7 +345,7 @@ def test_live_rotation_publishes_first_and_keeps_old_tokens_valid(tmp_path: Path
 
 
 def test_retired_until_is_ttl_after_successor_activates(app: Flask) -> None:
-    clock = Clock()
+    clock = ManualClock()
     keys = manager(app, clock)
     first = signing_kid(keys)
     new = keys.rotate()
@@ -356,4 +356,69 @@ def test_retired_until_is_ttl_after_successor_activates(app: Flask) -> None:
     assert until is not None
     expected = new.activates_at + timedelta(seconds=3600 + 60)
     assert abs((until - expected).total_seconds()) < 1
-    assert until > datetime.fromtimestamp(clock.now, UTC)
+    assert until > datetime.fromtimestamp(clock.now(), UTC)
+
+
+# -- the pure parts: the schedule and the encryption helper ---------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    kid: str
+    generation: int
+    algorithm: str
+    created_at: datetime
+    activates_at: datetime
+
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+SCHEDULE = RotationSchedule(
+    algorithm="RS256",
+    rotate_every=timedelta(days=30),
+    publish_ahead=timedelta(minutes=10),
+    token_ttl=timedelta(hours=1),
+    propagation=timedelta(seconds=11),
+)
+
+
+def test_schedule_is_a_function_of_the_keys_and_the_time() -> None:
+    assert SCHEDULE.next_step([], T0) == CreateKey(T0)  # the first key signs at once
+    first = Key("a", 1, "RS256", T0, T0)
+    assert SCHEDULE.next_step([first], T0 + timedelta(days=29)) is None
+    due = T0 + timedelta(days=30) - timedelta(minutes=10)
+    assert SCHEDULE.next_step([first], due) == CreateKey(T0 + timedelta(days=30))
+    second = Key("b", 2, "RS256", due, T0 + timedelta(days=30))
+    keys = [first, second]
+    assert SCHEDULE.next_step(keys, due) is None
+    assert [k.kid for k in SCHEDULE.published(keys, due)] == ["b", "a"]
+    assert {s.kid: s.state for s in SCHEDULE.statuses(keys, due)} == {"a": "active", "b": "next"}
+    retired = second.activates_at + timedelta(hours=1, seconds=59)
+    assert {s.kid: s.state for s in SCHEDULE.statuses(keys, retired)}["a"] == "retired"
+    assert [k.kid for k in SCHEDULE.published(keys, retired + timedelta(seconds=2))] == ["b"]
+    # another configured algorithm: a key of it is published first, then signs
+    other = replace(SCHEDULE, algorithm="ES256")
+    assert other.next_step([first], T0) == CreateKey(T0 + timedelta(minutes=10))
+
+
+def test_schedule_finishes_an_immediate_rotation_after_propagation() -> None:
+    first = Key("a", 1, "RS256", T0, T0)
+    at = T0 + timedelta(days=1)
+    urgent = Key("b", 2, "RS256", at, SCHEDULE.activation_of_rotation(at, immediate=True))
+    assert SCHEDULE.next_step([first, urgent], at + timedelta(seconds=10)) is None
+    assert SCHEDULE.next_step([first, urgent], at + timedelta(seconds=11)) == WithdrawOlder(2)
+
+
+def test_encryption_helper_reads_what_was_stored_before() -> None:
+    """Private keys and retry-cache entries written before the shared helper stay
+    readable: the same HKDF (RFC 5869) and Fernet, byte for byte."""
+    secret = b"k" * 40
+    for purpose in (b"authserver signing-key encryption", b"authserver refresh retry"):
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(secret)
+        stored = Fernet(base64.urlsafe_b64encode(derived)).encrypt(b"private")
+        assert derive_fernet(secret, purpose).decrypt(stored) == b"private"
+    assert (
+        KeyEncryptor(secret).decrypt(
+            derive_fernet(secret, b"authserver signing-key encryption").encrypt(b"pem")
+        )
+        == b"pem"
+    )

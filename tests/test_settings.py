@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from authserver.client_env import CLIENT_ENV_VARS
+from authserver.client.env import CLIENT_ENV_VARS
 from authserver.settings import (
     Settings,
     SettingsError,
@@ -279,10 +281,34 @@ def test_the_person_s_cli_variables_are_not_settings(tmp_path: Path) -> None:
 
 
 def test_the_client_reads_only_its_listed_variables() -> None:
-    package = Path(__file__).resolve().parent.parent / "authserver"
-    for module in ("client.py", "client_env.py"):
-        named = set(re.findall(r"AUTHSERVER_[A-Z0-9_]*[A-Z0-9]", (package / module).read_text()))
-        assert named <= CLIENT_ENV_VARS, (module, named - CLIENT_ENV_VARS)
+    package = Path(__file__).resolve().parent.parent / "authserver" / "client"
+    modules = sorted(package.glob("*.py"))
+    assert package / "env.py" in modules
+    for module in modules:
+        named = set(re.findall(r"AUTHSERVER_[A-Z0-9_]*[A-Z0-9]", module.read_text()))
+        assert named <= CLIENT_ENV_VARS, (module.name, named - CLIENT_ENV_VARS)
+
+
+def test_the_settings_load_only_the_client_s_list_of_variables() -> None:
+    """The settings (which oauth/ reads) import ``authserver.client.env`` and nothing
+    else of the client: not its HTTP client (``authlib.integrations``)."""
+    code = (
+        "import sys, authserver.settings; "
+        "print(sorted(m for m in sys.modules if m.startswith(('authserver.client', "
+        "'authlib.integrations'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,  # this checkout's authserver
+    )
+    assert result.stdout.strip() == "['authserver.client', 'authserver.client.env']"
+    import authserver.client as client
+
+    assert sorted(client.__all__) == sorted(client._MODULES)
+    assert all(getattr(client, name) is not None for name in client.__all__)
 
 
 def test_secret_file_keys(tmp_path: Path) -> None:

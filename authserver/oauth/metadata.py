@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..keys.manager import ALGORITHMS
+from ..keys.material import ALGORITHMS
 from .client_assertion import ASSERTION_ALGORITHMS
 from .clients import CONFIDENTIAL_AUTH_METHODS, Client
 

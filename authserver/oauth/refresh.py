@@ -11,7 +11,6 @@ read it (DESIGN.md, "Durable vs ephemeral state").
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import secrets
@@ -20,8 +19,8 @@ from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from ..keys.encryption import derive_fernet
 
 #: Refresh tokens are recognisable (secret scanners, logs): ``as_rt_<random>``.
 REFRESH_TOKEN_PREFIX = "as_rt_"  # noqa: S105 - a prefix, not a secret
@@ -217,7 +216,4 @@ def _cache_key(token: str) -> str:
 
 
 def _fernet(token: str) -> Fernet:
-    key = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=None, info=b"authserver refresh retry"
-    ).derive(token.encode())
-    return Fernet(base64.urlsafe_b64encode(key))
+    return derive_fernet(token.encode(), b"authserver refresh retry")

@@ -61,7 +61,7 @@ class SigningKey(_KeyColumns, Base):
 
     A key is published (in JWKS) from ``created_at``, signs from ``activates_at``
     until a newer key activates, and stays published until every token it signed
-    has expired (``authserver.keys.manager`` works that out from the list).
+    has expired (``authserver.keys.schedule`` works that out from the list).
     """
 
     __tablename__ = "signing_keys"

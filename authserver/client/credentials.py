@@ -3,8 +3,8 @@ token for a service account that holds a key file, with no bearer secret on the 
 
 The client credentials grant (RFC 6749 §4.4) authenticated by ``private_key_jwt``
 (RFC 7523 §2.2): each request carries a fresh assertion signed by the file's private
-key. The token is cached like a person's (``authserver.client.TokenCache``) until a
-minute before it expires.
+key. The token is cached like a person's (:class:`~authserver.client.cache.TokenCache`)
+until a minute before it expires.
 
 Client side: nothing of the server is imported (``requests`` and joserfc only).
 """
@@ -13,15 +13,10 @@ from __future__ import annotations
 
 import os
 
-from .client import (
-    REFRESH_MARGIN,
-    CachedToken,
-    LoginError,
-    TokenCache,
-    post_token_form,
-)
-from .client_env import CREDENTIALS
-from .key_file import ASSERTION_TYPE, KeyFileError, client_assertion, load_key_file
+from ..key_file import ASSERTION_TYPE, KeyFileError, client_assertion, load_key_file
+from .cache import REFRESH_MARGIN, CachedToken, TokenCache
+from .env import CREDENTIALS
+from .http import LoginError, post_token_form
 
 
 def key_file_path(explicit: str | None) -> str | None:
