@@ -28,6 +28,7 @@ from .settings import (
     prepare_embedded_default,
     uses_embedded_default,
 )
+from .web.services import Services
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -174,7 +175,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         prepare_metrics_dir()  # before the app (and prometheus_client) is loaded
     app = _app(args, settings)  # applies the migrations on SQLite, checks them elsewhere
     with app.app_context():
-        for line in app.extensions["authserver.key_lines"]:
+        for line in Services.of(app).key_lines:
             line.ensure_keys()
         _initial_admin(app, settings)
         from .storage.models import db
@@ -225,7 +226,7 @@ def _initial_admin(app: Flask, settings: Settings) -> None:
     if not settings.local_users:
         return
     try:
-        password = app.extensions["authserver.users"].ensure_initial_admin(settings.initial_admin)
+        password = Services.of(app).users.ensure_initial_admin(settings.initial_admin)
     except UserError as exc:
         raise CliError(f"initial_admin: {exc}", EXIT_USAGE) from exc
     if password:
@@ -348,7 +349,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
     app = _app(args)
     with app.app_context():
-        statuses = [s for line in app.extensions["authserver.key_lines"] for s in line.statuses()]
+        statuses = [s for line in Services.of(app).key_lines for s in line.statuses()]
         items = keys_json() if args.output == "json" else []
     if not statuses:
         print("no signing keys yet: the first is made when the server starts", file=sys.stderr)
@@ -369,7 +370,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     app = _app(args)
     with app.app_context():
         # Every line rotates together: a compromised secret key compromises them all.
-        lines = app.extensions["authserver.key_lines"]
+        lines = Services.of(app).key_lines
         records = [line.rotate(immediate=args.now) for line in lines]
         _audit(
             app,
@@ -423,9 +424,9 @@ def cmd_audit_prune(args: argparse.Namespace) -> int:
     before = datetime.now(UTC) - timedelta(seconds=keep)
     app = _app(args, settings)
     with app.app_context():
-        deleted = app.extensions["authserver.audit"].prune(before)
+        deleted = Services.of(app).audit.prune(before)
         _audit(app, "audit_pruned", before=before.isoformat(), deleted=deleted)
-        app.extensions["authserver.events"].flush()
+        Services.of(app).events.flush()
     print(f"deleted {deleted} audit events from before {before:%Y-%m-%d %H:%M:%S}Z")
     return 0
 
@@ -468,7 +469,7 @@ def _actor() -> str:
 
 def _audit(app: Flask, event: str, **details: Any) -> None:
     """Record an admin change made from here, as the admin API does (``web/admin.py``)."""
-    app.extensions["authserver.events"](event, actor=_actor(), address="local", **details)
+    Services.of(app).events(event, actor=_actor(), address="local", **details)
 
 
 @contextmanager
@@ -490,7 +491,7 @@ def _users(
 ) -> Iterator[tuple[UserService, Flask]]:
     """The user service (and its app), with ``UserError`` as a one-line failure."""
     with _admin(args, settings) as app:
-        yield app.extensions["authserver.users"], app
+        yield Services.of(app).users, app
 
 
 def _check_role(settings: Settings, role: str | None) -> None:
@@ -669,7 +670,7 @@ def cmd_users_export_csv(args: argparse.Namespace) -> int:
 
 
 def _service_accounts(app: Flask) -> ServiceAccountService:
-    service: ServiceAccountService = app.extensions["authserver.service_accounts"]
+    service = Services.of(app).service_accounts
     return service
 
 

@@ -33,6 +33,7 @@ from authserver.settings import RateLimitSettings, Settings
 from authserver.storage.ephemeral import EphemeralStore, RedisEphemeralStore
 from authserver.storage.migrations import upgrade_database
 from authserver.storage.models import db
+from authserver.web.services import Services
 
 PG_URL = os.environ.get("AUTHSERVER_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("AUTHSERVER_TEST_REDIS_URL")
@@ -260,7 +261,7 @@ def make_app(backend: Backend, tmp_path: Path) -> Iterator[AppFactory]:
     for app in built:
         with app.app_context():
             db.engine.dispose()
-        store = app.extensions["authserver.ephemeral"]
+        store = Services.of(app).ephemeral
         if isinstance(store, RedisEphemeralStore):
             store.close()
 
@@ -296,13 +297,13 @@ def module_app(
     upgrade_database(app)
     with app.app_context():
         # Something to list, find and page through, besides what generated calls make.
-        service_accounts = app.extensions["authserver.service_accounts"]
+        service_accounts = Services.of(app).service_accounts
         service_accounts.create("deploy-bot", role="user", created_by="test")
-        app.extensions["authserver.users"].create_local("alice", "alice-password-123", "user")
+        Services.of(app).users.create_local("alice", "alice-password-123", "user")
     yield app
     with app.app_context():
         db.engine.dispose()
-    store = app.extensions["authserver.ephemeral"]
+    store = Services.of(app).ephemeral
     if isinstance(store, RedisEphemeralStore):
         store.close()
     if server is not None:

@@ -29,6 +29,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from authserver.web.openapi import openapi_document
+from authserver.web.services import Services
 from tests.conftest import AUDIENCES, SECRETS
 
 ISSUER = "http://127.0.0.1:8080"
@@ -311,7 +312,7 @@ def test_the_default_audience_never_reaches_the_api(make_app: Any) -> None:
 def test_a_rotated_or_expired_service_account_stops_at_once(make_app: Any) -> None:
     app = make_app()
     with app.app_context():
-        service = app.extensions["authserver.service_accounts"]
+        service = Services.of(app).service_accounts
         _, token = service.create("deployer", role="admin", expires_in=2)
     issued = app.test_client().post(
         "/oauth2/token",

@@ -16,6 +16,8 @@ import sqlalchemy as sa
 import yaml
 from flask import Flask
 
+from authserver.web.services import Services
+
 from .conftest import SECRETS, AppFactory, Backend, run_cli, standard_config
 from .test_refresh_tokens import (
     flask_refresh,
@@ -31,7 +33,7 @@ ADMIN_API = ISSUER + "/api/v1"
 
 def rows(app: Flask) -> list[dict[str, Any]]:
     """Every audit event, oldest first, as plain dicts."""
-    app.extensions["authserver.events"].flush()
+    Services.of(app).events.flush()
     with app.app_context():
         engine = app.extensions["sqlalchemy"].engines[None]
     with engine.connect() as conn:
@@ -50,7 +52,7 @@ def of(app: Flask, event: str) -> list[dict[str, Any]]:
 def admin_token(app: Flask) -> str:
     """An access token of an admin service account, for this server's API."""
     with app.app_context():
-        _, token = app.extensions["authserver.service_accounts"].create(
+        _, token = Services.of(app).service_accounts.create(
             "auditor", role="admin", created_by="test"
         )
     response = app.test_client().post(
@@ -171,7 +173,7 @@ def test_admin_changes_name_the_admin_and_where_from(make_app: AppFactory) -> No
         "keys_rotated",
     ]
     with app.app_context():
-        auditor = app.extensions["authserver.service_accounts"].get("auditor")
+        auditor = Services.of(app).service_accounts.get("auditor")
     assert {e["actor"] for e in events} == {auditor.client_id}
     assert events[0]["target"] == "carol"
     assert events[0]["details"]["role"] == "viewer"
@@ -265,7 +267,7 @@ def test_audit_prune_deletes_what_is_past_the_retention(
     app = make_app()
     old = datetime.now(UTC) - timedelta(days=100)
     recent = datetime.now(UTC) - timedelta(days=10)
-    app.extensions["authserver.audit"].record_many(
+    Services.of(app).audit.record_many(
         [
             {"event": "login_failed", "at": old, "target": "old"},
             {"event": "login_failed", "at": recent, "target": "recent"},

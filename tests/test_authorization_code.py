@@ -26,6 +26,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from authserver.oauth.grants import authorization_code
+from authserver.web.services import Services
 
 from .conftest import AUDIENCES, SECRETS, AppFactory, LiveServer
 from .people import (
@@ -674,7 +675,7 @@ def test_expired_code_is_invalid_grant(
 ) -> None:
     monkeypatch.setattr(authorization_code, "CODE_TTL_SECONDS", 1)
     app: Flask = make_app()
-    app.extensions["authserver.users"].create_local("alice", PASSWORD, "user")
+    Services.of(app).users.create_local("alice", PASSWORD, "user")
     client = app.test_client()
     client_login(client, "alice")
     redirect_uri = "http://127.0.0.1:40001/callback"

@@ -19,6 +19,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from authserver.settings import Settings, SettingsError, load_settings
+from authserver.web.services import Services
 
 from .conftest import (
     BACKENDS,
@@ -153,7 +154,7 @@ def test_open_and_off(make_app: AppFactory) -> None:
     opened = make_app(metrics={"access": "open"}).test_client()
     assert opened.get("/metrics", environ_base={"REMOTE_ADDR": "192.0.2.7"}).status_code == 200
     off = make_app(metrics={"access": "off"})
-    assert "authserver.metrics" not in off.extensions
+    assert Services.of(off).metrics is None
     assert off.test_client().get("/metrics").status_code == 404
 
 

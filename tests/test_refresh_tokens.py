@@ -26,6 +26,8 @@ from authlib.integrations.requests_client import OAuth2Session
 from flask import Flask
 from flask.testing import FlaskClient
 
+from authserver.web.services import Services
+
 from .conftest import SECRETS, AppFactory, LiveServer
 from .people import PASSWORD, code_for, flask_authorize, form_field, pkce_pair, signed_in_session
 
@@ -60,7 +62,7 @@ def new_local_user(app: Flask, role: str | None = None) -> str:
     """A local user of an in-process app, made through the person service."""
     name = f"user-{secrets.token_hex(4)}"
     with app.app_context():
-        app.extensions["authserver.users"].create_local(name, PASSWORD, role)
+        Services.of(app).users.create_local(name, PASSWORD, role)
     return name
 
 
@@ -358,11 +360,11 @@ def test_disabled_user_cannot_refresh(make_app: AppFactory) -> None:
     first = flask_tokens(client)
     assert jwt_claims(first["access_token"])["roles"] == ["viewer"]
     with app.app_context():
-        app.extensions["authserver.users"].set_disabled(user, True)
+        Services.of(app).users.set_disabled(user, True)
     assert_oauth_error(flask_refresh(client, first["refresh_token"]), "invalid_grant")
     # Enabling the person again does not bring the old sign-in back.
     with app.app_context():
-        app.extensions["authserver.users"].set_disabled(user, False)
+        Services.of(app).users.set_disabled(user, False)
     assert_oauth_error(flask_refresh(client, first["refresh_token"]), "invalid_grant")
 
 

@@ -19,13 +19,14 @@ from flask.testing import FlaskClient
 
 from authserver.identity.service_accounts import ServiceAccountService
 from authserver.identity.users import AlreadyExists, NotFound, UserError
+from authserver.web.services import Services
 
 from .conftest import AUDIENCES, AppFactory, LiveServer
 from .test_refresh_tokens import assert_oauth_error, jwt_claims
 
 
 def accounts(app: Flask) -> ServiceAccountService:
-    service: ServiceAccountService = app.extensions["authserver.service_accounts"]
+    service = Services.of(app).service_accounts
     return service
 
 

@@ -18,7 +18,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, current_app, flash, g, redirect, request, url_for
+from flask import Blueprint, flash, g, redirect, request, url_for
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import generate_csrf
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -43,6 +43,7 @@ from .forms import (
     UserRoleForm,
 )
 from .pages import message, page
+from .services import services
 from .signin import current_signin
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
@@ -566,7 +567,7 @@ def _keys_page(status: int = 200, *, error: str | None = None) -> Response:
         keys=admin.keys_json(),
         algorithm=app_settings().signing.algorithm,
         # create_app gives ID tokens an RS256 key line of their own for other algorithms.
-        id_token_keys=len(current_app.extensions["authserver.key_lines"]) > 1,
+        id_token_keys=len(services().key_lines) > 1,
     )
 
 

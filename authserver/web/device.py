@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from flask import Blueprint, current_app, redirect, request, url_for
+from flask import Blueprint, redirect, request, url_for
 from werkzeug.wrappers import Response
 
 from ..oauth.authorization import PendingDevice
@@ -12,6 +12,7 @@ from ..oauth.metadata import admin_api_audience
 from .adapter import oauth_server
 from .forms import DeviceCodeForm, DeviceDecisionForm
 from .pages import message, page
+from .services import services
 from .signin import client_address, current_signin
 
 bp = Blueprint("device", __name__)
@@ -30,7 +31,7 @@ def _require_signin() -> Response | None:
 
 def _pending(code: str) -> PendingDevice | Literal["throttled"] | None:
     """The pending request for ``code``; a wrong code counts against the address."""
-    limits = current_app.extensions["authserver.ratelimits"]
+    limits = services().ratelimits
     address = client_address()
     if not limits.test(USER_CODE_PER_ADDRESS, "user-code", address):
         return "throttled"

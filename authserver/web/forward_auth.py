@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, current_app, redirect, request, session, url_for
+from flask import Blueprint, Response, redirect, request, session, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from ..identity.forward_auth import (
@@ -26,6 +26,7 @@ from ..identity.forward_auth import (
 from .adapter import app_settings
 from .bearer import BearerRefused, bearer_caller, bearer_token
 from .pages import message
+from .services import services
 from .signin import LOGGED_OUT_PREFIX, current_signin
 
 bp = Blueprint("forward_auth", __name__)
@@ -37,7 +38,9 @@ BEARER_CHALLENGE = 'Bearer realm="authserver", error="invalid_token"'
 
 
 def forward_auth() -> ForwardAuth:
-    service: ForwardAuth = current_app.extensions["authserver.forward_auth"]
+    service = services().forward_auth
+    if service is None:  # the blueprint is registered only with forward_auth set
+        raise RuntimeError("forward_auth is not configured")
     return service
 
 
@@ -130,10 +133,10 @@ def _cookie_identity() -> dict[str, str] | None:
     found = service.session_of(request.cookies.get(forward_auth_cookie()), _netloc())
     if found is None:
         return None
-    store = current_app.extensions["authserver.ephemeral"]
+    store = services().ephemeral
     if store.get(LOGGED_OUT_PREFIX + found.sid) is not None:
         return None
-    person = current_app.extensions["authserver.users"].get(found.user_id)
+    person = services().users.get(found.user_id)
     if person is None or person.disabled:
         return None
     if person.credentials_generation != found.credentials_generation:
@@ -203,10 +206,10 @@ def callback() -> WerkzeugResponse:
         response = _refused(str(exc))
         response.delete_cookie(_nonce_cookie(), path="/oauth2/")
         return response
-    person = current_app.extensions["authserver.users"].get(redeemed.session.user_id)
+    person = services().users.get(redeemed.session.user_id)
     if person is None or person.disabled:
         return _refused("This account is disabled.", 403)
-    current_app.extensions["authserver.events"](
+    services().events(
         "forward_auth_login",
         user_id=person.id,
         username=person.username,
@@ -244,11 +247,9 @@ def sign_out() -> WerkzeugResponse:
     if found is not None:
         settings = app_settings()
         lifetime = max(service.session_lifetime, settings.session_lifetime)
-        store = current_app.extensions["authserver.ephemeral"]
+        store = services().ephemeral
         store.put(LOGGED_OUT_PREFIX + found.sid, b"1", lifetime)
-        current_app.extensions["authserver.events"](
-            "forward_auth_logout", user_id=found.user_id, host=found.host
-        )
+        services().events("forward_auth_logout", user_id=found.user_id, host=found.host)
     response = redirect(target)
     response.delete_cookie(
         forward_auth_cookie(), path="/", secure=scheme == "https", httponly=True, samesite="Lax"

@@ -21,7 +21,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
+
+from .services import services
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +120,7 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    readiness: Readiness = current_app.extensions["authserver.readiness"]
+    readiness = services().readiness
     checks = readiness()
     if all(result == OK for result in checks.values()):
         return _json({"status": "ok", "checks": checks}, 200)
