@@ -9,22 +9,24 @@ from pathlib import Path
 from flask import Flask
 from flask_migrate import Migrate
 
+from .bootstrap import load_secret_key
 from .clock import SYSTEM_CLOCK, Clock
 from .identity.federation import Upstream
 from .identity.forward_auth import ForwardAuth, HostRules
 from .identity.service_accounts import ServiceAccountService
 from .identity.users import UserService
 from .keys import KeyEncryptor, KeyManager
-from .oauth.clients import ChainedClientStore, StaticClientStore
+from .oauth.clients import ChainedClientStore, Client, StaticClientStore
 from .oauth.federation import Federation
-from .oauth.metadata import DEVICE_VERIFICATION_PATH, TOKEN_PATH, server_metadata
+from .oauth.metadata import server_metadata
 from .oauth.oidc import IdTokens
 from .oauth.refresh import RefreshTokens
 from .oauth.secrets import SecretVerifier
 from .oauth.server import AuthServer
 from .oauth.throttle import client_auth_throttle, login_throttle
 from .oauth.tokens import AccessTokens
-from .settings import Settings
+from .paths import DEVICE_VERIFICATION_PATH, TOKEN_PATH
+from .settings import ClientSettings, Settings
 from .storage.audit import SqlAuditLog
 from .storage.database import (
     configure_engine,
@@ -68,6 +70,30 @@ def migrations_directory() -> str:
     raise FileNotFoundError("the database migrations are missing from this install")
 
 
+def client_from_settings(settings: ClientSettings, verifier: SecretVerifier) -> Client:
+    """A configured client (DESIGN.md ``clients:``) as the protocol layer sees it."""
+    return Client(
+        client_id=settings.client_id,
+        is_public=settings.public,
+        secret_hash=settings.client_secret_hash,
+        grant_types=settings.grant_types,
+        redirect_uris=settings.redirect_uris,
+        scopes=settings.scopes,
+        roles=settings.roles,
+        verifier=verifier,
+        introspect=settings.introspect,
+        consent=settings.consent,
+        post_logout_redirect_uris=settings.post_logout_redirect_uris,
+        introspect_audiences=settings.introspect_audiences,
+        jwks=tuple(settings.jwks["keys"]) if settings.jwks else (),
+    )
+
+
+def static_clients(settings: Settings, verifier: SecretVerifier) -> list[Client]:
+    """The clients of the config file, sharing one secret verifier (and its cache)."""
+    return [client_from_settings(client, verifier) for client in settings.clients]
+
+
 def create_app(
     settings: Settings, *, ephemeral: EphemeralStore | None = None, clock: Clock | None = None
 ) -> Flask:
@@ -81,7 +107,7 @@ def create_app(
     app = Flask("authserver", static_folder=None, template_folder="web/templates")
     database_url = normalize_database_url(settings.database_url)
     app.config.update(
-        SECRET_KEY=settings.load_secret_key(),
+        SECRET_KEY=load_secret_key(settings),
         SESSION_COOKIE_NAME="authserver_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -131,7 +157,7 @@ def create_app(
             token_ttl=settings.tokens.access_token_ttl,
             clock=clock.now,
         )
-    static_clients = StaticClientStore(settings.clients, SecretVerifier())
+    static = StaticClientStore(static_clients(settings, SecretVerifier()))
     service_accounts = ServiceAccountService(
         SqlServiceAccountRepository(engine),
         settings.rbac,
@@ -139,7 +165,7 @@ def create_app(
         issuer=settings.issuer,
         token_url=settings.base_url + TOKEN_PATH,
     )
-    clients = ChainedClientStore(static_clients, service_accounts.get_client)
+    clients = ChainedClientStore(static, service_accounts.get_client)
     metrics = None
     if settings.metrics.access != "off":
         metrics = web_metrics.Metrics(os.environ.get(web_metrics.MULTIPROC_ENV) or None)

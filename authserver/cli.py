@@ -18,14 +18,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from . import __version__
+from .bootstrap import (
+    DEMO_CLIENT_SECRET_FILE,
+    initial_password_path,
+    prepare_embedded_default,
+    write_private_file,
+)
 from .logs import configure_logging
 from .settings import (
-    DEMO_CLIENT_SECRET_FILE,
     Settings,
     SettingsError,
     instance_dir,
     load_settings,
-    prepare_embedded_default,
     uses_embedded_default,
 )
 from .web.services import Services
@@ -214,10 +218,6 @@ def _check_redis(url: str) -> None:
         store.close()
 
 
-#: Where the one-time password goes when stderr is no terminal (beside the secret key).
-INITIAL_PASSWORD_FILE = "initial_admin_password"  # noqa: S105 - a file name
-
-
 def _initial_admin(app: Flask, settings: Settings) -> None:
     """The first admin of an empty database: from ``initial_admin``, or a one-time
     password printed here (never a fixed default password)."""
@@ -248,12 +248,9 @@ def _show_initial_password(settings: Settings, name: str, password: str) -> None
             flush=True,
         )
         return
-    path = Path(settings.secret_key_file).parent / INITIAL_PASSWORD_FILE
+    path = initial_password_path(settings)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(password + "\n")
+        write_private_file(path, password + "\n")
     except OSError as exc:
         # The admin exists now: a password nobody can read would lock everyone out.
         print(
@@ -434,12 +431,11 @@ def cmd_audit_prune(args: argparse.Namespace) -> int:
 def cmd_clients_list(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.output == "json":
-        from .oauth.clients import Client
+        from .app import static_clients
         from .oauth.secrets import SecretVerifier
         from .web.admin import client_json
 
-        verifier = SecretVerifier()
-        _print_json([client_json(Client.from_settings(c, verifier)) for c in settings.clients])
+        _print_json([client_json(c) for c in static_clients(settings, SecretVerifier())])
         return 0
     rows = [("CLIENT_ID", "TYPE", "GRANT TYPES", "SCOPES", "ROLES")]
     for c in settings.clients:

@@ -26,6 +26,7 @@ from ..identity.service_accounts import DEFAULT_EXPIRY_SECONDS
 from ..identity.users import AlreadyExists, NotFound, Person, UserError
 from ..key_file import DEFAULT_KEY_ALGORITHM
 from ..oauth.metadata import admin_api_audience
+from ..paths import ADMIN_API_PATH
 from . import admin
 from .adapter import app_settings
 from .audit import set_actor
@@ -34,7 +35,7 @@ from .openapi import DEFAULT_PAGE, MAX_PAGE, openapi_document
 from .services import services
 from .signin import client_address
 
-bp = Blueprint("admin_api", __name__, url_prefix="/api/v1")
+bp = Blueprint("admin_api", __name__, url_prefix=ADMIN_API_PATH)
 
 F = TypeVar("F", bound=Callable[..., Response])
 

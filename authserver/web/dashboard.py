@@ -27,6 +27,7 @@ from werkzeug.wrappers import Response
 from ..identity.users import AlreadyExists, NotFound, UserError
 from ..key_file import DEFAULT_KEY_ALGORITHM, KeyFile
 from ..oauth.people import Person
+from ..paths import DASHBOARD_PATH, TOKEN_PATH
 from . import admin
 from .adapter import app_settings
 from .audit import AUDITED, set_actor
@@ -46,7 +47,7 @@ from .pages import message, page
 from .services import services
 from .signin import current_signin
 
-bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
+bp = Blueprint("dashboard", __name__, url_prefix=DASHBOARD_PATH)
 
 #: The sections of the navigation: (endpoint, label).
 NAV = (
@@ -466,7 +467,7 @@ def _token_page(status: int, title: str, client_id: str, token: str) -> Response
         field_id="service-account-token",
         value=token,
         what="token",
-        token_url=app_settings().base_url + "/oauth2/token",
+        token_url=app_settings().base_url + TOKEN_PATH,
         client_id=client_id,
         back=url_for(".service_accounts"),
         back_text="Back to service accounts",

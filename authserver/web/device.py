@@ -9,6 +9,7 @@ from werkzeug.wrappers import Response
 
 from ..oauth.authorization import PendingDevice
 from ..oauth.metadata import admin_api_audience
+from ..paths import DEVICE_VERIFICATION_PATH
 from .adapter import oauth_server
 from .forms import DeviceCodeForm, DeviceDecisionForm
 from .pages import message, page
@@ -17,7 +18,7 @@ from .signin import client_address, current_signin
 
 bp = Blueprint("device", __name__)
 
-DEVICE_PATH = "/device"
+DEVICE_PATH = DEVICE_VERIFICATION_PATH
 #: Wrong codes allowed per address (§5.1: "brute force attacks"; 20^8 codes in all).
 USER_CODE_PER_ADDRESS = "10/minute;60/hour"
 THROTTLED = "Too many wrong codes. Wait a few minutes and try again."

@@ -6,7 +6,7 @@ import json
 
 from flask import Blueprint, Response
 
-from ..oauth.metadata import JWKS_PATH
+from ..paths import AUTHORIZATION_SERVER_METADATA_PATH, JWKS_PATH, OPENID_CONFIGURATION_PATH
 from .services import services
 
 bp = Blueprint("discovery", __name__)
@@ -19,8 +19,8 @@ def _json(body: object, max_age: int) -> Response:
     return response
 
 
-@bp.get("/.well-known/openid-configuration")
-@bp.get("/.well-known/oauth-authorization-server")
+@bp.get(OPENID_CONFIGURATION_PATH)
+@bp.get(AUTHORIZATION_SERVER_METADATA_PATH)
 def metadata() -> Response:
     return _json(services().metadata, 3600)
 

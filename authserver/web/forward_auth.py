@@ -23,6 +23,14 @@ from ..identity.forward_auth import (
     identity_headers,
     redirect_target,
 )
+from ..paths import (
+    FORWARD_AUTH_PATH,
+    FORWARD_AUTH_PREFIX,
+    FORWARD_CALLBACK_PATH,
+    FORWARD_SIGN_OUT_PATH,
+    FORWARD_SIGNIN_PATH,
+    FORWARD_START_PATH,
+)
 from .adapter import app_settings
 from .bearer import BearerRefused, bearer_caller, bearer_token
 from .pages import message
@@ -32,7 +40,6 @@ from .signin import LOGGED_OUT_PREFIX, current_signin
 bp = Blueprint("forward_auth", __name__)
 
 #: Where ``/oauth2/start`` sends the browser: our origin, to sign in and get a code.
-FORWARD_SIGNIN_PATH = "/login/forward"
 #: RFC 6750 §3.1: a bearer token that is not good here.
 BEARER_CHALLENGE = 'Bearer realm="authserver", error="invalid_token"'
 
@@ -92,7 +99,7 @@ def _header_value(value: str) -> str:
 AUTH_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-@bp.route("/oauth2/auth", methods=AUTH_METHODS)
+@bp.route(FORWARD_AUTH_PATH, methods=AUTH_METHODS)
 def auth() -> Response:
     """202 with the identity headers for a valid session cookie or bearer token of an
     allowed audience; 401 otherwise (oauth2-proxy's ``/oauth2/auth``)."""
@@ -144,7 +151,7 @@ def _cookie_identity() -> dict[str, str] | None:
     return identity_headers(person.username, person.email, person.groups)
 
 
-@bp.get("/oauth2/start")
+@bp.get(FORWARD_START_PATH)
 def start() -> WerkzeugResponse:
     """Sign in for the protected host, then land on ``rd`` (only on an allowed host)."""
     scheme, netloc = _scheme(), _netloc()
@@ -159,7 +166,7 @@ def start() -> WerkzeugResponse:
         _nonce_cookie(),
         started.nonce,
         max_age=START_TTL_SECONDS,
-        path="/oauth2/",
+        path=FORWARD_AUTH_PREFIX,
         secure=scheme == "https",
         httponly=True,
         samesite="Lax",
@@ -193,7 +200,7 @@ def signin() -> WerkzeugResponse:
     return redirect(callback)
 
 
-@bp.get("/oauth2/callback")
+@bp.get(FORWARD_CALLBACK_PATH)
 def callback() -> WerkzeugResponse:
     """On the protected host: the code for the forward-auth session cookie."""
     scheme, netloc = _scheme(), _netloc()
@@ -204,7 +211,7 @@ def callback() -> WerkzeugResponse:
         )
     except ForwardAuthError as exc:
         response = _refused(str(exc))
-        response.delete_cookie(_nonce_cookie(), path="/oauth2/")
+        response.delete_cookie(_nonce_cookie(), path=FORWARD_AUTH_PREFIX)
         return response
     person = services().users.get(redeemed.session.user_id)
     if person is None or person.disabled:
@@ -225,12 +232,12 @@ def callback() -> WerkzeugResponse:
         httponly=True,
         samesite="Lax",
     )
-    response.delete_cookie(_nonce_cookie(), path="/oauth2/")
+    response.delete_cookie(_nonce_cookie(), path=FORWARD_AUTH_PREFIX)
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-@bp.route("/oauth2/sign_out", methods=["GET", "POST"])
+@bp.route(FORWARD_SIGN_OUT_PATH, methods=["GET", "POST"])
 def sign_out() -> WerkzeugResponse:
     """End the forward-auth session and the sign-in behind it, then go to ``rd`` (an
     allowed host's URL; ``/`` of the protected host otherwise)."""

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 
 from flask import Blueprint, Response
 
+from ..paths import HEALTH_PATH, READY_PATH
 from .services import services
 
 log = logging.getLogger(__name__)
@@ -113,12 +114,12 @@ def _json(body: object, status: int) -> Response:
     return response
 
 
-@bp.get("/healthz")
+@bp.get(HEALTH_PATH)
 def healthz() -> Response:
     return _json({"status": "ok"}, 200)
 
 
-@bp.get("/readyz")
+@bp.get(READY_PATH)
 def readyz() -> Response:
     readiness = services().readiness
     checks = readiness()

@@ -13,9 +13,18 @@ from werkzeug.wrappers import Response
 
 from ..identity.federation import Upstream, UpstreamError
 from ..identity.users import UserError, normalize_username
+from ..paths import (
+    AUTHORIZATION_PATH,
+    END_SESSION_PATH,
+    FORWARD_SIGNIN_PATH,
+    LOGIN_PATH,
+    NEW_PASSWORD_PATH,
+    UPSTREAM_CALLBACK_PATH,
+    UPSTREAM_LOGIN_PATH,
+)
 from .adapter import app_settings, oauth_server
 from .forms import LoginForm, LogoutForm, NewPasswordForm
-from .forward_auth import FORWARD_SIGNIN_PATH, forward_auth
+from .forward_auth import forward_auth
 from .pages import message, page
 from .services import services
 from .signin import (
@@ -31,7 +40,7 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("login", __name__)
 
-LOGOUT_PATH = "/logout"
+LOGOUT_PATH = END_SESSION_PATH
 #: The session key of a sign-in that waits for a new password, and how long it waits.
 PENDING_SIGNIN = "pending_signin"
 PASSWORD_CHANGE_SECONDS = 600
@@ -65,12 +74,12 @@ def _redirect_after(next_url: str) -> list[str]:
         state = dict(parse_qsl(parts.query)).get("state", "")
         origin = forward_auth().pending_origin(state)
         return [origin] if origin else []
-    if parts.path != "/oauth2/authorize":
+    if parts.path != AUTHORIZATION_PATH:
         return []
     return [v for k, v in parse_qsl(parts.query) if k == "redirect_uri"][:1]
 
 
-@bp.route("/login", methods=["GET", "POST"])
+@bp.route(LOGIN_PATH, methods=["GET", "POST"])
 def login() -> Response:
     settings = app_settings()
     form = LoginForm() if settings.local_users else None
@@ -128,7 +137,7 @@ def login() -> Response:
     return redirect(next_url)
 
 
-@bp.route("/login/new-password", methods=["GET", "POST"])
+@bp.route(NEW_PASSWORD_PATH, methods=["GET", "POST"])
 def new_password() -> Response:
     """The sign-in of a one-time password, completed by choosing a new password."""
     stored = session.get(PENDING_SIGNIN)
@@ -202,7 +211,7 @@ def home() -> Response:
     )
 
 
-@bp.get("/login/upstream")
+@bp.get(UPSTREAM_LOGIN_PATH)
 def upstream_start() -> Response:
     upstream = _upstream()
     if upstream is None:
@@ -217,7 +226,7 @@ def upstream_start() -> Response:
         )
 
 
-@bp.get("/callback")
+@bp.get(UPSTREAM_CALLBACK_PATH)
 def callback() -> Response:
     upstream = _upstream()
     if upstream is None:

@@ -28,6 +28,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from ..identity.proxy import trusted_address
+from ..paths import METRICS_PATH
 from .adapter import app_settings
 from .services import services
 from .signin import peer_address
@@ -174,7 +175,7 @@ def init_app(app: Flask, metrics: Metrics) -> None:
     app.register_blueprint(bp)
 
 
-@bp.get("/metrics")
+@bp.get(METRICS_PATH)
 def scrape() -> Response:
     if not _may_read():
         return Response("Metrics are not available to this address.\n", 403, mimetype="text/plain")
