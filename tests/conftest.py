@@ -29,6 +29,7 @@ from flask import Flask
 from playwright.sync_api import Browser, sync_playwright
 
 from authserver.app import create_app
+from authserver.clock import Clock
 from authserver.settings import RateLimitSettings, Settings
 from authserver.storage.ephemeral import EphemeralStore, RedisEphemeralStore
 from authserver.storage.migrations import upgrade_database
@@ -238,10 +239,11 @@ AppFactory = Callable[..., Flask]
 
 @pytest.fixture
 def make_app(backend: Backend, tmp_path: Path) -> Iterator[AppFactory]:
-    """Build a migrated app on ``backend``; keyword arguments override config keys."""
+    """Build a migrated app on ``backend``; keyword arguments override config keys, and
+    ``clock`` (a :class:`~authserver.clock.ManualClock`) replaces the real time."""
     built: list[Flask] = []
 
-    def factory(**overrides: Any) -> Flask:
+    def factory(*, clock: Clock | None = None, **overrides: Any) -> Flask:
         config = standard_config(
             "http://127.0.0.1:8080", backend.database_url, tmp_path / "secret_key"
         )
@@ -252,7 +254,9 @@ def make_app(backend: Backend, tmp_path: Path) -> Iterator[AppFactory]:
                 config[key] = value
         if backend.redis_url:
             config["redis_url"] = backend.redis_url
-        app = create_app(Settings.model_validate(config), ephemeral=backend.ephemeral())
+        app = create_app(
+            Settings.model_validate(config), ephemeral=backend.ephemeral(), clock=clock
+        )
         upgrade_database(app)
         built.append(app)
         return app

@@ -6,7 +6,6 @@ first at ``/api/v1/audit-events``.
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import sqlalchemy as sa
 import yaml
 from flask import Flask
 
+from authserver.clock import ManualClock
 from authserver.web.services import Services
 
 from .conftest import SECRETS, AppFactory, Backend, run_cli, standard_config
@@ -93,7 +93,8 @@ def test_sign_ins_succeeded_and_failed(make_app: AppFactory) -> None:
 
 
 def test_token_issuance_per_grant_without_token_values(make_app: AppFactory) -> None:
-    app = make_app(tokens={"refresh_retry_grace": "1s"})
+    clock = ManualClock()
+    app = make_app(clock=clock, tokens={"refresh_retry_grace": "1s"})
     client = flask_sign_in(app, new_local_user(app))
     first = flask_tokens(client)
     second = flask_refresh(client, first["refresh_token"]).get_json()
@@ -109,7 +110,7 @@ def test_token_issuance_per_grant_without_token_values(make_app: AppFactory) -> 
     assert all(r["details"]["jti"] and r["details"]["scope"] is not None for r in issued)
 
     # refresh reuse after the grace: detected, and the family revoked
-    time.sleep(1.3)
+    clock.advance(1.3)
     assert flask_refresh(client, first["refresh_token"]).status_code == 400
     (reuse,) = of(app, "refresh_reuse_detected")
     assert reuse["client_id"] == "cli"
