@@ -29,7 +29,7 @@ from flask import Flask
 from playwright.sync_api import Browser, sync_playwright
 
 from authserver.app import create_app
-from authserver.clock import Clock
+from authserver.clock import Clock, ManualClock
 from authserver.settings import RateLimitSettings, Settings
 from authserver.storage.ephemeral import EphemeralStore, RedisEphemeralStore
 from authserver.storage.migrations import upgrade_database
@@ -202,6 +202,14 @@ class Backend:
         if self.redis_url:
             return RedisEphemeralStore.from_url(self.redis_url, prefix=self.redis_prefix)
         return None
+
+    def wait(self, clock: ManualClock, seconds: float) -> None:
+        """Let ``seconds`` pass for the ephemeral store of an app built on ``clock``:
+        the SQL store's TTLs run on that clock; Redis's on Redis's own, which only
+        sleeping moves (the app's clock moves along, so both agree)."""
+        if self.redis_url:
+            time.sleep(seconds)
+        clock.advance(seconds)
 
 
 BACKENDS = ["sqlite", "postgresql+redis"]
