@@ -1,4 +1,8 @@
-"""``create_app(settings)``: the one place where objects are built and wired (DESIGN.md)."""
+"""``create_app(settings)``: the one place where objects are built and wired (DESIGN.md).
+
+What it builds is kept in one frozen :class:`~authserver.web.services.Services` on the
+app; one :class:`~authserver.clock.Clock` is passed to everything that reads the time.
+"""
 
 from __future__ import annotations
 
