@@ -18,16 +18,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from . import __version__
+from .bootstrap import (
+    DEMO_CLIENT_SECRET_FILE,
+    initial_password_path,
+    prepare_embedded_default,
+    write_private_file,
+)
 from .logs import configure_logging
 from .settings import (
-    DEMO_CLIENT_SECRET_FILE,
     Settings,
     SettingsError,
     instance_dir,
     load_settings,
-    prepare_embedded_default,
     uses_embedded_default,
 )
+from .web.services import Services
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -174,7 +179,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         prepare_metrics_dir()  # before the app (and prometheus_client) is loaded
     app = _app(args, settings)  # applies the migrations on SQLite, checks them elsewhere
     with app.app_context():
-        for line in app.extensions["authserver.key_lines"]:
+        for line in Services.of(app).key_lines:
             line.ensure_keys()
         _initial_admin(app, settings)
         from .storage.models import db
@@ -213,10 +218,6 @@ def _check_redis(url: str) -> None:
         store.close()
 
 
-#: Where the one-time password goes when stderr is no terminal (beside the secret key).
-INITIAL_PASSWORD_FILE = "initial_admin_password"  # noqa: S105 - a file name
-
-
 def _initial_admin(app: Flask, settings: Settings) -> None:
     """The first admin of an empty database: from ``initial_admin``, or a one-time
     password printed here (never a fixed default password)."""
@@ -225,7 +226,7 @@ def _initial_admin(app: Flask, settings: Settings) -> None:
     if not settings.local_users:
         return
     try:
-        password = app.extensions["authserver.users"].ensure_initial_admin(settings.initial_admin)
+        password = Services.of(app).users.ensure_initial_admin(settings.initial_admin)
     except UserError as exc:
         raise CliError(f"initial_admin: {exc}", EXIT_USAGE) from exc
     if password:
@@ -247,12 +248,9 @@ def _show_initial_password(settings: Settings, name: str, password: str) -> None
             flush=True,
         )
         return
-    path = Path(settings.secret_key_file).parent / INITIAL_PASSWORD_FILE
+    path = initial_password_path(settings)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(password + "\n")
+        write_private_file(path, password + "\n")
     except OSError as exc:
         # The admin exists now: a password nobody can read would lock everyone out.
         print(
@@ -348,7 +346,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
     app = _app(args)
     with app.app_context():
-        statuses = [s for line in app.extensions["authserver.key_lines"] for s in line.statuses()]
+        statuses = [s for line in Services.of(app).key_lines for s in line.statuses()]
         items = keys_json() if args.output == "json" else []
     if not statuses:
         print("no signing keys yet: the first is made when the server starts", file=sys.stderr)
@@ -369,7 +367,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     app = _app(args)
     with app.app_context():
         # Every line rotates together: a compromised secret key compromises them all.
-        lines = app.extensions["authserver.key_lines"]
+        lines = Services.of(app).key_lines
         records = [line.rotate(immediate=args.now) for line in lines]
         _audit(
             app,
@@ -423,9 +421,9 @@ def cmd_audit_prune(args: argparse.Namespace) -> int:
     before = datetime.now(UTC) - timedelta(seconds=keep)
     app = _app(args, settings)
     with app.app_context():
-        deleted = app.extensions["authserver.audit"].prune(before)
+        deleted = Services.of(app).audit.prune(before)
         _audit(app, "audit_pruned", before=before.isoformat(), deleted=deleted)
-        app.extensions["authserver.events"].flush()
+        Services.of(app).events.flush()
     print(f"deleted {deleted} audit events from before {before:%Y-%m-%d %H:%M:%S}Z")
     return 0
 
@@ -433,12 +431,11 @@ def cmd_audit_prune(args: argparse.Namespace) -> int:
 def cmd_clients_list(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.output == "json":
-        from .oauth.clients import Client
+        from .app import static_clients
         from .oauth.secrets import SecretVerifier
         from .web.admin import client_json
 
-        verifier = SecretVerifier()
-        _print_json([client_json(Client.from_settings(c, verifier)) for c in settings.clients])
+        _print_json([client_json(c) for c in static_clients(settings, SecretVerifier())])
         return 0
     rows = [("CLIENT_ID", "TYPE", "GRANT TYPES", "SCOPES", "ROLES")]
     for c in settings.clients:
@@ -468,7 +465,7 @@ def _actor() -> str:
 
 def _audit(app: Flask, event: str, **details: Any) -> None:
     """Record an admin change made from here, as the admin API does (``web/admin.py``)."""
-    app.extensions["authserver.events"](event, actor=_actor(), address="local", **details)
+    Services.of(app).events(event, actor=_actor(), address="local", **details)
 
 
 @contextmanager
@@ -490,7 +487,7 @@ def _users(
 ) -> Iterator[tuple[UserService, Flask]]:
     """The user service (and its app), with ``UserError`` as a one-line failure."""
     with _admin(args, settings) as app:
-        yield app.extensions["authserver.users"], app
+        yield Services.of(app).users, app
 
 
 def _check_role(settings: Settings, role: str | None) -> None:
@@ -669,7 +666,7 @@ def cmd_users_export_csv(args: argparse.Namespace) -> int:
 
 
 def _service_accounts(app: Flask) -> ServiceAccountService:
-    service: ServiceAccountService = app.extensions["authserver.service_accounts"]
+    service = Services.of(app).service_accounts
     return service
 
 

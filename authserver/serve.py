@@ -35,6 +35,7 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from .logs import logging_config
 from .settings import Settings, parse_bind
+from .web.services import Services
 
 #: Seconds a request may take to arrive whole, headers and body, once a worker thread
 #: has taken it up. Our requests are small forms (at most ``max_form_bytes``).
@@ -213,7 +214,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         from .app import create_app
 
         app = create_app(self._settings)
-        for line in app.extensions["authserver.key_lines"]:
+        for line in Services.of(app).key_lines:
             line.preload()
         return app
 

@@ -16,12 +16,9 @@ Every problem is collected and reported together as ``path: message`` lines
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import os
 import re
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from types import NoneType, UnionType
@@ -43,6 +40,13 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .client.env import CLIENT_ENV_VARS
+from .oauth.vocabulary import (
+    GRANT_AUTHORIZATION_CODE,
+    GRANT_CLIENT_CREDENTIALS,
+    KNOWN_GRANT_TYPES,
+    SCOPE_TOKEN,
+    classify_secret_hash,
+)
 
 ENV_PREFIX = "AUTHSERVER_"
 #: Environment variables with our prefix that are not setting overrides: the server's
@@ -64,17 +68,6 @@ SECRET_KEYS = frozenset(
         "secret_key",
     }
 )
-
-GRANT_CLIENT_CREDENTIALS = "client_credentials"
-GRANT_AUTHORIZATION_CODE = "authorization_code"
-GRANT_REFRESH_TOKEN = "refresh_token"  # noqa: S105 - a grant type name, not a secret
-GRANT_DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
-KNOWN_GRANT_TYPES = frozenset(
-    {GRANT_CLIENT_CREDENTIALS, GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, GRANT_DEVICE_CODE}
-)
-
-#: The demo client's secret, written into the instance directory by the embedded default.
-DEMO_CLIENT_SECRET_FILE = "demo_client_secret"  # noqa: S105 - a file name
 
 
 def instance_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -145,10 +138,6 @@ def _check_redirect_uri(value: str) -> str:
     return value
 
 
-#: RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
-
-
 def _check_scope_token(value: str) -> str:
     if not SCOPE_TOKEN.fullmatch(value):
         raise ValueError("not a valid scope token (RFC 6749 §3.3)")
@@ -178,25 +167,6 @@ def is_loopback_host(host: str) -> bool:
 def is_absolute_uri(value: str) -> bool:
     parts = urlsplit(value)
     return bool(parts.scheme) and bool(parts.netloc or parts.scheme == "urn")
-
-
-def classify_secret_hash(value: str) -> Literal["bcrypt", "argon2id"]:
-    """Which scheme a ``client_secret_hash`` uses; ``ValueError`` if none we accept.
-
-    Accepted: bcrypt (``$2a$``/``$2b$``/``$2y$``), base64 of a bcrypt hash (what
-    Flyte's docs generate), and argon2id.
-    """
-    if re.fullmatch(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}", value):
-        return "bcrypt"
-    if value.startswith("$argon2id$"):
-        return "argon2id"
-    try:
-        decoded = base64.b64decode(value, validate=True).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        decoded = ""
-    if re.fullmatch(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}", decoded):
-        return "bcrypt"
-    raise ValueError("must be a bcrypt hash ($2b$...), base64 of one, or an argon2id hash")
 
 
 class _Section(BaseModel):
@@ -590,11 +560,6 @@ class MetricsSettings(_Section):
     trusted: tuple[Network, ...] = ("127.0.0.1/32", "::1/128")
 
 
-#: RFC 8693 §2.1 token exchange and RFC 7523 §2.1 JWT bearer: the grants of workload
-#: identity federation (``federated_identities``; no client registers them).
-GRANT_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a URN
-GRANT_JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-
 #: ``{claim}`` in a subject template; ``{{`` and ``}}`` are literal braces.
 SUBJECT_FIELD = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 
@@ -826,23 +791,6 @@ class Settings(_Section):
     def default_audience(self) -> str:
         """RFC 9068 §3: with no ``resource``/``audience`` asked for, a default ``aud``."""
         return self.tokens.audiences[0] if self.tokens.audiences else self.issuer
-
-    def load_secret_key(self) -> bytes:
-        """The server secret: inline, or from ``secret_key_file`` (created if absent)."""
-        if self.secret_key:
-            if len(self.secret_key) < 32:
-                raise SettingsError(["secret_key: must be at least 32 characters"])
-            return self.secret_key.encode()
-        path = Path(self.secret_key_file)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(48))
-        key = path.read_text().strip()
-        if len(key) < 32:
-            raise SettingsError([f"secret_key_file: {path} holds fewer than 32 characters"])
-        return key.encode()
 
 
 class SettingsError(Exception):
@@ -1091,29 +1039,6 @@ def _describe(error: Any, from_env: Mapping[str, str]) -> str:
     if path in from_env:
         path = f"{path} (from {from_env[path]})"
     return f"{path or '(top level)'}: {message}"
-
-
-def prepare_embedded_default(instance: Path) -> Path:
-    """First start of the embedded default: generate the demo client's secret.
-
-    The secret is written (0600) to ``demo_client_secret`` in the instance directory
-    (made 0700 if absent) so that a newcomer can use it from the README, and its
-    bcrypt hash beside it, which is what the default config reads. Returns the path
-    of the secret.
-    """
-    import bcrypt
-
-    instance.mkdir(mode=0o700, parents=True, exist_ok=True)
-    secret_path = instance / DEMO_CLIENT_SECRET_FILE
-    hash_path = instance / f"{DEMO_CLIENT_SECRET_FILE}.hash"
-    if not secret_path.exists() or not hash_path.exists():
-        secret = secrets.token_urlsafe(32)
-        digest = bcrypt.hashpw(secret.encode(), bcrypt.gensalt(rounds=12)).decode()
-        for path, content in ((hash_path, digest), (secret_path, secret)):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(content + "\n")
-    return secret_path
 
 
 def uses_embedded_default(path: str | None, environ: Mapping[str, str] | None = None) -> bool:

@@ -29,10 +29,12 @@ from flask import Flask
 from playwright.sync_api import Browser, sync_playwright
 
 from authserver.app import create_app
+from authserver.clock import Clock, ManualClock
 from authserver.settings import RateLimitSettings, Settings
 from authserver.storage.ephemeral import EphemeralStore, RedisEphemeralStore
 from authserver.storage.migrations import upgrade_database
 from authserver.storage.models import db
+from authserver.web.services import Services
 
 PG_URL = os.environ.get("AUTHSERVER_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("AUTHSERVER_TEST_REDIS_URL")
@@ -201,6 +203,14 @@ class Backend:
             return RedisEphemeralStore.from_url(self.redis_url, prefix=self.redis_prefix)
         return None
 
+    def wait(self, clock: ManualClock, seconds: float) -> None:
+        """Let ``seconds`` pass for the ephemeral store of an app built on ``clock``:
+        the SQL store's TTLs run on that clock; Redis's on Redis's own, which only
+        sleeping moves (the app's clock moves along, so both agree)."""
+        if self.redis_url:
+            time.sleep(seconds)
+        clock.advance(seconds)
+
 
 BACKENDS = ["sqlite", "postgresql+redis"]
 
@@ -237,10 +247,11 @@ AppFactory = Callable[..., Flask]
 
 @pytest.fixture
 def make_app(backend: Backend, tmp_path: Path) -> Iterator[AppFactory]:
-    """Build a migrated app on ``backend``; keyword arguments override config keys."""
+    """Build a migrated app on ``backend``; keyword arguments override config keys, and
+    ``clock`` (a :class:`~authserver.clock.ManualClock`) replaces the real time."""
     built: list[Flask] = []
 
-    def factory(**overrides: Any) -> Flask:
+    def factory(*, clock: Clock | None = None, **overrides: Any) -> Flask:
         config = standard_config(
             "http://127.0.0.1:8080", backend.database_url, tmp_path / "secret_key"
         )
@@ -251,7 +262,9 @@ def make_app(backend: Backend, tmp_path: Path) -> Iterator[AppFactory]:
                 config[key] = value
         if backend.redis_url:
             config["redis_url"] = backend.redis_url
-        app = create_app(Settings.model_validate(config), ephemeral=backend.ephemeral())
+        app = create_app(
+            Settings.model_validate(config), ephemeral=backend.ephemeral(), clock=clock
+        )
         upgrade_database(app)
         built.append(app)
         return app
@@ -260,7 +273,7 @@ def make_app(backend: Backend, tmp_path: Path) -> Iterator[AppFactory]:
     for app in built:
         with app.app_context():
             db.engine.dispose()
-        store = app.extensions["authserver.ephemeral"]
+        store = Services.of(app).ephemeral
         if isinstance(store, RedisEphemeralStore):
             store.close()
 
@@ -296,13 +309,13 @@ def module_app(
     upgrade_database(app)
     with app.app_context():
         # Something to list, find and page through, besides what generated calls make.
-        service_accounts = app.extensions["authserver.service_accounts"]
+        service_accounts = Services.of(app).service_accounts
         service_accounts.create("deploy-bot", role="user", created_by="test")
-        app.extensions["authserver.users"].create_local("alice", "alice-password-123", "user")
+        Services.of(app).users.create_local("alice", "alice-password-123", "user")
     yield app
     with app.app_context():
         db.engine.dispose()
-    store = app.extensions["authserver.ephemeral"]
+    store = Services.of(app).ephemeral
     if isinstance(store, RedisEphemeralStore):
         store.close()
     if server is not None:

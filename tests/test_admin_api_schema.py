@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import re
-import time
 from typing import Any
 
 import jwt
@@ -28,7 +27,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from authserver.clock import ManualClock
 from authserver.web.openapi import openapi_document
+from authserver.web.services import Services
 from tests.conftest import AUDIENCES, SECRETS
 
 ISSUER = "http://127.0.0.1:8080"
@@ -309,9 +310,10 @@ def test_the_default_audience_never_reaches_the_api(make_app: Any) -> None:
 
 
 def test_a_rotated_or_expired_service_account_stops_at_once(make_app: Any) -> None:
-    app = make_app()
+    clock = ManualClock()
+    app = make_app(clock=clock)
     with app.app_context():
-        service = app.extensions["authserver.service_accounts"]
+        service = Services.of(app).service_accounts
         _, token = service.create("deployer", role="admin", expires_in=2)
     issued = app.test_client().post(
         "/oauth2/token",
@@ -320,7 +322,7 @@ def test_a_rotated_or_expired_service_account_stops_at_once(make_app: Any) -> No
     access = issued.get_json()["access_token"]
     client = app.test_client()
     assert client.get(f"{API}/service-accounts", headers=bearer(access)).status_code == 200
-    time.sleep(2.2)  # expired: its access token still has an hour, but not here
+    clock.advance(2.2)  # expired: its access token still has an hour, but not here
     expired = client.get(f"{API}/service-accounts", headers=bearer(access))
     assert expired.status_code == 401
     assert expired.get_json()["error"] == "invalid_token"
@@ -331,7 +333,7 @@ def test_a_rotated_or_expired_service_account_stops_at_once(make_app: Any) -> No
         "/oauth2/token",
         data={"grant_type": "client_credentials", "client_secret": token, "audience": ISSUER + API},
     ).get_json()["access_token"]
-    time.sleep(1.1)  # ``iat`` has whole seconds
+    clock.advance(1.1)  # ``iat`` has whole seconds
     with app.app_context():
         service.rotate("builder")
     rotated = client.post(

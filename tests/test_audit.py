@@ -6,7 +6,6 @@ first at ``/api/v1/audit-events``.
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,9 @@ import requests
 import sqlalchemy as sa
 import yaml
 from flask import Flask
+
+from authserver.clock import ManualClock
+from authserver.web.services import Services
 
 from .conftest import SECRETS, AppFactory, Backend, run_cli, standard_config
 from .test_refresh_tokens import (
@@ -31,7 +33,7 @@ ADMIN_API = ISSUER + "/api/v1"
 
 def rows(app: Flask) -> list[dict[str, Any]]:
     """Every audit event, oldest first, as plain dicts."""
-    app.extensions["authserver.events"].flush()
+    Services.of(app).events.flush()
     with app.app_context():
         engine = app.extensions["sqlalchemy"].engines[None]
     with engine.connect() as conn:
@@ -50,7 +52,7 @@ def of(app: Flask, event: str) -> list[dict[str, Any]]:
 def admin_token(app: Flask) -> str:
     """An access token of an admin service account, for this server's API."""
     with app.app_context():
-        _, token = app.extensions["authserver.service_accounts"].create(
+        _, token = Services.of(app).service_accounts.create(
             "auditor", role="admin", created_by="test"
         )
     response = app.test_client().post(
@@ -91,7 +93,8 @@ def test_sign_ins_succeeded_and_failed(make_app: AppFactory) -> None:
 
 
 def test_token_issuance_per_grant_without_token_values(make_app: AppFactory) -> None:
-    app = make_app(tokens={"refresh_retry_grace": "1s"})
+    clock = ManualClock()
+    app = make_app(clock=clock, tokens={"refresh_retry_grace": "1s"})
     client = flask_sign_in(app, new_local_user(app))
     first = flask_tokens(client)
     second = flask_refresh(client, first["refresh_token"]).get_json()
@@ -107,7 +110,7 @@ def test_token_issuance_per_grant_without_token_values(make_app: AppFactory) -> 
     assert all(r["details"]["jti"] and r["details"]["scope"] is not None for r in issued)
 
     # refresh reuse after the grace: detected, and the family revoked
-    time.sleep(1.3)
+    clock.advance(1.3)
     assert flask_refresh(client, first["refresh_token"]).status_code == 400
     (reuse,) = of(app, "refresh_reuse_detected")
     assert reuse["client_id"] == "cli"
@@ -171,7 +174,7 @@ def test_admin_changes_name_the_admin_and_where_from(make_app: AppFactory) -> No
         "keys_rotated",
     ]
     with app.app_context():
-        auditor = app.extensions["authserver.service_accounts"].get("auditor")
+        auditor = Services.of(app).service_accounts.get("auditor")
     assert {e["actor"] for e in events} == {auditor.client_id}
     assert events[0]["target"] == "carol"
     assert events[0]["details"]["role"] == "viewer"
@@ -265,7 +268,7 @@ def test_audit_prune_deletes_what_is_past_the_retention(
     app = make_app()
     old = datetime.now(UTC) - timedelta(days=100)
     recent = datetime.now(UTC) - timedelta(days=10)
-    app.extensions["authserver.audit"].record_many(
+    Services.of(app).audit.record_many(
         [
             {"event": "login_failed", "at": old, "target": "old"},
             {"event": "login_failed", "at": recent, "target": "recent"},

@@ -17,6 +17,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from authserver.web.services import Services
+
 from .conftest import AUDIENCES, AppFactory
 from .people import form_field, pkce_pair
 
@@ -34,7 +36,7 @@ def proxy_app(make_app: AppFactory) -> Flask:
 
 def _users(app: Flask) -> list[Any]:
     with app.app_context():
-        return list(app.extensions["authserver.users"].list())
+        return list(Services.of(app).users.list())
 
 
 def _authorize(
@@ -237,7 +239,7 @@ def test_garbage_header_is_ignored(proxy_app: Flask, value: str) -> None:
 def test_header_does_not_take_over_a_local_user(proxy_app: Flask) -> None:
     """A proxy email that is a local user's name signs nobody in as that user."""
     with proxy_app.app_context():
-        local, _ = proxy_app.extensions["authserver.users"].create_local(
+        local, _ = Services.of(proxy_app).users.create_local(
             "dave@example.com", "correct horse battery staple", "admin"
         )
     client = proxy_app.test_client()
@@ -255,7 +257,7 @@ def test_disabled_proxy_user_is_not_signed_in(proxy_app: Flask) -> None:
     response, params, _verifier = _authorize(client, TRUSTED, {HEADER: "erin@example.com"})
     _code(response, params)
     with proxy_app.app_context():
-        proxy_app.extensions["authserver.users"].set_disabled("erin@example.com", True)
+        Services.of(proxy_app).users.set_disabled("erin@example.com", True)
     response, _params, _verifier = _authorize(
         proxy_app.test_client(), TRUSTED, {HEADER: "erin@example.com"}
     )

@@ -25,9 +25,11 @@ from authlib.integrations.requests_client import OAuth2Session
 from flask import Flask
 from flask.testing import FlaskClient
 
+from authserver.clock import ManualClock
 from authserver.oauth.grants import authorization_code
+from authserver.web.services import Services
 
-from .conftest import AUDIENCES, SECRETS, AppFactory, LiveServer
+from .conftest import AUDIENCES, SECRETS, AppFactory, Backend, LiveServer
 from .people import (
     PASSWORD,
     authorize,
@@ -670,11 +672,12 @@ def client_code(client: FlaskClient, redirect_uri: str) -> tuple[str, str]:
 
 
 def test_expired_code_is_invalid_grant(
-    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+    make_app: AppFactory, backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(authorization_code, "CODE_TTL_SECONDS", 1)
-    app: Flask = make_app()
-    app.extensions["authserver.users"].create_local("alice", PASSWORD, "user")
+    clock = ManualClock()
+    app: Flask = make_app(clock=clock)
+    Services.of(app).users.create_local("alice", PASSWORD, "user")
     client = app.test_client()
     client_login(client, "alice")
     redirect_uri = "http://127.0.0.1:40001/callback"
@@ -683,7 +686,7 @@ def test_expired_code_is_invalid_grant(
     data = {"grant_type": "authorization_code", "redirect_uri": redirect_uri, "client_id": "cli"}
     ok = client.post("/oauth2/token", data={**data, "code": fresh, "code_verifier": fresh_verifier})
     assert ok.status_code == 200, ok.get_data(as_text=True)
-    time.sleep(1.5)
+    backend.wait(clock, 1.5)
     expired = client.post(
         "/oauth2/token", data={**data, "code": stale, "code_verifier": stale_verifier}
     )

@@ -22,6 +22,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from authserver.web import admin
+from authserver.web.services import Services
 
 from .conftest import AppFactory
 from .people import PASSWORD, form_field
@@ -64,18 +65,18 @@ def post(client: FlaskClient, path: str, data: dict[str, Any], **kw: Any) -> Tes
 
 def people(app: Flask) -> dict[str, Any]:
     with app.app_context():
-        return {p.username: p for p in app.extensions["authserver.users"].list()}
+        return {p.username: p for p in Services.of(app).users.list()}
 
 
 def audit_events(app: Flask, event: str | None = None) -> list[Any]:
-    app.extensions["authserver.events"].flush()
+    Services.of(app).events.flush()
     with app.app_context():
-        return app.extensions["authserver.audit"].page(limit=200, event=event)
+        return Services.of(app).audit.page(limit=200, event=event)
 
 
 def service_account_names(app: Flask) -> set[str]:
     with app.app_context():
-        return {sa.name for sa in app.extensions["authserver.service_accounts"].list()}
+        return {sa.name for sa in Services.of(app).service_accounts.list()}
 
 
 def client_credentials(client: FlaskClient, token: str, *, basic: bool) -> TestResponse:
@@ -169,11 +170,11 @@ def test_role_is_read_on_every_request(admin_app: Flask, root: str, dash: FlaskC
     """A demoted or disabled admin is out at once, without signing out."""
     assert dash.get("/dashboard/users").status_code == 200
     with admin_app.app_context():
-        admin_app.extensions["authserver.users"].set_role(root, "user")
+        Services.of(admin_app).users.set_role(root, "user")
     assert dash.get("/dashboard/users").status_code == 403
     with admin_app.app_context():
-        admin_app.extensions["authserver.users"].set_role(root, "admin")
-        admin_app.extensions["authserver.users"].set_disabled(root, True)
+        Services.of(admin_app).users.set_role(root, "admin")
+        Services.of(admin_app).users.set_disabled(root, True)
     response = dash.get("/dashboard/users")
     assert response.status_code == 302
     assert urlsplit(response.headers["Location"]).path == "/login"
@@ -236,7 +237,7 @@ def test_admin_creates_updates_and_deletes_users(
     generated = html.unescape(PASSWORD_FIELD.search(text(response)).group(1))  # type: ignore[union-attr]
     assert "shown only this once" in text(response)
     with admin_app.app_context():
-        assert admin_app.extensions["authserver.users"].authenticate("bob", generated)
+        assert Services.of(admin_app).users.authenticate("bob", generated)
     assert generated not in text(dash.get("/dashboard/users"))
 
     response = post(dash, "/dashboard/users/role", {"username": "alice", "role": "admin"})
@@ -289,7 +290,7 @@ def test_bad_new_user_is_a_clear_message_that_changes_nothing(
     admin_app: Flask, dash: FlaskClient
 ) -> None:
     with admin_app.app_context():
-        admin_app.extensions["authserver.users"].create_local("existing", PASSWORD, "viewer")
+        Services.of(admin_app).users.create_local("existing", PASSWORD, "viewer")
     before = people(admin_app)
     events = len(audit_events(admin_app))
     for data, status, error in BAD_NEW_USERS:
@@ -387,7 +388,7 @@ def test_admin_sets_and_removes_email_addresses(
 
     # an upstream person's address is the upstream's: no edit link, no edit
     with admin_app.app_context():
-        upstream = admin_app.extensions["authserver.users"].federated(
+        upstream = Services.of(admin_app).users.federated(
             "https://idp.example.com", "hal-1", email="hal@example.com", name=None, groups=[]
         )
     assert f"/dashboard/users/email?username={upstream.username}" not in text(
@@ -415,7 +416,7 @@ def test_csrf_token_missing_or_wrong_is_400_and_changes_nothing(
 ) -> None:
     victim = new_local_user(admin_app, "user")
     with admin_app.app_context():
-        admin_app.extensions["authserver.service_accounts"].create("deploy")
+        Services.of(admin_app).service_accounts.create("deploy")
         kids = {k["kid"] for k in _keys(admin_app)}
     posts = [
         ("/dashboard/users", {"username": "mallory", "role": "admin"}),
@@ -487,7 +488,7 @@ def test_csv_import_is_all_or_nothing(admin_app: Flask, root: str, dash: FlaskCl
         "frank": "admin",
     }
     with admin_app.app_context():
-        assert admin_app.extensions["authserver.users"].authenticate("eve", PASSWORD)
+        assert Services.of(admin_app).users.authenticate("eve", PASSWORD)
     [imported] = audit_events(admin_app, "users_imported")
     assert (imported.actor, imported.details["count"]) == (root, 3)
 
@@ -575,7 +576,7 @@ def test_service_account_token_shown_once_rotated_and_revoked(
     assert token not in listing
     assert token.split(".", 1)[1] not in listing
     with admin_app.app_context():
-        info = admin_app.extensions["authserver.service_accounts"].get("deploy")
+        info = Services.of(admin_app).service_accounts.get("deploy")
     assert (info.role, info.created_by) == ("user", root)
     assert info.expires_at is not None
     assert 6.9 * 86400 < (info.expires_at - info.created_at).total_seconds() <= 7 * 86400
@@ -640,7 +641,7 @@ def test_service_account_expiry_choices(admin_app: Flask, dash: FlaskClient) -> 
         )
         assert response.status_code == 201
         with admin_app.app_context():
-            info = admin_app.extensions["authserver.service_accounts"].get(f"job{index}")
+            info = Services.of(admin_app).service_accounts.get(f"job{index}")
         assert info.scopes == ("read",)
         if seconds is None:
             assert info.expires_at is None
@@ -674,7 +675,7 @@ def test_bad_service_account_is_a_clear_message_that_changes_nothing(
     admin_app: Flask, dash: FlaskClient
 ) -> None:
     with admin_app.app_context():
-        admin_app.extensions["authserver.service_accounts"].create("taken")
+        Services.of(admin_app).service_accounts.create("taken")
     for data, status, error in BAD_SERVICE_ACCOUNTS:
         response = post(dash, "/dashboard/service-accounts", {"expires_in": "30 days", **data})
         assert response.status_code == status, data

@@ -14,7 +14,9 @@ import pytest
 import requests
 from flask.testing import FlaskClient
 
-from .conftest import AUDIENCES, SECRETS, AppFactory, LiveServer
+from authserver.clock import ManualClock
+
+from .conftest import AUDIENCES, SECRETS, AppFactory, Backend, LiveServer
 from .people import PASSWORD, form_field, login, signed_in_session
 from .test_refresh_tokens import (
     assert_oauth_error,
@@ -329,8 +331,9 @@ def test_an_approved_request_is_answered_however_fast_the_poll(
     assert response.json()["token_type"] == "Bearer"
 
 
-def test_slow_down_adds_five_seconds(make_app: AppFactory) -> None:
-    app = make_app(tokens={"device_poll_interval": "1s"})
+def test_slow_down_adds_five_seconds(make_app: AppFactory, backend: Backend) -> None:
+    clock = ManualClock()
+    app = make_app(clock=clock, tokens={"device_poll_interval": "1s"})
     client = app.test_client()
     auth = client.post(
         "/oauth2/device_authorization", data={"client_id": "cli", "scope": "all"}
@@ -340,10 +343,10 @@ def test_slow_down_adds_five_seconds(make_app: AppFactory) -> None:
     assert_oauth_error(flask_poll(client, code), "authorization_pending")
     assert_oauth_error(flask_poll(client, code), "slow_down")
     # The device now waits interval + 5 = 6 s, and is served.
-    time.sleep(auth["interval"] + SLOW_DOWN_STEP + 0.2)
+    backend.wait(clock, auth["interval"] + SLOW_DOWN_STEP + 0.2)
     assert_oauth_error(flask_poll(client, code), "authorization_pending")
     # Back at the first interval is too fast now: the 5 s stay added.
-    time.sleep(auth["interval"] + 0.3)
+    backend.wait(clock, auth["interval"] + 0.3)
     assert_oauth_error(flask_poll(client, code), "slow_down")
 
 

@@ -7,6 +7,8 @@ import time
 import requests
 from flask import Flask
 
+from authserver.web.services import Services
+
 from .conftest import SECRETS, LiveServer
 
 
@@ -81,7 +83,7 @@ def test_every_advertised_endpoint_answers(live_server: LiveServer) -> None:
 
 def test_expired_token_is_inactive(app: Flask) -> None:
     """A token we signed whose ``exp`` (plus leeway) has passed (RFC 7662 §2.2)."""
-    keys = app.extensions["authserver.keys"]
+    keys = Services.of(app).keys
     now = int(time.time())
     claims = {
         "iss": "http://127.0.0.1:8080",
@@ -105,7 +107,7 @@ def test_expired_token_is_inactive(app: Flask) -> None:
 
 
 def test_token_of_another_issuer_or_type_is_inactive(app: Flask) -> None:
-    keys = app.extensions["authserver.keys"]
+    keys = Services.of(app).keys
     now = int(time.time())
     base = {"sub": "ci", "iat": now, "exp": now + 600, "jti": "j", "client_id": "ci"}
     other_issuer = keys.sign({"typ": "at+jwt"}, {**base, "iss": "https://elsewhere.example.com"})

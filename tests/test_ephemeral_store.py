@@ -25,6 +25,7 @@ import redis
 import sqlalchemy as sa
 
 from authserver.app import create_app
+from authserver.clock import SYSTEM_CLOCK, Clock, ManualClock
 from authserver.settings import Settings
 from authserver.storage.ephemeral import EphemeralStore, RedisEphemeralStore, SqlEphemeralStore
 from authserver.storage.migrations import upgrade_database
@@ -33,7 +34,7 @@ from authserver.storage.models import db
 STORES = ["sql-sqlite", "sql-postgresql", "redis"]
 SQL_STORES = ["sql-sqlite", "sql-postgresql"]
 
-#: A TTL that expires within a test, and a sleep that safely outlasts it.
+#: A TTL that expires within a test, and a wait that safely outlasts it.
 SHORT_TTL = 0.3
 PAST_SHORT_TTL = 0.6
 #: A TTL that never expires within a test.
@@ -85,8 +86,39 @@ def key(prefix: str) -> Key:
     return lambda name: prefix + name
 
 
+@pytest.fixture
+def clock() -> ManualClock:
+    """The clock a SQL store's TTLs run on in a test."""
+    return ManualClock()
+
+
+class StoreTime:
+    """The time a store's TTLs run on: for a SQL store, a manual clock that waiting
+    moves; for Redis, Redis's own, which only sleeping moves."""
+
+    def __init__(self, manual: ManualClock | None) -> None:
+        self._manual = manual
+        self.clock: Clock = manual or SYSTEM_CLOCK
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def wait(self, seconds: float) -> None:
+        if self._manual is None:
+            time.sleep(seconds)
+        else:
+            self._manual.advance(seconds)
+
+
+@pytest.fixture
+def store_time(store: EphemeralStore, clock: ManualClock) -> StoreTime:
+    return StoreTime(None if isinstance(store, RedisEphemeralStore) else clock)
+
+
 @pytest.fixture(params=STORES)
-def store(request: pytest.FixtureRequest, prefix: str) -> Iterator[EphemeralStore]:
+def store(
+    request: pytest.FixtureRequest, prefix: str, clock: ManualClock
+) -> Iterator[EphemeralStore]:
     if request.param == "redis":
         url = request.getfixturevalue("redis_url")
         namespace = f"authserver-test:{secrets.token_hex(4)}:"
@@ -99,7 +131,7 @@ def store(request: pytest.FixtureRequest, prefix: str) -> Iterator[EphemeralStor
             admin.close()
         return
     engine = _sql_engine(request)
-    yield SqlEphemeralStore(engine)
+    yield SqlEphemeralStore(engine, clock)
     if request.param == "sql-postgresql":
         with engine.begin() as conn:
             conn.execute(
@@ -213,11 +245,13 @@ def test_add_succeeds_again_after_take(store: EphemeralStore, key: Key) -> None:
     assert store.get(key("k")) == b"second"
 
 
-def test_add_takes_over_an_expired_entry(store: EphemeralStore, key: Key) -> None:
+def test_add_takes_over_an_expired_entry(
+    store: EphemeralStore, key: Key, store_time: StoreTime
+) -> None:
     assert store.add(key("k"), b"first", SHORT_TTL) is True
     assert store.add(key("k"), b"second", LONG_TTL) is False
     assert store.get(key("k")) == b"first"
-    time.sleep(PAST_SHORT_TTL)
+    store_time.wait(PAST_SHORT_TTL)
     assert store.add(key("k"), b"third", LONG_TTL) is True
     assert store.get(key("k")) == b"third"
     # The new entry has the new TTL, not the expired one's.
@@ -227,7 +261,9 @@ def test_add_takes_over_an_expired_entry(store: EphemeralStore, key: Key) -> Non
 # -- TTL ------------------------------------------------------------------------------
 
 
-def test_entries_expire_after_their_ttl(store: EphemeralStore, key: Key) -> None:
+def test_entries_expire_after_their_ttl(
+    store: EphemeralStore, key: Key, store_time: StoreTime
+) -> None:
     store.put(key("get"), b"g", SHORT_TTL)
     store.put(key("take"), b"t", SHORT_TTL)
     store.put(key("long"), b"l", LONG_TTL)
@@ -236,7 +272,7 @@ def test_entries_expire_after_their_ttl(store: EphemeralStore, key: Key) -> None
     assert store.get(key("get")) == b"g"
     assert store.get(key("take")) == b"t"
 
-    time.sleep(PAST_SHORT_TTL)
+    store_time.wait(PAST_SHORT_TTL)
 
     assert store.get(key("get")) is None
     assert store.take(key("take")) is None
@@ -313,13 +349,15 @@ def test_incr_counters_are_independent(store: EphemeralStore, key: Key) -> None:
     assert store.incr(key("b"), LONG_TTL) == 2
 
 
-def test_incr_restarts_at_one_after_its_window(store: EphemeralStore, key: Key) -> None:
+def test_incr_restarts_at_one_after_its_window(
+    store: EphemeralStore, key: Key, store_time: StoreTime
+) -> None:
     """A fixed window: the TTL starts at the first increment and later ones do not extend it."""
     window = 0.4
     assert store.incr(key("c"), window) == 1
-    time.sleep(0.25)
+    store_time.wait(0.25)
     assert store.incr(key("c"), window) == 2  # still inside the window
-    time.sleep(0.3)  # 0.55 s after the first increment, 0.3 s after the second
+    store_time.wait(0.3)  # 0.55 s after the first increment, 0.3 s after the second
     assert store.incr(key("c"), window) == 1
     assert store.incr(key("c"), window) == 2
 
@@ -351,11 +389,11 @@ def test_incr_refuses_an_amount_below_one(store: EphemeralStore, key: Key, amoun
 
 
 def test_incr_by_an_amount_restarts_at_the_amount_after_its_window(
-    store: EphemeralStore, key: Key
+    store: EphemeralStore, key: Key, store_time: StoreTime
 ) -> None:
     assert store.incr(key("c"), SHORT_TTL, amount=2) == 2
     assert store.incr(key("c"), SHORT_TTL, amount=2) == 4
-    time.sleep(PAST_SHORT_TTL)
+    store_time.wait(PAST_SHORT_TTL)
     assert store.incr(key("c"), LONG_TTL, amount=5) == 5
     assert store.incr(key("c"), LONG_TTL) == 6
 
@@ -379,10 +417,12 @@ def test_counter_of_a_missing_key_is_zero(store: EphemeralStore, key: Key) -> No
     assert store.counter(key("never-written")) == (0, 0.0)
 
 
-def test_counter_reads_the_count_and_its_window_end(store: EphemeralStore, key: Key) -> None:
-    before = time.time()
+def test_counter_reads_the_count_and_its_window_end(
+    store: EphemeralStore, key: Key, store_time: StoreTime
+) -> None:
+    before = store_time.now()
     store.incr(key("c"), LONG_TTL)
-    after = time.time()
+    after = store_time.now()
     store.incr(key("c"), LONG_TTL)
     count, expires_at = store.counter(key("c"))
     assert count == 2
@@ -391,21 +431,25 @@ def test_counter_reads_the_count_and_its_window_end(store: EphemeralStore, key: 
     assert store.counter(key("c")) == (2, pytest.approx(expires_at, abs=0.05))  # no consume
 
 
-def test_counter_does_not_extend_the_window(store: EphemeralStore, key: Key) -> None:
+def test_counter_does_not_extend_the_window(
+    store: EphemeralStore, key: Key, store_time: StoreTime
+) -> None:
     store.incr(key("c"), LONG_TTL)
     first = store.counter(key("c"))[1]
-    time.sleep(0.05)
+    store_time.wait(0.05)
     store.incr(key("c"), LONG_TTL)
     assert store.counter(key("c"))[1] == pytest.approx(first, abs=0.02)
 
 
-def test_counter_is_zero_after_expiry_and_delete(store: EphemeralStore, key: Key) -> None:
+def test_counter_is_zero_after_expiry_and_delete(
+    store: EphemeralStore, key: Key, store_time: StoreTime
+) -> None:
     store.incr(key("expiring"), SHORT_TTL, amount=4)
     store.incr(key("deleted"), LONG_TTL, amount=4)
     assert store.counter(key("expiring"))[0] == 4
     store.delete(key("deleted"))
     assert store.counter(key("deleted")) == (0, 0.0)
-    time.sleep(PAST_SHORT_TTL)
+    store_time.wait(PAST_SHORT_TTL)
     assert store.counter(key("expiring")) == (0, 0.0)
 
 
@@ -453,7 +497,11 @@ def test_ping_raises_when_the_backing_service_is_unreachable(kind: str, tmp_path
 
 @pytest.mark.parametrize("store", SQL_STORES, indirect=True)
 def test_purge_expired_removes_expired_rows_and_keeps_live_ones(
-    request: pytest.FixtureRequest, store: EphemeralStore, key: Key, prefix: str
+    request: pytest.FixtureRequest,
+    store: EphemeralStore,
+    key: Key,
+    prefix: str,
+    store_time: StoreTime,
 ) -> None:
     assert isinstance(store, SqlEphemeralStore)
     engine = _sql_engine(request)
@@ -461,7 +509,7 @@ def test_purge_expired_removes_expired_rows_and_keeps_live_ones(
         store.put(key(name), b"x", SHORT_TTL)
     store.put(key("live"), b"y", LONG_TTL)
     assert store.incr(key("live-counter"), LONG_TTL) == 1
-    time.sleep(PAST_SHORT_TTL)
+    store_time.wait(PAST_SHORT_TTL)
     # Expired rows stay in the table (invisible to reads) until purged.
     assert len(_rows(engine, prefix)) == 5
     assert store.get(key("expired-1")) is None

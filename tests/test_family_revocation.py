@@ -4,9 +4,9 @@ authorization grant"; RFC 9700 §4.14.2 for reuse)."""
 
 from __future__ import annotations
 
-import time
-
 from flask.testing import FlaskClient
+
+from authserver.clock import ManualClock
 
 from .conftest import AppFactory
 from .test_refresh_tokens import flask_refresh, flask_sign_in, flask_tokens, new_local_user
@@ -38,11 +38,12 @@ def test_revoking_a_refresh_token_denies_the_familys_access_tokens(
 
 
 def test_reuse_denies_the_access_tokens_of_the_family(make_app: AppFactory) -> None:
-    app = make_app(tokens={"refresh_retry_grace": "1s"})
+    clock = ManualClock()
+    app = make_app(clock=clock, tokens={"refresh_retry_grace": "1s"})
     client = flask_sign_in(app, new_local_user(app))
     first = flask_tokens(client)
     second = flask_refresh(client, first["refresh_token"]).get_json()
-    time.sleep(1.2)
+    clock.advance(1.2)
     reused = flask_refresh(client, first["refresh_token"])
     assert reused.status_code == 400
     assert reused.get_json()["error"] == "invalid_grant"

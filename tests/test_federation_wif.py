@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from authserver.settings import Settings, SettingsError, load_settings
+from authserver.web.services import Services
 
 from .ci_issuer import FORGER_KEY, CiIssuer, ci_issuer
 from .conftest import (
@@ -108,7 +109,7 @@ def bearer(app: Flask, token: str, **form: str) -> Any:
 
 
 def audit(app: Flask, event: str) -> list[dict[str, Any]]:
-    app.extensions["authserver.events"].flush()
+    Services.of(app).events.flush()
     with app.app_context():
         engine = app.extensions["sqlalchemy"].engines[None]
     with engine.connect() as conn:

@@ -51,7 +51,8 @@ from keyring.backend import KeyringBackend
 from keyring.errors import PasswordDeleteError
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from authserver.settings import RateLimitSettings, classify_secret_hash, load_settings
+from authserver.oauth.vocabulary import classify_secret_hash
+from authserver.settings import RateLimitSettings, load_settings
 
 from .conftest import (
     BACKENDS,

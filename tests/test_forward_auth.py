@@ -17,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from authserver.clock import ManualClock
 from authserver.identity.forward_auth import (
     ForwardAuth,
     ForwardAuthError,
@@ -24,6 +25,7 @@ from authserver.identity.forward_auth import (
     redirect_target,
 )
 from authserver.oauth.metadata import admin_api_audience
+from authserver.web.services import Services
 
 from .conftest import AUDIENCES, SECRETS, AppFactory
 from .people import PASSWORD, form_field
@@ -38,7 +40,7 @@ COOKIE = "_authserver_forward"
 def fwd_app(make_app: AppFactory) -> Flask:
     app = make_app(forward_auth=FORWARD)
     with app.app_context():
-        users = app.extensions["authserver.users"]
+        users = Services.of(app).users
         users.create_local("alice", PASSWORD, "user")
         users.create_local("bob", PASSWORD, "admin")
     return app
@@ -91,9 +93,9 @@ def _sign_in(client: FlaskClient, username: str, rd: str = "/dashboard/?x=1") ->
 
 
 def _audit(app: Flask, event: str) -> list[dict[str, Any]]:
-    app.extensions["authserver.events"].flush()
+    Services.of(app).events.flush()
     with app.app_context():
-        return [r.as_dict() for r in app.extensions["authserver.audit"].page(event=event)]
+        return [r.as_dict() for r in Services.of(app).audit.page(event=event)]
 
 
 def test_sign_in_lands_on_rd_and_auth_names_the_person(fwd_app: Flask) -> None:
@@ -214,7 +216,7 @@ def test_a_disabled_deleted_or_re_passworded_person_is_signed_out(
     _sign_in(client, "alice")
     assert _auth(client).status_code == 202
     with fwd_app.app_context():
-        users = fwd_app.extensions["authserver.users"]
+        users = Services.of(fwd_app).users
         if change == "disable":
             users.set_disabled("alice", True)
         elif change == "delete":
@@ -258,8 +260,8 @@ def test_a_bearer_access_token_of_an_allowed_audience(fwd_app: Flask) -> None:
 
 def test_a_bearer_token_of_a_person_carries_their_identity(fwd_app: Flask) -> None:
     with fwd_app.app_context(), fwd_app.test_request_context():
-        server = fwd_app.extensions["authserver.oauth"]
-        person = fwd_app.extensions["authserver.users"].by_username("bob")
+        server = Services.of(fwd_app).oauth
+        person = Services.of(fwd_app).users.by_username("bob")
         issued = server.access_tokens.issue(
             server.clients.get("cli"),
             subject=person.id,
@@ -272,7 +274,7 @@ def test_a_bearer_token_of_a_person_carries_their_identity(fwd_app: Flask) -> No
     assert answer.status_code == 202
     assert answer.headers["X-Auth-Request-User"] == "bob"
     with fwd_app.app_context():
-        fwd_app.extensions["authserver.users"].set_disabled("bob", True)
+        Services.of(fwd_app).users.set_disabled("bob", True)
     assert _auth(client, Authorization=f"Bearer {issued.access_token}").status_code == 401
 
 
@@ -340,7 +342,7 @@ def test_start_refuses_rd_off_the_allowed_hosts(fwd_app: Flask, rd: str) -> None
         assert response.status_code == 302
         with fwd_app.app_context():
             state = parse_qs(urlsplit(response.headers["Location"]).query)["state"][0]
-            origin = fwd_app.extensions["authserver.forward_auth"].pending_origin(state)
+            origin = Services.of(fwd_app).forward_auth.pending_origin(state)
         assert origin == APP
         return
     assert response.status_code == 400, rd
@@ -460,16 +462,16 @@ def test_a_session_ends_at_its_lifetime() -> None:
         def take(self, key: str) -> bytes | None:
             return self.pop(key, None)
 
-    now = [1_000_000.0]
-    service = ForwardAuth(Store(), b"k" * 32, RULES, session_lifetime=3600, clock=lambda: now[0])
+    clock = ManualClock(1_000_000.0)
+    service = ForwardAuth(Store(), b"k" * 32, RULES, session_lifetime=3600, clock=clock)
     started = service.start("/", "http", "app.example.com")
     callback = service.issue_code(
-        started.state, user_id="u1", sid="s1", auth_time=now[0], credentials_generation=0
+        started.state, user_id="u1", sid="s1", auth_time=clock.now(), credentials_generation=0
     )
     code = parse_qs(urlsplit(callback).query)["code"][0]
     redeemed = service.redeem(code, started.nonce, "app.example.com")
     assert service.session_of(redeemed.cookie, "app.example.com:46580") is not None
-    now[0] += 3601
+    clock.advance(3601)
     assert service.session_of(redeemed.cookie, "app.example.com") is None
 
 

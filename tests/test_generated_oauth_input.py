@@ -18,6 +18,7 @@ from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from authserver.web.services import Services
 from tests.conftest import SECRETS
 
 #: Values a client might send: anything, the real client ids, and the real secrets.
@@ -195,7 +196,7 @@ def test_no_generated_client_assertion_is_a_server_error(module_app: Flask) -> N
 
     from authserver.key_file import ASSERTION_TYPE
 
-    service = module_app.extensions["authserver.service_accounts"]
+    service = Services.of(module_app).service_accounts
     name = "generated-" + base64.b32encode(os.urandom(5)).decode().lower()
     _, key_file = service.create_with_key(name)
     client_id, issuer = key_file.client_id, key_file.issuer

@@ -11,6 +11,7 @@ from pathlib import Path
 from flask import Flask
 
 from authserver.web.health import CHECK_TIMEOUT, Readiness
+from authserver.web.services import Services
 
 from .conftest import free_port, run_cli, standard_config
 
@@ -27,7 +28,7 @@ def test_readyz_names_each_check(app: Flask) -> None:
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
     expected = {"database": "ok", "signing_key": "ok"}
-    if app.extensions["authserver.settings"].redis_url:
+    if Services.of(app).settings.redis_url:
         expected["redis"] = "ok"
     assert body == {"status": "ok", "checks": expected}
 
@@ -72,7 +73,7 @@ def test_readyz_answers_503_with_what_is_down(app: Flask) -> None:
     def down() -> None:
         raise TimeoutError
 
-    readiness = app.extensions["authserver.readiness"]
+    readiness = Services.of(app).readiness
     readiness.checks[0] = type(readiness.checks[0])("database", down)
     response = app.test_client().get("/readyz")
     assert response.status_code == 503

@@ -21,6 +21,7 @@ from authserver.identity import passwords
 from authserver.identity.users import UserError, UserService
 from authserver.settings import InitialAdminSettings, SettingsError, load_settings
 from authserver.storage.users import SqlUserRepository
+from authserver.web.services import Services
 
 from .conftest import AppFactory, free_port, standard_config, start_server, stop_server
 from .people import PASSWORD, form_field, login
@@ -57,7 +58,7 @@ def htpasswd(user: str, password: str, form: str = "bcrypt") -> str:
 
 
 def users_of(app: Flask) -> UserService:
-    service: UserService = app.extensions["authserver.users"]
+    service = Services.of(app).users
     return service
 
 

@@ -8,13 +8,15 @@ from urllib.parse import parse_qs, urlsplit
 import jwt
 import pytest
 
+from authserver.web.services import Services
+
 from .people import PASSWORD, flask_authorize, form_field, pkce_pair
 
 
 @pytest.mark.parametrize("algorithm", ["ES256", "EdDSA"])
 def test_id_tokens_are_rs256_when_access_tokens_are_not(make_app, algorithm: str) -> None:  # type: ignore[no-untyped-def]
     app = make_app(signing={"algorithm": algorithm})
-    app.extensions["authserver.users"].create_local("kate", PASSWORD, "user")
+    Services.of(app).users.create_local("kate", PASSWORD, "user")
     client = app.test_client()
     page = client.get("/login", query_string={"force": "1"})
     client.post(

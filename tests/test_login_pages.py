@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from flask import Flask
 
+from authserver.web.services import Services
 from authserver.web.signin import safe_next
 
 from .people import PASSWORD, form_field
@@ -46,7 +47,7 @@ def _login(client, username: str, password: str, next_url: str = "/"):  # type: 
 
 
 def test_login_sets_a_hardened_session_cookie_and_follows_next(app: Flask) -> None:
-    app.extensions["authserver.users"].create_local("carol", PASSWORD, "user")
+    Services.of(app).users.create_local("carol", PASSWORD, "user")
     client = app.test_client()
     response = _login(client, "Carol", PASSWORD, "/device")
     assert response.status_code == 302
@@ -63,7 +64,7 @@ def test_login_sets_a_hardened_session_cookie_and_follows_next(app: Flask) -> No
 
 
 def test_login_to_another_origin_lands_home(app: Flask) -> None:
-    app.extensions["authserver.users"].create_local("dave", PASSWORD, "user")
+    Services.of(app).users.create_local("dave", PASSWORD, "user")
     response = _login(app.test_client(), "dave", PASSWORD, "https://evil.example.com/")
     assert response.status_code == 302
     assert response.headers["Location"] == "/"
@@ -71,7 +72,7 @@ def test_login_to_another_origin_lands_home(app: Flask) -> None:
 
 def test_secure_cookie_on_https_issuer(make_app) -> None:  # type: ignore[no-untyped-def]
     app = make_app(issuer="https://auth.example.com")
-    app.extensions["authserver.users"].create_local("erin", PASSWORD, "user")
+    Services.of(app).users.create_local("erin", PASSWORD, "user")
     client = app.test_client()
     response = _login(client, "erin", PASSWORD)
     cookie = next(
@@ -81,7 +82,7 @@ def test_secure_cookie_on_https_issuer(make_app) -> None:  # type: ignore[no-unt
 
 
 def test_post_without_csrf_token_is_refused_and_signs_nobody_in(app: Flask) -> None:
-    app.extensions["authserver.users"].create_local("frank", PASSWORD, "user")
+    Services.of(app).users.create_local("frank", PASSWORD, "user")
     client = app.test_client()
     response = client.post("/login", data={"username": "frank", "password": PASSWORD})
     assert response.status_code == 400
@@ -90,7 +91,7 @@ def test_post_without_csrf_token_is_refused_and_signs_nobody_in(app: Flask) -> N
 
 
 def test_wrong_password_is_401_with_a_message(app: Flask) -> None:
-    app.extensions["authserver.users"].create_local("gina", PASSWORD, "user")
+    Services.of(app).users.create_local("gina", PASSWORD, "user")
     response = _login(app.test_client(), "gina", "not the password at all")
     assert response.status_code == 401
     assert "Wrong username or password." in response.text
@@ -100,7 +101,7 @@ def test_failed_sign_ins_are_limited_per_account_and_address(app: Flask) -> None
     """10 tries per account from one address in 15 minutes; the owner elsewhere is not
     locked out by someone guessing (a per-account limit alone would let anyone lock
     any account)."""
-    app.extensions["authserver.users"].create_local("hank", PASSWORD, "user")
+    Services.of(app).users.create_local("hank", PASSWORD, "user")
     attacker = app.test_client()
     attacker.environ_base["REMOTE_ADDR"] = "10.0.0.1"
     for _ in range(10):
@@ -112,13 +113,13 @@ def test_failed_sign_ins_are_limited_per_account_and_address(app: Flask) -> None
     owner.environ_base["REMOTE_ADDR"] = "10.0.1.1"
     assert _login(owner, "hank", PASSWORD).status_code == 302
     # another account from the attacker's address is not affected
-    app.extensions["authserver.users"].create_local("ivy", PASSWORD, "user")
+    Services.of(app).users.create_local("ivy", PASSWORD, "user")
     assert _login(attacker, "ivy", PASSWORD).status_code == 302
 
 
 def test_one_ipv6_host_is_one_address_for_the_limits(app: Flask) -> None:
     """Addresses of one /64 share the per-account+address counter."""
-    app.extensions["authserver.users"].create_local("lena", PASSWORD, "user")
+    Services.of(app).users.create_local("lena", PASSWORD, "user")
     for i in range(10):
         client = app.test_client()
         client.environ_base["REMOTE_ADDR"] = f"2001:db8:1:2::{i + 1:x}"
@@ -133,7 +134,7 @@ def test_failed_sign_ins_are_limited_per_address(app: Flask) -> None:
     client.environ_base["REMOTE_ADDR"] = "10.9.9.9"
     for i in range(60):
         assert _login(client, f"nobody{i}", "wrong password guess").status_code == 401
-    app.extensions["authserver.users"].create_local("jack", PASSWORD, "user")
+    Services.of(app).users.create_local("jack", PASSWORD, "user")
     assert _login(client, "jack", PASSWORD).status_code == 429
 
 
@@ -165,7 +166,7 @@ def test_odd_authorization_requests_are_clear_errors(
 ) -> None:
     from .people import pkce_pair
 
-    app.extensions["authserver.users"].create_local("mia", PASSWORD, "user")
+    Services.of(app).users.create_local("mia", PASSWORD, "user")
     client = app.test_client()
     assert _login(client, "mia", PASSWORD).status_code == 302
     _, challenge = pkce_pair()
@@ -200,7 +201,7 @@ def test_public_client_confirms_when_the_sign_in_is_not_fresh(
 
     from .people import pkce_pair
 
-    app.extensions["authserver.users"].create_local("nina", PASSWORD, "user")
+    Services.of(app).users.create_local("nina", PASSWORD, "user")
     client = app.test_client()
     _, challenge = pkce_pair()
     query = {
@@ -239,7 +240,7 @@ def test_limits_key_on_the_forwarded_client_only_behind_a_trusted_forwarder(
     """Behind a TLS proxy every request comes from the proxy: with ``trusted_forwarders``
     the client's own address (right-most untrusted X-Forwarded-For hop) is what counts."""
     app = make_app(trusted_forwarders=["10.0.0.0/8"])
-    app.extensions["authserver.users"].create_local("olga", PASSWORD, "user")
+    Services.of(app).users.create_local("olga", PASSWORD, "user")
     attacker = app.test_client()
     attacker.environ_base["REMOTE_ADDR"] = "10.0.0.5"
     # the attacker writes a fake left-most hop; the proxy appends the real one
@@ -288,7 +289,7 @@ def test_limits_key_on_the_forwarded_client_only_behind_a_trusted_forwarder(
 
 def test_forwarded_for_from_an_untrusted_peer_is_ignored(app: Flask) -> None:
     """Without trusted_forwarders, a client cannot pick its own rate-limit key."""
-    app.extensions["authserver.users"].create_local("pia", PASSWORD, "user")
+    Services.of(app).users.create_local("pia", PASSWORD, "user")
     client = app.test_client()
     client.environ_base["REMOTE_ADDR"] = "10.7.7.7"
     for i in range(10):
@@ -309,7 +310,7 @@ def test_forwarded_for_from_an_untrusted_peer_is_ignored(app: Flask) -> None:
 
 def test_a_fullwidth_username_signs_in_as_the_same_person(app: Flask) -> None:
     """RFC 8265 §3.3: what is typed is compared in the stored form, width-mapped."""
-    app.extensions["authserver.users"].create_local("carol", PASSWORD, "user")
+    Services.of(app).users.create_local("carol", PASSWORD, "user")
     client = app.test_client()
     response = _login(client, "\uff23\uff41\uff52\uff4f\uff4c", PASSWORD)  # fullwidth Carol
     assert response.status_code == 302
@@ -337,7 +338,7 @@ def test_a_fresh_sign_in_spares_the_click_only_for_the_request_that_asked_for_it
     """Issue 16.13 (RFC 8252 §8.6): the sign-in an authorization request sent the
     person to is the interaction for that request, once; any other request of a public
     client within the same minutes (another local program's) gets the confirmation."""
-    app.extensions["authserver.users"].create_local("olga", PASSWORD, "user")
+    Services.of(app).users.create_local("olga", PASSWORD, "user")
     client = app.test_client()
     asked = _cli_query(40003)
     to_login = client.get("/oauth2/authorize", query_string=asked)
@@ -361,7 +362,7 @@ def test_a_fresh_sign_in_spares_the_click_only_for_the_request_that_asked_for_it
 
 
 def test_a_sign_in_not_started_by_the_request_does_not_spare_the_click(app: Flask) -> None:
-    app.extensions["authserver.users"].create_local("pia", PASSWORD, "user")
+    Services.of(app).users.create_local("pia", PASSWORD, "user")
     client = app.test_client()
     assert _login(client, "pia", PASSWORD).status_code == 302
     page = client.get("/oauth2/authorize", query_string=_cli_query(40005))

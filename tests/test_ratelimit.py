@@ -7,25 +7,25 @@ prefix, so the store fixture's clean-up removes them.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from authserver.storage.ephemeral import EphemeralStore
 from authserver.storage.ratelimit import EphemeralRateLimitStorage, RateLimits
 
-from .test_ephemeral_store import THREADS, _all_at_once
+from .test_ephemeral_store import THREADS, StoreTime, _all_at_once
 
 # Fixtures, used by name (``x as x``: an explicit re-export, not an unused import).
+from .test_ephemeral_store import clock as clock
 from .test_ephemeral_store import pg_engine as pg_engine
 from .test_ephemeral_store import prefix as prefix
 from .test_ephemeral_store import sqlite_engine as sqlite_engine
 from .test_ephemeral_store import store as store
+from .test_ephemeral_store import store_time as store_time
 
 
 @pytest.fixture
-def limits(store: EphemeralStore, prefix: str) -> RateLimits:
-    return RateLimits(store, namespace=prefix + "rl:")
+def limits(store: EphemeralStore, prefix: str, store_time: StoreTime) -> RateLimits:
+    return RateLimits(store, namespace=prefix + "rl:", clock=store_time.clock)
 
 
 def test_allows_up_to_the_limit_then_refuses(limits: RateLimits) -> None:
@@ -49,15 +49,15 @@ def test_the_same_identifiers_under_another_limit_count_apart(limits: RateLimits
     assert limits.hit("2/minute", "ip", "10.0.0.1")
 
 
-def test_every_limit_of_a_list_applies(limits: RateLimits) -> None:
+def test_every_limit_of_a_list_applies(limits: RateLimits, store_time: StoreTime) -> None:
     both = "5/minute;2/second"
     # The per-second limit refuses the third hit at once...
     assert [limits.hit(both, "u") for _ in range(3)] == [True, True, False]
-    time.sleep(1.1)
+    store_time.wait(1.1)
     # ...and the per-minute one, counting every hit, refuses the sixth though a new
     # second has begun.
     assert [limits.hit(both, "u") for _ in range(2)] == [True, True]
-    time.sleep(1.1)
+    store_time.wait(1.1)
     assert limits.hit(both, "u") is False
     assert limits.test(both, "u") is False
     assert 1 <= limits.retry_after(both, "u") <= 60
@@ -72,10 +72,10 @@ def test_retry_after_is_zero_while_allowed_then_within_the_window(limits: RateLi
     assert limits.retry_after("2/minute", "someone-else") == 0
 
 
-def test_the_window_expires(limits: RateLimits) -> None:
+def test_the_window_expires(limits: RateLimits, store_time: StoreTime) -> None:
     assert [limits.hit("2/1second", "u") for _ in range(3)] == [True, True, False]
     assert limits.retry_after("2/1second", "u") == 1
-    time.sleep(1.1)
+    store_time.wait(1.1)
     assert limits.test("2/1second", "u") is True
     assert limits.retry_after("2/1second", "u") == 0
     assert [limits.hit("2/1second", "u") for _ in range(3)] == [True, True, False]
@@ -125,12 +125,12 @@ def test_a_bad_limit_string_is_a_value_error(limits: RateLimits, bad: str) -> No
         limits.hit(bad, "u")
 
 
-def test_storage_health_check(store: EphemeralStore, prefix: str) -> None:
-    storage = EphemeralRateLimitStorage(store, namespace=prefix)
+def test_storage_health_check(store: EphemeralStore, prefix: str, store_time: StoreTime) -> None:
+    storage = EphemeralRateLimitStorage(store, namespace=prefix, clock=store_time.clock)
     assert storage.check() is True
     assert storage.get("k") == 0
     assert storage.incr("k", 60, amount=2) == 2
     assert storage.get("k") == 2
-    assert time.time() < storage.get_expiry("k") <= time.time() + 60
+    assert store_time.now() < storage.get_expiry("k") <= store_time.now() + 60
     storage.clear("k")
     assert storage.get("k") == 0

@@ -12,7 +12,6 @@ import base64
 import hashlib
 import json
 import secrets
-import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,6 +24,9 @@ from authlib.integrations.base_client import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 from flask import Flask
 from flask.testing import FlaskClient
+
+from authserver.clock import ManualClock
+from authserver.web.services import Services
 
 from .conftest import SECRETS, AppFactory, LiveServer
 from .people import PASSWORD, code_for, flask_authorize, form_field, pkce_pair, signed_in_session
@@ -60,7 +62,7 @@ def new_local_user(app: Flask, role: str | None = None) -> str:
     """A local user of an in-process app, made through the person service."""
     name = f"user-{secrets.token_hex(4)}"
     with app.app_context():
-        app.extensions["authserver.users"].create_local(name, PASSWORD, role)
+        Services.of(app).users.create_local(name, PASSWORD, role)
     return name
 
 
@@ -250,7 +252,8 @@ def test_retry_within_grace_returns_the_same_response(
 
 
 def test_reuse_after_grace_revokes_the_family(make_app: AppFactory) -> None:
-    app = make_app(tokens={"refresh_retry_grace": "1s"})
+    clock = ManualClock()
+    app = make_app(clock=clock, tokens={"refresh_retry_grace": "1s"})
     client = flask_sign_in(app, new_local_user(app))
     first = flask_tokens(client)
     second = flask_refresh(client, first["refresh_token"])
@@ -258,7 +261,7 @@ def test_reuse_after_grace_revokes_the_family(make_app: AppFactory) -> None:
     third = flask_refresh(client, second.get_json()["refresh_token"])
     assert third.status_code == 200, third.get_json()
     newest = third.get_json()["refresh_token"]
-    time.sleep(1.3)
+    clock.advance(1.3)
     assert_oauth_error(flask_refresh(client, first["refresh_token"]), "invalid_grant")
     # Theft detected: the whole family is dead, the newest token included.
     assert_oauth_error(flask_refresh(client, newest), "invalid_grant")
@@ -358,11 +361,11 @@ def test_disabled_user_cannot_refresh(make_app: AppFactory) -> None:
     first = flask_tokens(client)
     assert jwt_claims(first["access_token"])["roles"] == ["viewer"]
     with app.app_context():
-        app.extensions["authserver.users"].set_disabled(user, True)
+        Services.of(app).users.set_disabled(user, True)
     assert_oauth_error(flask_refresh(client, first["refresh_token"]), "invalid_grant")
     # Enabling the person again does not bring the old sign-in back.
     with app.app_context():
-        app.extensions["authserver.users"].set_disabled(user, False)
+        Services.of(app).users.set_disabled(user, False)
     assert_oauth_error(flask_refresh(client, first["refresh_token"]), "invalid_grant")
 
 
@@ -422,32 +425,35 @@ def test_database_holds_no_raw_refresh_token(live_server: LiveServer, live_user:
 
 
 def test_idle_expiry(make_app: AppFactory) -> None:
-    app = make_app(tokens={"refresh_token_idle_ttl": "1s"})
+    clock = ManualClock()
+    app = make_app(clock=clock, tokens={"refresh_token_idle_ttl": "1s"})
     client = flask_sign_in(app, new_local_user(app))
     first = flask_tokens(client)
-    time.sleep(1.5)
+    clock.advance(1.5)
     assert_oauth_error(flask_refresh(client, first["refresh_token"]), "invalid_grant")
 
 
 def test_use_restarts_the_idle_clock(make_app: AppFactory) -> None:
-    app = make_app(tokens={"refresh_token_idle_ttl": "2s"})
+    clock = ManualClock()
+    app = make_app(clock=clock, tokens={"refresh_token_idle_ttl": "2s"})
     client = flask_sign_in(app, new_local_user(app))
     token = flask_tokens(client)["refresh_token"]
     for _ in range(2):  # 2.4 s in all: longer than the idle TTL, each use within it
-        time.sleep(1.2)
+        clock.advance(1.2)
         response = flask_refresh(client, token)
         assert response.status_code == 200, response.get_json()
         token = response.get_json()["refresh_token"]
 
 
 def test_absolute_expiry(make_app: AppFactory) -> None:
-    app = make_app(tokens={"refresh_token_ttl": "2s", "refresh_token_idle_ttl": "1h"})
+    clock = ManualClock()
+    app = make_app(clock=clock, tokens={"refresh_token_ttl": "2s", "refresh_token_idle_ttl": "1h"})
     client = flask_sign_in(app, new_local_user(app))
     token = flask_tokens(client)["refresh_token"]
-    time.sleep(1)
+    clock.advance(1)
     response = flask_refresh(client, token)
     assert response.status_code == 200, response.get_json()
-    time.sleep(1.3)
+    clock.advance(1.3)
     # The fresh successor is inside its idle TTL, but the family's lifetime is over.
     assert_oauth_error(flask_refresh(client, response.get_json()["refresh_token"]), "invalid_grant")
 

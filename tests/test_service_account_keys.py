@@ -38,6 +38,7 @@ from authserver.key_file import (
     load_key_file,
 )
 from authserver.settings import Settings
+from authserver.web.services import Services
 
 from .conftest import AUDIENCES, LiveServer, run_cli, standard_config, stderr_lines
 
@@ -390,7 +391,7 @@ def test_the_repository_refuses_a_private_jwk(app: Flask) -> None:
         SqlServiceAccountRepository,
     )
 
-    service = app.extensions["authserver.service_accounts"]
+    service = Services.of(app).service_accounts
     with app.app_context():
         info, _ = service.create_with_key("guarded")
         key = ECKey.generate_key("P-256")
@@ -473,7 +474,7 @@ def test_bad_assertions_are_counted_by_the_failure_throttle(app: Flask) -> None:
     """Like wrong secrets (``client_auth_per_client_address``, 10 a minute): then 429
     with ``Retry-After``. A good assertion costs no slow hash, so it is checked first
     and still passes: the owner is not locked out by a guesser."""
-    _, key_file = app.extensions["authserver.service_accounts"].create_with_key("throttled")
+    _, key_file = Services.of(app).service_accounts.create_with_key("throttled")
     http = app.test_client()
     foreign = generate_key("ES256")
 
@@ -493,8 +494,8 @@ def test_bad_assertions_are_counted_by_the_failure_throttle(app: Flask) -> None:
     assert throttled.get_json()["error"] == "invalid_client"
     assert int(throttled.headers["Retry-After"]) > 0
     assert post(client_assertion(key_file)).status_code == 200
-    app.extensions["authserver.events"].flush()
-    events = [r.event for r in app.extensions["authserver.audit"].page(limit=100)]
+    Services.of(app).events.flush()
+    events = [r.event for r in Services.of(app).audit.page(limit=100)]
     assert "client_auth_failed" in events
     assert "client_auth_throttled" in events
 
@@ -526,7 +527,7 @@ def test_dashboard_offers_the_key_file_once_as_a_download(make_app: Any) -> None
     second = KeyFile.from_document(added.get_json())
     assert second.client_id == first.client_id
     assert second.key_id != first.key_id
-    keys = app.extensions["authserver.service_accounts"].keys("dash-keyed")
+    keys = Services.of(app).service_accounts.keys("dash-keyed")
     assert [k.kid for k in keys] == [first.key_id, second.key_id]
     for key_file in (first, second):
         response = app.test_client().post(

@@ -7,7 +7,6 @@ revoked or expired, it is ``invalid_client`` (RFC 6749 §5.2).
 from __future__ import annotations
 
 import base64
-import time
 from typing import Any
 
 import pytest
@@ -17,15 +16,17 @@ from authlib.integrations.requests_client import OAuth2Session
 from flask import Flask
 from flask.testing import FlaskClient
 
+from authserver.clock import ManualClock
 from authserver.identity.service_accounts import ServiceAccountService
 from authserver.identity.users import AlreadyExists, NotFound, UserError
+from authserver.web.services import Services
 
 from .conftest import AUDIENCES, AppFactory, LiveServer
 from .test_refresh_tokens import assert_oauth_error, jwt_claims
 
 
 def accounts(app: Flask) -> ServiceAccountService:
-    service: ServiceAccountService = app.extensions["authserver.service_accounts"]
+    service = Services.of(app).service_accounts
     return service
 
 
@@ -141,7 +142,8 @@ def test_rotate_kills_the_old_token(make_app: AppFactory) -> None:
 
 
 def test_revoke_and_expiry(make_app: AppFactory) -> None:
-    app = make_app()
+    clock = ManualClock()
+    app = make_app(clock=clock)
     _, token = create(app)
     client = app.test_client()
     with app.app_context():
@@ -152,7 +154,7 @@ def test_revoke_and_expiry(make_app: AppFactory) -> None:
 
     _, short = create(app, "short-lived", expires_in=1)
     assert token_request(client, short).status_code == 200
-    time.sleep(1.2)
+    clock.advance(1.2)
     assert_oauth_error(token_request(client, short), "invalid_client")
     with app.app_context():
         listed = {i.name: i for i in accounts(app).list()}

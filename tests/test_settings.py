@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from authserver.bootstrap import load_secret_key, prepare_embedded_default
 from authserver.client.env import CLIENT_ENV_VARS
 from authserver.settings import (
     Settings,
@@ -19,7 +20,6 @@ from authserver.settings import (
     instance_dir,
     load_settings,
     parse_duration,
-    prepare_embedded_default,
 )
 
 from .conftest import bcrypt_hash
@@ -406,8 +406,8 @@ def test_secret_key_file_is_generated_once(tmp_path: Path) -> None:
     settings = load_settings(
         write(tmp_path, {"secret_key_file": str(tmp_path / "k" / "sk")}), environ={}
     )
-    first = settings.load_secret_key()
-    assert settings.load_secret_key() == first
+    first = load_secret_key(settings)
+    assert load_secret_key(settings) == first
     assert len(first) >= 32
 
 

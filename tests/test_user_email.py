@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 
 from authserver.identity.users import EmailTaken, UserError, UserService, validate_email
 from authserver.storage.users import DuplicateEmail, SqlUserRepository, UserRecord
+from authserver.web.services import Services
 
 from .people import PASSWORD
 from .test_admin_api_schema import bearer, token_for
@@ -28,7 +29,7 @@ EMAIL_SCOPE = "openid profile email offline_access"
 
 
 def service(app: Flask) -> UserService:
-    users: UserService = app.extensions["authserver.users"]
+    users = Services.of(app).users
     return users
 
 
@@ -158,9 +159,9 @@ def api(app: Flask, method: str, path: str, **kw: Any) -> Any:
 
 
 def audit(app: Flask) -> list[tuple[str, str | None, dict[str, Any]]]:
-    app.extensions["authserver.events"].flush()
+    Services.of(app).events.flush()
     with app.app_context():
-        rows = app.extensions["authserver.audit"].page(limit=100)
+        rows = Services.of(app).audit.page(limit=100)
     return [(e.event, e.target, e.details) for e in reversed(rows) if e.event.startswith("user")]
 
 

@@ -19,6 +19,7 @@ from authserver.identity.users import Person, UserError, UserService
 from authserver.settings import InitialAdminSettings, RbacSettings
 from authserver.storage.models import RefreshFamily, RefreshToken, db
 from authserver.storage.users import DuplicateUser, SqlUserRepository
+from authserver.web.services import Services
 
 from .conftest import AppFactory
 
@@ -534,7 +535,7 @@ def test_a_new_password_revokes_refresh_tokens(make_app: AppFactory) -> None:
     user = new_local_user(app)
     tokens = flask_tokens(flask_sign_in(app, user))
     with app.app_context():
-        service = app.extensions["authserver.users"]
+        service = Services.of(app).users
         assert service.check_password(user, PASSWORD)
         assert not service.check_password(user, "not the password at all")
         service.set_password(user, "a brand new password")

@@ -26,13 +26,14 @@ import hashlib
 import hmac
 import json
 import secrets
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from ..clock import SYSTEM_CLOCK, Clock
 
 #: Ephemeral-store key prefixes: a sign-in under way, and a code for the callback.
 START_PREFIX = "fwd-start:"
@@ -166,7 +167,7 @@ class ForwardAuth:
         secret_key: bytes,
         rules: HostRules,
         session_lifetime: float,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._store = store
         self.rules = rules
@@ -257,7 +258,7 @@ class ForwardAuth:
             return None
         if not isinstance(auth_time, int | float) or not isinstance(cred, int):
             return None
-        if self._clock() - auth_time > self.session_lifetime:
+        if self._clock.now() - auth_time > self.session_lifetime:
             return None
         if split_host(netloc)[0] != host:
             return None

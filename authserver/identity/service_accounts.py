@@ -35,7 +35,8 @@ from ..oauth.clients import (
     service_account_token_hash,
 )
 from ..oauth.secrets import SecretVerifier
-from ..settings import SCOPE_TOKEN, RbacSettings
+from ..oauth.vocabulary import GRANT_CLIENT_CREDENTIALS, SCOPE_TOKEN
+from ..settings import RbacSettings
 from ..storage.service_accounts import (
     DuplicateServiceAccount,
     ServiceAccountKeyRecord,
@@ -51,7 +52,6 @@ MAX_EXPIRY_SECONDS = 3650 * 86400
 #: ``last_used_at`` is written at most this often per account.
 LAST_USED_RESOLUTION_SECONDS = 60
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-GRANT_CLIENT_CREDENTIALS = "client_credentials"
 #: Keys one account may hold at once (GCP's limit too): enough to roll one over.
 MAX_KEYS = 10
 

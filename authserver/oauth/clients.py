@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin
 
-from ..settings import ClientSettings
 from .client_assertion import PRIVATE_KEY_JWT
 from .secrets import DummyCheck, SecretVerifier
 
@@ -49,24 +48,6 @@ class Client(ClientMixin):  # type: ignore[misc]
     introspect_audiences: tuple[str, ...] | None = None
     #: Public JWKs for ``private_key_jwt`` (RFC 7523 §2.2), with ``kid`` and ``alg``.
     jwks: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)
-
-    @classmethod
-    def from_settings(cls, settings: ClientSettings, verifier: SecretVerifier) -> Client:
-        return cls(
-            client_id=settings.client_id,
-            is_public=settings.public,
-            secret_hash=settings.client_secret_hash,
-            grant_types=settings.grant_types,
-            redirect_uris=settings.redirect_uris,
-            scopes=settings.scopes,
-            roles=settings.roles,
-            verifier=verifier,
-            introspect=settings.introspect,
-            consent=settings.consent,
-            post_logout_redirect_uris=settings.post_logout_redirect_uris,
-            introspect_audiences=settings.introspect_audiences,
-            jwks=tuple(settings.jwks["keys"]) if settings.jwks else (),
-        )
 
     def may_introspect(self, claims: dict[str, object], audiences: Sequence[str] = ()) -> bool:
         """Its own tokens always; as an introspecting resource server, the tokens for
@@ -266,8 +247,8 @@ class ClientStore(Protocol):
 class StaticClientStore:
     """The clients of the config file; immutable after start-up."""
 
-    def __init__(self, clients: Iterable[ClientSettings], verifier: SecretVerifier) -> None:
-        self._clients = {c.client_id: Client.from_settings(c, verifier) for c in clients}
+    def __init__(self, clients: Iterable[Client]) -> None:
+        self._clients = {c.client_id: c for c in clients}
         self._dummy = DummyCheck([c.secret_hash for c in self._clients.values() if c.secret_hash])
 
     def get(self, client_id: str) -> Client | None:

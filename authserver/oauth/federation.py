@@ -37,14 +37,10 @@ from joserfc.jws import JWSRegistry, extract_compact
 
 from ..errors import DependencyUnavailable
 from ..resource import InvalidToken, IssuerKeys, IssuerMismatch, KeysUnavailable
-from ..settings import (
-    GRANT_JWT_BEARER,
-    GRANT_TOKEN_EXCHANGE,
-    SUBJECT_FIELD,
-    FederatedIdentitySettings,
-)
+from ..settings import SUBJECT_FIELD, FederatedIdentitySettings
 from .clients import Client
 from .secrets import SecretVerifier
+from .vocabulary import GRANT_JWT_BEARER, GRANT_TOKEN_EXCHANGE
 
 #: Clock skew allowed on the external token's ``exp``, ``nbf`` and ``iat``
 #: (RFC 7523 §3: "a small leeway, usually no more than a few minutes").

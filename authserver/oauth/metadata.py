@@ -10,21 +10,19 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..keys.material import ALGORITHMS
+from ..paths import (
+    ADMIN_API_PATH,
+    AUTHORIZATION_PATH,
+    DEVICE_AUTHORIZATION_PATH,
+    END_SESSION_PATH,
+    INTROSPECTION_PATH,
+    JWKS_PATH,
+    REVOCATION_PATH,
+    TOKEN_PATH,
+    USERINFO_PATH,
+)
 from .client_assertion import ASSERTION_ALGORITHMS
 from .clients import CONFIDENTIAL_AUTH_METHODS, Client
-
-#: Paths of our endpoints, relative to the issuer.
-TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path, not a secret
-INTROSPECTION_PATH = "/oauth2/introspect"
-REVOCATION_PATH = "/oauth2/revoke"
-JWKS_PATH = "/.well-known/jwks.json"
-AUTHORIZATION_PATH = "/oauth2/authorize"
-DEVICE_AUTHORIZATION_PATH = "/oauth2/device_authorization"
-USERINFO_PATH = "/oauth2/userinfo"
-END_SESSION_PATH = "/logout"
-DEVICE_VERIFICATION_PATH = "/device"
-#: The admin API; its URL is the ``aud`` (RFC 8707 resource) its tokens must carry.
-ADMIN_API_PATH = "/api/v1"
 
 
 def admin_api_audience(issuer: str) -> str:

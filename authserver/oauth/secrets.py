@@ -22,7 +22,7 @@ import bcrypt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from ..settings import classify_secret_hash
+from .vocabulary import classify_secret_hash
 
 _ARGON2 = PasswordHasher()
 

@@ -18,6 +18,7 @@ from urllib.parse import unquote
 from authlib.oauth2 import AuthorizationServer as _AuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Error
 
+from ..paths import TOKEN_PATH
 from .audience import InvalidTargetError, select_audience
 from .authorization import AuthorizationMixin
 from .client_assertion import (
@@ -42,7 +43,7 @@ from .grants.jwt_bearer import JwtBearerGrant
 from .grants.refresh_token import RefreshTokenGrant
 from .grants.token_exchange import TokenExchangeGrant
 from .http import HttpRequest, HttpResponse
-from .metadata import TOKEN_PATH, admin_api_audience
+from .metadata import admin_api_audience
 from .oidc import OPENID_SCOPE, IdTokens
 from .people import Person, UserDirectory, access_token_claims, granted_roles
 from .pkce import S256CodeChallenge

@@ -10,6 +10,7 @@ from typing import Any, cast
 from sqlalchemy import Engine, Row, Table, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from ..clock import SYSTEM_CLOCK, Clock
 from .models import AuditEvent
 
 _TABLE = cast(Table, AuditEvent.__table__)
@@ -43,8 +44,9 @@ class AuditRecord:
 
 
 class SqlAuditLog:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, clock: Clock = SYSTEM_CLOCK) -> None:
         self._engine = engine
+        self._clock = clock
 
     def prune(self, before: datetime) -> int:
         """Delete the events that happened before ``before``; returns how many."""
@@ -57,7 +59,7 @@ class SqlAuditLog:
         dict of ``event``, ``actor``, ``client_id``, ``target``, ``address``, ``details``
         and, optionally, ``at`` and ``id``; over-long strings are cut to their column."""
         rows = []
-        now = datetime.now(UTC)
+        now = self._clock.utcnow()
         for event in events:
             row: dict[str, Any] = {
                 key: _clean(event.get(key))[:limit] if isinstance(event.get(key), str) else None

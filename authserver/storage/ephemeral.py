@@ -23,6 +23,7 @@ from redis.retry import Retry
 from sqlalchemy import Engine, Table, bindparam, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import DependencyUnavailable
 from .models import EphemeralEntry
 
@@ -194,8 +195,10 @@ class SqlEphemeralStore:
     #: On about one write in this many, expired rows are deleted.
     PURGE_ONE_IN = 200
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, clock: Clock = SYSTEM_CLOCK) -> None:
         self._engine = engine
+        #: TTLs run on this clock (Redis's run on Redis's own).
+        self._clock = clock
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._table = cast(Table, EphemeralEntry.__table__)
         entry = self._table.c
@@ -214,7 +217,7 @@ class SqlEphemeralStore:
         )
 
     def put(self, key: str, value: bytes, ttl: float) -> None:
-        expires_at = time.time() + ttl
+        expires_at = self._clock.now() + ttl
         insert = self._insert(self._table).values(
             key=key, value=value, counter=0, expires_at=expires_at
         )
@@ -224,7 +227,7 @@ class SqlEphemeralStore:
         self._write(stmt)
 
     def add(self, key: str, value: bytes, ttl: float) -> bool:
-        now = time.time()
+        now = self._clock.now()
         entry = self._table.c
         insert = self._insert(self._table).values(
             key=key, value=value, counter=0, expires_at=now + ttl
@@ -239,18 +242,18 @@ class SqlEphemeralStore:
 
     def get(self, key: str) -> bytes | None:
         with self._engine.connect() as conn:
-            value = conn.execute(self._get, {"key": key, "now": time.time()}).scalar()
+            value = conn.execute(self._get, {"key": key, "now": self._clock.now()}).scalar()
         return cast("bytes | None", value)
 
     def take(self, key: str) -> bytes | None:
-        return cast("bytes | None", self._write(self._take, {"key": key, "now": time.time()}))
+        return cast("bytes | None", self._write(self._take, {"key": key, "now": self._clock.now()}))
 
     def delete(self, key: str) -> None:
         self._write(self._delete, {"key": key})
 
     def incr(self, key: str, ttl: float, amount: int = 1) -> int:
         _check_amount(amount)
-        now = time.time()
+        now = self._clock.now()
         entry = self._table.c
         insert = self._insert(self._table).values(
             key=key, value=None, counter=amount, expires_at=now + ttl
@@ -268,7 +271,7 @@ class SqlEphemeralStore:
 
     def counter(self, key: str) -> tuple[int, float]:
         with self._engine.connect() as conn:
-            row = conn.execute(self._counter, {"key": key, "now": time.time()}).first()
+            row = conn.execute(self._counter, {"key": key, "now": self._clock.now()}).first()
         if row is None:
             return 0, 0.0
         return int(row.counter), float(row.expires_at)
@@ -284,7 +287,7 @@ class SqlEphemeralStore:
     def purge_expired(self) -> int:
         with self._engine.begin() as conn:
             result = conn.execute(
-                delete(self._table).where(self._table.c.expires_at <= time.time())
+                delete(self._table).where(self._table.c.expires_at <= self._clock.now())
             )
             return int(result.rowcount)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-import time
 from urllib.parse import quote
 
 import redis
@@ -28,6 +27,7 @@ from limits.storage import Storage
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import DependencyUnavailable
 from .ephemeral import EphemeralStore
 
@@ -46,10 +46,13 @@ class EphemeralRateLimitStorage(Storage):
 
     STORAGE_SCHEME = None
 
-    def __init__(self, store: EphemeralStore, namespace: str = "rl:") -> None:
+    def __init__(
+        self, store: EphemeralStore, namespace: str = "rl:", clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         super().__init__()
         self._store = store
         self._namespace = namespace
+        self._clock = clock
 
     @property
     def base_exceptions(self) -> tuple[type[Exception], ...]:
@@ -67,7 +70,7 @@ class EphemeralRateLimitStorage(Storage):
     def get_expiry(self, key: str) -> float:
         """When the window of ``key`` ends (unix time); now if it has no window."""
         count, expires_at = self._counter(key)
-        return expires_at if count else time.time()
+        return expires_at if count else self._clock.now()
 
     def _counter(self, key: str) -> tuple[int, float]:
         try:
@@ -105,10 +108,13 @@ class RateLimits:
     fixed window), so the outcome does not depend on their order.
     """
 
-    def __init__(self, store: EphemeralStore, namespace: str = "rl:") -> None:
-        self.storage = EphemeralRateLimitStorage(store, namespace)
+    def __init__(
+        self, store: EphemeralStore, namespace: str = "rl:", clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        self.storage = EphemeralRateLimitStorage(store, namespace, clock)
         self._limiter = FixedWindowRateLimiter(self.storage)
         self._store = store
+        self._clock = clock
 
     def degraded(self, seconds: float) -> bool:
         """Whether the counters' store failed in the last ``seconds``: a limit that may
@@ -149,7 +155,7 @@ class RateLimits:
             stats = self._limiter.get_window_stats(item, *ids)
             if stats.remaining > 0:
                 continue
-            seconds = math.ceil(stats.reset_time - time.time())
+            seconds = math.ceil(stats.reset_time - self._clock.now())
             wait = max(wait, min(max(seconds, 1), item.get_expiry()))
         return wait
 

@@ -13,16 +13,17 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from ..oauth.http import HttpRequest, HttpResponse
 from ..oauth.server import AuthServer
 from ..settings import Settings
+from .services import services
 
 
 def oauth_server() -> AuthServer:
     """This app's protocol engine (built by ``create_app``)."""
-    server: AuthServer = current_app.extensions["authserver.oauth"]
+    server = services().oauth
     return server
 
 
 def app_settings() -> Settings:
-    settings: Settings = current_app.extensions["authserver.settings"]
+    settings = services().settings
     return settings
 
 

@@ -12,15 +12,13 @@ from datetime import datetime
 from enum import Enum
 from typing import IO, Any
 
-from flask import current_app
-
 from ..identity.service_accounts import ServiceAccountInfo, ServiceAccountService
 from ..identity.users import NotFound, Person, UserError, UserService, check_role
 from ..key_file import KeyFile
-from ..keys import KeyManager
 from ..oauth.clients import Client
 from ..storage.audit import SqlAuditLog
 from .adapter import app_settings
+from .services import services
 
 #: The role that may change things (DESIGN.md "Admin API"; issue #4).
 ADMIN_ROLE = "admin"
@@ -29,24 +27,24 @@ READER_ROLES = frozenset({"admin", "user"})
 
 
 def users() -> UserService:
-    service: UserService = current_app.extensions["authserver.users"]
+    service = services().users
     return service
 
 
 def service_accounts() -> ServiceAccountService:
-    service: ServiceAccountService = current_app.extensions["authserver.service_accounts"]
+    service = services().service_accounts
     return service
 
 
 def audit_log() -> SqlAuditLog:
     """The audit log, with this worker's batched events written first."""
-    current_app.extensions["authserver.events"].flush()
-    log: SqlAuditLog = current_app.extensions["authserver.audit"]
+    services().events.flush()
+    log = services().audit
     return log
 
 
 def audit(event: str, **details: Any) -> None:
-    current_app.extensions["authserver.events"](event, **details)
+    services().events(event, **details)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -94,12 +92,12 @@ def client_json(client: Client) -> dict[str, Any]:
 
 
 def static_clients() -> list[Client]:
-    store = current_app.extensions["authserver.clients"]
+    store = services().clients
     return sorted(store.all(), key=lambda c: c.client_id)
 
 
 def keys_json() -> list[dict[str, Any]]:
-    lines: list[KeyManager] = current_app.extensions["authserver.key_lines"]
+    lines = services().key_lines
     result = []
     for index, line in enumerate(lines):
         for status in line.statuses():
@@ -262,7 +260,7 @@ def revoke_service_account(name: str) -> ServiceAccountInfo:
 
 def rotate_keys(immediate: bool) -> list[str]:
     """Every key line rotates together (as ``authserver keys rotate``); the new kids."""
-    lines: list[KeyManager] = current_app.extensions["authserver.key_lines"]
+    lines = services().key_lines
     kids = [line.rotate(immediate=immediate).kid for line in lines]
     audit("keys_rotated", target=",".join(kids), immediate=immediate)
     return kids

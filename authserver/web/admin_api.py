@@ -20,21 +20,22 @@ from functools import wraps
 from typing import Any, TypeVar, cast
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, g, request
 
 from ..identity.service_accounts import DEFAULT_EXPIRY_SECONDS
 from ..identity.users import AlreadyExists, NotFound, Person, UserError
 from ..key_file import DEFAULT_KEY_ALGORITHM
 from ..oauth.metadata import admin_api_audience
-from ..oauth.throttle import FailureThrottle
+from ..paths import ADMIN_API_PATH
 from . import admin
 from .adapter import app_settings
 from .audit import set_actor
 from .bearer import BearerRefused, Caller, bearer_caller, bearer_token
 from .openapi import DEFAULT_PAGE, MAX_PAGE, openapi_document
+from .services import services
 from .signin import client_address
 
-bp = Blueprint("admin_api", __name__, url_prefix="/api/v1")
+bp = Blueprint("admin_api", __name__, url_prefix=ADMIN_API_PATH)
 
 F = TypeVar("F", bound=Callable[..., Response])
 
@@ -244,7 +245,7 @@ def set_password(username: str) -> Response:
 def _check_current_password(person: Person, current: str | None) -> None:
     """One's own password changes only with the current one, under the sign-in page's
     limits on wrong passwords."""
-    throttle: FailureThrottle = current_app.extensions["authserver.login_throttle"]
+    throttle = services().login_throttle
     address = client_address()
     if throttle.refusal(person.username, address) is not None:
         raise ApiError(429, "invalid_request", "Too many wrong passwords; try again later.")

@@ -17,6 +17,7 @@ from werkzeug.wrappers import Response
 
 from ..oauth.authorization import AuthorizationRequest
 from ..oauth.metadata import admin_api_audience
+from ..paths import AUTHORIZATION_PATH
 from .adapter import authorization_request, oauth_server, to_flask
 from .forms import ConsentForm
 from .pages import message, page
@@ -24,7 +25,7 @@ from .signin import SIGNED_IN_FOR, SIGNIN_FOR, current_signin
 
 bp = Blueprint("authorize", __name__)
 
-AUTHORIZE_PATH = "/oauth2/authorize"
+AUTHORIZE_PATH = AUTHORIZATION_PATH
 #: A public client gets a code without a confirmation click only this soon after the
 #: person signed in for that very authorization request.
 FRESH_SIGNIN_SECONDS = 300

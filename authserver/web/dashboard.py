@@ -18,7 +18,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, current_app, flash, g, redirect, request, url_for
+from flask import Blueprint, flash, g, redirect, request, url_for
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import generate_csrf
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -27,6 +27,7 @@ from werkzeug.wrappers import Response
 from ..identity.users import AlreadyExists, NotFound, UserError
 from ..key_file import DEFAULT_KEY_ALGORITHM, KeyFile
 from ..oauth.people import Person
+from ..paths import DASHBOARD_PATH, TOKEN_PATH
 from . import admin
 from .adapter import app_settings
 from .audit import AUDITED, set_actor
@@ -43,9 +44,10 @@ from .forms import (
     UserRoleForm,
 )
 from .pages import message, page
+from .services import services
 from .signin import current_signin
 
-bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
+bp = Blueprint("dashboard", __name__, url_prefix=DASHBOARD_PATH)
 
 #: The sections of the navigation: (endpoint, label).
 NAV = (
@@ -465,7 +467,7 @@ def _token_page(status: int, title: str, client_id: str, token: str) -> Response
         field_id="service-account-token",
         value=token,
         what="token",
-        token_url=app_settings().base_url + "/oauth2/token",
+        token_url=app_settings().base_url + TOKEN_PATH,
         client_id=client_id,
         back=url_for(".service_accounts"),
         back_text="Back to service accounts",
@@ -566,7 +568,7 @@ def _keys_page(status: int = 200, *, error: str | None = None) -> Response:
         keys=admin.keys_json(),
         algorithm=app_settings().signing.algorithm,
         # create_app gives ID tokens an RS256 key line of their own for other algorithms.
-        id_token_keys=len(current_app.extensions["authserver.key_lines"]) > 1,
+        id_token_keys=len(services().key_lines) > 1,
     )
 
 

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from typing import Literal
 
-from flask import Blueprint, current_app, redirect, request, url_for
+from flask import Blueprint, redirect, request, url_for
 from werkzeug.wrappers import Response
 
 from ..oauth.authorization import PendingDevice
 from ..oauth.metadata import admin_api_audience
+from ..paths import DEVICE_VERIFICATION_PATH
 from .adapter import oauth_server
 from .forms import DeviceCodeForm, DeviceDecisionForm
 from .pages import message, page
+from .services import services
 from .signin import client_address, current_signin
 
 bp = Blueprint("device", __name__)
 
-DEVICE_PATH = "/device"
+DEVICE_PATH = DEVICE_VERIFICATION_PATH
 #: Wrong codes allowed per address (§5.1: "brute force attacks"; 20^8 codes in all).
 USER_CODE_PER_ADDRESS = "10/minute;60/hour"
 THROTTLED = "Too many wrong codes. Wait a few minutes and try again."
@@ -30,7 +32,7 @@ def _require_signin() -> Response | None:
 
 def _pending(code: str) -> PendingDevice | Literal["throttled"] | None:
     """The pending request for ``code``; a wrong code counts against the address."""
-    limits = current_app.extensions["authserver.ratelimits"]
+    limits = services().ratelimits
     address = client_address()
     if not limits.test(USER_CODE_PER_ADDRESS, "user-code", address):
         return "throttled"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 
-from ..keys import KeyManager
-from ..oauth.metadata import JWKS_PATH
+from ..paths import AUTHORIZATION_SERVER_METADATA_PATH, JWKS_PATH, OPENID_CONFIGURATION_PATH
+from .services import services
 
 bp = Blueprint("discovery", __name__)
 
@@ -19,15 +19,15 @@ def _json(body: object, max_age: int) -> Response:
     return response
 
 
-@bp.get("/.well-known/openid-configuration")
-@bp.get("/.well-known/oauth-authorization-server")
+@bp.get(OPENID_CONFIGURATION_PATH)
+@bp.get(AUTHORIZATION_SERVER_METADATA_PATH)
 def metadata() -> Response:
-    return _json(current_app.extensions["authserver.metadata"], 3600)
+    return _json(services().metadata, 3600)
 
 
 @bp.get(JWKS_PATH)
 def jwks() -> Response:
-    lines: list[KeyManager] = current_app.extensions["authserver.key_lines"]
+    lines = services().key_lines
     # Cacheable for half of publish_ahead: a cache always holds a new key before it signs.
     if len(lines) == 1:
         return _json(lines[0].jwks(), lines[0].jwks_max_age)

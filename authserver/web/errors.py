@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from ..errors import DependencyUnavailable
 from .adapter import oauth_error
 from .pages import message
+from .services import Services
 
 #: Paths whose callers are programs: they get RFC 6749 JSON, never an HTML page.
 JSON_PATHS = ("/oauth2/", "/api/", "/.well-known/", "/userinfo", "/jwks", "/readyz")
@@ -72,7 +73,7 @@ def register_error_handlers(app: Flask) -> None:
 
     def unavailable(dependency: str, retry_after: int) -> WerkzeugResponse:
         """503 + Retry-After (RFC 9110 §15.6.4, §10.2.3), JSON or an HTML page."""
-        metrics = app.extensions.get("authserver.metrics")
+        metrics = Services.of(app).metrics
         if metrics is not None:
             metrics.count_unavailable(dependency)
         description = "The service is temporarily unavailable; try again shortly."

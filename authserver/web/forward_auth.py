@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, current_app, redirect, request, session, url_for
+from flask import Blueprint, Response, redirect, request, session, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from ..identity.forward_auth import (
@@ -23,21 +23,31 @@ from ..identity.forward_auth import (
     identity_headers,
     redirect_target,
 )
+from ..paths import (
+    FORWARD_AUTH_PATH,
+    FORWARD_AUTH_PREFIX,
+    FORWARD_CALLBACK_PATH,
+    FORWARD_SIGN_OUT_PATH,
+    FORWARD_SIGNIN_PATH,
+    FORWARD_START_PATH,
+)
 from .adapter import app_settings
 from .bearer import BearerRefused, bearer_caller, bearer_token
 from .pages import message
+from .services import services
 from .signin import LOGGED_OUT_PREFIX, current_signin
 
 bp = Blueprint("forward_auth", __name__)
 
 #: Where ``/oauth2/start`` sends the browser: our origin, to sign in and get a code.
-FORWARD_SIGNIN_PATH = "/login/forward"
 #: RFC 6750 §3.1: a bearer token that is not good here.
 BEARER_CHALLENGE = 'Bearer realm="authserver", error="invalid_token"'
 
 
 def forward_auth() -> ForwardAuth:
-    service: ForwardAuth = current_app.extensions["authserver.forward_auth"]
+    service = services().forward_auth
+    if service is None:  # the blueprint is registered only with forward_auth set
+        raise RuntimeError("forward_auth is not configured")
     return service
 
 
@@ -89,7 +99,7 @@ def _header_value(value: str) -> str:
 AUTH_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-@bp.route("/oauth2/auth", methods=AUTH_METHODS)
+@bp.route(FORWARD_AUTH_PATH, methods=AUTH_METHODS)
 def auth() -> Response:
     """202 with the identity headers for a valid session cookie or bearer token of an
     allowed audience; 401 otherwise (oauth2-proxy's ``/oauth2/auth``)."""
@@ -130,10 +140,10 @@ def _cookie_identity() -> dict[str, str] | None:
     found = service.session_of(request.cookies.get(forward_auth_cookie()), _netloc())
     if found is None:
         return None
-    store = current_app.extensions["authserver.ephemeral"]
+    store = services().ephemeral
     if store.get(LOGGED_OUT_PREFIX + found.sid) is not None:
         return None
-    person = current_app.extensions["authserver.users"].get(found.user_id)
+    person = services().users.get(found.user_id)
     if person is None or person.disabled:
         return None
     if person.credentials_generation != found.credentials_generation:
@@ -141,7 +151,7 @@ def _cookie_identity() -> dict[str, str] | None:
     return identity_headers(person.username, person.email, person.groups)
 
 
-@bp.get("/oauth2/start")
+@bp.get(FORWARD_START_PATH)
 def start() -> WerkzeugResponse:
     """Sign in for the protected host, then land on ``rd`` (only on an allowed host)."""
     scheme, netloc = _scheme(), _netloc()
@@ -156,7 +166,7 @@ def start() -> WerkzeugResponse:
         _nonce_cookie(),
         started.nonce,
         max_age=START_TTL_SECONDS,
-        path="/oauth2/",
+        path=FORWARD_AUTH_PREFIX,
         secure=scheme == "https",
         httponly=True,
         samesite="Lax",
@@ -190,7 +200,7 @@ def signin() -> WerkzeugResponse:
     return redirect(callback)
 
 
-@bp.get("/oauth2/callback")
+@bp.get(FORWARD_CALLBACK_PATH)
 def callback() -> WerkzeugResponse:
     """On the protected host: the code for the forward-auth session cookie."""
     scheme, netloc = _scheme(), _netloc()
@@ -201,12 +211,12 @@ def callback() -> WerkzeugResponse:
         )
     except ForwardAuthError as exc:
         response = _refused(str(exc))
-        response.delete_cookie(_nonce_cookie(), path="/oauth2/")
+        response.delete_cookie(_nonce_cookie(), path=FORWARD_AUTH_PREFIX)
         return response
-    person = current_app.extensions["authserver.users"].get(redeemed.session.user_id)
+    person = services().users.get(redeemed.session.user_id)
     if person is None or person.disabled:
         return _refused("This account is disabled.", 403)
-    current_app.extensions["authserver.events"](
+    services().events(
         "forward_auth_login",
         user_id=person.id,
         username=person.username,
@@ -222,12 +232,12 @@ def callback() -> WerkzeugResponse:
         httponly=True,
         samesite="Lax",
     )
-    response.delete_cookie(_nonce_cookie(), path="/oauth2/")
+    response.delete_cookie(_nonce_cookie(), path=FORWARD_AUTH_PREFIX)
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-@bp.route("/oauth2/sign_out", methods=["GET", "POST"])
+@bp.route(FORWARD_SIGN_OUT_PATH, methods=["GET", "POST"])
 def sign_out() -> WerkzeugResponse:
     """End the forward-auth session and the sign-in behind it, then go to ``rd`` (an
     allowed host's URL; ``/`` of the protected host otherwise)."""
@@ -244,11 +254,9 @@ def sign_out() -> WerkzeugResponse:
     if found is not None:
         settings = app_settings()
         lifetime = max(service.session_lifetime, settings.session_lifetime)
-        store = current_app.extensions["authserver.ephemeral"]
+        store = services().ephemeral
         store.put(LOGGED_OUT_PREFIX + found.sid, b"1", lifetime)
-        current_app.extensions["authserver.events"](
-            "forward_auth_logout", user_id=found.user_id, host=found.host
-        )
+        services().events("forward_auth_logout", user_id=found.user_id, host=found.host)
     response = redirect(target)
     response.delete_cookie(
         forward_auth_cookie(), path="/", secure=scheme == "https", httponly=True, samesite="Lax"

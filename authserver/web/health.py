@@ -21,7 +21,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
+
+from ..paths import HEALTH_PATH, READY_PATH
+from .services import services
 
 log = logging.getLogger(__name__)
 
@@ -111,14 +114,14 @@ def _json(body: object, status: int) -> Response:
     return response
 
 
-@bp.get("/healthz")
+@bp.get(HEALTH_PATH)
 def healthz() -> Response:
     return _json({"status": "ok"}, 200)
 
 
-@bp.get("/readyz")
+@bp.get(READY_PATH)
 def readyz() -> Response:
-    readiness: Readiness = current_app.extensions["authserver.readiness"]
+    readiness = services().readiness
     checks = readiness()
     if all(result == OK for result in checks.values()):
         return _json({"status": "ok", "checks": checks}, 200)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import time
 import unicodedata
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -14,11 +13,20 @@ from werkzeug.wrappers import Response
 
 from ..identity.federation import Upstream, UpstreamError
 from ..identity.users import UserError, normalize_username
-from ..oauth.throttle import FailureThrottle
+from ..paths import (
+    AUTHORIZATION_PATH,
+    END_SESSION_PATH,
+    FORWARD_SIGNIN_PATH,
+    LOGIN_PATH,
+    NEW_PASSWORD_PATH,
+    UPSTREAM_CALLBACK_PATH,
+    UPSTREAM_LOGIN_PATH,
+)
 from .adapter import app_settings, oauth_server
 from .forms import LoginForm, LogoutForm, NewPasswordForm
-from .forward_auth import FORWARD_SIGNIN_PATH, forward_auth
+from .forward_auth import forward_auth
 from .pages import message, page
+from .services import services
 from .signin import (
     clear_keeping_signin_for,
     client_address,
@@ -32,14 +40,14 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("login", __name__)
 
-LOGOUT_PATH = "/logout"
+LOGOUT_PATH = END_SESSION_PATH
 #: The session key of a sign-in that waits for a new password, and how long it waits.
 PENDING_SIGNIN = "pending_signin"
 PASSWORD_CHANGE_SECONDS = 600
 
 
 def _upstream() -> Upstream | None:
-    upstream: Upstream | None = current_app.extensions.get("authserver.upstream")
+    upstream = services().upstream
     return upstream
 
 
@@ -66,12 +74,12 @@ def _redirect_after(next_url: str) -> list[str]:
         state = dict(parse_qsl(parts.query)).get("state", "")
         origin = forward_auth().pending_origin(state)
         return [origin] if origin else []
-    if parts.path != "/oauth2/authorize":
+    if parts.path != AUTHORIZATION_PATH:
         return []
     return [v for k, v in parse_qsl(parts.query) if k == "redirect_uri"][:1]
 
 
-@bp.route("/login", methods=["GET", "POST"])
+@bp.route(LOGIN_PATH, methods=["GET", "POST"])
 def login() -> Response:
     settings = app_settings()
     form = LoginForm() if settings.local_users else None
@@ -91,7 +99,7 @@ def login() -> Response:
         else:
             error = "Enter your username and password."
         return _login_page(form, next_url, error, 400)
-    throttle: FailureThrottle = current_app.extensions["authserver.login_throttle"]
+    throttle = services().login_throttle
     username = normalize_username(form.username.data.strip())
     address = client_address()
     # Failed attempts count; a burst of concurrent guesses can pass the check before
@@ -99,19 +107,19 @@ def login() -> Response:
     wait = throttle.refusal(username, address)
     if wait is not None:
         if throttle.first("throttled", username, address):  # one row a minute (issue 9.11)
-            current_app.extensions["authserver.events"]("login_throttled", username=username)
+            services().events("login_throttled", username=username)
         response = _login_page(
             form, next_url, "Too many failed sign-ins. Wait a few minutes and try again.", 429
         )
         response.headers["Retry-After"] = str(wait)
         return response
-    users = current_app.extensions["authserver.users"]
+    users = services().users
     person = None
     if not any(unicodedata.category(c).startswith("C") for c in username):
         person = users.authenticate(username, form.password.data)
     if person is None:
         throttle.failed(username, address)
-        current_app.extensions["authserver.events"]("login_failed", username=username)
+        services().events("login_failed", username=username)
         return _login_page(form, next_url, "Wrong username or password.", 401)
     if person.password_must_change:
         # Issue 16.11: a one-time password (the first admin's, printed to the server's
@@ -121,24 +129,22 @@ def login() -> Response:
             "uid": person.id,
             "cred": person.credentials_generation,
             "next": next_url,
-            "until": int(time.time()) + PASSWORD_CHANGE_SECONDS,
+            "until": int(services().clock.now()) + PASSWORD_CHANGE_SECONDS,
         }
         return redirect(url_for("login.new_password"))
     sign_in(person, "password")
-    current_app.extensions["authserver.events"](
-        "login", user_id=person.id, username=person.username, method="password"
-    )
+    services().events("login", user_id=person.id, username=person.username, method="password")
     return redirect(next_url)
 
 
-@bp.route("/login/new-password", methods=["GET", "POST"])
+@bp.route(NEW_PASSWORD_PATH, methods=["GET", "POST"])
 def new_password() -> Response:
     """The sign-in of a one-time password, completed by choosing a new password."""
     stored = session.get(PENDING_SIGNIN)
     pending: dict[str, Any] = stored if isinstance(stored, dict) else {}
-    users = current_app.extensions["authserver.users"]
+    users = services().users
     person = None
-    if pending and int(pending.get("until", 0)) >= time.time():
+    if pending and int(pending.get("until", 0)) >= services().clock.now():
         person = users.get(str(pending.get("uid")))
     if (
         person is None
@@ -185,7 +191,7 @@ def new_password() -> Response:
     except UserError as exc:
         return show(str(exc).capitalize() + ".")
     sign_in(person, "password")
-    events = current_app.extensions["authserver.events"]
+    events = services().events
     events("password_changed", user_id=person.id, username=person.username, method="one-time")
     events("login", user_id=person.id, username=person.username, method="password")
     return redirect(next_url)
@@ -205,7 +211,7 @@ def home() -> Response:
     )
 
 
-@bp.get("/login/upstream")
+@bp.get(UPSTREAM_LOGIN_PATH)
 def upstream_start() -> Response:
     upstream = _upstream()
     if upstream is None:
@@ -220,7 +226,7 @@ def upstream_start() -> Response:
         )
 
 
-@bp.get("/callback")
+@bp.get(UPSTREAM_CALLBACK_PATH)
 def callback() -> Response:
     upstream = _upstream()
     if upstream is None:
@@ -229,7 +235,7 @@ def callback() -> Response:
     try:
         identity = upstream.finish()
     except UpstreamError as exc:
-        current_app.extensions["authserver.events"]("login_failed", method="upstream")
+        services().events("login_failed", method="upstream")
         return message(
             "Sign-in failed",
             str(exc),
@@ -238,7 +244,7 @@ def callback() -> Response:
             link=retry,
             link_text="Sign in again",
         )
-    users = current_app.extensions["authserver.users"]
+    users = services().users
     person = users.federated(
         identity.issuer,
         identity.subject,
@@ -251,9 +257,7 @@ def callback() -> Response:
         return message("Sign-in refused", "This account is disabled.", 403, error=True)
     next_url = safe_next(session.get("upstream_next"))
     sign_in(person, "upstream")
-    current_app.extensions["authserver.events"](
-        "login", user_id=person.id, username=person.username, method="upstream"
-    )
+    services().events("login", user_id=person.id, username=person.username, method="upstream")
     return redirect(next_url)
 
 
@@ -291,9 +295,7 @@ def logout() -> Response:
         return message("Sign out", "The form expired. Please try again.", 400, error=True)
     if signin is not None:
         sign_out()
-        current_app.extensions["authserver.events"](
-            "logout", user_id=signin.person.id, username=signin.person.username
-        )
+        services().events("logout", user_id=signin.person.id, username=signin.person.username)
     if target:
         return redirect(target)
     return message("Signed out", "You are signed out.")

@@ -21,14 +21,16 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client import values as prometheus_values
 from prometheus_client.exposition import generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from ..identity.proxy import trusted_address
+from ..paths import METRICS_PATH
 from .adapter import app_settings
+from .services import services
 from .signin import peer_address
 
 #: Where prometheus_client's multiprocess mode keeps the workers' files.
@@ -170,15 +172,16 @@ def init_app(app: Flask, metrics: Metrics) -> None:
 
     app.before_request(started)
     app.after_request(finished)
-    app.extensions["authserver.metrics"] = metrics
     app.register_blueprint(bp)
 
 
-@bp.get("/metrics")
+@bp.get(METRICS_PATH)
 def scrape() -> Response:
     if not _may_read():
         return Response("Metrics are not available to this address.\n", 403, mimetype="text/plain")
-    metrics: Metrics = current_app.extensions["authserver.metrics"]
+    metrics = services().metrics
+    if metrics is None:  # the blueprint is registered only with metrics on
+        raise RuntimeError("metrics are off")
     response = Response(metrics.render(), content_type=CONTENT_TYPE_LATEST)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from ..oauth.http import HttpRequest
-from ..oauth.metadata import (
+from ..paths import (
     DEVICE_AUTHORIZATION_PATH,
     INTROSPECTION_PATH,
     REVOCATION_PATH,

@@ -11,16 +11,16 @@ from __future__ import annotations
 import ipaddress
 import logging
 import secrets
-import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from flask import current_app, g, request, session
+from flask import g, request, session
 
 from ..identity.proxy import trusted_address
 from ..identity.users import UserError
 from ..oauth.people import Person
 from .adapter import app_settings
+from .services import services
 
 LOGGED_OUT_PREFIX = "logged-out:"
 
@@ -47,7 +47,7 @@ def current_signin() -> SignedIn | None:
 
 def _find_signin() -> SignedIn | None:
     settings = app_settings()
-    users = current_app.extensions["authserver.users"]
+    users = services().users
     proxy = settings.auth_proxy
     if proxy is not None:
         email = request.headers.get(proxy.email_header, "").strip()
@@ -60,22 +60,22 @@ def _find_signin() -> SignedIn | None:
                 log.warning("auth-proxy header ignored: %s", exc)
             else:
                 if not person.disabled:
-                    return SignedIn(person=person, auth_time=time.time(), method="proxy")
+                    return SignedIn(person=person, auth_time=services().clock.now(), method="proxy")
     uid, auth_time, sid = session.get("uid"), session.get("auth_time"), session.get("sid")
     if not isinstance(uid, str) or not isinstance(auth_time, int | float) or not sid:
         return None
-    if time.time() - auth_time > settings.session_lifetime:
+    if services().clock.now() - auth_time > settings.session_lifetime:
         return None
-    store = current_app.extensions["authserver.ephemeral"]
+    store = services().ephemeral
     if store.get(LOGGED_OUT_PREFIX + str(sid)) is not None:
         return None
-    person = users.get(uid)
-    if person is None or person.disabled:
+    found = users.get(uid)
+    if found is None or found.disabled:
         return None
-    if session.get("cred", 0) != getattr(person, "credentials_generation", 0):
+    if session.get("cred", 0) != getattr(found, "credentials_generation", 0):
         # The password was set or reset since this session signed in (issue 16.2).
         return None
-    return SignedIn(person=person, auth_time=float(auth_time), method=str(session.get("method")))
+    return SignedIn(person=found, auth_time=float(auth_time), method=str(session.get("method")))
 
 
 #: Session keys: the authorization request that sent the person to sign in, and,
@@ -93,7 +93,7 @@ def sign_in(person: Person, method: str) -> None:
     session.permanent = True
     session.update(
         uid=person.id,
-        auth_time=int(time.time()),
+        auth_time=int(services().clock.now()),
         sid=secrets.token_urlsafe(16),
         method=method,
         cred=getattr(person, "credentials_generation", 0),
@@ -114,7 +114,7 @@ def clear_keeping_signin_for() -> None:
 def sign_out() -> None:
     sid = session.get("sid")
     if sid:
-        store = current_app.extensions["authserver.ephemeral"]
+        store = services().ephemeral
         store.put(LOGGED_OUT_PREFIX + str(sid), b"1", app_settings().session_lifetime)
     session.clear()
     g.pop("authserver_signin", None)

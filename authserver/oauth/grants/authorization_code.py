@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 
 from authlib.oauth2.rfc6749 import InvalidGrantError, UnauthorizedClientError, grants
 
-from ...settings import GRANT_AUTHORIZATION_CODE
 from ..clients import CONFIDENTIAL_AUTH_METHODS, Client
 from ..http import HttpRequest
 from ..requests import TOKEN_PARAMETERS, reject_repeated_parameters
+from ..vocabulary import GRANT_AUTHORIZATION_CODE
 
 CODE_TTL_SECONDS = 60
 CODE_PREFIX = "code:"

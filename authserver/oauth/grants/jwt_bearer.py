@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from authlib.oauth2.rfc6749 import InvalidRequestError
 
-from ...settings import GRANT_JWT_BEARER
 from ..requests import TOKEN_PARAMETERS, reject_repeated_parameters
+from ..vocabulary import GRANT_JWT_BEARER
 from .federated import FederatedGrant
 
 

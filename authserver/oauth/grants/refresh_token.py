@@ -21,10 +21,10 @@ from authlib.oauth2.rfc6749 import (
 )
 
 from ...errors import DependencyUnavailable
-from ...settings import GRANT_REFRESH_TOKEN
 from ..clients import CONFIDENTIAL_AUTH_METHODS, Client
 from ..refresh import RefreshTokens, RotationLost
 from ..requests import TOKEN_PARAMETERS, for_description, reject_repeated_parameters
+from ..vocabulary import GRANT_REFRESH_TOKEN
 
 log = logging.getLogger(__name__)
 
