@@ -138,8 +138,15 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
     access_tokens = AccessTokens(
         settings.issuer, keys, ephemeral, ttl=settings.tokens.access_token_ttl
     )
-    refresh_store = SqlRefreshStore(engine)
-    users = UserService(SqlUserRepository(engine), settings.rbac)
+    refresh_tokens = RefreshTokens(
+        SqlRefreshStore(engine),
+        ephemeral,
+        access_tokens,
+        ttl=settings.tokens.refresh_token_ttl,
+        idle_ttl=settings.tokens.refresh_token_idle_ttl,
+        retry_grace=settings.tokens.refresh_retry_grace,
+    )
+    users = UserService(SqlUserRepository(engine), settings.rbac, refresh_families=refresh_tokens)
     # The failure limits fail open: a stalled Redis may cost their reads 250 ms, not the
     # 1 s that the rest waits before answering 503.
     ratelimits = RateLimits(
@@ -153,13 +160,7 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
         default_audience=settings.default_audience,
         store=ephemeral,
         users=users,
-        refresh_tokens=RefreshTokens(
-            refresh_store,
-            ephemeral,
-            ttl=settings.tokens.refresh_token_ttl,
-            idle_ttl=settings.tokens.refresh_token_idle_ttl,
-            retry_grace=settings.tokens.refresh_retry_grace,
-        ),
+        refresh_tokens=refresh_tokens,
         id_tokens=IdTokens(settings.issuer, id_token_keys, ttl=settings.tokens.access_token_ttl),
         device_verification_uri=settings.base_url + DEVICE_VERIFICATION_PATH,
         device_code_ttl=settings.tokens.device_code_ttl,

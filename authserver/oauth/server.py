@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -30,12 +29,7 @@ from .clients import Client, ClientStore, service_account_client_id
 from .endpoints.introspection import IntrospectionEndpoint
 from .endpoints.revocation import RevocationEndpoint
 from .federation import Federation
-from .grants.authorization_code import (
-    CODE_REPLAYED_PREFIX,
-    CODE_USED_PREFIX,
-    CODE_USED_TTL_SECONDS,
-    AuthorizationCodeGrant,
-)
+from .grants.authorization_code import AuthorizationCodeGrant
 from .grants.client_credentials import ClientCredentialsGrant
 from .grants.device_code import DeviceAuthorizationEndpoint, DeviceCodeGrant
 from .grants.jwt_bearer import JwtBearerGrant
@@ -73,9 +67,6 @@ class ClientAuthThrottled(InvalidClientError):  # type: ignore[misc]
         headers: list[tuple[str, str]] = super().get_headers()
         return [*headers, ("Retry-After", str(self.retry_after))]
 
-
-#: Access tokens issued in a refresh-token family (jti, exp), to deny with the family.
-FAMILY_TOKENS_PREFIX = "family-tokens:"
 
 #: RFC 6749 §5.2 descriptions for errors Authlib raises without one.
 DEFAULT_DESCRIPTIONS = {
@@ -409,7 +400,7 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
             family_id = claims["refresh_family"] = rotate.family_id
             # The ephemeral write comes first: if it fails, nothing durable changed and
             # the client's retry is a plain refresh, never a reuse (RFC 9700 §4.14.2).
-            self._remember_family_token(family_id, claims)
+            refresh.remember_access_token(family_id, claims)
             body["refresh_token"] = refresh.rotate(rotate)
         elif client.check_grant_type("refresh_token") and wants_refresh_token(
             client.scopes, scopes
@@ -422,7 +413,7 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
                 auth_time=auth_time,
             )
             claims["refresh_family"] = family_id
-            self._remember_family_token(family_id, claims)
+            refresh.remember_access_token(family_id, claims)
         if OPENID_SCOPE in scopes:
             body["id_token"] = self.id_tokens.issue(
                 client,
@@ -435,70 +426,6 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
         issued = IssuedToken(issued.access_token, issued.expires_in, issued.scope, claims)
         self.emit("token_issued", grant_type=grant_type, client=client, claims=issued.claims)
         return body, issued
-
-    def code_redeemed(self, key: str, issued: IssuedToken) -> None:
-        """Remember what a code issued; revoke it at once if a replay came meanwhile.
-
-        The record is written before the replay flag is read, and a replay sets its
-        flag before it reads the record again, so one of the two always revokes.
-        """
-        record = {
-            "jti": issued.claims["jti"],
-            "exp": issued.claims["exp"],
-            "family_id": issued.claims.get("refresh_family"),
-        }
-        self.store.put(CODE_USED_PREFIX + key, json.dumps(record).encode(), CODE_USED_TTL_SECONDS)
-        if self.store.get(CODE_REPLAYED_PREFIX + key) is not None:
-            self._revoke_code_tokens(record)
-
-    def code_replayed(self, key: str) -> None:
-        """RFC 6749 §4.1.2: a code used twice revokes the tokens issued from it."""
-        raw = self.store.get(CODE_USED_PREFIX + key)
-        if raw is None:
-            return  # never issued, or long expired: nothing to revoke
-        self.emit("code_replayed", client=None)
-        record = json.loads(raw)
-        if "jti" not in record:
-            # The first redemption is still running: flag it, then look again.
-            self.store.put(CODE_REPLAYED_PREFIX + key, b"1", CODE_USED_TTL_SECONDS)
-            raw = self.store.get(CODE_USED_PREFIX + key)
-            record = json.loads(raw) if raw is not None else {}
-        if "jti" in record:
-            self._revoke_code_tokens(record)
-
-    def _revoke_code_tokens(self, record: dict[str, Any]) -> None:
-        self.access_tokens.revoke({"jti": record["jti"], "exp": record["exp"]})
-        if record.get("family_id"):
-            self.revoke_family(record["family_id"], "code_replay")
-
-    # -- refresh-token families ---------------------------------------------------------
-
-    def _remember_family_token(self, family_id: str, claims: dict[str, Any]) -> None:
-        """Note an access token issued in a family, so that revoking the family (reuse,
-        revocation, a replayed code) can deny it too (RFC 7009 §2.1, RFC 9700 §4.14)."""
-        key = FAMILY_TOKENS_PREFIX + family_id
-        now = self.now()
-        raw = self.store.get(key)
-        entries = [e for e in json.loads(raw) if e[1] + 60 > now] if raw else []
-        entries.append([claims["jti"], claims["exp"]])
-        self.store.put(key, json.dumps(entries[-50:]).encode(), self.access_tokens.ttl + 120)
-
-    def revoke_family(self, family_id: str, reason: str) -> bool:
-        """Revoke every refresh token of a family and the access tokens it issued that
-        are still alive; ``True`` if the family was live until now."""
-        revoked = self.refresh_tokens.revoke_family(family_id, reason)
-        self.deny_family_tokens(family_id)
-        return revoked
-
-    def deny_family_tokens(self, family_id: str) -> None:
-        """Deny the live access tokens of a revoked family. Safe to repeat: a request
-        that failed here (Redis down, 503) does it again when retried."""
-        raw = self.store.get(FAMILY_TOKENS_PREFIX + family_id)
-        entries = json.loads(raw) if raw else []
-        for jti, exp in entries:
-            self.access_tokens.revoke({"jti": jti, "exp": exp})
-        if entries:
-            self.store.delete(FAMILY_TOKENS_PREFIX + family_id)
 
     def introspection_response(self, request: HttpRequest) -> HttpResponse:
         response: HttpResponse = self.create_endpoint_response("introspection", request)

@@ -41,7 +41,7 @@ class RevocationEndpoint(_RevocationEndpoint):  # type: ignore[misc]
             # A refresh token: revoke its whole family (every token from that sign-in).
             if record.client_id != client.client_id:
                 raise InvalidRequestError(description="This token was not issued to this client.")
-            if self.server.revoke_family(record.family_id, "revoked"):
+            if self.server.refresh_tokens.revoke_family(record.family_id, "revoked"):
                 self.server.emit(
                     "refresh_revoked",
                     client=client,
