@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, Protocol
 from urllib.parse import unquote
@@ -17,8 +16,9 @@ from urllib.parse import unquote
 from authlib.oauth2 import AuthorizationServer as _AuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Error
 
+from ..clock import SYSTEM_CLOCK, Clock
 from .audience import InvalidTargetError, select_audience
-from .authorization import AuthorizationMixin
+from .authorization import AuthorizationEndpoint
 from .client_assertion import (
     PRIVATE_KEY_JWT,
     AssertionRefused,
@@ -31,17 +31,17 @@ from .endpoints.revocation import RevocationEndpoint
 from .federation import Federation
 from .grants.authorization_code import AuthorizationCodeGrant
 from .grants.client_credentials import ClientCredentialsGrant
-from .grants.device_code import DeviceAuthorizationEndpoint, DeviceCodeGrant
+from .grants.device_code import DeviceApproval, DeviceAuthorizationEndpoint, DeviceCodeGrant
 from .grants.jwt_bearer import JwtBearerGrant
 from .grants.refresh_token import RefreshTokenGrant
 from .grants.token_exchange import TokenExchangeGrant
 from .http import HttpRequest, HttpResponse
 from .metadata import TOKEN_PATH, admin_api_audience
-from .oidc import OPENID_SCOPE, IdTokens
-from .people import Person, UserDirectory, access_token_claims, granted_roles
+from .oidc import OPENID_SCOPE, IdTokens, Logout, UserInfoEndpoint
 from .pkce import S256CodeChallenge
 from .refresh import RefreshRecord, RefreshTokens, wants_refresh_token
 from .requests import for_description
+from .subjects import Subject, UserDirectory, access_token_claims, granted_roles
 from .throttle import FailureThrottle
 from .tokens import AccessTokens, IssuedToken
 
@@ -92,7 +92,7 @@ class KeyValueStore(Protocol):
     def counter(self, key: str) -> tuple[int, float]: ...
 
 
-class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc]
+class AuthServer(_AuthorizationServer):  # type: ignore[misc]
     """One per app, built by ``create_app``; holds no request state."""
 
     def __init__(
@@ -111,7 +111,7 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
         device_code_ttl: float,
         device_poll_interval: float,
         events: EventSink | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         client_throttle: FailureThrottle | None = None,
         federation: Federation | None = None,
     ) -> None:
@@ -129,7 +129,8 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
         self.device_code_ttl = device_code_ttl
         self.device_poll_interval = device_poll_interval
         self._events = events
-        self.now = clock
+        self.clock = clock
+        self.now = clock.now
         self.client_throttle = client_throttle
         #: Workload identity federation (``federated_identities``); none: no rule trusts.
         self.federation = federation or Federation((), issuer=issuer, store=store)
@@ -137,7 +138,7 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
         self.register_client_auth_method("client_secret_post", self.authenticate_secret_post)
         self.register_client_auth_method("none", authenticate_none)
         self.client_assertions = ClientAssertions(
-            (issuer, issuer.rstrip("/") + TOKEN_PATH), store, clock
+            (issuer, issuer.rstrip("/") + TOKEN_PATH), store, clock.now
         )
         self.register_client_auth_method(PRIVATE_KEY_JWT, self.authenticate_private_key_jwt)
         self.register_grant(ClientCredentialsGrant)
@@ -149,6 +150,13 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
         self.register_endpoint(IntrospectionEndpoint)
         self.register_endpoint(RevocationEndpoint)
         self.register_endpoint(DeviceAuthorizationEndpoint)
+        #: RFC 6749 §3.1 (the decisions: ``authorization.checks``).
+        self.authorization = AuthorizationEndpoint(self, clock)
+        #: RFC 8628 §3.3.
+        self.device_approval = DeviceApproval(store, self.query_client, self.emit, clock)
+        #: OIDC Core §5.3 and RP-Initiated Logout.
+        self.userinfo = UserInfoEndpoint(access_tokens, users, self.query_client)
+        self.logout = Logout(id_tokens, self.query_client)
 
     # -- hooks Authlib asks for -----------------------------------------------------
 
@@ -367,7 +375,7 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
     def issue_for_person(
         self,
         client: Client,
-        person: Person,
+        person: Subject,
         *,
         scopes: Sequence[str],
         audience: str,

@@ -8,9 +8,9 @@ from typing import Any
 
 from authlib.oidc.core.util import create_half_hash
 
-from .clients import Client
-from .people import Person, userinfo_claims
-from .tokens import Signer
+from ..clients import Client
+from ..subjects import Subject, userinfo_claims
+from ..tokens import Signer
 
 OPENID_SCOPE = "openid"
 
@@ -27,7 +27,7 @@ class IdTokens:
     def issue(
         self,
         client: Client,
-        person: Person,
+        person: Subject,
         *,
         scopes: Sequence[str],
         auth_time: int,
