@@ -24,7 +24,6 @@ import dataclasses
 import fnmatch
 import hashlib
 import json
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -35,6 +34,7 @@ from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry, extract_compact
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import DependencyUnavailable
 from ..resource import InvalidToken, IssuerKeys, IssuerMismatch, KeysUnavailable
 from ..settings import (
@@ -216,7 +216,7 @@ class Federation:
         issuer: str,
         store: Any,
         keys: Callable[[str], KeySource] | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         verifier = SecretVerifier(max_entries=1)
         self.rules = [
@@ -237,7 +237,7 @@ class Federation:
             for rule in rules
         ]
         self.store = store
-        self.now = clock
+        self.now = clock.now
         make_keys = keys or (
             lambda url: IssuerKeys(
                 url,

@@ -138,7 +138,7 @@ class AuthServer(_AuthorizationServer):  # type: ignore[misc]
         self.register_client_auth_method("client_secret_post", self.authenticate_secret_post)
         self.register_client_auth_method("none", authenticate_none)
         self.client_assertions = ClientAssertions(
-            (issuer, issuer.rstrip("/") + TOKEN_PATH), store, clock.now
+            (issuer, issuer.rstrip("/") + TOKEN_PATH), store, clock
         )
         self.register_client_auth_method(PRIVATE_KEY_JWT, self.authenticate_private_key_jwt)
         self.register_grant(ClientCredentialsGrant)
