@@ -25,7 +25,7 @@ from authlib.integrations.requests_client import OAuth2Session
 from flask import Flask
 from flask.testing import FlaskClient
 
-from authserver.oauth.grants import authorization_code
+from authserver.oauth.rfc6749 import authorization_code
 
 from .conftest import AUDIENCES, SECRETS, AppFactory, LiveServer
 from .people import (

@@ -196,7 +196,7 @@ def test_public_client_confirms_when_the_sign_in_is_not_fresh(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """RFC 8252 §8.6: no silent code for a loopback listener on an old session."""
-    from authserver.oauth.authorization import checks
+    from authserver.oauth.rfc6749.authorization import checks
 
     from .people import pkce_pair
 

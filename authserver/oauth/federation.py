@@ -3,8 +3,8 @@ service-account token) traded for one of our access tokens (DESIGN.md, "Machine
 identity without shared secrets").
 
 Both grants that carry such a token, RFC 8693 token exchange
-(:mod:`.grants.token_exchange`) and the RFC 7523 JWT bearer grant
-(:mod:`.grants.jwt_bearer`), hand it to :meth:`Federation.verify`: one ordered list of
+(:mod:`.rfc8693.token_exchange`) and the RFC 7523 JWT bearer grant
+(:mod:`.rfc7523.jwt_bearer`), hand it to :meth:`Federation.verify`: one ordered list of
 small checks (:data:`CHECKS`), each refusing with a reason the audit log keeps. The
 first ``federated_identities`` rule (in config order) that trusts the token's issuer,
 its ``aud``, its claims and the authenticating client (if the rule names one) decides

@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..keys.manager import ALGORITHMS
-from .client_assertion import ASSERTION_ALGORITHMS
 from .clients import CONFIDENTIAL_AUTH_METHODS, Client
+from .rfc7523.client_assertion import ASSERTION_ALGORITHMS
 
 #: Paths of our endpoints, relative to the issuer.
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path, not a secret

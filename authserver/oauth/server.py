@@ -17,30 +17,30 @@ from authlib.oauth2 import AuthorizationServer as _AuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Error
 
 from ..clock import SYSTEM_CLOCK, Clock
-from .audience import InvalidTargetError, select_audience
-from .authorization import AuthorizationEndpoint
-from .client_assertion import (
+from .clients import Client, ClientStore, service_account_client_id
+from .federation import Federation
+from .http import HttpRequest, HttpResponse
+from .metadata import TOKEN_PATH, admin_api_audience
+from .oidc import OPENID_SCOPE, IdTokens, Logout, UserInfoEndpoint
+from .refresh import RefreshRecord, RefreshTokens, wants_refresh_token
+from .requests import for_description
+from .rfc6749.authorization import AuthorizationEndpoint
+from .rfc6749.authorization_code import AuthorizationCodeGrant
+from .rfc6749.client_credentials import ClientCredentialsGrant
+from .rfc6749.refresh_token import RefreshTokenGrant
+from .rfc7009.revocation import RevocationEndpoint
+from .rfc7523.client_assertion import (
     PRIVATE_KEY_JWT,
     AssertionRefused,
     ClientAssertions,
     assertion_subject,
 )
-from .clients import Client, ClientStore, service_account_client_id
-from .endpoints.introspection import IntrospectionEndpoint
-from .endpoints.revocation import RevocationEndpoint
-from .federation import Federation
-from .grants.authorization_code import AuthorizationCodeGrant
-from .grants.client_credentials import ClientCredentialsGrant
-from .grants.device_code import DeviceApproval, DeviceAuthorizationEndpoint, DeviceCodeGrant
-from .grants.jwt_bearer import JwtBearerGrant
-from .grants.refresh_token import RefreshTokenGrant
-from .grants.token_exchange import TokenExchangeGrant
-from .http import HttpRequest, HttpResponse
-from .metadata import TOKEN_PATH, admin_api_audience
-from .oidc import OPENID_SCOPE, IdTokens, Logout, UserInfoEndpoint
-from .pkce import S256CodeChallenge
-from .refresh import RefreshRecord, RefreshTokens, wants_refresh_token
-from .requests import for_description
+from .rfc7523.jwt_bearer import JwtBearerGrant
+from .rfc7636.pkce import S256CodeChallenge
+from .rfc7662.introspection import IntrospectionEndpoint
+from .rfc8628.device_code import DeviceApproval, DeviceAuthorizationEndpoint, DeviceCodeGrant
+from .rfc8693.token_exchange import TokenExchangeGrant
+from .rfc8707.audience import InvalidTargetError, select_audience
 from .subjects import Subject, UserDirectory, access_token_claims, granted_roles
 from .throttle import FailureThrottle
 from .tokens import AccessTokens, IssuedToken

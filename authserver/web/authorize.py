@@ -1,6 +1,6 @@
 """The authorization endpoint's pages (RFC 6749 §3.1): sign-in, consent, the redirect.
 
-The decisions are the protocol layer's (``oauth.authorization``): this module reads the
+The decisions are the protocol layer's (``oauth.rfc6749.authorization``): this module reads the
 request once, tells it who is signed in and what the person clicked, and renders the
 outcome.
 """
@@ -12,7 +12,8 @@ from urllib.parse import urlencode
 from flask import Blueprint, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
-from ..oauth.authorization import (
+from ..oauth.metadata import admin_api_audience
+from ..oauth.rfc6749.authorization import (
     AskConsent,
     Browser,
     Outcome,
@@ -21,7 +22,6 @@ from ..oauth.authorization import (
     SignedIn,
     SignIn,
 )
-from ..oauth.metadata import admin_api_audience
 from .adapter import authorization_request, oauth_server, to_flask
 from .forms import ConsentForm
 from .pages import message, page

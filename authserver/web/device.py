@@ -7,8 +7,8 @@ from typing import Literal
 from flask import Blueprint, current_app, redirect, request, url_for
 from werkzeug.wrappers import Response
 
-from ..oauth.grants.device_code import PendingDevice
 from ..oauth.metadata import admin_api_audience
+from ..oauth.rfc8628.device_code import PendingDevice
 from .adapter import oauth_server
 from .forms import DeviceCodeForm, DeviceDecisionForm
 from .pages import message, page

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 from authlib.oauth2.rfc6749 import AccessDeniedError, OAuth2Error
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 
-from ...clock import SYSTEM_CLOCK, Clock
-from ..http import HttpRequest, HttpResponse
-from ..subjects import Subject
+from ....clock import SYSTEM_CLOCK, Clock
+from ...http import HttpRequest, HttpResponse
+from ...subjects import Subject
 from .request import (
     AuthorizationRequest,
     authorization_error,
@@ -27,7 +27,7 @@ from .request import (
 )
 
 if TYPE_CHECKING:
-    from ..server import AuthServer
+    from ...server import AuthServer
 
 #: A public client gets a code without a confirmation click only this soon after the
 #: person signed in for that very authorization request (RFC 8252 §8.6).

@@ -41,8 +41,8 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey, RSAKey, import_key
 
-from ..clock import SYSTEM_CLOCK, Clock
-from ..keys.manager import REGISTRY
+from ...clock import SYSTEM_CLOCK, Clock
+from ...keys.manager import REGISTRY
 
 #: RFC 7523 §2.2.
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"

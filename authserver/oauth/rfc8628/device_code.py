@@ -35,9 +35,9 @@ from authlib.oauth2.rfc8628 import DeviceAuthorizationEndpoint as _DeviceAuthori
 from ...clock import SYSTEM_CLOCK, Clock
 from ...settings import GRANT_DEVICE_CODE
 from ..clients import CONFIDENTIAL_AUTH_METHODS, Client
-from ..grants.client_credentials import granted_scopes
 from ..http import HttpRequest
 from ..requests import TOKEN_PARAMETERS, reject_repeated_parameters
+from ..rfc6749.client_credentials import granted_scopes
 
 #: §6.1: no vowels (no words), no look-alikes; 20^8 ≈ 2^34.6 codes.
 USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"

@@ -17,14 +17,14 @@ from authlib.oauth2.rfc6749 import (
     UnsupportedResponseTypeError,
 )
 
-from ..http import HttpRequest, HttpResponse
-from ..oidc.id_tokens import OPENID_SCOPE
-from ..requests import for_description
-from ..subjects import Subject
+from ...http import HttpRequest, HttpResponse
+from ...oidc.id_tokens import OPENID_SCOPE
+from ...requests import for_description
+from ...subjects import Subject
 
 if TYPE_CHECKING:
-    from ..clients import Client
-    from ..server import AuthServer
+    from ...clients import Client
+    from ...server import AuthServer
 
 #: OIDC Core §3.1.2.1 ``prompt`` values we act on.
 PROMPTS = frozenset({"none", "login", "consent"})
