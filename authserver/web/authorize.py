@@ -15,11 +15,11 @@ from werkzeug.wrappers import Response
 from ..oauth.metadata import admin_api_audience
 from ..oauth.rfc6749.authorization import (
     AskConsent,
+    Authenticated,
     Browser,
     Outcome,
     Redirect,
     ShowError,
-    SignedIn,
     SignIn,
 )
 from .adapter import authorization_request, oauth_server, to_flask
@@ -66,7 +66,7 @@ def _browser(consent: _Consent) -> Browser:
     signin = current_signin()
     return Browser(
         signin=(
-            SignedIn(subject=signin.person, auth_time=signin.auth_time, method=signin.method)
+            Authenticated(subject=signin.person, auth_time=signin.auth_time, method=signin.method)
             if signin is not None
             else None
         ),

@@ -8,18 +8,19 @@ tightens them), OIDC Core ยง3.1.2 (``prompt``, ``max_age``, consent), RFC 8252 ย
 
 from .checks import (
     AskConsent,
+    Authenticated,
     AuthorizationEndpoint,
     Browser,
     Outcome,
     Redirect,
     ShowError,
-    SignedIn,
     SignIn,
 )
 from .request import AuthorizationRequest
 
 __all__ = [
     "AskConsent",
+    "Authenticated",
     "AuthorizationEndpoint",
     "AuthorizationRequest",
     "Browser",
@@ -27,5 +28,4 @@ __all__ = [
     "Redirect",
     "ShowError",
     "SignIn",
-    "SignedIn",
 ]

@@ -35,8 +35,8 @@ FRESH_SIGNIN_SECONDS = 300
 
 
 @dataclass(frozen=True)
-class SignedIn:
-    """Who the browser is signed in as (the web layer's session)."""
+class Authenticated:
+    """Who the browser is signed in as, when and how (from the web layer's session)."""
 
     subject: Subject
     auth_time: float
@@ -48,7 +48,7 @@ class SignedIn:
 class Browser:
     """What the web layer knows of the browser that made the request."""
 
-    signin: SignedIn | None
+    signin: Authenticated | None
     #: Consents it remembers (:attr:`AuthorizationRequest.consent_key`).
     consents: tuple[str, ...] = ()
     #: The person's answer on the consent page (Allow: ``True``), asked only when a
@@ -109,7 +109,7 @@ class Context:
     approved: bool = field(default=False)
 
     @property
-    def signin(self) -> SignedIn:
+    def signin(self) -> Authenticated:
         assert self.browser.signin is not None  # the sign-in checks come first
         return self.browser.signin
 
