@@ -139,3 +139,16 @@ def test_an_admin_setting_a_password_denies_the_persons_access_tokens(
     finally:
         session.close()
     assert raised.value.error == "invalid_grant"
+
+
+def test_deleting_a_person_denies_their_access_tokens(live_server: LiveServer) -> None:
+    user, admin = new_user(live_server), new_user(live_server, "admin")
+    tokens = live_tokens(live_server, user)
+    admin_token = person_tokens(live_server, admin, admin_api(live_server))["access_token"]
+    assert _introspect(live_server, tokens["access_token"])["active"] is True
+
+    deleted = api(live_server, "DELETE", f"/users/{user}", admin_token)
+    assert deleted.status_code == 204, deleted.text
+
+    assert _introspect(live_server, tokens["access_token"]) == {"active": False}
+    assert_oauth_error(refresh(live_server.url, tokens["refresh_token"]), "invalid_grant")
