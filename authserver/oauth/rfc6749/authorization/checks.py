@@ -114,10 +114,16 @@ class Context:
         return self.browser.signin
 
     def error(self, error: OAuth2Error) -> Redirect | ShowError:
-        response = authorization_error(self.server.issuer, error)
-        if response is None:
-            return ShowError(error.description or error.error)
-        return Redirect(response)
+        return error_outcome(self.server.issuer, error)
+
+
+def error_outcome(issuer: str, error: OAuth2Error) -> Redirect | ShowError:
+    """§4.1.2.1: the error back to the client, or shown to the person when its redirect
+    URI is not verified (a bad client_id or redirect_uri is never redirected to)."""
+    response = authorization_error(issuer, error)
+    if response is None:
+        return ShowError(error.description or error.error)
+    return Redirect(response)
 
 
 Check = Callable[[Context], "Outcome | None"]
@@ -231,11 +237,7 @@ class AuthorizationEndpoint:
         try:
             auth = validate_authorization(self._server, request)
         except OAuth2Error as error:
-            response = authorization_error(self._server.issuer, error)
-            if response is None:
-                # §4.1.2.1: a bad client_id or redirect_uri is shown, never redirected to.
-                return ShowError(error.description or error.error)
-            return Redirect(response)
+            return error_outcome(self._server.issuer, error)
         ctx = Context(self._server, auth, browser, self._clock.now())
         for check in CHECKS:
             outcome = check(ctx)
