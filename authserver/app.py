@@ -177,10 +177,23 @@ def create_app(
         SqlAuditLog(engine, clock), observe=metrics.count_event if metrics else None
     )
     access_tokens = AccessTokens(
-        settings.issuer, keys, ephemeral, ttl=settings.tokens.access_token_ttl, clock=clock.now
+        settings.issuer, keys, ephemeral, ttl=settings.tokens.access_token_ttl, clock=clock
     )
-    refresh_store = SqlRefreshStore(engine)
-    users = UserService(SqlUserRepository(engine), settings.rbac, clock=clock.now)
+    refresh_tokens = RefreshTokens(
+        SqlRefreshStore(engine),
+        ephemeral,
+        access_tokens,
+        ttl=settings.tokens.refresh_token_ttl,
+        idle_ttl=settings.tokens.refresh_token_idle_ttl,
+        retry_grace=settings.tokens.refresh_retry_grace,
+        clock=clock,
+    )
+    users = UserService(
+        SqlUserRepository(engine),
+        settings.rbac,
+        clock=clock.now,
+        refresh_families=refresh_tokens,
+    )
     # The failure limits fail open: a stalled Redis may cost their reads 250 ms, not the
     # 1 s that the rest waits before answering 503.
     ratelimits = RateLimits(
@@ -195,25 +208,18 @@ def create_app(
         default_audience=settings.default_audience,
         store=ephemeral,
         users=users,
-        refresh_tokens=RefreshTokens(
-            refresh_store,
-            ephemeral,
-            ttl=settings.tokens.refresh_token_ttl,
-            idle_ttl=settings.tokens.refresh_token_idle_ttl,
-            retry_grace=settings.tokens.refresh_retry_grace,
-            clock=clock.now,
-        ),
+        refresh_tokens=refresh_tokens,
         id_tokens=IdTokens(
-            settings.issuer, id_token_keys, ttl=settings.tokens.access_token_ttl, clock=clock.now
+            settings.issuer, id_token_keys, ttl=settings.tokens.access_token_ttl, clock=clock
         ),
         device_verification_uri=settings.base_url + DEVICE_VERIFICATION_PATH,
         device_code_ttl=settings.tokens.device_code_ttl,
         device_poll_interval=settings.tokens.device_poll_interval,
         events=events,
-        clock=clock.now,
+        clock=clock,
         client_throttle=client_auth_throttle(ratelimits, settings.rate_limits),
         federation=Federation(
-            settings.federated_identities, issuer=settings.issuer, store=ephemeral, clock=clock.now
+            settings.federated_identities, issuer=settings.issuer, store=ephemeral, clock=clock
         ),
     )
     # Every key line: the access-token keys first (``keys`` CLI, JWKS).

@@ -26,7 +26,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from authserver.clock import ManualClock
-from authserver.oauth.grants import authorization_code
+from authserver.oauth.rfc6749 import authorization_code
 from authserver.web.services import Services
 
 from .conftest import AUDIENCES, SECRETS, AppFactory, Backend, LiveServer

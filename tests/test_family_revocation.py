@@ -4,12 +4,29 @@ authorization grant"; RFC 9700 §4.14.2 for reuse)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+import requests
+from authlib.integrations.base_client import OAuthError
+from authlib.integrations.requests_client import OAuth2Session
 from flask.testing import FlaskClient
 
 from authserver.clock import ManualClock
 
-from .conftest import AppFactory
-from .test_refresh_tokens import flask_refresh, flask_sign_in, flask_tokens, new_local_user
+from .conftest import SECRETS, AppFactory, LiveServer
+from .people import PASSWORD
+from .test_rbac import admin_api, api, person_tokens
+from .test_refresh_tokens import (
+    assert_oauth_error,
+    flask_refresh,
+    flask_sign_in,
+    flask_tokens,
+    live_tokens,
+    new_local_user,
+    new_user,
+    refresh,
+)
 
 
 def _userinfo(client: FlaskClient, access_token: str) -> int:
@@ -49,3 +66,91 @@ def test_reuse_denies_the_access_tokens_of_the_family(make_app: AppFactory) -> N
     assert reused.get_json()["error"] == "invalid_grant"
     assert _userinfo(client, second["access_token"]) == 401
     assert _userinfo(client, first["access_token"]) == 401
+
+
+# -- a new password ends the person's families, access tokens included ------------------
+
+
+def _introspect(server: LiveServer, token: str) -> dict[str, Any]:
+    response = requests.post(
+        server.url + "/oauth2/introspect",
+        data={"token": token},
+        auth=("rs", SECRETS["rs"]),
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_a_new_password_denies_the_live_access_tokens_of_the_persons_families(
+    live_server: LiveServer,
+) -> None:
+    """A password reset is how an account is taken back: the refresh tokens die with the
+    old password, and so do the access tokens they issued (as ``/oauth2/revoke`` does,
+    RFC 7009 §2.1), on every sign-in of that person; another person's stay live."""
+    user, bystander = new_user(live_server), new_user(live_server)
+    api_tokens = person_tokens(live_server, user, admin_api(live_server))
+    tokens = live_tokens(live_server, user)
+    others = live_tokens(live_server, bystander)
+    for token in (tokens, others):
+        assert _introspect(live_server, token["access_token"])["active"] is True
+    assert api(live_server, "GET", "/me", api_tokens["access_token"]).status_code == 200
+
+    # The person sets a new one, as they do today: at the admin API, with the current one.
+    changed = api(
+        live_server,
+        "PUT",
+        f"/users/{user}/password",
+        api_tokens["access_token"],
+        json={"password": "a much newer password", "current_password": PASSWORD},
+    )
+    assert changed.status_code == 204, changed.text
+
+    assert _introspect(live_server, tokens["access_token"]) == {"active": False}
+    assert api(live_server, "GET", "/me", api_tokens["access_token"]).status_code == 401
+    for token in (api_tokens, tokens):
+        assert_oauth_error(refresh(live_server.url, token["refresh_token"]), "invalid_grant")
+    assert _introspect(live_server, others["access_token"])["active"] is True
+    assert refresh(live_server.url, others["refresh_token"]).status_code == 200
+
+
+def test_an_admin_setting_a_password_denies_the_persons_access_tokens(
+    live_server: LiveServer,
+) -> None:
+    user, admin = new_user(live_server), new_user(live_server, "admin")
+    tokens = live_tokens(live_server, user)
+    admin_token = person_tokens(live_server, admin, admin_api(live_server))["access_token"]
+    session = OAuth2Session("cli", token=tokens, token_endpoint_auth_method="none")
+    assert session.get(live_server.url + "/oauth2/userinfo", timeout=10).status_code == 200
+
+    changed = api(
+        live_server,
+        "PUT",
+        f"/users/{user}/password",
+        admin_token,
+        json={"password": "an admin's new password"},
+    )
+    assert changed.status_code == 204, changed.text
+
+    assert _introspect(live_server, tokens["access_token"]) == {"active": False}
+    assert session.get(live_server.url + "/oauth2/userinfo", timeout=10).status_code == 401
+    try:
+        with pytest.raises(OAuthError) as raised:
+            session.refresh_token(live_server.url + "/oauth2/token")
+    finally:
+        session.close()
+    assert raised.value.error == "invalid_grant"
+
+
+def test_deleting_a_person_denies_their_access_tokens(live_server: LiveServer) -> None:
+    user, admin = new_user(live_server), new_user(live_server, "admin")
+    tokens = live_tokens(live_server, user)
+    admin_token = person_tokens(live_server, admin, admin_api(live_server))["access_token"]
+    assert _introspect(live_server, tokens["access_token"])["active"] is True
+
+    deleted = api(live_server, "DELETE", f"/users/{user}", admin_token)
+    assert deleted.status_code == 204, deleted.text
+
+    assert _introspect(live_server, tokens["access_token"]) == {"active": False}
+    assert_oauth_error(refresh(live_server.url, tokens["refresh_token"]), "invalid_grant")

@@ -197,7 +197,7 @@ def test_public_client_confirms_when_the_sign_in_is_not_fresh(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """RFC 8252 §8.6: no silent code for a loopback listener on an old session."""
-    from authserver.web import authorize
+    from authserver.oauth.rfc6749.authorization import checks
 
     from .people import pkce_pair
 
@@ -215,7 +215,7 @@ def test_public_client_confirms_when_the_sign_in_is_not_fresh(
     to_login = client.get("/oauth2/authorize", query_string=query)
     assert to_login.status_code == 302
     assert to_login.headers["Location"].startswith("/login?")
-    monkeypatch.setattr(authorize, "FRESH_SIGNIN_SECONDS", -1)
+    monkeypatch.setattr(checks, "FRESH_SIGNIN_SECONDS", -1)
     assert _login(client, "nina", PASSWORD, "/").status_code == 302
     page = client.get("/oauth2/authorize", query_string=query)
     assert page.status_code == 200

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import IO
+from typing import IO, Protocol
 
 import precis_i18n
 from confusable_homoglyphs import categories, confusables
@@ -39,6 +39,12 @@ MAX_USERNAME_LENGTH = 255
 #: RFC 5321 §4.5.3.1: 64 octets of local part; a path of 256 with its ``<>``.
 MAX_EMAIL_LENGTH = 254
 MAX_EMAIL_LOCAL_LENGTH = 64
+
+
+class RefreshFamilies(Protocol):
+    """The owner of refresh-token families (``authserver.oauth.refresh.RefreshTokens``)."""
+
+    def revoke_for_user(self, user_id: str, reason: str) -> int: ...
 
 
 class UserError(ValueError):
@@ -250,10 +256,14 @@ class UserService:
         rbac: RbacSettings,
         *,
         clock: Callable[[], float] = time.time,
+        refresh_families: RefreshFamilies | None = None,
     ) -> None:
         self._repo = repository
         self._rbac = rbac
         self._clock = clock
+        #: The owner of refresh-token families (``oauth.refresh.RefreshTokens``); none
+        #: only where no tokens are issued (this service tested alone).
+        self._refresh_families = refresh_families
 
     # -- reading ------------------------------------------------------------------
 
@@ -352,7 +362,7 @@ class UserService:
         self._repo.new_credentials(
             record.id, password_hash=passwords.hash_password(password), password_must_change=False
         )
-        self._repo.revoke_refresh_tokens(record.id, "password")
+        self._revoke_refresh_families(record.id, "password")
         return replace(
             _person(record),
             credentials_generation=record.credentials_generation + 1,
@@ -374,11 +384,17 @@ class UserService:
         return replace(_person(record), disabled=disabled)
 
     def delete(self, username: str) -> Person:
-        """Delete a person and their refresh tokens; access tokens already issued run out."""
+        """Delete a person, their refresh tokens and the live access tokens those issued."""
         record = self._existing(username)
+        self._revoke_refresh_families(record.id, "user_deleted")
         if not self._repo.delete(record.id):
             raise NotFound(f"no user {record.username!r}")
         return _person(record)
+
+    def _revoke_refresh_families(self, user_id: str, reason: str) -> None:
+        """Through the families' owner, so that their live access tokens die too."""
+        if self._refresh_families is not None:
+            self._refresh_families.revoke_for_user(user_id, reason)
 
     # -- CSV ------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin
 
-from .client_assertion import PRIVATE_KEY_JWT
+from .rfc7523.client_assertion import PRIVATE_KEY_JWT
 from .secrets import DummyCheck, SecretVerifier
 
 #: RFC 7591 §2 method names.

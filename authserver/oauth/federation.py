@@ -3,8 +3,8 @@ service-account token) traded for one of our access tokens (DESIGN.md, "Machine
 identity without shared secrets").
 
 Both grants that carry such a token, RFC 8693 token exchange
-(:mod:`.grants.token_exchange`) and the RFC 7523 JWT bearer grant
-(:mod:`.grants.jwt_bearer`), hand it to :meth:`Federation.verify`: one ordered list of
+(:mod:`.rfc8693.token_exchange`) and the RFC 7523 JWT bearer grant
+(:mod:`.rfc7523.jwt_bearer`), hand it to :meth:`Federation.verify`: one ordered list of
 small checks (:data:`CHECKS`), each refusing with a reason the audit log keeps. The
 first ``federated_identities`` rule (in config order) that trusts the token's issuer,
 its ``aud``, its claims and the authenticating client (if the rule names one) decides
@@ -24,7 +24,6 @@ import dataclasses
 import fnmatch
 import hashlib
 import json
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -35,6 +34,7 @@ from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry, extract_compact
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import DependencyUnavailable
 from ..resource import InvalidToken, IssuerKeys, IssuerMismatch, KeysUnavailable
 from ..settings import SUBJECT_FIELD, FederatedIdentitySettings
@@ -212,7 +212,7 @@ class Federation:
         issuer: str,
         store: Any,
         keys: Callable[[str], KeySource] | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         verifier = SecretVerifier(max_entries=1)
         self.rules = [
@@ -233,7 +233,7 @@ class Federation:
             for rule in rules
         ]
         self.store = store
-        self.now = clock
+        self.now = clock.now
         make_keys = keys or (
             lambda url: IssuerKeys(
                 url,

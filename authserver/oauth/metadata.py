@@ -21,8 +21,8 @@ from ..paths import (
     TOKEN_PATH,
     USERINFO_PATH,
 )
-from .client_assertion import ASSERTION_ALGORITHMS
 from .clients import CONFIDENTIAL_AUTH_METHODS, Client
+from .rfc7523.client_assertion import ASSERTION_ALGORITHMS
 
 
 def admin_api_audience(issuer: str) -> str:

@@ -1,4 +1,7 @@
-"""Refresh tokens: opaque, stored as hashes, rotated on every use (RFC 9700 §4.14.2).
+"""Refresh tokens and their families: opaque, stored as hashes, rotated on every use
+(RFC 6749 §6, RFC 9700 §4.14.2). This module is the one owner of families: it alone
+revokes them (one family, or every family of a person), and a family that dies takes the
+live access tokens it issued with it (RFC 7009 §2.1).
 
 Each sign-in starts a *family*. Every refresh marks the presented token rotated
 (one atomic update, so of concurrent uses exactly one wins) and adds its successor
@@ -20,11 +23,15 @@ from typing import Any, Protocol
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..keys.encryption import derive_fernet
 
 #: Refresh tokens are recognisable (secret scanners, logs): ``as_rt_<random>``.
 REFRESH_TOKEN_PREFIX = "as_rt_"  # noqa: S105 - a prefix, not a secret
 RETRY_CACHE_PREFIX = "refresh-retry:"
+REPLAY_POLL_SECONDS = 0.05
+#: Access tokens issued in a refresh-token family (jti, exp), to deny with the family.
+FAMILY_TOKENS_PREFIX = "family-tokens:"
 
 #: Scopes that ask for a refresh token. ``offline_access`` is OpenID Connect's (Core
 #: §11; Okta's, Keycloak's). ``offline`` is what Flyte's CLIs ask for (flyteadmin's
@@ -98,11 +105,28 @@ class RefreshStore(Protocol):
     def revoke_family(self, family_id: str, reason: str) -> bool:
         """``True`` if the family was live until now."""
 
+    def revoke_user_families(self, user_id: str, reason: str) -> list[str]:
+        """Revoke every live family of a user; the ids of those revoked now."""
 
-class RetryCache(Protocol):
+
+class EphemeralCache(Protocol):
+    """The ephemeral store, as far as families use it: the retry cache and the list of
+    access tokens each family issued."""
+
     def put(self, key: str, value: bytes, ttl: float) -> None: ...
 
     def get(self, key: str) -> bytes | None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class AccessTokenDenylist(Protocol):
+    """What revoking a family needs of the access tokens (``tokens.AccessTokens``)."""
+
+    @property
+    def ttl(self) -> int: ...
+
+    def revoke(self, claims: dict[str, Any]) -> None: ...
 
 
 class RotationLost(Exception):
@@ -115,18 +139,22 @@ def hash_refresh_token(token: str) -> str:
 
 
 class RefreshTokens:
+    """The refresh tokens and the one owner of their families."""
+
     def __init__(
         self,
         store: RefreshStore,
-        cache: RetryCache,
+        cache: EphemeralCache,
+        access_tokens: AccessTokenDenylist,
         *,
         ttl: float,
         idle_ttl: float,
         retry_grace: float,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.store = store
         self._cache = cache
+        self._access_tokens = access_tokens
         self.ttl = ttl
         self.idle_ttl = idle_ttl
         self.retry_grace = retry_grace
@@ -142,13 +170,14 @@ class RefreshTokens:
             scope=scope,
             audience=audience,
             auth_time=auth_time,
-            expires_at=self._clock() + self.ttl,
+            expires_at=self._clock.now() + self.ttl,
         )
         return family_id, self.next_token(family_id)
 
     def next_token(self, family_id: str) -> str:
         token = REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(32)
-        self.store.add_token(family_id, hash_refresh_token(token), self._clock() + self.idle_ttl)
+        idle_expires_at = self._clock.now() + self.idle_ttl
+        self.store.add_token(family_id, hash_refresh_token(token), idle_expires_at)
         return token
 
     def lookup(self, token: str) -> RefreshRecord | None:
@@ -157,7 +186,7 @@ class RefreshTokens:
         return self.store.lookup(hash_refresh_token(token))
 
     def is_live(self, record: RefreshRecord) -> bool:
-        now = self._clock()
+        now = self._clock.now()
         return (
             not record.family_revoked
             and now < record.family_expires_at
@@ -174,7 +203,7 @@ class RefreshTokens:
         written first, so a client retrying after an error is never taken for a thief.
         """
         token = REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(32)
-        now = self._clock()
+        now = self._clock.now()
         if not self.store.rotate(
             record.token_hash, now, hash_refresh_token(token), now + self.idle_ttl
         ):
@@ -182,11 +211,56 @@ class RefreshTokens:
         return token
 
     def within_grace(self, record: RefreshRecord) -> bool:
-        rotated_at = record.rotated_at if record.rotated_at is not None else self._clock()
-        return self._clock() - rotated_at <= self.retry_grace
+        rotated_at = record.rotated_at if record.rotated_at is not None else self._clock.now()
+        return self._clock.now() - rotated_at <= self.retry_grace
 
-    def revoke_family(self, family_id: str, reason: str) -> bool:
-        return self.store.revoke_family(family_id, reason)
+    # -- families: the one place they are revoked ------------------------------------
+
+    def remember_access_token(self, family_id: str, claims: dict[str, Any]) -> None:
+        """Note an access token issued in a family, so that revoking the family (reuse,
+        revocation, a replayed code, a new password) denies it too (RFC 7009 §2.1,
+        RFC 9700 §4.14). Written before the family's durable change, so a failure here
+        changes nothing durable."""
+        key = FAMILY_TOKENS_PREFIX + family_id
+        now = self._clock.now()
+        raw = self._cache.get(key)
+        entries = [e for e in json.loads(raw) if e[1] + 60 > now] if raw else []
+        entries.append([claims["jti"], claims["exp"]])
+        self._cache.put(key, json.dumps(entries[-50:]).encode(), self._access_tokens.ttl + 120)
+
+    def revoke_family(
+        self, family_id: str, reason: str, *, on_revoked: Callable[[], None] | None = None
+    ) -> bool:
+        """Revoke every refresh token of a family and deny the access tokens it issued
+        that are still alive; ``True`` if the family was live until now.
+
+        Durable first: the family dies (and ``on_revoked``, the audit event, runs) even
+        when the ephemeral store is down; denying the access tokens is then repeated by
+        the client's retry (:meth:`deny_access_tokens` is safe to repeat).
+        """
+        revoked = self.store.revoke_family(family_id, reason)
+        if revoked and on_revoked is not None:
+            on_revoked()
+        self.deny_access_tokens(family_id)
+        return revoked
+
+    def revoke_for_user(self, user_id: str, reason: str) -> int:
+        """Revoke every live family of a person (a new password, a deleted account) and
+        deny their live access tokens; how many families there were."""
+        families = self.store.revoke_user_families(user_id, reason)
+        for family_id in families:
+            self.deny_access_tokens(family_id)
+        return len(families)
+
+    def deny_access_tokens(self, family_id: str) -> None:
+        """Deny the live access tokens of a revoked family. Safe to repeat: a request
+        that failed here (Redis down, 503) does it again when retried."""
+        raw = self._cache.get(FAMILY_TOKENS_PREFIX + family_id)
+        entries = json.loads(raw) if raw else []
+        for jti, exp in entries:
+            self._access_tokens.revoke({"jti": jti, "exp": exp})
+        if entries:
+            self._cache.delete(FAMILY_TOKENS_PREFIX + family_id)
 
     # -- the retry cache --------------------------------------------------------------
 
@@ -195,9 +269,13 @@ class RefreshTokens:
         self._cache.put(_cache_key(token), data, self.retry_grace + 1)
 
     def replay_response(self, token: str, wait: float = 2.0) -> dict[str, Any] | None:
-        """The response the winning request gave, waiting briefly for it to be written."""
-        deadline = time.monotonic() + wait
-        while True:
+        """The response the winning request gave, waiting briefly for it to be written.
+
+        The wait is for another request, in real time: counted in polls, not read from
+        the clock (a test's manual clock does not move while it sleeps)."""
+        for attempt in range(int(wait / REPLAY_POLL_SECONDS) + 1):
+            if attempt:
+                time.sleep(REPLAY_POLL_SECONDS)
             data = self._cache.get(_cache_key(token))
             if data is not None:
                 try:
@@ -205,9 +283,7 @@ class RefreshTokens:
                 except (InvalidToken, ValueError):
                     return None
                 return result
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(0.05)
+        return None
 
 
 def _cache_key(token: str) -> str:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, Protocol
 from urllib.parse import unquote
@@ -18,37 +16,33 @@ from urllib.parse import unquote
 from authlib.oauth2 import AuthorizationServer as _AuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Error
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..paths import TOKEN_PATH
-from .audience import InvalidTargetError, select_audience
-from .authorization import AuthorizationMixin
-from .client_assertion import (
+from .clients import Client, ClientStore, service_account_client_id
+from .federation import Federation
+from .http import HttpRequest, HttpResponse
+from .metadata import admin_api_audience
+from .oidc import OPENID_SCOPE, IdTokens, Logout, UserInfoEndpoint
+from .refresh import RefreshRecord, RefreshTokens, wants_refresh_token
+from .requests import for_description
+from .rfc6749.authorization import AuthorizationEndpoint
+from .rfc6749.authorization_code import AuthorizationCodeGrant
+from .rfc6749.client_credentials import ClientCredentialsGrant
+from .rfc6749.refresh_token import RefreshTokenGrant
+from .rfc7009.revocation import RevocationEndpoint
+from .rfc7523.client_assertion import (
     PRIVATE_KEY_JWT,
     AssertionRefused,
     ClientAssertions,
     assertion_subject,
 )
-from .clients import Client, ClientStore, service_account_client_id
-from .endpoints.introspection import IntrospectionEndpoint
-from .endpoints.revocation import RevocationEndpoint
-from .federation import Federation
-from .grants.authorization_code import (
-    CODE_REPLAYED_PREFIX,
-    CODE_USED_PREFIX,
-    CODE_USED_TTL_SECONDS,
-    AuthorizationCodeGrant,
-)
-from .grants.client_credentials import ClientCredentialsGrant
-from .grants.device_code import DeviceAuthorizationEndpoint, DeviceCodeGrant
-from .grants.jwt_bearer import JwtBearerGrant
-from .grants.refresh_token import RefreshTokenGrant
-from .grants.token_exchange import TokenExchangeGrant
-from .http import HttpRequest, HttpResponse
-from .metadata import admin_api_audience
-from .oidc import OPENID_SCOPE, IdTokens
-from .people import Person, UserDirectory, access_token_claims, granted_roles
-from .pkce import S256CodeChallenge
-from .refresh import RefreshRecord, RefreshTokens, wants_refresh_token
-from .requests import for_description
+from .rfc7523.jwt_bearer import JwtBearerGrant
+from .rfc7636.pkce import S256CodeChallenge
+from .rfc7662.introspection import IntrospectionEndpoint
+from .rfc8628.device_code import DeviceApproval, DeviceAuthorizationEndpoint, DeviceCodeGrant
+from .rfc8693.token_exchange import TokenExchangeGrant
+from .rfc8707.audience import InvalidTargetError, select_audience
+from .subjects import Subject, UserDirectory, access_token_claims, granted_roles
 from .throttle import FailureThrottle
 from .tokens import AccessTokens, IssuedToken
 
@@ -75,9 +69,6 @@ class ClientAuthThrottled(InvalidClientError):  # type: ignore[misc]
         return [*headers, ("Retry-After", str(self.retry_after))]
 
 
-#: Access tokens issued in a refresh-token family (jti, exp), to deny with the family.
-FAMILY_TOKENS_PREFIX = "family-tokens:"
-
 #: RFC 6749 §5.2 descriptions for errors Authlib raises without one.
 DEFAULT_DESCRIPTIONS = {
     "invalid_request": "The request is missing a parameter or is malformed.",
@@ -102,7 +93,7 @@ class KeyValueStore(Protocol):
     def counter(self, key: str) -> tuple[int, float]: ...
 
 
-class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc]
+class AuthServer(_AuthorizationServer):  # type: ignore[misc]
     """One per app, built by ``create_app``; holds no request state."""
 
     def __init__(
@@ -121,7 +112,7 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
         device_code_ttl: float,
         device_poll_interval: float,
         events: EventSink | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         client_throttle: FailureThrottle | None = None,
         federation: Federation | None = None,
     ) -> None:
@@ -139,7 +130,8 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
         self.device_code_ttl = device_code_ttl
         self.device_poll_interval = device_poll_interval
         self._events = events
-        self.now = clock
+        self.clock = clock
+        self.now = clock.now
         self.client_throttle = client_throttle
         #: Workload identity federation (``federated_identities``); none: no rule trusts.
         self.federation = federation or Federation((), issuer=issuer, store=store)
@@ -159,6 +151,13 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
         self.register_endpoint(IntrospectionEndpoint)
         self.register_endpoint(RevocationEndpoint)
         self.register_endpoint(DeviceAuthorizationEndpoint)
+        #: RFC 6749 §3.1 (the decisions: ``authorization.checks``).
+        self.authorization = AuthorizationEndpoint(self, clock)
+        #: RFC 8628 §3.3.
+        self.device_approval = DeviceApproval(store, self.query_client, self.emit, clock)
+        #: OIDC Core §5.3 and RP-Initiated Logout.
+        self.userinfo = UserInfoEndpoint(access_tokens, users, self.query_client)
+        self.logout = Logout(id_tokens, self.query_client)
 
     # -- hooks Authlib asks for -----------------------------------------------------
 
@@ -377,7 +376,7 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
     def issue_for_person(
         self,
         client: Client,
-        person: Person,
+        person: Subject,
         *,
         scopes: Sequence[str],
         audience: str,
@@ -410,7 +409,7 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
             family_id = claims["refresh_family"] = rotate.family_id
             # The ephemeral write comes first: if it fails, nothing durable changed and
             # the client's retry is a plain refresh, never a reuse (RFC 9700 §4.14.2).
-            self._remember_family_token(family_id, claims)
+            refresh.remember_access_token(family_id, claims)
             body["refresh_token"] = refresh.rotate(rotate)
         elif client.check_grant_type("refresh_token") and wants_refresh_token(
             client.scopes, scopes
@@ -423,7 +422,7 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
                 auth_time=auth_time,
             )
             claims["refresh_family"] = family_id
-            self._remember_family_token(family_id, claims)
+            refresh.remember_access_token(family_id, claims)
         if OPENID_SCOPE in scopes:
             body["id_token"] = self.id_tokens.issue(
                 client,
@@ -436,70 +435,6 @@ class AuthServer(AuthorizationMixin, _AuthorizationServer):  # type: ignore[misc
         issued = IssuedToken(issued.access_token, issued.expires_in, issued.scope, claims)
         self.emit("token_issued", grant_type=grant_type, client=client, claims=issued.claims)
         return body, issued
-
-    def code_redeemed(self, key: str, issued: IssuedToken) -> None:
-        """Remember what a code issued; revoke it at once if a replay came meanwhile.
-
-        The record is written before the replay flag is read, and a replay sets its
-        flag before it reads the record again, so one of the two always revokes.
-        """
-        record = {
-            "jti": issued.claims["jti"],
-            "exp": issued.claims["exp"],
-            "family_id": issued.claims.get("refresh_family"),
-        }
-        self.store.put(CODE_USED_PREFIX + key, json.dumps(record).encode(), CODE_USED_TTL_SECONDS)
-        if self.store.get(CODE_REPLAYED_PREFIX + key) is not None:
-            self._revoke_code_tokens(record)
-
-    def code_replayed(self, key: str) -> None:
-        """RFC 6749 §4.1.2: a code used twice revokes the tokens issued from it."""
-        raw = self.store.get(CODE_USED_PREFIX + key)
-        if raw is None:
-            return  # never issued, or long expired: nothing to revoke
-        self.emit("code_replayed", client=None)
-        record = json.loads(raw)
-        if "jti" not in record:
-            # The first redemption is still running: flag it, then look again.
-            self.store.put(CODE_REPLAYED_PREFIX + key, b"1", CODE_USED_TTL_SECONDS)
-            raw = self.store.get(CODE_USED_PREFIX + key)
-            record = json.loads(raw) if raw is not None else {}
-        if "jti" in record:
-            self._revoke_code_tokens(record)
-
-    def _revoke_code_tokens(self, record: dict[str, Any]) -> None:
-        self.access_tokens.revoke({"jti": record["jti"], "exp": record["exp"]})
-        if record.get("family_id"):
-            self.revoke_family(record["family_id"], "code_replay")
-
-    # -- refresh-token families ---------------------------------------------------------
-
-    def _remember_family_token(self, family_id: str, claims: dict[str, Any]) -> None:
-        """Note an access token issued in a family, so that revoking the family (reuse,
-        revocation, a replayed code) can deny it too (RFC 7009 §2.1, RFC 9700 §4.14)."""
-        key = FAMILY_TOKENS_PREFIX + family_id
-        now = self.now()
-        raw = self.store.get(key)
-        entries = [e for e in json.loads(raw) if e[1] + 60 > now] if raw else []
-        entries.append([claims["jti"], claims["exp"]])
-        self.store.put(key, json.dumps(entries[-50:]).encode(), self.access_tokens.ttl + 120)
-
-    def revoke_family(self, family_id: str, reason: str) -> bool:
-        """Revoke every refresh token of a family and the access tokens it issued that
-        are still alive; ``True`` if the family was live until now."""
-        revoked = self.refresh_tokens.revoke_family(family_id, reason)
-        self.deny_family_tokens(family_id)
-        return revoked
-
-    def deny_family_tokens(self, family_id: str) -> None:
-        """Deny the live access tokens of a revoked family. Safe to repeat: a request
-        that failed here (Redis down, 503) does it again when retried."""
-        raw = self.store.get(FAMILY_TOKENS_PREFIX + family_id)
-        entries = json.loads(raw) if raw else []
-        for jti, exp in entries:
-            self.access_tokens.revoke({"jti": jti, "exp": exp})
-        if entries:
-            self.store.delete(FAMILY_TOKENS_PREFIX + family_id)
 
     def introspection_response(self, request: HttpRequest) -> HttpResponse:
         response: HttpResponse = self.create_endpoint_response("introspection", request)

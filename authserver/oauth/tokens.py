@@ -10,13 +10,13 @@ and one scope holding the whole string since), issue 15.1.
 from __future__ import annotations
 
 import secrets
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from joserfc.jwt import Token
 
+from ..clock import SYSTEM_CLOCK, Clock
 from .clients import Client
 
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a media type, not a secret
@@ -67,7 +67,7 @@ class AccessTokens:
         signer: Signer,
         denylist: Denylist,
         ttl: float,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.issuer = issuer
         self._signer = signer
@@ -90,7 +90,7 @@ class AccessTokens:
 
         ``ttl``: a shorter lifetime than the configured one (never a longer one).
         """
-        now = int(self._clock())
+        now = int(self._clock.now())
         ttl = self._ttl if ttl is None else min(ttl, self._ttl)
         scope = " ".join(scopes)
         claims: dict[str, Any] = {
@@ -126,7 +126,7 @@ class AccessTokens:
         except ValueError:  # malformed, or not signed by a key of ours
             return None
         claims = dict(decoded.claims)
-        now = self._clock()
+        now = self._clock.now()
         if decoded.header.get("typ", "").lower() not in (ACCESS_TOKEN_TYP, "application/at+jwt"):
             return None
         if claims.get("iss") != self.issuer:
@@ -143,6 +143,8 @@ class AccessTokens:
 
     def revoke(self, claims: dict[str, Any]) -> None:
         """Deny this token's ``jti`` until it would have expired anyway (RFC 7009 §2)."""
-        remaining = int(claims["exp"]) + LEEWAY_SECONDS + DENYLIST_PADDING_SECONDS - self._clock()
+        remaining = (
+            int(claims["exp"]) + LEEWAY_SECONDS + DENYLIST_PADDING_SECONDS - self._clock.now()
+        )
         if remaining > 0:
             self._denylist.put(DENYLIST_PREFIX + str(claims["jti"]), b"1", remaining)

@@ -143,6 +143,17 @@ class SqlRefreshStore:
         with self._engine.begin() as conn:
             return conn.execute(stmt).rowcount == 1
 
+    def revoke_user_families(self, user_id: str, reason: str) -> list[str]:
+        f = self._families.c
+        stmt = (
+            update(self._families)
+            .where(f.user_id == user_id, f.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC), revoked_reason=reason)
+            .returning(f.id)
+        )
+        with self._engine.begin() as conn:
+            return [str(family_id) for family_id in conn.execute(stmt).scalars()]
+
 
 def _dt(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC)

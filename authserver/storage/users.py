@@ -164,17 +164,6 @@ class SqlUserRepository:
             result = conn.execute(delete(_USERS).where(_USERS.c.id == user_id))
         return result.rowcount > 0
 
-    def revoke_refresh_tokens(self, user_id: str, reason: str) -> int:
-        """Revoke every live refresh-token family of a user; how many there were."""
-        f = _FAMILIES.c
-        stmt = (
-            update(_FAMILIES)
-            .where(f.user_id == user_id, f.revoked_at.is_(None))
-            .values(revoked_at=datetime.now(UTC), revoked_reason=reason)
-        )
-        with self._engine.begin() as conn:
-            return int(conn.execute(stmt).rowcount)
-
     def _one(self, condition: Any) -> UserRecord | None:
         with self._engine.connect() as conn:
             row = conn.execute(select(_USERS).where(condition)).first()

@@ -26,7 +26,7 @@ from werkzeug.wrappers import Response
 
 from ..identity.users import AlreadyExists, NotFound, UserError
 from ..key_file import DEFAULT_KEY_ALGORITHM, KeyFile
-from ..oauth.people import Person
+from ..oauth.subjects import Subject
 from ..paths import DASHBOARD_PATH, TOKEN_PATH
 from . import admin
 from .adapter import app_settings
@@ -93,8 +93,8 @@ def _admins_only() -> Response | None:
     return None
 
 
-def _me() -> Person:
-    person: Person = g.dashboard_person
+def _me() -> Subject:
+    person: Subject = g.dashboard_person
     return person
 
 

@@ -7,8 +7,8 @@ from typing import Literal
 from flask import Blueprint, redirect, request, url_for
 from werkzeug.wrappers import Response
 
-from ..oauth.authorization import PendingDevice
 from ..oauth.metadata import admin_api_audience
+from ..oauth.rfc8628.device_code import PendingDevice
 from ..paths import DEVICE_VERIFICATION_PATH
 from .adapter import oauth_server
 from .forms import DeviceCodeForm, DeviceDecisionForm
@@ -36,7 +36,7 @@ def _pending(code: str) -> PendingDevice | Literal["throttled"] | None:
     address = client_address()
     if not limits.test(USER_CODE_PER_ADDRESS, "user-code", address):
         return "throttled"
-    pending = oauth_server().pending_device(code)
+    pending = oauth_server().device_approval.pending(code)
     if pending is None:
         limits.hit(USER_CODE_PER_ADDRESS, "user-code", address)
     return pending
@@ -108,8 +108,8 @@ def decide() -> Response:
     if pending == "throttled":
         return message("Connect a device", THROTTLED, 429, error=True)
     approve = bool(form.approve.data)
-    if pending is None or not oauth_server().decide_device(
-        pending, signin.person, approve=approve, auth_time=signin.auth_time
+    if pending is None or not oauth_server().device_approval.decide(
+        pending, signin.person.id, approve=approve, auth_time=signin.auth_time
     ):
         return message(
             "Connect a device",

@@ -270,18 +270,10 @@ def logout() -> Response:
     """
     server = oauth_server()
     args = request.args
-    target = server.logout_redirect(
-        id_token_hint=args.get("id_token_hint"),
-        client_id=args.get("client_id"),
-        post_logout_redirect_uri=args.get("post_logout_redirect_uri"),
-        state=args.get("state"),
-    )
+    target = server.logout.redirect_target(args)
     signin = current_signin()
     form = LogoutForm()
-    hint_matches = False
-    if signin is not None and args.get("id_token_hint"):
-        hint_sub = server.id_tokens.subject_of(args["id_token_hint"])
-        hint_matches = hint_sub == signin.person.id
+    hint_matches = signin is not None and server.logout.hint_names(args, signin.person.id)
     if signin is not None and request.method == "GET" and not hint_matches:
         action = LOGOUT_PATH + ("?" + urlencode(list(args.items(multi=True))) if args else "")
         return page(

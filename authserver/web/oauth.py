@@ -46,6 +46,6 @@ def device_authorization() -> Response:
 @bp.route(USERINFO_PATH, methods=["GET", "POST"])
 def userinfo() -> Response:
     """OIDC Core §5.3.1: GET or POST, the access token as a Bearer header (RFC 6750 §2.1)."""
-    response = to_flask(oauth_server().userinfo_response(oauth_request()))
+    response = to_flask(oauth_server().userinfo.response(oauth_request()))
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response

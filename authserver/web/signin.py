@@ -18,7 +18,7 @@ from flask import g, request, session
 
 from ..identity.proxy import trusted_address
 from ..identity.users import UserError
-from ..oauth.people import Person
+from ..oauth.subjects import Subject
 from .adapter import app_settings
 from .services import services
 
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SignedIn:
-    person: Person
+    person: Subject
     auth_time: float
     method: str
 
@@ -84,7 +84,7 @@ SIGNIN_FOR = "signin_for"
 SIGNED_IN_FOR = "signed_in_for"
 
 
-def sign_in(person: Person, method: str) -> None:
+def sign_in(person: Subject, method: str) -> None:
     """A fresh session (never reuse one across a sign-in: session fixation). What the
     sign-in was started for (:data:`SIGNIN_FOR`) is carried over as
     :data:`SIGNED_IN_FOR`, for the authorization endpoint to use once."""

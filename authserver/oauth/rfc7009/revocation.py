@@ -1,9 +1,9 @@
 """Token revocation, RFC 7009.
 
 A revoked access token's ``jti`` goes to the denylist until the token expires; a
-revoked refresh token takes its whole family with it (§2.1: the server "SHOULD" also
-revoke the access tokens of the same grant where it can; ours are self-contained JWTs
-that die on their own within ``access_token_ttl``). A token
+revoked refresh token takes its whole family with it, and the family's live access
+tokens are denied (§2.1: the server "SHOULD" also invalidate the access tokens of the
+same grant; :mod:`..refresh` owns families). A token
 we do not know (or that already expired) is answered 200 all the same (§2.2: "invalid
 tokens do not cause an error response"). A client may only revoke its own tokens (§2.1).
 """
@@ -41,7 +41,7 @@ class RevocationEndpoint(_RevocationEndpoint):  # type: ignore[misc]
             # A refresh token: revoke its whole family (every token from that sign-in).
             if record.client_id != client.client_id:
                 raise InvalidRequestError(description="This token was not issued to this client.")
-            if self.server.revoke_family(record.family_id, "revoked"):
+            if self.server.refresh_tokens.revoke_family(record.family_id, "revoked"):
                 self.server.emit(
                     "refresh_revoked",
                     client=client,

@@ -1,5 +1,5 @@
 """What the two grants of workload identity federation share (DESIGN.md, "Machine
-identity without shared secrets"): RFC 8693 token exchange (:mod:`.token_exchange`) and
+identity without shared secrets"): RFC 8693 token exchange (:mod:`..rfc8693.token_exchange`) and
 the RFC 7523 JWT bearer grant (:mod:`.jwt_bearer`) differ only in where the external
 token is and what the response adds.
 
@@ -17,7 +17,7 @@ from authlib.oauth2.rfc6749 import InvalidGrantError, grants
 
 from ..clients import CONFIDENTIAL_AUTH_METHODS, Client
 from ..federation import RULE_CLAIM, Federation, FederationRefused, Match
-from ..grants.client_credentials import granted_scopes
+from ..rfc6749.client_credentials import granted_scopes
 from ..tokens import AccessTokens, IssuedToken
 
 

@@ -1,4 +1,5 @@
-"""The people tokens are issued to, as the protocol layer sees them.
+"""The subjects tokens are issued to (people: the ``sub`` of their tokens, OIDC Core
+§5.7), as the protocol layer sees them.
 
 ``identity`` owns users; the grants only need to read one by ``sub`` and put its
 claims into tokens, so they depend on this protocol, not on ``identity``.
@@ -10,7 +11,9 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 
-class Person(Protocol):
+class Subject(Protocol):
+    """A person as the grants read them (``identity.users.Person`` is one)."""
+
     @property
     def id(self) -> str: ...
 
@@ -37,7 +40,7 @@ class Person(Protocol):
 
 
 class UserDirectory(Protocol):
-    def get(self, user_id: str) -> Person | None: ...
+    def get(self, user_id: str) -> Subject | None: ...
 
 
 #: The scopes a third-party (``consent: true``) client needs for a person's roles and
@@ -46,7 +49,7 @@ ROLES_SCOPE = "roles"
 GROUPS_SCOPE = "groups"
 
 
-def granted_roles(person: Person, scopes: Iterable[str], third_party: bool) -> tuple[str, ...]:
+def granted_roles(person: Subject, scopes: Iterable[str], third_party: bool) -> tuple[str, ...]:
     """The roles a token carries: all of them for a first-party client; for a client
     that asks for consent only when the person approved the ``roles`` scope, which the
     consent page names with the roles themselves (RFC 9700 §2.3: least privilege)."""
@@ -56,7 +59,7 @@ def granted_roles(person: Person, scopes: Iterable[str], third_party: bool) -> t
 
 
 def access_token_claims(
-    person: Person, scopes: Iterable[str] = (), third_party: bool = False
+    person: Subject, scopes: Iterable[str] = (), third_party: bool = False
 ) -> dict[str, Any]:
     """DESIGN.md: tokens for people carry ``email`` and ``groups`` besides ``roles``
     (``groups`` for a third-party client only with the ``groups`` scope)."""
@@ -69,7 +72,7 @@ def access_token_claims(
 
 
 def userinfo_claims(
-    person: Person, scopes: Iterable[str], third_party: bool = False
+    person: Subject, scopes: Iterable[str], third_party: bool = False
 ) -> dict[str, Any]:
     """OIDC Core §5.4: the claims each scope asks for; ``sub`` always (§5.3.2).
 

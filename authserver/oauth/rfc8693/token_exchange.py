@@ -17,8 +17,8 @@ from typing import Any
 from authlib.oauth2.rfc6749 import InvalidRequestError
 
 from ..requests import TOKEN_PARAMETERS, for_description, reject_repeated_parameters
+from ..rfc7523.federated import FederatedGrant
 from ..vocabulary import GRANT_TOKEN_EXCHANGE
-from .federated import FederatedGrant
 
 TOKEN_TYPE_ID_TOKEN = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105 - a URN
 TOKEN_TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105 - a URN

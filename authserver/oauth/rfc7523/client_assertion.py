@@ -33,8 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -42,7 +41,8 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey, RSAKey, import_key
 
-from ..keys.material import REGISTRY
+from ...clock import SYSTEM_CLOCK, Clock
+from ...keys.material import REGISTRY
 
 #: RFC 7523 §2.2.
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -106,11 +106,11 @@ class ClientAssertions:
         self,
         audiences: Iterable[str],
         store: SingleUseStore,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.audiences = frozenset(audiences)
         self.store = store
-        self.now = clock
+        self.now = clock.now
 
     def verify(
         self, assertion: str, client_id: str, jwks: Sequence[Mapping[str, Any]], endpoint: str

@@ -20,6 +20,7 @@ from authlib.oauth2.rfc6749 import InvalidGrantError, UnauthorizedClientError, g
 from ..clients import CONFIDENTIAL_AUTH_METHODS, Client
 from ..http import HttpRequest
 from ..requests import TOKEN_PARAMETERS, reject_repeated_parameters
+from ..tokens import IssuedToken
 from ..vocabulary import GRANT_AUTHORIZATION_CODE
 
 CODE_TTL_SECONDS = 60
@@ -99,7 +100,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         key = code_key(code)
         data = self.server.store.take(key)
         if data is None:
-            self.server.code_replayed(key)
+            self._code_replayed(key)
             return None
         # Mark it redeemed before anything can fail, so a replay racing this
         # redemption still finds out what to revoke.
@@ -131,5 +132,46 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
             nonce=code.nonce,
             grant_type=self.GRANT_TYPE,
         )
-        self.server.code_redeemed(self.request.code_key, issued)
+        self._code_redeemed(self.request.code_key, issued)
         return 200, body, self.TOKEN_RESPONSE_HEADER
+
+    # -- §4.1.2: a code used twice revokes the tokens issued from it -----------------
+
+    def _code_redeemed(self, key: str, issued: IssuedToken) -> None:
+        """Remember what a code issued; revoke it at once if a replay came meanwhile.
+
+        The record is written before the replay flag is read, and a replay sets its
+        flag before it reads the record again, so one of the two always revokes.
+        """
+        store = self.server.store
+        record = {
+            "jti": issued.claims["jti"],
+            "exp": issued.claims["exp"],
+            "family_id": issued.claims.get("refresh_family"),
+        }
+        store.put(CODE_USED_PREFIX + key, json.dumps(record).encode(), CODE_USED_TTL_SECONDS)
+        if store.get(CODE_REPLAYED_PREFIX + key) is not None:
+            self._revoke_code_tokens(record)
+
+    def _code_replayed(self, key: str) -> None:
+        """RFC 6749 §4.1.2: "If an authorization code is used more than once, the
+        authorization server MUST deny the request and SHOULD revoke (when possible)
+        all tokens previously issued based on that authorization code." """
+        store = self.server.store
+        raw = store.get(CODE_USED_PREFIX + key)
+        if raw is None:
+            return  # never issued, or long expired: nothing to revoke
+        self.server.emit("code_replayed", client=None)
+        record = json.loads(raw)
+        if "jti" not in record:
+            # The first redemption is still running: flag it, then look again.
+            store.put(CODE_REPLAYED_PREFIX + key, b"1", CODE_USED_TTL_SECONDS)
+            raw = store.get(CODE_USED_PREFIX + key)
+            record = json.loads(raw) if raw is not None else {}
+        if "jti" in record:
+            self._revoke_code_tokens(record)
+
+    def _revoke_code_tokens(self, record: dict[str, Any]) -> None:
+        self.server.access_tokens.revoke({"jti": record["jti"], "exp": record["exp"]})
+        if record.get("family_id"):
+            self.server.refresh_tokens.revoke_family(record["family_id"], "code_replay")

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 
-from .http import HttpRequest
-from .requests import for_description
+from ..http import HttpRequest
+from ..requests import for_description
 
 
 class InvalidTargetError(OAuth2Error):  # type: ignore[misc]

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from authlib.oidc.core.util import create_half_hash
 
-from .clients import Client
-from .people import Person, userinfo_claims
-from .tokens import Signer
+from ...clock import SYSTEM_CLOCK, Clock
+from ..clients import Client
+from ..subjects import Subject, userinfo_claims
+from ..tokens import Signer
 
 OPENID_SCOPE = "openid"
 
 
 class IdTokens:
     def __init__(
-        self, issuer: str, signer: Signer, ttl: float, clock: Callable[[], float] = time.time
+        self, issuer: str, signer: Signer, ttl: float, clock: Clock = SYSTEM_CLOCK
     ) -> None:
         self.issuer = issuer
         self._signer = signer
@@ -27,7 +27,7 @@ class IdTokens:
     def issue(
         self,
         client: Client,
-        person: Person,
+        person: Subject,
         *,
         scopes: Sequence[str],
         auth_time: int,
@@ -36,7 +36,7 @@ class IdTokens:
     ) -> str:
         """§2: ``iss sub aud exp iat auth_time``, ``nonce`` if the request had one,
         ``at_hash`` (§3.1.3.6) and ``azp``; plus the claims its scopes ask for."""
-        now = int(self._clock())
+        now = int(self._clock.now())
         claims: dict[str, Any] = userinfo_claims(person, scopes, client.consent)
         claims.update(
             {

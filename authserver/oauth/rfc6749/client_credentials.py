@@ -10,7 +10,6 @@ from typing import Any, ClassVar
 
 from authlib.oauth2.rfc6749 import InvalidScopeError, UnauthorizedClientError, grants
 
-from ..client_assertion import PRIVATE_KEY_JWT
 from ..clients import (
     CONFIDENTIAL_AUTH_METHODS,
     SECRET_GENERATION_CLAIM,
@@ -18,6 +17,7 @@ from ..clients import (
     ServiceAccountClient,
 )
 from ..requests import TOKEN_PARAMETERS, for_description, reject_repeated_parameters
+from ..rfc7523.client_assertion import PRIVATE_KEY_JWT
 from ..tokens import AccessTokens
 
 

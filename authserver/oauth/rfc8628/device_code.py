@@ -1,4 +1,5 @@
-"""Device authorization grant, RFC 8628.
+"""Device authorization grant, RFC 8628: the device authorization endpoint (§3.1-3.2),
+the person's approval on the verification page (§3.3) and the token request (§3.4-3.5).
 
 The device code's state lives in the ephemeral store under its SHA-256; the user
 code (8 letters of a consonant alphabet, XXXX-XXXX, §6.1) points to it. Polling a
@@ -12,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import time
-from typing import Any, ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749 import (
@@ -30,10 +32,11 @@ from authlib.oauth2.rfc8628 import (
 )
 from authlib.oauth2.rfc8628 import DeviceAuthorizationEndpoint as _DeviceAuthorizationEndpoint
 
+from ...clock import SYSTEM_CLOCK, Clock
 from ..clients import CONFIDENTIAL_AUTH_METHODS, Client
-from ..grants.client_credentials import granted_scopes
 from ..http import HttpRequest
 from ..requests import TOKEN_PARAMETERS, reject_repeated_parameters
+from ..rfc6749.client_credentials import granted_scopes
 from ..vocabulary import GRANT_DEVICE_CODE
 
 #: §6.1: no vowels (no words), no look-alikes; 20^8 ≈ 2^34.6 codes.
@@ -87,7 +90,7 @@ class DeviceAuthorizationEndpoint(_DeviceAuthorizationEndpoint):  # type: ignore
             "scope": " ".join(scopes),
             "audience": audience,
             "user_code": user_code,
-            "expires_at": time.time() + ttl,
+            "expires_at": self.server.clock.now() + ttl,
             "interval": interval,
             "status": "pending",
         }
@@ -139,7 +142,7 @@ class DeviceCodeGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: ign
         state = json.loads(raw)
         if state["client_id"] != client.client_id:
             raise InvalidGrantError(description="This device code was not issued to this client.")
-        if time.time() >= state["expires_at"]:
+        if self.server.clock.now() >= state["expires_at"]:
             raise ExpiredTokenError(description="The device code has expired; start again.")
         if state["status"] == "denied":
             store.delete(key)
@@ -177,9 +180,102 @@ class DeviceCodeGrant(grants.BaseGrant, grants.TokenEndpointMixin):  # type: ign
         slowed, _ = store.counter(SLOW_PREFIX + key)
         interval = state["interval"] + SLOW_DOWN_STEP * slowed
         if not store.add(POLL_PREFIX + key, b"1", max(interval - 0.5, 0.5)):
-            store.incr(SLOW_PREFIX + key, state["expires_at"] - time.time() + 60)
+            store.incr(SLOW_PREFIX + key, state["expires_at"] - self.server.clock.now() + 60)
             # "for this and all subsequent requests": the wait starts again now.
             store.put(POLL_PREFIX + key, b"1", max(interval + SLOW_DOWN_STEP - 0.5, 0.5))
             raise SlowDownError(
                 description=f"Polling too fast; wait {interval + SLOW_DOWN_STEP} seconds."
             )
+
+
+# -- §3.3: the person's approval on the verification page ------------------------------
+
+
+@dataclass(frozen=True)
+class PendingDevice:
+    """A device code waiting for approval (what the verification page shows)."""
+
+    key: str
+    user_code: str
+    client: Client
+    scopes: tuple[str, ...]
+    #: The ``aud`` its tokens will carry: shown, as RFC 8628 §5.4 asks against phishing.
+    audience: str = ""
+
+
+class DeviceStore(Protocol):
+    def put(self, key: str, value: bytes, ttl: float) -> None: ...
+    def get(self, key: str) -> bytes | None: ...
+    def take(self, key: str) -> bytes | None: ...
+
+
+class DeviceApproval:
+    """§3.3: the person types the user code, sees the request, approves or denies."""
+
+    def __init__(
+        self,
+        store: DeviceStore,
+        query_client: Callable[[str], Client | None],
+        emit: Callable[..., None],
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._store = store
+        self._query_client = query_client
+        self._emit = emit
+        self._clock = clock
+
+    def pending(self, user_code: str) -> PendingDevice | None:
+        """The pending device request a person typed the code of, if any."""
+        code = normalize_user_code(user_code)
+        if len(code) != 8:
+            return None
+        raw_key = self._store.get(USER_CODE_PREFIX + code)
+        if raw_key is None:
+            return None
+        key = raw_key.decode()
+        raw = self._store.get(key)
+        if raw is None:
+            return None
+        state = json.loads(raw)
+        client = self._query_client(state["client_id"])
+        if (
+            state["status"] != "pending"
+            or self._clock.now() >= state["expires_at"]
+            or client is None
+        ):
+            return None
+        return PendingDevice(
+            key=key,
+            user_code=f"{code[:4]}-{code[4:]}",
+            client=client,
+            scopes=tuple(state["scope"].split()),
+            audience=str(state.get("audience") or ""),
+        )
+
+    def decide(
+        self, pending: PendingDevice, subject_id: str, *, approve: bool, auth_time: float
+    ) -> bool:
+        """Record the person's answer; ``False`` if the code is no longer pending."""
+        code = normalize_user_code(pending.user_code)
+        # One answer per code: whoever takes the user code decides.
+        if self._store.take(USER_CODE_PREFIX + code) is None:
+            return False
+        raw = self._store.get(pending.key)
+        if raw is None:
+            return False
+        state = json.loads(raw)
+        state.update(
+            status="approved" if approve else "denied",
+            user_id=subject_id,
+            auth_time=int(auth_time),
+        )
+        remaining = state["expires_at"] - self._clock.now() + EXPIRED_GRACE_SECONDS
+        if remaining <= EXPIRED_GRACE_SECONDS:
+            return False
+        self._store.put(pending.key, json.dumps(state).encode(), remaining)
+        self._emit(
+            "device_approved" if approve else "device_denied",
+            client=pending.client,
+            user_id=subject_id,
+        )
+        return True

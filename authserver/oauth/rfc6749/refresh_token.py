@@ -72,7 +72,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             return 200, self._reused(refresh, record, token), self.TOKEN_RESPONSE_HEADER
         person = self.server.users.get(record.user_id)
         if person is None or person.disabled:
-            self.server.revoke_family(record.family_id, "user")
+            refresh.revoke_family(record.family_id, "user")
             raise InvalidGrantError(description="The person this token was issued to is gone.")
         try:
             body, _ = self.server.issue_for_person(
@@ -104,12 +104,14 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             raise InvalidGrantError(description="The refresh token was already used.")
         # Durable first (the family dies and the audit row is written even with Redis
         # down), then the family's access tokens are denied (repeated on a retry).
-        if refresh.revoke_family(record.family_id, "reuse"):
-            self.server.emit(
+        refresh.revoke_family(
+            record.family_id,
+            "reuse",
+            on_revoked=lambda: self.server.emit(
                 "refresh_reuse_detected",
                 client=self.request.client,
                 family_id=record.family_id,
                 user_id=record.user_id,
-            )
-        self.server.deny_family_tokens(record.family_id)
+            ),
+        )
         raise InvalidGrantError(description="The refresh token was already used.")

@@ -1,1 +1,0 @@
-"""One module per endpoint beyond the token endpoint."""

@@ -1,0 +1,1 @@
+"""RFC 7009, OAuth 2.0 Token Revocation: :mod:`.revocation`."""
