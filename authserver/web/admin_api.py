@@ -68,8 +68,8 @@ from .signin import client_address
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1")
 
 #: What a view returns: the JSON body of its reply, or None for a reply with no body.
-Body = dict[str, Any] | None
-View = Callable[..., Body]
+ReplyBody = dict[str, Any] | None
+View = Callable[..., ReplyBody]
 T = TypeVar("T")
 
 ADMIN = ("admin",)
@@ -177,7 +177,7 @@ def _query(model: type[BaseModel]) -> Any:
     return _valid(model, data)
 
 
-def _reply(reply: Reply, body: Body) -> Response:
+def _reply(reply: Reply, body: ReplyBody) -> Response:
     """``body`` as the reply says; a shape it does not declare is our bug (a 500)."""
     if not reply.models:
         return Response(status=reply.status)
@@ -277,7 +277,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
     reply=Reply(200, "The OpenAPI 3.1 document.", OpenApiDocument),
     operation_id="getOpenApiDocument",
 )
-def openapi() -> Body:
+def openapi() -> ReplyBody:
     return openapi_document(app_settings().base_url)
 
 
@@ -293,7 +293,7 @@ def openapi() -> Body:
     reply=Reply(200, "The caller.", Me),
     operation_id="getMe",
 )
-def me() -> Body:
+def me() -> ReplyBody:
     caller: Caller = g.api_caller
     body: dict[str, Any] = {"name": caller.name, "roles": list(caller.roles), "user": None}
     if caller.person is not None:
@@ -309,7 +309,7 @@ def me() -> Body:
     tag="users",
     reply=Reply(200, "Every person.", UserList),
 )
-def list_users() -> Body:
+def list_users() -> ReplyBody:
     return {"items": [admin.user_json(p) for p in admin.users().list()]}
 
 
@@ -324,7 +324,7 @@ def list_users() -> Body:
     reply=Reply(201, "Created.", UserCreated),
     errors=(409,),
 )
-def create_user(body: NewUser) -> Body:
+def create_user(body: NewUser) -> ReplyBody:
     person, generated = admin.create_user(
         body.username, _given(body.role), _given(body.password), _given(body.email)
     )
@@ -339,7 +339,7 @@ def create_user(body: NewUser) -> Body:
     tag="users",
     reply=Reply(200, "The person.", User),
 )
-def get_user(username: str) -> Body:
+def get_user(username: str) -> ReplyBody:
     person = admin.users().by_username(username)
     if person is None:
         raise NotFound(f"no user {username!r}")
@@ -360,7 +360,7 @@ def get_user(username: str) -> Body:
     reply=Reply(200, "The person, changed.", User),
     errors=(409,),
 )
-def update_user(username: str, body: UserChanges) -> Body:
+def update_user(username: str, body: UserChanges) -> ReplyBody:
     person = admin.update_user(
         username,
         role=_given(body.role),
@@ -379,7 +379,7 @@ def update_user(username: str, body: UserChanges) -> Body:
     tag="users",
     reply=NO_CONTENT,
 )
-def delete_user(username: str) -> Body:
+def delete_user(username: str) -> ReplyBody:
     admin.delete_user(username)
     return None
 
@@ -399,7 +399,7 @@ def delete_user(username: str) -> Body:
     errors=(429,),
     operation_id="setUserPassword",
 )
-def set_password(username: str, body: NewPassword) -> Body:
+def set_password(username: str, body: NewPassword) -> ReplyBody:
     """Admins set anyone's (local) password; everyone may set their own, giving the
     current one (a stolen access token must not become the account)."""
     caller: Caller = g.api_caller
@@ -437,7 +437,7 @@ def _check_current_password(person: Person, current: str | None) -> None:
     tag="users",
     reply=Reply(200, "Every role.", RoleList),
 )
-def list_roles() -> Body:
+def list_roles() -> ReplyBody:
     return {"items": admin.roles_json()}
 
 
@@ -452,7 +452,7 @@ def list_roles() -> Body:
     tag="service-accounts",
     reply=Reply(200, "Every service account.", ServiceAccountList),
 )
-def list_service_accounts() -> Body:
+def list_service_accounts() -> ReplyBody:
     return {"items": [sa.as_dict() for sa in admin.service_accounts().list()]}
 
 
@@ -470,7 +470,7 @@ def list_service_accounts() -> Body:
     ),
     errors=(409,),
 )
-def create_service_account(body: NewServiceAccount) -> Body:
+def create_service_account(body: NewServiceAccount) -> ReplyBody:
     expires_in = body.expires_in
     caller: Caller = g.api_caller
     scopes = _given(body.scopes)
@@ -493,7 +493,7 @@ def create_service_account(body: NewServiceAccount) -> Body:
     tag="service-accounts",
     reply=Reply(200, "The service account.", ServiceAccount),
 )
-def get_service_account(name: str) -> Body:
+def get_service_account(name: str) -> ReplyBody:
     return admin.service_accounts().get(name).as_dict()
 
 
@@ -507,7 +507,7 @@ def get_service_account(name: str) -> Body:
     reply=Reply(200, "The new token.", ServiceAccountToken),
     errors=(400,),
 )
-def rotate_service_account(name: str) -> Body:
+def rotate_service_account(name: str) -> ReplyBody:
     info, token = admin.rotate_service_account(name)
     return {"service_account": info.as_dict(), "token": token}
 
@@ -520,7 +520,7 @@ def rotate_service_account(name: str) -> Body:
     tag="service-accounts",
     reply=Reply(200, "Its keys, oldest first.", ServiceAccountKeyList),
 )
-def list_service_account_keys(name: str) -> Body:
+def list_service_account_keys(name: str) -> ReplyBody:
     return {"items": [key.as_dict() for key in admin.service_accounts().keys(name)]}
 
 
@@ -536,7 +536,7 @@ def list_service_account_keys(name: str) -> Body:
     body_required=False,
     reply=Reply(201, "The new key file.", ServiceAccountKeyFile),
 )
-def add_service_account_key(name: str, body: NewServiceAccountKey) -> Body:
+def add_service_account_key(name: str, body: NewServiceAccountKey) -> ReplyBody:
     caller: Caller = g.api_caller
     info, key_file = admin.add_service_account_key(name, caller.name, body.algorithm)
     return {"service_account": info.as_dict(), "key_file": key_file.document()}
@@ -551,7 +551,7 @@ def add_service_account_key(name: str, body: NewServiceAccountKey) -> Body:
     tag="service-accounts",
     reply=NO_CONTENT,
 )
-def remove_service_account_key(name: str, kid: str) -> Body:
+def remove_service_account_key(name: str, kid: str) -> ReplyBody:
     admin.remove_service_account_key(name, kid)
     return None
 
@@ -565,7 +565,7 @@ def remove_service_account_key(name: str, kid: str) -> Body:
     tag="service-accounts",
     reply=NO_CONTENT,
 )
-def revoke_service_account(name: str) -> Body:
+def revoke_service_account(name: str) -> ReplyBody:
     admin.revoke_service_account(name)
     return None
 
@@ -582,7 +582,7 @@ def revoke_service_account(name: str) -> Body:
     tag="clients",
     reply=Reply(200, "Every static client.", ClientList),
 )
-def list_clients() -> Body:
+def list_clients() -> ReplyBody:
     return {"items": [admin.client_json(c) for c in admin.static_clients()]}
 
 
@@ -594,7 +594,7 @@ def list_clients() -> Body:
     tag="clients",
     reply=Reply(200, "The client.", ClientShape),
 )
-def get_client(client_id: str) -> Body:
+def get_client(client_id: str) -> ReplyBody:
     for client in admin.static_clients():
         if client.client_id == client_id:
             return admin.client_json(client)
@@ -609,7 +609,7 @@ def get_client(client_id: str) -> Body:
     tag="keys",
     reply=Reply(200, "Every key.", KeyList),
 )
-def list_keys() -> Body:
+def list_keys() -> ReplyBody:
     return {"items": admin.keys_json()}
 
 
@@ -624,7 +624,7 @@ def list_keys() -> Body:
     body_required=False,
     reply=Reply(201, "Rotated.", KeysRotated),
 )
-def rotate_keys(body: KeyRotation) -> Body:
+def rotate_keys(body: KeyRotation) -> ReplyBody:
     kids = admin.rotate_keys(body.immediate)
     return {"created": kids, "items": admin.keys_json()}
 
@@ -639,7 +639,7 @@ def rotate_keys(body: KeyRotation) -> Body:
     query=AuditEventQuery,
     reply=Reply(200, "A page.", AuditEventPage),
 )
-def list_audit_events(query: AuditEventQuery) -> Body:
+def list_audit_events(query: AuditEventQuery) -> ReplyBody:
     """Newest first; ``next`` is the URL of the following (older) page, or null."""
     limit, before, event = query.limit, _given(query.before), _given(query.event)
     items = admin.audit_log().page(before=before, limit=limit, event=event)
