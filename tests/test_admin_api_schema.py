@@ -19,6 +19,8 @@ import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -28,7 +30,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from authserver.clock import ManualClock
-from authserver.web.openapi import openapi_document
+from authserver.web import admin_models
+from authserver.web.admin_api import openapi_document
 from authserver.web.services import Services
 from tests.conftest import AUDIENCES, SECRETS
 
@@ -108,6 +111,37 @@ def test_document_is_served_without_a_token_and_is_valid_openapi_3_1(module_app:
     assert body["servers"] == [{"url": ISSUER + API}]
     validate(body)  # raises on an invalid document
     assert body == openapi_document(ISSUER)  # what the generated requests were made from
+
+
+def test_the_schemas_are_generated_from_the_models_and_nothing_else() -> None:
+    """Every shape of the API is a model of ``admin_models``: the document's schemas are
+    exactly what ``models_json_schema`` makes of them, and the audit log's query
+    parameters are exactly the properties of its query model."""
+    query = admin_models.AuditEventQuery
+    models = [
+        value
+        for name, value in vars(admin_models).items()
+        if isinstance(value, type)
+        and name.isidentifier()  # not the RootModel[...] that pydantic keeps there
+        and issubclass(value, BaseModel)
+        and value.__module__ == admin_models.__name__
+        and value not in (admin_models.Shape, query)
+    ]
+    _, generated = models_json_schema(
+        [(model, "validation") for model in models],
+        ref_template="#/components/schemas/{model}",
+        schema_generator=admin_models.SchemaGenerator,
+    )
+    document = openapi_document(ISSUER)
+    assert document["components"]["schemas"] == generated["$defs"]
+    assert set(generated["$defs"]) == {model.__name__ for model in models}
+
+    properties = query.model_json_schema(schema_generator=admin_models.SchemaGenerator)
+    parameters = document["paths"]["/audit-events"]["get"]["parameters"]
+    assert {p["name"]: {**p["schema"], "description": p["description"]} for p in parameters} == (
+        properties["properties"]
+    )
+    assert all(p["in"] == "query" and "required" not in p for p in parameters)
 
 
 def test_every_route_is_documented_and_every_documented_operation_exists(module_app: Flask) -> None:

@@ -10,6 +10,12 @@ read from the database on each call, so a demoted or disabled admin loses access
 once; a service account's token must come from its current secret (not one rotated
 away) and the account must exist and not have expired. Errors are ``{"error",
 "error_description"}``; 401 and 403 carry ``WWW-Authenticate: Bearer`` (RFC 6750 §3).
+
+Each view is declared by one ``@operation``: its route, the roles it needs, its request
+body and query and its reply as models of :mod:`.admin_models`, and its words. The
+decorator enforces them and the OpenAPI document (:mod:`.openapi`) is built from them,
+so the two cannot differ. Bad input is refused before the view runs, in the words
+:func:`.admin_models.describe` gives it, and changes nothing.
 """
 
 from __future__ import annotations
@@ -17,27 +23,61 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, g, request
+from pydantic import MISSING, BaseModel, ValidationError
 
-from ..identity.service_accounts import DEFAULT_EXPIRY_SECONDS
 from ..identity.users import AlreadyExists, NotFound, Person, UserError
-from ..key_file import DEFAULT_KEY_ALGORITHM
 from ..oauth.metadata import admin_api_audience
 from ..paths import ADMIN_API_PATH
 from . import admin
 from .adapter import app_settings
+from .admin_models import (
+    AuditEventPage,
+    AuditEventQuery,
+    ClientList,
+    KeyList,
+    KeyRotation,
+    KeysRotated,
+    Me,
+    NewPassword,
+    NewServiceAccount,
+    NewServiceAccountKey,
+    NewUser,
+    OpenApiDocument,
+    RoleList,
+    ServiceAccount,
+    ServiceAccountKeyFile,
+    ServiceAccountKeyList,
+    ServiceAccountList,
+    ServiceAccountToken,
+    User,
+    UserChanges,
+    UserCreated,
+    UserList,
+    describe,
+)
+from .admin_models import Client as ClientShape
 from .audit import set_actor
 from .bearer import BearerRefused, Caller, bearer_caller, bearer_token
-from .openapi import DEFAULT_PAGE, MAX_PAGE, openapi_document
+from .openapi import NO_CONTENT, Operation, Reply, build_document
 from .services import services
 from .signin import client_address
 
 bp = Blueprint("admin_api", __name__, url_prefix=ADMIN_API_PATH)
 
-F = TypeVar("F", bound=Callable[..., Response])
+#: What a view returns: the JSON body of its reply, or None for a reply with no body.
+ReplyBody = dict[str, Any] | None
+View = Callable[..., ReplyBody]
+T = TypeVar("T")
+
+ADMIN = ("admin",)
+READERS = ("admin", "user")
+#: Every operation, in the order of the views below (``@operation`` adds each): what the
+#: OpenAPI document describes.
+OPERATIONS: list[Operation] = []
 
 
 class ApiError(Exception):
@@ -99,27 +139,8 @@ def _allowed(caller: Caller, roles: frozenset[str]) -> bool:
     return any(role in roles for role in caller.roles)
 
 
-def requires(*roles: str) -> Callable[[F], F]:
-    """The endpoint needs a token of one of ``roles``; the caller is ``g.api_caller``."""
-    needed = frozenset(roles)
-
-    def decorate(view: F) -> F:
-        @wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Response:
-            caller = _caller()
-            if not _allowed(caller, needed):
-                names = " or ".join(sorted(needed))
-                raise ApiError(403, "insufficient_scope", f"This needs the {names} role.")
-            g.api_caller = caller
-            return view(*args, **kwargs)
-
-        return cast(F, wrapper)
-
-    return decorate
-
-
-def _body(allowed: dict[str, tuple[type, ...]], required: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The JSON object of the request, its fields checked against ``allowed`` types."""
+def _json_object() -> dict[str, Any]:
+    """The request's JSON object, whatever its fields."""
     if not request.is_json:
         raise ApiError(415, "invalid_request", "The body must be JSON (application/json).")
     try:
@@ -133,103 +154,256 @@ def _body(allowed: dict[str, tuple[type, ...]], required: tuple[str, ...] = ()) 
         json.dumps(data, ensure_ascii=False).encode()
     except UnicodeEncodeError:
         raise ApiError(400, "invalid_request", "The body has text that is not Unicode.") from None
-    for key, value in data.items():
-        if key not in allowed:
-            raise ApiError(400, "invalid_request", f"Unknown field '{key[:64]}'.")
-        types = allowed[key]
-        # bool is an int to Python; JSON keeps them apart.
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            raise ApiError(400, "invalid_request", f"The field '{key}' has the wrong type.")
-    for key in required:
-        if data.get(key) is None:
-            raise ApiError(400, "invalid_request", f"The field '{key}' is required.")
     return data
 
 
-def _string_list(value: Any, field: str) -> list[str] | None:
-    if value is None:
-        return None
-    if not all(isinstance(item, str) for item in value):
-        raise ApiError(400, "invalid_request", f"The field '{field}' must be a list of strings.")
-    return list(value)
+def _valid(model: type[BaseModel], data: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_request", describe(exc, data)) from None
+
+
+def _body(model: type[BaseModel], required: bool) -> Any:
+    """The request body as ``model``; an optional body may be left out altogether."""
+    if not required and not request.content_length:
+        return model()
+    return _valid(model, _json_object())
+
+
+def _query(model: type[BaseModel]) -> Any:
+    """The query as ``model``: the first value of each parameter it names, an empty one
+    as if left out."""
+    data = {name: value for name in model.model_fields if (value := request.args.get(name))}
+    return _valid(model, data)
+
+
+def _reply(reply: Reply, body: ReplyBody) -> Response:
+    """``body`` as the reply says; a shape it does not declare is our bug (a 500)."""
+    if not reply.models:
+        return Response(status=reply.status)
+    errors: list[ValidationError] = []
+    for model in reply.models:
+        try:
+            model.model_validate(body)
+        except ValidationError as exc:
+            errors.append(exc)
+        else:
+            return _json(body, reply.status)
+    raise errors[0]
+
+
+def operation(
+    method: str,
+    rule: str,
+    *,
+    roles: tuple[str, ...] | None,
+    summary: str,
+    tag: str,
+    reply: Reply,
+    description: str = "",
+    body: type[BaseModel] | None = None,
+    body_required: bool = True,
+    query: type[BaseModel] | None = None,
+    errors: tuple[int, ...] = (),
+    operation_id: str | None = None,
+) -> Callable[[View], Callable[..., Response]]:
+    """Route ``method rule`` to the view and document it (:mod:`.openapi`), enforcing
+    what the document says: a token of one of ``roles`` (``None``: no token; the caller
+    is ``g.api_caller``), the ``body`` (passed as ``body=``) and ``query`` (``query=``)
+    as their models, the reply as ``reply``'s model."""
+
+    def decorate(view: View) -> Callable[..., Response]:
+        name = view.__name__
+        spec = Operation(
+            method=method,
+            rule=rule,
+            operation_id=operation_id or _camel_case(name),
+            summary=summary,
+            description=description,
+            tag=tag,
+            roles=None if roles is None else frozenset(roles),
+            reply=reply,
+            body=body,
+            body_required=body_required,
+            query=query,
+            errors=errors,
+        )
+
+        @wraps(view)
+        def wrapper(**kwargs: Any) -> Response:
+            if spec.roles is not None:
+                caller = _caller()
+                if not _allowed(caller, spec.roles):
+                    names = " or ".join(sorted(spec.roles))
+                    raise ApiError(403, "insufficient_scope", f"This needs the {names} role.")
+                g.api_caller = caller
+            if spec.body is not None:
+                kwargs["body"] = _body(spec.body, spec.body_required)
+            if spec.query is not None:
+                kwargs["query"] = _query(spec.query)
+            return _reply(spec.reply, view(**kwargs))
+
+        OPERATIONS.append(spec)
+        bp.add_url_rule(rule, endpoint=name, view_func=wrapper, methods=[method])
+        return wrapper
+
+    return decorate
+
+
+def _camel_case(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(word.title() for word in rest)
+
+
+def _given(value: T | MISSING) -> T | None:
+    """A field's value, or None when the request left it out."""
+    return None if value is MISSING else value
+
+
+def openapi_document(base_url: str) -> dict[str, Any]:
+    """The OpenAPI document of the operations below, served at ``/api/v1/openapi.json``."""
+    return build_document(tuple(OPERATIONS), base_url)
 
 
 # -- the document ---------------------------------------------------------------------------
 
 
-@bp.get("/openapi.json")
-def openapi() -> Response:
-    return _json(openapi_document(app_settings().base_url))
+@operation(
+    "GET",
+    "/openapi.json",
+    roles=None,
+    summary="This document",
+    tag="meta",
+    reply=Reply(200, "The OpenAPI 3.1 document.", OpenApiDocument),
+    operation_id="getOpenApiDocument",
+)
+def openapi() -> ReplyBody:
+    return openapi_document(app_settings().base_url)
 
 
 # -- me, users, roles -------------------------------------------------------------------
 
 
-@bp.get("/me")
-@requires("admin", "user")
-def me() -> Response:
+@operation(
+    "GET",
+    "/me",
+    roles=READERS,
+    summary="Who the token is for",
+    tag="users",
+    reply=Reply(200, "The caller.", Me),
+    operation_id="getMe",
+)
+def me() -> ReplyBody:
     caller: Caller = g.api_caller
     body: dict[str, Any] = {"name": caller.name, "roles": list(caller.roles), "user": None}
     if caller.person is not None:
         body["user"] = admin.user_json(caller.person)
-    return _json(body)
+    return body
 
 
-@bp.get("/users")
-@requires("admin", "user")
-def list_users() -> Response:
-    return _json({"items": [admin.user_json(p) for p in admin.users().list()]})
+@operation(
+    "GET",
+    "/users",
+    roles=READERS,
+    summary="List every person, by username",
+    tag="users",
+    reply=Reply(200, "Every person.", UserList),
+)
+def list_users() -> ReplyBody:
+    return {"items": [admin.user_json(p) for p in admin.users().list()]}
 
 
-@bp.post("/users")
-@requires("admin")
-def create_user() -> Response:
-    data = _body(
-        {"username": (str,), "role": (str,), "password": (str,), "email": (str,)},
-        required=("username",),
-    )
+@operation(
+    "POST",
+    "/users",
+    roles=ADMIN,
+    summary="Create a local user",
+    description="Without `password`, one is generated and returned once.",
+    tag="users",
+    body=NewUser,
+    reply=Reply(201, "Created.", UserCreated),
+    errors=(409,),
+)
+def create_user(body: NewUser) -> ReplyBody:
     person, generated = admin.create_user(
-        data["username"], data.get("role"), data.get("password"), data.get("email")
+        body.username, _given(body.role), _given(body.password), _given(body.email)
     )
-    return _json({"user": admin.user_json(person), "password": generated}, 201)
+    return {"user": admin.user_json(person), "password": generated}
 
 
-@bp.get("/users/<username>")
-@requires("admin", "user")
-def get_user(username: str) -> Response:
+@operation(
+    "GET",
+    "/users/<username>",
+    roles=READERS,
+    summary="One person",
+    tag="users",
+    reply=Reply(200, "The person.", User),
+)
+def get_user(username: str) -> ReplyBody:
     person = admin.users().by_username(username)
     if person is None:
         raise NotFound(f"no user {username!r}")
-    return _json(admin.user_json(person))
+    return admin.user_json(person)
 
 
-@bp.patch("/users/<username>")
-@requires("admin")
-def update_user(username: str) -> Response:
-    data = _body({"role": (str,), "disabled": (bool,), "email": (str, type(None))})
+@operation(
+    "PATCH",
+    "/users/<username>",
+    roles=ADMIN,
+    summary="Change a person's role or email address, or disable or enable them",
+    description="A field left out is left as it is. A disabled person cannot sign in, and "
+    "their tokens no longer work here. Only a local user's email address is set here "
+    "(others' come from where they sign in: 400); one that another user has is 409, and "
+    "nothing changes.",
+    tag="users",
+    body=UserChanges,
+    reply=Reply(200, "The person, changed.", User),
+    errors=(409,),
+)
+def update_user(username: str, body: UserChanges) -> ReplyBody:
     person = admin.update_user(
         username,
-        role=data.get("role"),
-        disabled=data.get("disabled"),
-        email=data.get("email", admin.KEEP),
+        role=_given(body.role),
+        disabled=_given(body.disabled),
+        email=admin.KEEP if body.email is MISSING else body.email,
     )
-    return _json(admin.user_json(person))
+    return admin.user_json(person)
 
 
-@bp.delete("/users/<username>")
-@requires("admin")
-def delete_user(username: str) -> Response:
+@operation(
+    "DELETE",
+    "/users/<username>",
+    roles=ADMIN,
+    summary="Delete a person and their refresh tokens",
+    description="Access tokens already issued run out.",
+    tag="users",
+    reply=NO_CONTENT,
+)
+def delete_user(username: str) -> ReplyBody:
     admin.delete_user(username)
-    return Response(status=204)
+    return None
 
 
-@bp.put("/users/<username>/password")
-@requires("admin", "user")
-def set_password(username: str) -> Response:
+@operation(
+    "PUT",
+    "/users/<username>/password",
+    roles=READERS,
+    summary="Set a local user's password",
+    description="An admin sets anyone's; everyone else only their own, with "
+    "`current_password` (a wrong one counts against the account's sign-in limit). "
+    "A person who signs in upstream or through the auth proxy has no password here "
+    "(400). Their refresh tokens are revoked.",
+    tag="users",
+    body=NewPassword,
+    reply=NO_CONTENT,
+    errors=(429,),
+    operation_id="setUserPassword",
+)
+def set_password(username: str, body: NewPassword) -> ReplyBody:
     """Admins set anyone's (local) password; everyone may set their own, giving the
     current one (a stolen access token must not become the account)."""
     caller: Caller = g.api_caller
-    data = _body({"password": (str,), "current_password": (str,)}, required=("password",))
     person = admin.users().by_username(username)
     is_self = caller.person is not None and person is not None and person.id == caller.person.id
     if not is_self and not _allowed(caller, frozenset({admin.ADMIN_ROLE})):
@@ -237,9 +411,9 @@ def set_password(username: str) -> Response:
     if person is None:
         raise NotFound(f"no user {username!r}")
     if is_self:
-        _check_current_password(person, data.get("current_password"))
-    admin.change_password(person, data["password"])
-    return Response(status=204)
+        _check_current_password(person, _given(body.current_password))
+    admin.change_password(person, body.password)
+    return None
 
 
 def _check_current_password(person: Person, current: str | None) -> None:
@@ -256,151 +430,224 @@ def _check_current_password(person: Person, current: str | None) -> None:
         )
 
 
-@bp.get("/roles")
-@requires("admin", "user")
-def list_roles() -> Response:
-    return _json({"items": admin.roles_json()})
+@operation(
+    "GET",
+    "/roles",
+    roles=READERS,
+    summary="The roles of `rbac.roles`",
+    tag="users",
+    reply=Reply(200, "Every role.", RoleList),
+)
+def list_roles() -> ReplyBody:
+    return {"items": admin.roles_json()}
 
 
 # -- service accounts ------------------------------------------------------------------------
 
 
-@bp.get("/service-accounts")
-@requires("admin")
-def list_service_accounts() -> Response:
-    return _json({"items": [sa.as_dict() for sa in admin.service_accounts().list()]})
+@operation(
+    "GET",
+    "/service-accounts",
+    roles=ADMIN,
+    summary="List the service accounts",
+    tag="service-accounts",
+    reply=Reply(200, "Every service account.", ServiceAccountList),
+)
+def list_service_accounts() -> ReplyBody:
+    return {"items": [sa.as_dict() for sa in admin.service_accounts().list()]}
 
 
-@bp.post("/service-accounts")
-@requires("admin")
-def create_service_account() -> Response:
-    data = _body(
-        {
-            "name": (str,),
-            "role": (str,),
-            "scopes": (list,),
-            "expires_in": (int, type(None)),
-            "key_algorithm": (str,),
-        },
-        required=("name",),
-    )
-    expires_in = data.get("expires_in", DEFAULT_EXPIRY_SECONDS)
+@operation(
+    "POST",
+    "/service-accounts",
+    roles=ADMIN,
+    summary="Create a service account; its token is shown once",
+    tag="service-accounts",
+    body=NewServiceAccount,
+    reply=Reply(
+        201,
+        "Created: its token, or with `key_algorithm` its key file.",
+        (ServiceAccountToken, ServiceAccountKeyFile),
+    ),
+    errors=(409,),
+)
+def create_service_account(body: NewServiceAccount) -> ReplyBody:
+    expires_in = body.expires_in
     caller: Caller = g.api_caller
-    scopes = _string_list(data.get("scopes"), "scopes")
-    if "key_algorithm" in data:
+    scopes = _given(body.scopes)
+    if body.key_algorithm is not MISSING:
         info, key_file = admin.create_service_account_with_key(
-            data["name"], data.get("role"), scopes, expires_in, caller.name, data["key_algorithm"]
+            body.name, _given(body.role), scopes, expires_in, caller.name, body.key_algorithm
         )
-        return _json({"service_account": info.as_dict(), "key_file": key_file.document()}, 201)
+        return {"service_account": info.as_dict(), "key_file": key_file.document()}
     info, token = admin.create_service_account(
-        data["name"], data.get("role"), scopes, expires_in, caller.name
+        body.name, _given(body.role), scopes, expires_in, caller.name
     )
-    return _json({"service_account": info.as_dict(), "token": token}, 201)
+    return {"service_account": info.as_dict(), "token": token}
 
 
-@bp.get("/service-accounts/<name>")
-@requires("admin")
-def get_service_account(name: str) -> Response:
-    return _json(admin.service_accounts().get(name).as_dict())
+@operation(
+    "GET",
+    "/service-accounts/<name>",
+    roles=ADMIN,
+    summary="One service account",
+    tag="service-accounts",
+    reply=Reply(200, "The service account.", ServiceAccount),
+)
+def get_service_account(name: str) -> ReplyBody:
+    return admin.service_accounts().get(name).as_dict()
 
 
-@bp.post("/service-accounts/<name>/rotate")
-@requires("admin")
-def rotate_service_account(name: str) -> Response:
+@operation(
+    "POST",
+    "/service-accounts/<name>/rotate",
+    roles=ADMIN,
+    summary="A new token for a service account; the old one stops working",
+    description="The expiry is kept. No request body.",
+    tag="service-accounts",
+    reply=Reply(200, "The new token.", ServiceAccountToken),
+    errors=(400,),
+)
+def rotate_service_account(name: str) -> ReplyBody:
     info, token = admin.rotate_service_account(name)
-    return _json({"service_account": info.as_dict(), "token": token})
+    return {"service_account": info.as_dict(), "token": token}
 
 
-@bp.get("/service-accounts/<name>/keys")
-@requires("admin")
-def list_service_account_keys(name: str) -> Response:
-    return _json({"items": [key.as_dict() for key in admin.service_accounts().keys(name)]})
+@operation(
+    "GET",
+    "/service-accounts/<name>/keys",
+    roles=ADMIN,
+    summary="The keys of a service account (public halves only)",
+    tag="service-accounts",
+    reply=Reply(200, "Its keys, oldest first.", ServiceAccountKeyList),
+)
+def list_service_account_keys(name: str) -> ReplyBody:
+    return {"items": [key.as_dict() for key in admin.service_accounts().keys(name)]}
 
 
-@bp.post("/service-accounts/<name>/keys")
-@requires("admin")
-def add_service_account_key(name: str) -> Response:
-    data = _body({"algorithm": (str,)}) if request.content_length else {}
+@operation(
+    "POST",
+    "/service-accounts/<name>/keys",
+    roles=ADMIN,
+    summary="One more key for a service account; its key file is shown once",
+    description="Its other keys keep working until removed, so a key can be rolled over "
+    "without downtime. The body is optional.",
+    tag="service-accounts",
+    body=NewServiceAccountKey,
+    body_required=False,
+    reply=Reply(201, "The new key file.", ServiceAccountKeyFile),
+)
+def add_service_account_key(name: str, body: NewServiceAccountKey) -> ReplyBody:
     caller: Caller = g.api_caller
-    info, key_file = admin.add_service_account_key(
-        name, caller.name, data.get("algorithm", DEFAULT_KEY_ALGORITHM)
-    )
-    return _json({"service_account": info.as_dict(), "key_file": key_file.document()}, 201)
+    info, key_file = admin.add_service_account_key(name, caller.name, body.algorithm)
+    return {"service_account": info.as_dict(), "key_file": key_file.document()}
 
 
-@bp.delete("/service-accounts/<name>/keys/<kid>")
-@requires("admin")
-def remove_service_account_key(name: str, kid: str) -> Response:
+@operation(
+    "DELETE",
+    "/service-accounts/<name>/keys/<kid>",
+    roles=ADMIN,
+    summary="Remove a key of a service account: its key file stops working",
+    description="Access tokens it minted run out, but no longer work on this API.",
+    tag="service-accounts",
+    reply=NO_CONTENT,
+)
+def remove_service_account_key(name: str, kid: str) -> ReplyBody:
     admin.remove_service_account_key(name, kid)
-    return Response(status=204)
+    return None
 
 
-@bp.delete("/service-accounts/<name>")
-@requires("admin")
-def revoke_service_account(name: str) -> Response:
+@operation(
+    "DELETE",
+    "/service-accounts/<name>",
+    roles=ADMIN,
+    summary="Delete (revoke) a service account: its token is refused from now on",
+    description="Access tokens already issued run out, but no longer work on this API.",
+    tag="service-accounts",
+    reply=NO_CONTENT,
+)
+def revoke_service_account(name: str) -> ReplyBody:
     admin.revoke_service_account(name)
-    return Response(status=204)
+    return None
 
 
 # -- clients, keys, audit events ------------------------------------------------------------
 
 
-@bp.get("/clients")
-@requires("admin")
-def list_clients() -> Response:
-    return _json({"items": [admin.client_json(c) for c in admin.static_clients()]})
+@operation(
+    "GET",
+    "/clients",
+    roles=ADMIN,
+    summary="The static clients of the config file",
+    description="Service accounts are listed apart.",
+    tag="clients",
+    reply=Reply(200, "Every static client.", ClientList),
+)
+def list_clients() -> ReplyBody:
+    return {"items": [admin.client_json(c) for c in admin.static_clients()]}
 
 
-@bp.get("/clients/<client_id>")
-@requires("admin")
-def get_client(client_id: str) -> Response:
+@operation(
+    "GET",
+    "/clients/<client_id>",
+    roles=ADMIN,
+    summary="One static client",
+    tag="clients",
+    reply=Reply(200, "The client.", ClientShape),
+)
+def get_client(client_id: str) -> ReplyBody:
     for client in admin.static_clients():
         if client.client_id == client_id:
-            return _json(admin.client_json(client))
+            return admin.client_json(client)
     raise NotFound(f"no client {client_id!r} in the config (service accounts are listed apart)")
 
 
-@bp.get("/keys")
-@requires("admin")
-def list_keys() -> Response:
-    return _json({"items": admin.keys_json()})
+@operation(
+    "GET",
+    "/keys",
+    roles=ADMIN,
+    summary="The signing keys of both lines, newest first",
+    tag="keys",
+    reply=Reply(200, "Every key.", KeyList),
+)
+def list_keys() -> ReplyBody:
+    return {"items": admin.keys_json()}
 
 
-@bp.post("/keys/rotate")
-@requires("admin")
-def rotate_keys() -> Response:
-    data = _body({"immediate": (bool,)}) if request.content_length else {}
-    kids = admin.rotate_keys(bool(data.get("immediate", False)))
-    return _json({"created": kids, "items": admin.keys_json()}, 201)
+@operation(
+    "POST",
+    "/keys/rotate",
+    roles=ADMIN,
+    summary="Rotate both key lines",
+    description="A new key is published before it signs, unless `immediate`. The body is optional.",
+    tag="keys",
+    body=KeyRotation,
+    body_required=False,
+    reply=Reply(201, "Rotated.", KeysRotated),
+)
+def rotate_keys(body: KeyRotation) -> ReplyBody:
+    kids = admin.rotate_keys(body.immediate)
+    return {"created": kids, "items": admin.keys_json()}
 
 
-@bp.get("/audit-events")
-@requires("admin")
-def list_audit_events() -> Response:
+@operation(
+    "GET",
+    "/audit-events",
+    roles=ADMIN,
+    summary="Audit events, newest first, a page at a time",
+    description="Follow `next` for older events.",
+    tag="audit",
+    query=AuditEventQuery,
+    reply=Reply(200, "A page.", AuditEventPage),
+)
+def list_audit_events(query: AuditEventQuery) -> ReplyBody:
     """Newest first; ``next`` is the URL of the following (older) page, or null."""
-    limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE) or DEFAULT_PAGE
-    before = _int_arg("before", None, 1, 2**63 - 1)
-    event = request.args.get("event") or None
-    if event is not None and len(event) > 64:
-        raise ApiError(400, "invalid_request", "The event filter is at most 64 characters.")
-    if event is not None and not event.isprintable():
-        raise ApiError(400, "invalid_request", "The event filter has control characters.")
+    limit, before, event = query.limit, _given(query.before), _given(query.event)
     items = admin.audit_log().page(before=before, limit=limit, event=event)
     next_url = None
     if len(items) == limit:
-        query = {"before": items[-1].id, "limit": limit} | ({"event": event} if event else {})
-        next_url = f"{app_settings().base_url}{request.path}?{urlencode(query)}"
-    return _json({"items": [e.as_dict() for e in items], "next": next_url})
-
-
-def _int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "invalid_request", f"'{name}' must be an integer.") from None
-    if not low <= value <= high:
-        raise ApiError(400, "invalid_request", f"'{name}' must be from {low} to {high}.")
-    return value
+        query_string = {"before": items[-1].id, "limit": limit} | (
+            {"event": event} if event else {}
+        )
+        next_url = f"{app_settings().base_url}{request.path}?{urlencode(query_string)}"
+    return {"items": [e.as_dict() for e in items], "next": next_url}

@@ -1,89 +1,102 @@
-"""The OpenAPI 3.1 document of the admin API (``GET /api/v1/openapi.json``).
+"""The OpenAPI 3.1 document of the admin API (``GET /api/v1/openapi.json``), generated.
 
-It is one dict literal, built once; only ``servers`` depends on the configured issuer.
-``tests/test_admin_api_schema.py`` checks it against the API both ways: every route
-is documented, and generated requests get the documented statuses and shapes.
+Its schemas are the pydantic models of :mod:`.admin_models` (``models_json_schema``);
+its paths are the admin API's operations, each declared by the ``@operation`` of its
+view, which also enforces what is documented (the roles, the request body and query,
+the response's shape). Written by hand are only what no model holds: the error
+responses, the security scheme and the path parameters' words. It is built once; only
+``servers`` depends on the configured issuer. ``tests/test_admin_api_schema.py`` checks
+it against the API both ways.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import re
+from dataclasses import dataclass
 from typing import Any
 
-from ..identity.service_accounts import MAX_EXPIRY_SECONDS
-from ..identity.users import MAX_EMAIL_LENGTH, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
-from ..key_file import DEFAULT_KEY_ALGORITHM, KEY_ALGORITHMS, KEY_FILE_TYPE
-from ..oauth.clients import SERVICE_ACCOUNT_ID_PREFIX, SERVICE_ACCOUNT_TOKEN_PREFIX
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
-#: The most a page of audit events may hold, and its default (``admin_api`` uses these).
-MAX_PAGE = 200
-DEFAULT_PAGE = 50
+from ..paths import ADMIN_API_PATH
+from .admin_models import Error, SchemaGenerator
 
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+REF_TEMPLATE = "#/components/schemas/{model}"
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+@dataclass(frozen=True)
+class Reply:
+    """An operation's success: its status, what it says, and the model (or the models,
+    one of which) of its JSON body; no model: no body."""
+
+    status: int
+    description: str
+    shape: type[BaseModel] | tuple[type[BaseModel], ...] | None = None
+
+    @property
+    def models(self) -> tuple[type[BaseModel], ...]:
+        if self.shape is None:
+            return ()
+        return self.shape if isinstance(self.shape, tuple) else (self.shape,)
 
 
-def _responses(success: dict[str, Any], *errors: str) -> dict[str, Any]:
-    """``success`` (status → response) plus 401, 403 and the named error responses."""
-    result = dict(success)
-    for status in ("401", "403", *errors):
-        result[status] = {"$ref": f"#/components/responses/{_ERRORS[status]}"}
-    return result
+NO_CONTENT = Reply(204, "Done; no body.")
 
 
-_ERRORS = {
-    "400": "BadRequest",
-    "401": "Unauthorized",
-    "403": "Forbidden",
-    "404": "NotFound",
-    "409": "Conflict",
-    "413": "PayloadTooLarge",
-    "415": "UnsupportedMediaType",
-    "429": "TooManyRequests",
-}
+@dataclass(frozen=True)
+class Operation:
+    """One operation of the API as its ``@operation`` declares it. The error responses
+    follow from the rest: 401 and 403 for any role check, 400, 413 and 415 for a
+    request body, 400 for a query, 404 for a path with a parameter; ``errors`` adds
+    the operation's own (409 for a taken name, ...)."""
 
-_NULLABLE_STRING = {"type": ["string", "null"]}
-_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
-_TIME = {"type": "string", "format": "date-time"}
-_STRINGS = {"type": "array", "items": {"type": "string"}}
-_PASSWORD = {
-    "type": "string",
-    "minLength": MIN_PASSWORD_LENGTH,
-    "maxLength": MAX_PASSWORD_LENGTH,
-}
-_NO_CONTENT = {"204": {"description": "Done; no body."}}
-_EMAIL_DESCRIPTION = (
-    "`local@domain`: a dot-atom of ASCII before the `@`, a host name (an internationalised "
-    "one in its `xn--` form) after it, which is stored lower-cased. Set by an admin, it is "
-    "`email_verified: true` in ID tokens and userinfo. No other user may have it, in any "
-    "letter case (409)."
-)
-_EMAIL = {
-    "type": "string",
-    "minLength": 3,
-    "maxLength": MAX_EMAIL_LENGTH,
-    "examples": ["bob@example.com"],
-    "description": _EMAIL_DESCRIPTION,
-}
+    method: str
+    rule: str  # Flask's, under /api/v1: ``/users/<username>``
+    operation_id: str
+    summary: str
+    description: str
+    tag: str
+    roles: frozenset[str] | None  # None: no token needed
+    reply: Reply
+    body: type[BaseModel] | None = None
+    body_required: bool = True
+    query: type[BaseModel] | None = None
+    errors: tuple[int, ...] = ()
 
-_USERNAME = {
-    "name": "username",
-    "in": "path",
-    "required": True,
-    "description": "The username (case-insensitive).",
-    "schema": {"type": "string", "examples": ["alice"]},
-}
-_SERVICE_ACCOUNT_NAME = {
-    "name": "name",
-    "in": "path",
-    "required": True,
-    "description": "The service account's name.",
-    "schema": {"type": "string", "examples": ["deploy-bot"]},
+    @property
+    def path(self) -> str:
+        """The OpenAPI path template: ``/users/{username}``."""
+        return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", self.rule)
+
+    @property
+    def error_statuses(self) -> list[int]:
+        statuses = set(self.errors)
+        if self.roles is not None:
+            statuses |= {401, 403}
+        if self.body is not None:
+            statuses |= {400, 413, 415}
+        if self.query is not None:
+            statuses.add(400)
+        if "{" in self.path:
+            statuses.add(404)
+        return sorted(statuses, key=lambda status: (status not in (401, 403), status))
+
+    @property
+    def models(self) -> tuple[type[BaseModel], ...]:
+        return (*((self.body,) if self.body else ()), *self.reply.models)
+
+
+_ERROR_RESPONSES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "Conflict",
+    413: "PayloadTooLarge",
+    415: "UnsupportedMediaType",
+    429: "TooManyRequests",
 }
 
 _BEARER_CHALLENGE = {
@@ -93,315 +106,20 @@ _BEARER_CHALLENGE = {
     "schema": {"type": "string", "pattern": "^Bearer "},
 }
 
-_SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "description": "An error, as RFC 6749 §5.2 writes them.",
-        "additionalProperties": False,
-        "required": ["error", "error_description"],
-        "properties": {
-            "error": {
-                "type": "string",
-                "enum": [
-                    "invalid_request",
-                    "unauthorized",
-                    "invalid_token",
-                    "insufficient_scope",
-                    "not_found",
-                    "conflict",
-                ],
-            },
-            "error_description": {"type": "string"},
-        },
-    },
-    "User": {
-        "type": "object",
-        "description": "A person: a local user, or one who signs in upstream or through "
-        "the auth proxy. `id` is the `sub` of their tokens.",
-        "additionalProperties": False,
-        "required": [
-            "id",
-            "username",
-            "email",
-            "email_verified",
-            "name",
-            "role",
-            "groups",
-            "source",
-            "disabled",
-            "created_at",
-            "last_login_at",
-        ],
-        "properties": {
-            "id": {"type": "string"},
-            "username": {"type": "string"},
-            "email": _NULLABLE_STRING,
-            "email_verified": {
-                "type": ["boolean", "null"],
-                "description": "OIDC Core §5.1 `email_verified` as the person's tokens carry "
-                "it: the upstream IdP's own word, true for an address an admin set or the "
-                "auth proxy asserted; null when nobody said.",
-            },
-            "name": _NULLABLE_STRING,
-            "role": {"type": "string"},
-            "groups": _STRINGS,
-            "source": {"type": "string", "enum": ["local", "upstream", "proxy"]},
-            "disabled": {"type": "boolean"},
-            "created_at": _TIME,
-            "last_login_at": _NULLABLE_TIME,
-        },
-    },
-    "UserList": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["items"],
-        "properties": {"items": {"type": "array", "items": _ref("User")}},
-    },
-    "UserCreated": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["user", "password"],
-        "properties": {
-            "user": _ref("User"),
-            "password": {
-                "type": ["string", "null"],
-                "description": "The generated password, shown this once; null when the "
-                "request gave one.",
-            },
-        },
-    },
-    "Me": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["name", "roles", "user"],
-        "properties": {
-            "name": {"type": "string", "description": "A username or a client id."},
-            "roles": _STRINGS,
-            "user": {
-                "oneOf": [_ref("User"), {"type": "null"}],
-                "description": "The person calling; null for a client (a service account).",
-            },
-        },
-    },
-    "Role": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["name", "permissions", "default"],
-        "properties": {
-            "name": {"type": "string"},
-            "permissions": {**_STRINGS, "description": "Scopes it permits; `*` is all."},
-            "default": {"type": "boolean", "description": "The role of a new person."},
-        },
-    },
-    "RoleList": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["items"],
-        "properties": {"items": {"type": "array", "items": _ref("Role")}},
-    },
-    "ServiceAccount": {
-        "type": "object",
-        "description": "A confidential client made at runtime, for CI and services. "
-        "Never its token, nor the token's hash.",
-        "additionalProperties": False,
-        "required": [
-            "client_id",
-            "name",
-            "role",
-            "scopes",
-            "created_at",
-            "created_by",
-            "expires_at",
-            "rotated_at",
-            "last_used_at",
-        ],
-        "properties": {
-            "client_id": {"type": "string", "pattern": f"^{SERVICE_ACCOUNT_ID_PREFIX}"},
-            "name": {"type": "string"},
-            "role": {"type": "string"},
-            "scopes": _STRINGS,
-            "created_at": _TIME,
-            "created_by": _NULLABLE_STRING,
-            "expires_at": {**_NULLABLE_TIME, "description": "null: it never expires."},
-            "rotated_at": _NULLABLE_TIME,
-            "last_used_at": _NULLABLE_TIME,
-        },
-    },
-    "ServiceAccountList": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["items"],
-        "properties": {"items": {"type": "array", "items": _ref("ServiceAccount")}},
-    },
-    "ServiceAccountToken": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["service_account", "token"],
-        "properties": {
-            "service_account": _ref("ServiceAccount"),
-            "token": {
-                "type": "string",
-                "pattern": f"^{SERVICE_ACCOUNT_TOKEN_PREFIX}{SERVICE_ACCOUNT_ID_PREFIX}[^.]+\\.",
-                "description": f"`{SERVICE_ACCOUNT_TOKEN_PREFIX}<client_id>.<secret>`, shown "
-                "this once. Trade it for an access token with the client credentials grant: "
-                "HTTP Basic `<client_id>:<token>`, or the token alone as `client_secret`.",
-            },
-        },
-    },
-    "KeyFile": {
-        "type": "object",
-        "description": "A service-account key file, shown this once: save it as a file "
-        "readable by its holder only and use it with `authserver token --key-file PATH` "
-        "(or `AUTHSERVER_CREDENTIALS=PATH`), or sign `private_key_jwt` client assertions "
-        "(RFC 7523 §2.2) with `private_key` yourself. Only its public key is stored here.",
-        "additionalProperties": False,
-        "required": ["type", "name", "client_id", "key_id", "issuer", "token_url", "private_key"],
-        "properties": {
-            "type": {"const": KEY_FILE_TYPE},
-            "name": {"type": "string"},
-            "client_id": {"type": "string", "pattern": f"^{SERVICE_ACCOUNT_ID_PREFIX}"},
-            "key_id": {"type": "string"},
-            "issuer": {"type": "string"},
-            "token_url": {"type": "string"},
-            "private_key": {
-                "type": "object",
-                "description": "A private JWK (RFC 7517) with `kid` and `alg`.",
-                "required": ["kty", "kid", "alg", "d"],
-                "properties": {"alg": {"enum": list(KEY_ALGORITHMS)}},
-            },
-        },
-    },
-    "ServiceAccountKeyFile": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["service_account", "key_file"],
-        "properties": {"service_account": _ref("ServiceAccount"), "key_file": _ref("KeyFile")},
-    },
-    "ServiceAccountKey": {
-        "type": "object",
-        "description": "The public half of a key file: its id and age (never the key).",
-        "additionalProperties": False,
-        "required": ["kid", "algorithm", "created_at", "created_by"],
-        "properties": {
-            "kid": {"type": "string"},
-            "algorithm": {"enum": list(KEY_ALGORITHMS)},
-            "created_at": _TIME,
-            "created_by": _NULLABLE_STRING,
-        },
-    },
-    "ServiceAccountKeyList": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["items"],
-        "properties": {"items": {"type": "array", "items": _ref("ServiceAccountKey")}},
-    },
-    "Client": {
-        "type": "object",
-        "description": "A static client of the config file.",
-        "additionalProperties": False,
-        "required": [
-            "client_id",
-            "type",
-            "grant_types",
-            "redirect_uris",
-            "scopes",
-            "roles",
-            "consent",
-            "introspect",
-        ],
-        "properties": {
-            "client_id": {"type": "string"},
-            "type": {"type": "string", "enum": ["public", "confidential"]},
-            "grant_types": _STRINGS,
-            "redirect_uris": _STRINGS,
-            "scopes": _STRINGS,
-            "roles": _STRINGS,
-            "consent": {"type": "boolean"},
-            "introspect": {"type": "boolean"},
-        },
-    },
-    "ClientList": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["items"],
-        "properties": {"items": {"type": "array", "items": _ref("Client")}},
-    },
-    "Key": {
-        "type": "object",
-        "description": "A signing key; `use` tells its line (access tokens or ID tokens).",
-        "additionalProperties": False,
-        "required": [
-            "kid",
-            "algorithm",
-            "use",
-            "state",
-            "created_at",
-            "signs_from",
-            "published_until",
-        ],
-        "properties": {
-            "kid": {"type": "string"},
-            "algorithm": {"type": "string"},
-            "use": {"type": "string", "enum": ["access_token", "id_token"]},
-            "state": {"type": "string", "enum": ["next", "active", "retired", "expired"]},
-            "created_at": _TIME,
-            "signs_from": _TIME,
-            "published_until": {
-                **_NULLABLE_TIME,
-                "description": "Until when it stays in JWKS; null while next or active.",
-            },
-        },
-    },
-    "KeyList": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["items"],
-        "properties": {"items": {"type": "array", "items": _ref("Key")}},
-    },
-    "KeysRotated": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["created", "items"],
-        "properties": {
-            "created": {**_STRINGS, "description": "The kids of the new keys, one per line."},
-            "items": {"type": "array", "items": _ref("Key")},
-        },
-    },
-    "AuditEvent": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["id", "at", "event", "actor", "client_id", "target", "address", "details"],
-        "properties": {
-            "id": {"type": "integer", "minimum": 1},
-            "at": _TIME,
-            "event": {"type": "string"},
-            "actor": _NULLABLE_STRING,
-            "client_id": _NULLABLE_STRING,
-            "target": _NULLABLE_STRING,
-            "address": _NULLABLE_STRING,
-            "details": {"type": "object"},
-        },
-    },
-    "AuditEventPage": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["items", "next"],
-        "properties": {
-            "items": {"type": "array", "items": _ref("AuditEvent")},
-            "next": {
-                "type": ["string", "null"],
-                "format": "uri",
-                "description": "The URL of the next (older) page; null on the last page.",
-            },
-        },
-    },
-}
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
 
 _RESPONSES: dict[str, Any] = {
-    "BadRequest": _json(_ref("Error"), "The request is malformed (`invalid_request`)."),
+    "BadRequest": _json(_ref(Error), "The request is malformed (`invalid_request`)."),
     "Unauthorized": {
         **_json(
-            _ref("Error"),
+            _ref(Error),
             "No access token (`unauthorized`), or one that is invalid, expired, revoked or "
             "not for this API, or whose person is gone or disabled, or whose service account "
             "is gone (`invalid_token`).",
@@ -409,20 +127,20 @@ _RESPONSES: dict[str, Any] = {
         "headers": {"WWW-Authenticate": _BEARER_CHALLENGE},
     },
     "Forbidden": {
-        **_json(_ref("Error"), "The token's roles do not allow this (`insufficient_scope`)."),
+        **_json(_ref(Error), "The token's roles do not allow this (`insufficient_scope`)."),
         "headers": {"WWW-Authenticate": _BEARER_CHALLENGE},
     },
-    "NotFound": _json(_ref("Error"), "No such thing (`not_found`)."),
-    "Conflict": _json(_ref("Error"), "The name, or the email address, is taken (`conflict`)."),
+    "NotFound": _json(_ref(Error), "No such thing (`not_found`)."),
+    "Conflict": _json(_ref(Error), "The name, or the email address, is taken (`conflict`)."),
     "PayloadTooLarge": _json(
-        _ref("Error"),
+        _ref(Error),
         "The body is larger than `max_form_bytes`, 64 KiB by default (`invalid_request`).",
     ),
     "UnsupportedMediaType": _json(
-        _ref("Error"), "The body is not `application/json` (`invalid_request`)."
+        _ref(Error), "The body is not `application/json` (`invalid_request`)."
     ),
     "TooManyRequests": _json(
-        _ref("Error"), "Too many wrong passwords for this account (`invalid_request`)."
+        _ref(Error), "Too many wrong passwords for this account (`invalid_request`)."
     ),
 }
 
@@ -436,463 +154,126 @@ _SECURITY_DESCRIPTION = (
     "token stops working here when the account is revoked, rotated or expired."
 )
 
-_PATHS: dict[str, Any] = {
-    "/openapi.json": {
-        "get": {
-            "operationId": "getOpenApiDocument",
-            "summary": "This document",
-            "tags": ["meta"],
-            "security": [],
-            "responses": {"200": _json({"type": "object"}, "The OpenAPI 3.1 document.")},
-        }
-    },
-    "/me": {
-        "get": {
-            "operationId": "getMe",
-            "summary": "Who the token is for",
-            "description": "Roles: admin, user.",
-            "tags": ["users"],
-            "responses": _responses({"200": _json(_ref("Me"), "The caller.")}),
-        }
-    },
-    "/users": {
-        "get": {
-            "operationId": "listUsers",
-            "summary": "List every person, by username",
-            "description": "Roles: admin, user.",
-            "tags": ["users"],
-            "responses": _responses({"200": _json(_ref("UserList"), "Every person.")}),
-        },
-        "post": {
-            "operationId": "createUser",
-            "summary": "Create a local user",
-            "description": "Roles: admin. Without `password`, one is generated and returned once.",
-            "tags": ["users"],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "required": ["username"],
-                            "properties": {
-                                "username": {
-                                    "type": "string",
-                                    "examples": ["bob"],
-                                    "description": "Stored NFC and lower-cased; at most "
-                                    "255 characters, no whitespace or control characters.",
-                                },
-                                "role": {
-                                    "type": "string",
-                                    "examples": ["user"],
-                                    "description": "A role of `rbac.roles` (default: "
-                                    "`rbac.default_role`).",
-                                },
-                                "password": _PASSWORD,
-                                "email": _EMAIL,
-                            },
-                        }
-                    }
-                },
-            },
-            "responses": _responses(
-                {"201": _json(_ref("UserCreated"), "Created.")}, "400", "409", "413", "415"
-            ),
-        },
-    },
-    "/users/{username}": {
-        "parameters": [_USERNAME],
-        "get": {
-            "operationId": "getUser",
-            "summary": "One person",
-            "description": "Roles: admin, user.",
-            "tags": ["users"],
-            "responses": _responses({"200": _json(_ref("User"), "The person.")}, "404"),
-        },
-        "patch": {
-            "operationId": "updateUser",
-            "summary": "Change a person's role or email address, or disable or enable them",
-            "description": "Roles: admin. A field left out is left as it is. A disabled "
-            "person cannot sign in, and their tokens no longer work here. Only a local "
-            "user's email address is set here (others' come from where they sign in: 400); "
-            "one that another user has is 409, and nothing changes.",
-            "tags": ["users"],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "properties": {
-                                "role": {
-                                    "type": "string",
-                                    "examples": ["admin"],
-                                    "description": "A role of `rbac.roles`.",
-                                },
-                                "disabled": {"type": "boolean"},
-                                "email": {
-                                    **_EMAIL,
-                                    "type": ["string", "null"],
-                                    "description": _EMAIL_DESCRIPTION + " null removes it.",
-                                },
-                            },
-                        }
-                    }
-                },
-            },
-            "responses": _responses(
-                {"200": _json(_ref("User"), "The person, changed.")},
-                "400",
-                "404",
-                "409",
-                "413",
-                "415",
-            ),
-        },
-        "delete": {
-            "operationId": "deleteUser",
-            "summary": "Delete a person and their refresh tokens",
-            "description": "Roles: admin. Access tokens already issued run out.",
-            "tags": ["users"],
-            "responses": _responses(_NO_CONTENT, "404"),
-        },
-    },
-    "/users/{username}/password": {
-        "parameters": [_USERNAME],
-        "put": {
-            "operationId": "setUserPassword",
-            "summary": "Set a local user's password",
-            "description": "Roles: admin for anyone; everyone for their own, with "
-            "`current_password` (a wrong one counts against the account's sign-in limit). "
-            "A person who signs in upstream or through the auth proxy has no password here "
-            "(400). Their refresh tokens are revoked.",
-            "tags": ["users"],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "required": ["password"],
-                            "properties": {
-                                "password": _PASSWORD,
-                                "current_password": {"type": "string", "maxLength": 1024},
-                            },
-                        }
-                    }
-                },
-            },
-            "responses": _responses(_NO_CONTENT, "400", "404", "413", "415", "429"),
-        },
-    },
-    "/roles": {
-        "get": {
-            "operationId": "listRoles",
-            "summary": "The roles of `rbac.roles`",
-            "description": "Roles: admin, user.",
-            "tags": ["users"],
-            "responses": _responses({"200": _json(_ref("RoleList"), "Every role.")}),
-        }
-    },
-    "/service-accounts": {
-        "get": {
-            "operationId": "listServiceAccounts",
-            "summary": "List the service accounts",
-            "description": "Roles: admin.",
-            "tags": ["service-accounts"],
-            "responses": _responses(
-                {"200": _json(_ref("ServiceAccountList"), "Every service account.")}
-            ),
-        },
-        "post": {
-            "operationId": "createServiceAccount",
-            "summary": "Create a service account; its token is shown once",
-            "description": "Roles: admin.",
-            "tags": ["service-accounts"],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "required": ["name"],
-                            "properties": {
-                                "name": {
-                                    "type": "string",
-                                    "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
-                                    "examples": ["deploy-bot"],
-                                },
-                                "role": {
-                                    "type": "string",
-                                    "examples": ["user"],
-                                    "description": "A role of `rbac.roles` (default: "
-                                    "`rbac.default_role`).",
-                                },
-                                "scopes": {
-                                    **_STRINGS,
-                                    "examples": [["read"]],
-                                    "description": "Scopes it may ask for, within its role's "
-                                    "permissions (default: all of them).",
-                                },
-                                "expires_in": {
-                                    "type": ["integer", "null"],
-                                    "minimum": 1,
-                                    "maximum": MAX_EXPIRY_SECONDS,
-                                    "description": "Seconds from now; null: never (default: "
-                                    "30 days).",
-                                },
-                                "key_algorithm": {
-                                    "enum": list(KEY_ALGORITHMS),
-                                    "description": "Give it a key file of this algorithm "
-                                    "instead of a token (the answer holds `key_file`).",
-                                },
-                            },
-                        }
-                    }
-                },
-            },
-            "responses": _responses(
-                {
-                    "201": _json(
-                        {"oneOf": [_ref("ServiceAccountToken"), _ref("ServiceAccountKeyFile")]},
-                        "Created: its token, or with `key_algorithm` its key file.",
-                    )
-                },
-                "400",
-                "409",
-                "413",
-                "415",
-            ),
-        },
-    },
-    "/service-accounts/{name}": {
-        "parameters": [_SERVICE_ACCOUNT_NAME],
-        "get": {
-            "operationId": "getServiceAccount",
-            "summary": "One service account",
-            "description": "Roles: admin.",
-            "tags": ["service-accounts"],
-            "responses": _responses(
-                {"200": _json(_ref("ServiceAccount"), "The service account.")}, "404"
-            ),
-        },
-        "delete": {
-            "operationId": "revokeServiceAccount",
-            "summary": "Delete (revoke) a service account: its token is refused from now on",
-            "description": "Roles: admin. Access tokens already issued run out, but no longer "
-            "work on this API.",
-            "tags": ["service-accounts"],
-            "responses": _responses(_NO_CONTENT, "404"),
-        },
-    },
-    "/service-accounts/{name}/rotate": {
-        "parameters": [_SERVICE_ACCOUNT_NAME],
-        "post": {
-            "operationId": "rotateServiceAccount",
-            "summary": "A new token for a service account; the old one stops working",
-            "description": "Roles: admin. The expiry is kept. No request body.",
-            "tags": ["service-accounts"],
-            "responses": _responses(
-                {"200": _json(_ref("ServiceAccountToken"), "The new token.")}, "400", "404"
-            ),
-        },
-    },
-    "/service-accounts/{name}/keys": {
-        "parameters": [_SERVICE_ACCOUNT_NAME],
-        "get": {
-            "operationId": "listServiceAccountKeys",
-            "summary": "The keys of a service account (public halves only)",
-            "description": "Roles: admin.",
-            "tags": ["service-accounts"],
-            "responses": _responses(
-                {"200": _json(_ref("ServiceAccountKeyList"), "Its keys, oldest first.")}, "404"
-            ),
-        },
-        "post": {
-            "operationId": "addServiceAccountKey",
-            "summary": "One more key for a service account; its key file is shown once",
-            "description": "Roles: admin. Its other keys keep working until removed, so a "
-            "key can be rolled over without downtime.",
-            "tags": ["service-accounts"],
-            "requestBody": {
-                "required": False,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "properties": {
-                                "algorithm": {
-                                    "enum": list(KEY_ALGORITHMS),
-                                    "description": f"Default: {DEFAULT_KEY_ALGORITHM}.",
-                                }
-                            },
-                        }
-                    }
-                },
-            },
-            "responses": _responses(
-                {"201": _json(_ref("ServiceAccountKeyFile"), "The new key file.")},
-                "400",
-                "404",
-                "413",
-                "415",
-            ),
-        },
-    },
-    "/service-accounts/{name}/keys/{kid}": {
-        "parameters": [
-            _SERVICE_ACCOUNT_NAME,
-            {
-                "name": "kid",
-                "in": "path",
-                "required": True,
-                "description": "The key's id.",
-                "schema": {"type": "string"},
-            },
-        ],
-        "delete": {
-            "operationId": "removeServiceAccountKey",
-            "summary": "Remove a key of a service account: its key file stops working",
-            "description": "Roles: admin. Access tokens it minted run out, but no longer work "
-            "on this API.",
-            "tags": ["service-accounts"],
-            "responses": _responses(_NO_CONTENT, "404"),
-        },
-    },
-    "/clients": {
-        "get": {
-            "operationId": "listClients",
-            "summary": "The static clients of the config file",
-            "description": "Roles: admin. Service accounts are listed apart.",
-            "tags": ["clients"],
-            "responses": _responses({"200": _json(_ref("ClientList"), "Every static client.")}),
-        }
-    },
-    "/clients/{client_id}": {
-        "parameters": [
-            {
-                "name": "client_id",
-                "in": "path",
-                "required": True,
-                "schema": {"type": "string", "examples": ["cli"]},
-            }
-        ],
-        "get": {
-            "operationId": "getClient",
-            "summary": "One static client",
-            "description": "Roles: admin.",
-            "tags": ["clients"],
-            "responses": _responses({"200": _json(_ref("Client"), "The client.")}, "404"),
-        },
-    },
-    "/keys": {
-        "get": {
-            "operationId": "listKeys",
-            "summary": "The signing keys of both lines, newest first",
-            "description": "Roles: admin.",
-            "tags": ["keys"],
-            "responses": _responses({"200": _json(_ref("KeyList"), "Every key.")}),
-        }
-    },
-    "/keys/rotate": {
-        "post": {
-            "operationId": "rotateKeys",
-            "summary": "Rotate both key lines",
-            "description": "Roles: admin. A new key is published before it signs, unless "
-            "`immediate`. The body is optional.",
-            "tags": ["keys"],
-            "requestBody": {
-                "required": False,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "properties": {
-                                "immediate": {
-                                    "type": "boolean",
-                                    "default": False,
-                                    "description": "Sign with the new keys at once.",
-                                }
-                            },
-                        }
-                    }
-                },
-            },
-            "responses": _responses(
-                {"201": _json(_ref("KeysRotated"), "Rotated.")}, "400", "413", "415"
-            ),
-        }
-    },
-    "/audit-events": {
-        "get": {
-            "operationId": "listAuditEvents",
-            "summary": "Audit events, newest first, a page at a time",
-            "description": "Roles: admin. Follow `next` for older events.",
-            "tags": ["audit"],
-            "parameters": [
-                {
-                    "name": "limit",
-                    "in": "query",
-                    "description": "Events per page.",
-                    "schema": {
-                        "type": "integer",
-                        "minimum": 1,
-                        "maximum": MAX_PAGE,
-                        "default": DEFAULT_PAGE,
-                    },
-                },
-                {
-                    "name": "before",
-                    "in": "query",
-                    "description": "Only events with a smaller `id` (the last of a page).",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
-                },
-                {
-                    "name": "event",
-                    "in": "query",
-                    "description": "Only events of this name, such as `user_created`; "
-                    "printable characters only.",
-                    "schema": {"type": "string", "maxLength": 64},
-                },
-            ],
-            "responses": _responses({"200": _json(_ref("AuditEventPage"), "A page.")}, "400"),
-        }
-    },
-}
-
-DOCUMENT: dict[str, Any] = {
-    "openapi": "3.1.0",
-    "info": {
-        "title": "authserver admin API",
-        "version": "1",
-        "description": "Users, roles, service accounts, clients, signing keys and the audit "
-        "log of an authserver. Errors are `{error, error_description}`; 401 and 403 carry "
-        "`WWW-Authenticate: Bearer` (RFC 6750 §3).",
-    },
-    "security": [{"bearerAuth": []}],
-    "paths": _PATHS,
-    "components": {
-        "securitySchemes": {
-            "bearerAuth": {
-                "type": "http",
-                "scheme": "bearer",
-                "bearerFormat": "JWT",
-                "description": _SECURITY_DESCRIPTION,
-            }
-        },
-        "schemas": _SCHEMAS,
-        "responses": _RESPONSES,
-    },
+#: The words of each path parameter: (description, example).
+_PATH_PARAMETERS: dict[str, tuple[str | None, str | None]] = {
+    "username": ("The username (case-insensitive).", "alice"),
+    "name": ("The service account's name.", "deploy-bot"),
+    "kid": ("The key's id.", None),
+    "client_id": (None, "cli"),
 }
 
 
-def openapi_document(base_url: str) -> dict[str, Any]:
-    """The document, with this server's API URL in ``servers``."""
-    document = copy.deepcopy(DOCUMENT)
-    return {**document, "servers": [{"url": base_url + "/api/v1"}]}
+def _path_parameters(path: str) -> list[dict[str, Any]]:
+    parameters = []
+    for name in re.findall(r"\{([^}]+)\}", path):
+        description, example = _PATH_PARAMETERS[name]
+        parameter: dict[str, Any] = {"name": name, "in": "path", "required": True}
+        if description is not None:
+            parameter["description"] = description
+        parameter["schema"] = {"type": "string"}
+        if example is not None:
+            parameter["schema"]["examples"] = [example]
+        parameters.append(parameter)
+    return parameters
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema(ref_template=REF_TEMPLATE, schema_generator=SchemaGenerator)
+    parameters = []
+    for name, field in schema["properties"].items():
+        description = field.pop("description", None)
+        parameter: dict[str, Any] = {"name": name, "in": "query"}
+        if description is not None:
+            parameter["description"] = description
+        if name in schema.get("required", ()):
+            parameter["required"] = True
+        parameters.append({**parameter, "schema": field})
+    return parameters
+
+
+def _operation(operation: Operation) -> dict[str, Any]:
+    roles = operation.roles
+    description = operation.description
+    if roles is not None:
+        description = " ".join(filter(None, [f"Roles: {', '.join(sorted(roles))}.", description]))
+    result: dict[str, Any] = {
+        "operationId": operation.operation_id,
+        "summary": operation.summary,
+    }
+    if description:
+        result["description"] = description
+    result["tags"] = [operation.tag]
+    if roles is None:
+        result["security"] = []
+    if operation.query is not None:
+        result["parameters"] = _query_parameters(operation.query)
+    if operation.body is not None:
+        result["requestBody"] = {
+            "required": operation.body_required,
+            "content": {"application/json": {"schema": _ref(operation.body)}},
+        }
+    reply = operation.reply
+    success: dict[str, Any] = {"description": reply.description}
+    if len(reply.models) == 1:
+        success = _json(_ref(reply.models[0]), reply.description)
+    elif reply.models:
+        success = _json({"oneOf": [_ref(model) for model in reply.models]}, reply.description)
+    result["responses"] = {str(reply.status): success} | {
+        str(status): {"$ref": f"#/components/responses/{_ERROR_RESPONSES[status]}"}
+        for status in operation.error_statuses
+    }
+    return result
+
+
+def component_schemas(operations: tuple[Operation, ...]) -> dict[str, Any]:
+    """The models of ``operations`` (and ``Error``), as ``models_json_schema`` writes them."""
+    models: dict[type[BaseModel], None] = dict.fromkeys(
+        [Error, *(model for op in operations for model in op.models)]
+    )
+    _, schemas = models_json_schema(
+        [(model, "validation") for model in models],
+        ref_template=REF_TEMPLATE,
+        schema_generator=SchemaGenerator,
+    )
+    defs: dict[str, Any] = schemas["$defs"]
+    return defs
+
+
+@functools.cache
+def _document(operations: tuple[Operation, ...]) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for operation in operations:
+        item = paths.setdefault(operation.path, {})
+        if parameters := _path_parameters(operation.path):
+            item["parameters"] = parameters
+        item[operation.method.lower()] = _operation(operation)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "authserver admin API",
+            "version": "1",
+            "description": "Users, roles, service accounts, clients, signing keys and the "
+            "audit log of an authserver. Errors are `{error, error_description}`; 401 and "
+            "403 carry `WWW-Authenticate: Bearer` (RFC 6750 §3).",
+        },
+        "security": [{"bearerAuth": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": _SECURITY_DESCRIPTION,
+                }
+            },
+            "schemas": component_schemas(operations),
+            "responses": _RESPONSES,
+        },
+    }
+
+
+def build_document(operations: tuple[Operation, ...], base_url: str) -> dict[str, Any]:
+    """The document of ``operations``, with this server's API URL in ``servers``."""
+    document = copy.deepcopy(_document(operations))
+    return {**document, "servers": [{"url": base_url + ADMIN_API_PATH}]}
