@@ -9,6 +9,7 @@ from pathlib import Path
 from flask import Flask
 from flask_migrate import Migrate
 
+from .admin.audit import AuditTrail
 from .identity.federation import Upstream
 from .identity.forward_auth import ForwardAuth, HostRules
 from .identity.service_accounts import ServiceAccountService
@@ -52,7 +53,7 @@ from .web import (
 )
 from .web import metrics as web_metrics
 from .web.adapter import bound_streamed_body
-from .web.audit import AuditTrail
+from .web.audit import FlaskRequestScope
 from .web.errors import register_error_handlers
 from .web.pages import security_headers
 from .web.sessions import CookieSessionInterface
@@ -134,7 +135,11 @@ def create_app(settings: Settings, *, ephemeral: EphemeralStore | None = None) -
     metrics = None
     if settings.metrics.access != "off":
         metrics = web_metrics.Metrics(os.environ.get(web_metrics.MULTIPROC_ENV) or None)
-    events = AuditTrail(SqlAuditLog(engine), observe=metrics.count_event if metrics else None)
+    events = AuditTrail(
+        SqlAuditLog(engine),
+        observe=metrics.count_event if metrics else None,
+        scope=FlaskRequestScope(),
+    )
     access_tokens = AccessTokens(
         settings.issuer, keys, ephemeral, ttl=settings.tokens.access_token_ttl
     )

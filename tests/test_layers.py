@@ -24,6 +24,8 @@ FORBIDDEN = {
     "storage": ("authserver.oauth", "authserver.web", "authserver.keys", "flask.request"),
     "resource": ("authserver.",),
     "web": (),
+    # Between the front ends and identity: no Flask, no web, no CLI.
+    "admin": ("flask", "flask_wtf", "werkzeug", "authserver.web", "authserver.cli"),
 }
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from .context import audit, cli_settings, database_app
+from ..admin.audit import prune_audit_log
+from .context import cli_actor, cli_settings, database_app
+from .output import EXIT_USAGE, CliError, add_command, add_group
 
 if TYPE_CHECKING:
     from .output import Parser, Subcommands
-from .output import EXIT_USAGE, CliError, add_command, add_group
 
 
 def cmd_audit_prune(args: argparse.Namespace) -> int:
@@ -35,9 +36,7 @@ def cmd_audit_prune(args: argparse.Namespace) -> int:
     before = datetime.now(UTC) - timedelta(seconds=keep)
     app = database_app(args, settings)
     with app.app_context():
-        deleted = app.extensions["authserver.audit"].prune(before)
-        audit(app, "audit_pruned", before=before.isoformat(), deleted=deleted)
-        app.extensions["authserver.events"].flush()
+        deleted = prune_audit_log(app.extensions["authserver.events"], before, cli_actor())
     print(f"deleted {deleted} audit events from before {before:%Y-%m-%d %H:%M:%S}Z")
     return 0
 

@@ -9,9 +9,6 @@ import sys
 from typing import TYPE_CHECKING
 
 from .context import cli_settings
-
-if TYPE_CHECKING:
-    from .output import Parser, Subcommands
 from .output import (
     EXIT_USAGE,
     CliError,
@@ -21,6 +18,9 @@ from .output import (
     print_json,
     print_table,
 )
+
+if TYPE_CHECKING:
+    from .output import Parser, Subcommands
 
 
 def cmd_hash_secret(args: argparse.Namespace) -> int:
@@ -41,9 +41,9 @@ def cmd_hash_secret(args: argparse.Namespace) -> int:
 def cmd_clients_list(args: argparse.Namespace) -> int:
     settings = cli_settings(args)
     if args.output == "json":
+        from ..admin.shapes import client_json
         from ..oauth.clients import Client
         from ..oauth.secrets import SecretVerifier
-        from ..web.admin import client_json
 
         verifier = SecretVerifier()
         print_json([client_json(Client.from_settings(c, verifier)) for c in settings.clients])

@@ -10,8 +10,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..admin.audit import Actor
+from ..admin.keys import KeyAdmin
+from ..admin.service_accounts import ServiceAccountAdmin
+from ..admin.users import UserAdmin
 from ..logs import configure_logging
 from ..settings import (
     Settings,
@@ -25,7 +29,9 @@ from .output import EXIT_USAGE, CliError
 if TYPE_CHECKING:
     from flask import Flask
 
+    from ..identity.service_accounts import ServiceAccountService
     from ..identity.users import UserService
+    from ..keys import KeyManager
 
 
 def instance_path(args: argparse.Namespace) -> Path:
@@ -116,17 +122,33 @@ def log_migrations(settings: Settings) -> None:
     logging.getLogger("alembic.runtime.migration").setLevel(level)
 
 
-def actor() -> str:
-    """Who acts, for the audit trail: ``cli:<OS user>`` (``cli`` if that is unknown)."""
+def cli_actor() -> Actor:
+    """Who acts, for the audit trail: ``cli:<OS user>`` (``cli`` if that is unknown),
+    from ``local``."""
     try:
-        return f"cli:{getpass.getuser()}"
+        name = f"cli:{getpass.getuser()}"
     except Exception:  # no name for this uid, no USER/LOGNAME: still audit it
-        return "cli"
+        name = "cli"
+    return Actor(name=name, address="local")
 
 
-def audit(app: Flask, event: str, **details: Any) -> None:
-    """Record an admin change made from here, as the admin API does (``web/admin.py``)."""
-    app.extensions["authserver.events"](event, actor=actor(), address="local", **details)
+def user_admin(app: Flask) -> UserAdmin:
+    """The operations on people (``authserver.admin``), done from here."""
+    settings: Settings = app.extensions["authserver.settings"]
+    users: UserService = app.extensions["authserver.users"]
+    return UserAdmin(users, settings.rbac, app.extensions["authserver.events"], cli_actor())
+
+
+def service_account_admin(app: Flask) -> ServiceAccountAdmin:
+    """The operations on service accounts, done from here."""
+    service: ServiceAccountService = app.extensions["authserver.service_accounts"]
+    return ServiceAccountAdmin(service, app.extensions["authserver.events"], cli_actor())
+
+
+def key_admin(app: Flask) -> KeyAdmin:
+    """The operations on the signing keys, done from here."""
+    lines: list[KeyManager] = app.extensions["authserver.key_lines"]
+    return KeyAdmin(lines, app.extensions["authserver.events"], cli_actor())
 
 
 @contextmanager
@@ -143,12 +165,10 @@ def admin_app(args: argparse.Namespace, settings: Settings | None = None) -> Ite
 
 
 @contextmanager
-def user_service(
-    args: argparse.Namespace, settings: Settings | None = None
-) -> Iterator[tuple[UserService, Flask]]:
-    """The user service (and its app), with ``UserError`` as a one-line failure."""
+def users_admin(args: argparse.Namespace, settings: Settings | None = None) -> Iterator[UserAdmin]:
+    """The operations on people, with ``UserError`` as a one-line failure."""
     with admin_app(args, settings) as app:
-        yield app.extensions["authserver.users"], app
+        yield user_admin(app)
 
 
 def check_role(settings: Settings, role: str | None) -> None:

@@ -6,20 +6,21 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from .context import audit, database_app
+from .context import database_app, key_admin
+from .output import add_command, add_group, output_argument, print_json, print_table
 
 if TYPE_CHECKING:
     from .output import Parser, Subcommands
-from .output import add_command, add_group, output_argument, print_json, print_table
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    from ..web.admin import keys_json
+    from ..admin.shapes import keys_json
 
     app = database_app(args)
     with app.app_context():
-        statuses = [s for line in app.extensions["authserver.key_lines"] for s in line.statuses()]
-        items = keys_json() if args.output == "json" else []
+        keys = key_admin(app)
+        statuses = keys.statuses()
+        items = keys_json(keys.lines) if args.output == "json" else []
     if not statuses:
         print("no signing keys yet: the first is made when the server starts", file=sys.stderr)
     if args.output == "json":
@@ -38,20 +39,13 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
     app = database_app(args)
     with app.app_context():
-        # Every line rotates together: a compromised secret key compromises them all.
-        lines = app.extensions["authserver.key_lines"]
-        records = [line.rotate(immediate=args.now) for line in lines]
-        audit(
-            app,
-            "keys_rotated",
-            target=",".join(record.kid for record in records),
-            immediate=args.now,
-        )
+        keys = key_admin(app)
+        records = keys.rotate(args.now)
         if args.now:
             # Issue 9.4: withdraw the old keys only once every worker signs with the new
             # one, and return only once every worker has dropped them, so that after
             # this command no token signed with a withdrawn key is issued anywhere.
-            wait = max(line.propagation_seconds for line in lines)
+            wait = keys.propagation_seconds
             print(
                 f"the new key signs now; withdrawing the old keys in {wait:.0f} s, "
                 "once every worker has switched",
@@ -59,8 +53,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
                 flush=True,
             )
             time.sleep(wait)
-            for line, record in zip(lines, records, strict=True):
-                line.withdraw_before(record)
+            keys.withdraw_before(records)
             time.sleep(wait)
     for record in records:
         signs_from = f"{record.activates_at:%Y-%m-%d %H:%M:%S}Z"

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from .output import EXIT_USAGE, CliError, add_command
+
 if TYPE_CHECKING:
     from .output import Parser, Subcommands
-from .output import EXIT_USAGE, CliError, add_command
 
 
 @contextmanager

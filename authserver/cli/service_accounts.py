@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from .context import actor, admin_app, audit, check_role, cli_settings
+from .context import admin_app, check_role, cli_settings, service_account_admin
 from .output import (
     EXIT_USAGE,
     CliError,
@@ -23,16 +23,9 @@ from .output import (
 )
 
 if TYPE_CHECKING:
-    from flask import Flask
-
-    from ..identity.service_accounts import ServiceAccountInfo, ServiceAccountService
+    from ..identity.service_accounts import ServiceAccountInfo
     from ..key_file import KeyFile
     from .output import Parser, Subcommands
-
-
-def _service_accounts(app: Flask) -> ServiceAccountService:
-    service: ServiceAccountService = app.extensions["authserver.service_accounts"]
-    return service
 
 
 def _expires_in(value: str | None) -> float | None:
@@ -99,42 +92,20 @@ def cmd_service_accounts_create(args: argparse.Namespace) -> int:
     settings = cli_settings(args)
     check_role(settings, args.role)
     with _new_key_file(args.key_file) as stream, admin_app(args, settings) as app:
-        by = actor()
-        service = _service_accounts(app)
+        accounts = service_account_admin(app)
         key_file: KeyFile | None = None
         try:
             if stream is not None:
-                info, key_file = service.create_with_key(
-                    args.name,
-                    role=args.role,
-                    scopes=scopes,
-                    expires_in=expires_in,
-                    created_by=by,
-                    algorithm=args.key_algorithm,
+                info, key_file = accounts.create_with_key(
+                    args.name, args.role, scopes, expires_in, args.key_algorithm
                 )
                 token = None
             else:
-                info, token = service.create(
-                    args.name,
-                    role=args.role,
-                    scopes=scopes,
-                    expires_in=expires_in,
-                    created_by=by,
-                )
+                info, token = accounts.create(args.name, args.role, scopes, expires_in)
         except AlreadyExists:
             raise
         except UserError as exc:  # the rest is the input: a scope, the expiry
             raise CliError(str(exc), EXIT_USAGE) from None
-        audit(
-            app,
-            "service_account_created",
-            target=info.name,
-            client_id=info.client_id,
-            role=info.role,
-            scopes=" ".join(info.scopes),
-            expires_at=info.expires_at.isoformat() if info.expires_at else None,
-            **({"kid": key_file.key_id} if key_file else {}),
-        )
         if stream is not None and key_file is not None:
             _write_key_file(stream, key_file)
     if token is not None:
@@ -206,17 +177,7 @@ def cmd_service_accounts_add_key(args: argparse.Namespace) -> int:
         raise CliError(str(exc), EXIT_USAGE) from None
     with _new_key_file(args.key_file) as stream, admin_app(args) as app:
         assert stream is not None
-        info, key_file = _service_accounts(app).add_key(
-            args.name, created_by=actor(), algorithm=args.key_algorithm
-        )
-        audit(
-            app,
-            "service_account_key_added",
-            target=info.name,
-            client_id=info.client_id,
-            kid=key_file.key_id,
-            algorithm=key_file.algorithm,
-        )
+        info, key_file = service_account_admin(app).add_key(args.name, args.key_algorithm)
         _write_key_file(stream, key_file)
     _show_key_file("added a key to", info, key_file, args.key_file)
     print("authserver: its other keys keep working until removed (remove-key)", file=sys.stderr)
@@ -225,14 +186,7 @@ def cmd_service_accounts_add_key(args: argparse.Namespace) -> int:
 
 def cmd_service_accounts_remove_key(args: argparse.Namespace) -> int:
     with admin_app(args) as app:
-        info = _service_accounts(app).remove_key(args.name, args.kid)
-        audit(
-            app,
-            "service_account_key_removed",
-            target=info.name,
-            client_id=info.client_id,
-            kid=args.kid,
-        )
+        info = service_account_admin(app).remove_key(args.name, args.kid)
     print(
         f"removed key {args.kid} of service account {info.name}; its access tokens run out "
         "on their own"
@@ -242,7 +196,7 @@ def cmd_service_accounts_remove_key(args: argparse.Namespace) -> int:
 
 def cmd_service_accounts_keys(args: argparse.Namespace) -> int:
     with admin_app(args) as app:
-        keys = _service_accounts(app).keys(args.name)
+        keys = service_account_admin(app).keys(args.name)
     if not keys:
         print(f"service account {args.name} has no keys", file=sys.stderr)
     rows = [("KID", "ALGORITHM", "CREATED", "CREATED BY")]
@@ -253,7 +207,7 @@ def cmd_service_accounts_keys(args: argparse.Namespace) -> int:
 
 def cmd_service_accounts_list(args: argparse.Namespace) -> int:
     with admin_app(args) as app:
-        accounts = _service_accounts(app).list()
+        accounts = service_account_admin(app).list()
     if not accounts:
         print("no service accounts yet", file=sys.stderr)
     if args.output == "json":
@@ -278,14 +232,7 @@ def cmd_service_accounts_list(args: argparse.Namespace) -> int:
 
 def cmd_service_accounts_rotate(args: argparse.Namespace) -> int:
     with admin_app(args) as app:
-        info, token = _service_accounts(app).rotate(args.name)
-        audit(
-            app,
-            "service_account_rotated",
-            target=info.name,
-            client_id=info.client_id,
-            role=info.role,
-        )
+        info, token = service_account_admin(app).rotate(args.name)
     _show_token("rotated", info, token)
     print("authserver: the old token no longer works", file=sys.stderr)
     return 0
@@ -293,14 +240,7 @@ def cmd_service_accounts_rotate(args: argparse.Namespace) -> int:
 
 def cmd_service_accounts_revoke(args: argparse.Namespace) -> int:
     with admin_app(args) as app:
-        info = _service_accounts(app).revoke(args.name)
-        audit(
-            app,
-            "service_account_revoked",
-            target=info.name,
-            client_id=info.client_id,
-            role=info.role,
-        )
+        info = service_account_admin(app).revoke(args.name)
     print(
         f"revoked service account {info.name} ({info.client_id}); its access tokens "
         "run out on their own"

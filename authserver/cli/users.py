@@ -7,10 +7,7 @@ import getpass
 import sys
 from typing import TYPE_CHECKING
 
-from .context import audit, check_role, cli_settings, user_service
-
-if TYPE_CHECKING:
-    from .output import Parser, Subcommands
+from .context import check_role, cli_settings, users_admin
 from .output import (
     EXIT_USAGE,
     CliError,
@@ -21,6 +18,9 @@ from .output import (
     print_json,
     print_table,
 )
+
+if TYPE_CHECKING:
+    from .output import Parser, Subcommands
 
 
 def _read_password() -> str:
@@ -49,10 +49,8 @@ def cmd_users_create(args: argparse.Namespace) -> int:
         raise CliError(str(exc), EXIT_USAGE) from None
     settings = cli_settings(args)
     check_role(settings, args.role)
-    with user_service(args, settings) as (users, app):
-        person, generated = users.create_local(args.name, password, args.role, args.email)
-        details = {"email": person.email} if person.email else {}
-        audit(app, "user_created", target=person.username, role=person.role, **details)
+    with users_admin(args, settings) as users:
+        person, generated = users.create(args.name, args.role, password, args.email)
     email = f", email {person.email}" if person.email else ""
     print(
         f"authserver: created user {person.username} (role {person.role}{email})",
@@ -70,12 +68,12 @@ def cmd_users_create(args: argparse.Namespace) -> int:
 
 
 def cmd_users_list(args: argparse.Namespace) -> int:
-    with user_service(args) as (users, _):
+    with users_admin(args) as users:
         people = users.list()
     if not people:
         print("no users yet", file=sys.stderr)
     if args.output == "json":
-        from ..web.admin import user_json
+        from ..admin.shapes import user_json
 
         print_json([user_json(person) for person in people])
         return 0
@@ -100,9 +98,8 @@ def cmd_users_list(args: argparse.Namespace) -> int:
 def cmd_users_set_role(args: argparse.Namespace) -> int:
     settings = cli_settings(args)
     check_role(settings, args.role)
-    with user_service(args, settings) as (users, app):
+    with users_admin(args, settings) as users:
         person = users.set_role(args.name, args.role)
-        audit(app, "user_updated", target=person.username, role=person.role)
     print(f"user {person.username} now has role {person.role}")
     return 0
 
@@ -117,9 +114,8 @@ def cmd_users_set_email(args: argparse.Namespace) -> int:
             validate_email(args.email)
         except UserError as exc:
             raise CliError(str(exc), EXIT_USAGE) from None
-    with user_service(args) as (users, app):
+    with users_admin(args) as users:
         person = users.set_email(args.name, args.email)
-        audit(app, "user_updated", target=person.username, email=person.email)
     if person.email:
         print(f"user {person.username} now has the email address {person.email} (verified)")
     else:
@@ -128,9 +124,8 @@ def cmd_users_set_email(args: argparse.Namespace) -> int:
 
 
 def cmd_users_delete(args: argparse.Namespace) -> int:
-    with user_service(args) as (users, app):
+    with users_admin(args) as users:
         person = users.delete(args.name)
-        audit(app, "user_deleted", target=person.username)
     print(f"deleted user {person.username} and their refresh tokens")
     return 0
 
@@ -146,9 +141,8 @@ def cmd_users_import_csv(args: argparse.Namespace) -> int:
         raise CliError(f"cannot read {args.file}: {os_reason(exc)}", EXIT_USAGE) from None
     import io
 
-    with user_service(args) as (users, app):
+    with users_admin(args) as users:
         count = users.import_csv(io.StringIO(text, newline=""))
-        audit(app, "users_imported", count=count)
     print(f"imported {count} users")
     return 0
 
@@ -164,9 +158,8 @@ def cmd_users_import_htpasswd(args: argparse.Namespace) -> int:
         raise CliError(f"cannot read {args.file}: {os_reason(exc)}", EXIT_USAGE) from None
     settings = cli_settings(args)
     check_role(settings, args.role)
-    with user_service(args, settings) as (users, app):
+    with users_admin(args, settings) as users:
         count = users.import_htpasswd(text.splitlines(), args.role)
-        audit(app, "users_imported", count=count, format="htpasswd")
     print(f"imported {count} users; each one's hash becomes argon2id at their first sign-in")
     return 0
 
@@ -175,7 +168,7 @@ def cmd_users_export_csv(args: argparse.Namespace) -> int:
     import io
 
     buffer = io.StringIO()
-    with user_service(args) as (users, _):
+    with users_admin(args) as users:
         count = users.export_csv(buffer)
     if args.file == "-":
         sys.stdout.write(buffer.getvalue())

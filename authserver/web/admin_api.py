@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, g, request
 
+from ..admin.users import CurrentPasswordRefused, TooManyWrongPasswords, UserAdmin
 from ..identity.service_accounts import DEFAULT_EXPIRY_SECONDS
 from ..identity.users import AlreadyExists, NotFound, Person, UserError
 from ..key_file import DEFAULT_KEY_ALGORITHM
@@ -90,7 +91,7 @@ def _caller() -> Caller:
         caller = bearer_caller(token, [admin_api_audience(app_settings().issuer)])
     except BearerRefused as exc:
         raise ApiError(401, exc.error, str(exc)) from exc
-    set_actor(caller.name)
+    set_actor(caller.name, caller.person.id if caller.person is not None else None)
     return caller
 
 
@@ -187,7 +188,7 @@ def create_user() -> Response:
         {"username": (str,), "role": (str,), "password": (str,), "email": (str,)},
         required=("username",),
     )
-    person, generated = admin.create_user(
+    person, generated = admin.user_admin().create(
         data["username"], data.get("role"), data.get("password"), data.get("email")
     )
     return _json({"user": admin.user_json(person), "password": generated}, 201)
@@ -196,17 +197,14 @@ def create_user() -> Response:
 @bp.get("/users/<username>")
 @requires("admin", "user")
 def get_user(username: str) -> Response:
-    person = admin.users().by_username(username)
-    if person is None:
-        raise NotFound(f"no user {username!r}")
-    return _json(admin.user_json(person))
+    return _json(admin.user_json(admin.user_admin().get(username)))
 
 
 @bp.patch("/users/<username>")
 @requires("admin")
 def update_user(username: str) -> Response:
     data = _body({"role": (str,), "disabled": (bool,), "email": (str, type(None))})
-    person = admin.update_user(
+    person = admin.user_admin().update(
         username,
         role=data.get("role"),
         disabled=data.get("disabled"),
@@ -218,7 +216,7 @@ def update_user(username: str) -> Response:
 @bp.delete("/users/<username>")
 @requires("admin")
 def delete_user(username: str) -> Response:
-    admin.delete_user(username)
+    admin.user_admin().delete(username)
     return Response(status=204)
 
 
@@ -229,30 +227,28 @@ def set_password(username: str) -> Response:
     current one (a stolen access token must not become the account)."""
     caller: Caller = g.api_caller
     data = _body({"password": (str,), "current_password": (str,)}, required=("password",))
-    person = admin.users().by_username(username)
+    users = admin.user_admin()
+    person = users.users.by_username(username)
     is_self = caller.person is not None and person is not None and person.id == caller.person.id
     if not is_self and not _allowed(caller, frozenset({admin.ADMIN_ROLE})):
         raise ApiError(403, "insufficient_scope", "Only an admin may set another's password.")
     if person is None:
         raise NotFound(f"no user {username!r}")
     if is_self:
-        _check_current_password(person, data.get("current_password"))
-    admin.change_password(person, data["password"])
+        _check_current_password(users, person, data.get("current_password"))
+    users.change_password(person, data["password"])
     return Response(status=204)
 
 
-def _check_current_password(person: Person, current: str | None) -> None:
-    """One's own password changes only with the current one, under the sign-in page's
-    limits on wrong passwords."""
+def _check_current_password(users: UserAdmin, person: Person, current: str | None) -> None:
+    """The admin layer's rule for one's own password, as API errors."""
     throttle: FailureThrottle = current_app.extensions["authserver.login_throttle"]
-    address = client_address()
-    if throttle.refusal(person.username, address) is not None:
-        raise ApiError(429, "invalid_request", "Too many wrong passwords; try again later.")
-    if current is None or not admin.users().check_password(person.username, current):
-        throttle.failed(person.username, address)
-        raise ApiError(
-            400, "invalid_request", "The current password (current_password) is missing or wrong."
-        )
+    try:
+        users.check_current_password(person, current, throttle, client_address())
+    except TooManyWrongPasswords as exc:
+        raise ApiError(429, "invalid_request", str(exc)) from None
+    except CurrentPasswordRefused as exc:
+        raise ApiError(400, "invalid_request", str(exc)) from None
 
 
 @bp.get("/roles")
@@ -284,16 +280,14 @@ def create_service_account() -> Response:
         required=("name",),
     )
     expires_in = data.get("expires_in", DEFAULT_EXPIRY_SECONDS)
-    caller: Caller = g.api_caller
     scopes = _string_list(data.get("scopes"), "scopes")
+    accounts = admin.service_account_admin()
     if "key_algorithm" in data:
-        info, key_file = admin.create_service_account_with_key(
-            data["name"], data.get("role"), scopes, expires_in, caller.name, data["key_algorithm"]
+        info, key_file = accounts.create_with_key(
+            data["name"], data.get("role"), scopes, expires_in, data["key_algorithm"]
         )
         return _json({"service_account": info.as_dict(), "key_file": key_file.document()}, 201)
-    info, token = admin.create_service_account(
-        data["name"], data.get("role"), scopes, expires_in, caller.name
-    )
+    info, token = accounts.create(data["name"], data.get("role"), scopes, expires_in)
     return _json({"service_account": info.as_dict(), "token": token}, 201)
 
 
@@ -306,7 +300,7 @@ def get_service_account(name: str) -> Response:
 @bp.post("/service-accounts/<name>/rotate")
 @requires("admin")
 def rotate_service_account(name: str) -> Response:
-    info, token = admin.rotate_service_account(name)
+    info, token = admin.service_account_admin().rotate(name)
     return _json({"service_account": info.as_dict(), "token": token})
 
 
@@ -320,9 +314,8 @@ def list_service_account_keys(name: str) -> Response:
 @requires("admin")
 def add_service_account_key(name: str) -> Response:
     data = _body({"algorithm": (str,)}) if request.content_length else {}
-    caller: Caller = g.api_caller
-    info, key_file = admin.add_service_account_key(
-        name, caller.name, data.get("algorithm", DEFAULT_KEY_ALGORITHM)
+    info, key_file = admin.service_account_admin().add_key(
+        name, data.get("algorithm", DEFAULT_KEY_ALGORITHM)
     )
     return _json({"service_account": info.as_dict(), "key_file": key_file.document()}, 201)
 
@@ -330,14 +323,14 @@ def add_service_account_key(name: str) -> Response:
 @bp.delete("/service-accounts/<name>/keys/<kid>")
 @requires("admin")
 def remove_service_account_key(name: str, kid: str) -> Response:
-    admin.remove_service_account_key(name, kid)
+    admin.service_account_admin().remove_key(name, kid)
     return Response(status=204)
 
 
 @bp.delete("/service-accounts/<name>")
 @requires("admin")
 def revoke_service_account(name: str) -> Response:
-    admin.revoke_service_account(name)
+    admin.service_account_admin().revoke(name)
     return Response(status=204)
 
 
@@ -369,7 +362,8 @@ def list_keys() -> Response:
 @requires("admin")
 def rotate_keys() -> Response:
     data = _body({"immediate": (bool,)}) if request.content_length else {}
-    kids = admin.rotate_keys(bool(data.get("immediate", False)))
+    records = admin.key_admin().rotate(bool(data.get("immediate", False)))
+    kids = [record.kid for record in records]
     return _json({"created": kids, "items": admin.keys_json()}, 201)
 
 

@@ -556,7 +556,7 @@ _PATHS: dict[str, Any] = {
             "summary": "Delete a person and their refresh tokens",
             "description": "Roles: admin. Access tokens already issued run out.",
             "tags": ["users"],
-            "responses": _responses(_NO_CONTENT, "404"),
+            "responses": _responses(_NO_CONTENT, "400", "404"),
         },
     },
     "/users/{username}/password": {
