@@ -16,6 +16,7 @@ from ..identity.users import NotFound, Person, UserError, UserService, check_rol
 from ..oauth.throttle import FailureThrottle
 from ..settings import RbacSettings
 from .audit import Actor, EventSink, record
+from .csv import export_csv, import_csv
 
 #: The role that may change things (DESIGN.md "Admin API"; issue #4).
 ADMIN_ROLE = "admin"
@@ -164,8 +165,8 @@ class UserAdmin:
             )
 
     def import_csv(self, stream: IO[str] | Iterable[str]) -> int:
-        """Local users from CSV, all or none (``UserService.import_csv``)."""
-        count = self.users.import_csv(stream)
+        """Local users from CSV, all or none (:func:`.csv.import_csv`)."""
+        count = import_csv(self.users.records, stream)
         record(self._events, self.by, "users_imported", count=count)
         return count
 
@@ -177,7 +178,7 @@ class UserAdmin:
 
     def export_csv(self, stream: IO[str]) -> int:
         """Every person as CSV, never a password; returns the count."""
-        return self.users.export_csv(stream)
+        return export_csv(self.users.records, stream)
 
     def _updated(self, person: Person, **change: object) -> None:
         record(self._events, self.by, "user_updated", target=person.username, **change)
