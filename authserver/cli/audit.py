@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ..admin.audit import prune_audit_log
 from .context import cli_actor, cli_settings, database_app
 from .output import EXIT_USAGE, CliError, add_command, add_group
 
@@ -17,6 +16,7 @@ def cmd_audit_prune(args: argparse.Namespace) -> int:
     """Delete audit events older than ``--older-than`` or ``audit_retention``."""
     from datetime import UTC, datetime, timedelta
 
+    from ..admin.audit import prune_audit_log
     from ..settings import parse_duration
 
     settings = cli_settings(args)

@@ -12,10 +12,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..admin.audit import Actor
-from ..admin.keys import KeyAdmin
-from ..admin.service_accounts import ServiceAccountAdmin
-from ..admin.users import UserAdmin
 from ..logs import configure_logging
 from ..settings import (
     Settings,
@@ -29,6 +25,10 @@ from .output import EXIT_USAGE, CliError
 if TYPE_CHECKING:
     from flask import Flask
 
+    from ..admin.audit import Actor
+    from ..admin.keys import KeyAdmin
+    from ..admin.service_accounts import ServiceAccountAdmin
+    from ..admin.users import UserAdmin
     from ..identity.service_accounts import ServiceAccountService
     from ..identity.users import UserService
     from ..keys import KeyManager
@@ -125,6 +125,8 @@ def log_migrations(settings: Settings) -> None:
 def cli_actor() -> Actor:
     """Who acts, for the audit trail: ``cli:<OS user>`` (``cli`` if that is unknown),
     from ``local``."""
+    from ..admin.audit import Actor
+
     try:
         name = f"cli:{getpass.getuser()}"
     except Exception:  # no name for this uid, no USER/LOGNAME: still audit it
@@ -134,6 +136,8 @@ def cli_actor() -> Actor:
 
 def user_admin(app: Flask) -> UserAdmin:
     """The operations on people (``authserver.admin``), done from here."""
+    from ..admin.users import UserAdmin
+
     settings: Settings = app.extensions["authserver.settings"]
     users: UserService = app.extensions["authserver.users"]
     return UserAdmin(users, settings.rbac, app.extensions["authserver.events"], cli_actor())
@@ -141,12 +145,16 @@ def user_admin(app: Flask) -> UserAdmin:
 
 def service_account_admin(app: Flask) -> ServiceAccountAdmin:
     """The operations on service accounts, done from here."""
+    from ..admin.service_accounts import ServiceAccountAdmin
+
     service: ServiceAccountService = app.extensions["authserver.service_accounts"]
     return ServiceAccountAdmin(service, app.extensions["authserver.events"], cli_actor())
 
 
 def key_admin(app: Flask) -> KeyAdmin:
     """The operations on the signing keys, done from here."""
+    from ..admin.keys import KeyAdmin
+
     lines: list[KeyManager] = app.extensions["authserver.key_lines"]
     return KeyAdmin(lines, app.extensions["authserver.events"], cli_actor())
 
