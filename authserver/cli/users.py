@@ -130,16 +130,22 @@ def cmd_users_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_users_import_csv(args: argparse.Namespace) -> int:
+def _read_input(path: str, newline: str | None = None) -> str:
+    """The text of ``path`` (``-``: standard input); a file that cannot be read is a
+    usage error, named."""
     try:
-        if args.file == "-":
-            text = sys.stdin.read()
-        else:
-            with open(args.file, encoding="utf-8-sig", newline="") as stream:
-                text = stream.read()
+        if path == "-":
+            return sys.stdin.read()
+        with open(path, encoding="utf-8-sig", newline=newline) as stream:
+            return stream.read()
     except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"cannot read {args.file}: {os_reason(exc)}", EXIT_USAGE) from None
+        raise CliError(f"cannot read {path}: {os_reason(exc)}", EXIT_USAGE) from None
+
+
+def cmd_users_import_csv(args: argparse.Namespace) -> int:
     import io
+
+    text = _read_input(args.file, newline="")
 
     with users_admin(args) as users:
         count = users.import_csv(io.StringIO(text, newline=""))
@@ -148,14 +154,7 @@ def cmd_users_import_csv(args: argparse.Namespace) -> int:
 
 
 def cmd_users_import_htpasswd(args: argparse.Namespace) -> int:
-    try:
-        if args.file == "-":
-            text = sys.stdin.read()
-        else:
-            with open(args.file, encoding="utf-8-sig") as stream:
-                text = stream.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"cannot read {args.file}: {os_reason(exc)}", EXIT_USAGE) from None
+    text = _read_input(args.file)
     settings = cli_settings(args)
     check_role(settings, args.role)
     with users_admin(args, settings) as users:
