@@ -13,6 +13,7 @@ from pathlib import Path
 from flask import Flask
 from flask_migrate import Migrate
 
+from .admin.audit import AuditTrail
 from .bootstrap import load_secret_key
 from .clock import SYSTEM_CLOCK, Clock
 from .identity.federation import Upstream
@@ -59,7 +60,7 @@ from .web import (
 )
 from .web import metrics as web_metrics
 from .web.adapter import bound_streamed_body
-from .web.audit import AuditTrail
+from .web.audit import FlaskRequestScope
 from .web.errors import register_error_handlers
 from .web.pages import security_headers
 from .web.services import Services
@@ -174,7 +175,10 @@ def create_app(
     if settings.metrics.access != "off":
         metrics = web_metrics.Metrics(os.environ.get(web_metrics.MULTIPROC_ENV) or None)
     events = AuditTrail(
-        SqlAuditLog(engine, clock), observe=metrics.count_event if metrics else None
+        SqlAuditLog(engine, clock),
+        observe=metrics.count_event if metrics else None,
+        scope=FlaskRequestScope(),
+        clock=clock,
     )
     access_tokens = AccessTokens(
         settings.issuer, keys, ephemeral, ttl=settings.tokens.access_token_ttl, clock=clock

@@ -30,6 +30,8 @@ FORBIDDEN = {
     "storage": ("authserver.oauth", "authserver.web", "authserver.keys", "flask.request"),
     "resource": ("authserver.",),
     "web": (),
+    # Between the front ends and identity: no Flask, no web, no CLI.
+    "admin": ("flask", "flask_wtf", "werkzeug", "authserver.web", "authserver.cli"),
 }
 #: package -> module prefixes it may import although ``FORBIDDEN`` names a prefix of them.
 #: The resource library is a package: its modules may import one another.

@@ -79,7 +79,7 @@ class SqlAuditLog:
             if all("id" not in row for row in rows):
                 raise
             # Two processes drew the same id tag in the same microsecond (see
-            # web/audit.EventIds): the same times under another tag, once.
+            # admin/audit.EventIds): the same times under another tag, once.
             tag = secrets.randbelow(1000)
             for row in rows:
                 if "id" in row:

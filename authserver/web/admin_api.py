@@ -29,6 +29,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, g, request
 from pydantic import MISSING, BaseModel, ValidationError
 
+from ..admin.users import CurrentPasswordRefused, TooManyWrongPasswords, UserAdmin
 from ..identity.users import AlreadyExists, NotFound, Person, UserError
 from ..oauth.metadata import admin_api_audience
 from ..paths import ADMIN_API_PATH
@@ -131,7 +132,7 @@ def _caller() -> Caller:
         caller = bearer_caller(token, [admin_api_audience(app_settings().issuer)])
     except BearerRefused as exc:
         raise ApiError(401, exc.error, str(exc)) from exc
-    set_actor(caller.name)
+    set_actor(caller.name, caller.person.id if caller.person is not None else None)
     return caller
 
 
@@ -326,7 +327,7 @@ def list_users() -> ReplyBody:
     errors=(409,),
 )
 def create_user(body: NewUser) -> ReplyBody:
-    person, generated = admin.create_user(
+    person, generated = admin.user_admin().create(
         body.username, _given(body.role), _given(body.password), _given(body.email)
     )
     return {"user": admin.user_json(person), "password": generated}
@@ -341,10 +342,7 @@ def create_user(body: NewUser) -> ReplyBody:
     reply=Reply(200, "The person.", User),
 )
 def get_user(username: str) -> ReplyBody:
-    person = admin.users().by_username(username)
-    if person is None:
-        raise NotFound(f"no user {username!r}")
-    return admin.user_json(person)
+    return admin.user_json(admin.user_admin().get(username))
 
 
 @operation(
@@ -362,7 +360,7 @@ def get_user(username: str) -> ReplyBody:
     errors=(409,),
 )
 def update_user(username: str, body: UserChanges) -> ReplyBody:
-    person = admin.update_user(
+    person = admin.user_admin().update(
         username,
         role=_given(body.role),
         disabled=_given(body.disabled),
@@ -375,13 +373,15 @@ def update_user(username: str, body: UserChanges) -> ReplyBody:
     "DELETE",
     "/users/<username>",
     roles=ADMIN,
-    summary="Delete a person and their refresh tokens",
-    description="Access tokens already issued run out.",
+    summary="Delete a person, their refresh tokens and the access tokens those issued",
+    description="An admin cannot delete themself here (400): another admin or "
+    "`authserver users delete` can.",
     tag="users",
     reply=NO_CONTENT,
+    errors=(400,),
 )
 def delete_user(username: str) -> ReplyBody:
-    admin.delete_user(username)
+    admin.user_admin().delete(username)
     return None
 
 
@@ -393,7 +393,7 @@ def delete_user(username: str) -> ReplyBody:
     description="An admin sets anyone's; everyone else only their own, with "
     "`current_password` (a wrong one counts against the account's sign-in limit). "
     "A person who signs in upstream or through the auth proxy has no password here "
-    "(400). Their refresh tokens are revoked.",
+    "(400). Their refresh tokens, and the access tokens those issued, are revoked.",
     tag="users",
     body=NewPassword,
     reply=NO_CONTENT,
@@ -404,30 +404,27 @@ def set_password(username: str, body: NewPassword) -> ReplyBody:
     """Admins set anyone's (local) password; everyone may set their own, giving the
     current one (a stolen access token must not become the account)."""
     caller: Caller = g.api_caller
-    person = admin.users().by_username(username)
+    users = admin.user_admin()
+    person = users.users.by_username(username)
     is_self = caller.person is not None and person is not None and person.id == caller.person.id
     if not is_self and not _allowed(caller, frozenset({admin.ADMIN_ROLE})):
         raise ApiError(403, "insufficient_scope", "Only an admin may set another's password.")
     if person is None:
         raise NotFound(f"no user {username!r}")
     if is_self:
-        _check_current_password(person, _given(body.current_password))
-    admin.change_password(person, body.password)
+        _check_current_password(users, person, _given(body.current_password))
+    users.change_password(person, body.password)
     return None
 
 
-def _check_current_password(person: Person, current: str | None) -> None:
-    """One's own password changes only with the current one, under the sign-in page's
-    limits on wrong passwords."""
-    throttle = services().login_throttle
-    address = client_address()
-    if throttle.refusal(person.username, address) is not None:
-        raise ApiError(429, "invalid_request", "Too many wrong passwords; try again later.")
-    if current is None or not admin.users().check_password(person.username, current):
-        throttle.failed(person.username, address)
-        raise ApiError(
-            400, "invalid_request", "The current password (current_password) is missing or wrong."
-        )
+def _check_current_password(users: UserAdmin, person: Person, current: str | None) -> None:
+    """The admin layer's rule for one's own password, as API errors."""
+    try:
+        users.check_current_password(person, current, services().login_throttle, client_address())
+    except TooManyWrongPasswords as exc:
+        raise ApiError(429, "invalid_request", str(exc)) from None
+    except CurrentPasswordRefused as exc:
+        raise ApiError(400, "invalid_request", str(exc)) from None
 
 
 @operation(
@@ -473,16 +470,14 @@ def list_service_accounts() -> ReplyBody:
 )
 def create_service_account(body: NewServiceAccount) -> ReplyBody:
     expires_in = body.expires_in
-    caller: Caller = g.api_caller
     scopes = _given(body.scopes)
+    accounts = admin.service_account_admin()
     if body.key_algorithm is not MISSING:
-        info, key_file = admin.create_service_account_with_key(
-            body.name, _given(body.role), scopes, expires_in, caller.name, body.key_algorithm
+        info, key_file = accounts.create_with_key(
+            body.name, _given(body.role), scopes, expires_in, body.key_algorithm
         )
         return {"service_account": info.as_dict(), "key_file": key_file.document()}
-    info, token = admin.create_service_account(
-        body.name, _given(body.role), scopes, expires_in, caller.name
-    )
+    info, token = accounts.create(body.name, _given(body.role), scopes, expires_in)
     return {"service_account": info.as_dict(), "token": token}
 
 
@@ -509,7 +504,7 @@ def get_service_account(name: str) -> ReplyBody:
     errors=(400,),
 )
 def rotate_service_account(name: str) -> ReplyBody:
-    info, token = admin.rotate_service_account(name)
+    info, token = admin.service_account_admin().rotate(name)
     return {"service_account": info.as_dict(), "token": token}
 
 
@@ -538,8 +533,7 @@ def list_service_account_keys(name: str) -> ReplyBody:
     reply=Reply(201, "The new key file.", ServiceAccountKeyFile),
 )
 def add_service_account_key(name: str, body: NewServiceAccountKey) -> ReplyBody:
-    caller: Caller = g.api_caller
-    info, key_file = admin.add_service_account_key(name, caller.name, body.algorithm)
+    info, key_file = admin.service_account_admin().add_key(name, body.algorithm)
     return {"service_account": info.as_dict(), "key_file": key_file.document()}
 
 
@@ -553,7 +547,7 @@ def add_service_account_key(name: str, body: NewServiceAccountKey) -> ReplyBody:
     reply=NO_CONTENT,
 )
 def remove_service_account_key(name: str, kid: str) -> ReplyBody:
-    admin.remove_service_account_key(name, kid)
+    admin.service_account_admin().remove_key(name, kid)
     return None
 
 
@@ -567,7 +561,7 @@ def remove_service_account_key(name: str, kid: str) -> ReplyBody:
     reply=NO_CONTENT,
 )
 def revoke_service_account(name: str) -> ReplyBody:
-    admin.revoke_service_account(name)
+    admin.service_account_admin().revoke(name)
     return None
 
 
@@ -626,7 +620,8 @@ def list_keys() -> ReplyBody:
     reply=Reply(201, "Rotated.", KeysRotated),
 )
 def rotate_keys(body: KeyRotation) -> ReplyBody:
-    kids = admin.rotate_keys(body.immediate)
+    records = admin.key_admin().rotate(body.immediate)
+    kids = [record.kid for record in records]
     return {"created": kids, "items": admin.keys_json()}
 
 

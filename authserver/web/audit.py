@@ -1,270 +1,35 @@
-"""The audit trail: every security-relevant event, durably, with who, what and where.
-
-The protocol layers report events through one callable (``events(name, **details)``);
-this one adds what only the web layer knows (the client's address, the signed-in
-admin acting) and writes a row of ``audit_events``. Token values never go in: only
-their ids (``jti``), subjects, clients, scopes and grant types.
-
-Sign-ins, refresh-token reuse, revocations and admin changes are written before the
-response goes out. ``token_issued``, one row per token and the bulk of the log, is
-written in batches by a thread of each worker, at most ``BATCH_SECONDS`` late: one
-transaction per batch instead of one per token (on SQLite, one write lock shared by
-every worker). While the database is down the events are held in memory and written
-when it returns. A worker that stops writes what it holds; one killed outright
-(SIGKILL, out of memory) loses what it held: normally the last fraction of a second of
-issuance rows, during a database outage every event of the outage in that worker (the
-events are in the server's log at DEBUG, WARNING for the notable ones).
-"""
+"""The web side of the audit trail (:mod:`authserver.admin.audit`): who acts in this
+request and from where, read from Flask's request and ``g``."""
 
 from __future__ import annotations
 
-import atexit
-import logging
-import os
-import queue
-import secrets
-import threading
-import time
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
-from typing import Any
-
 from flask import g, has_request_context
-from sqlalchemy.exc import SQLAlchemyError
 
-from ..errors import DependencyUnavailable
-from ..storage.audit import SqlAuditLog
+from ..admin.audit import Actor
 from .signin import peer_address
 
-log = logging.getLogger("authserver")
 
-#: Events that go to the log at WARNING as well.
-NOTABLE = frozenset(
-    {"refresh_reuse_detected", "code_replayed", "login_throttled", "client_auth_throttled"}
-)
-#: Events kept in the database; the rest (e.g. ``device_authorization``) only in the log.
-AUDITED = frozenset(
-    {
-        "login",
-        "login_failed",
-        "login_throttled",
-        "logout",
-        "client_auth_failed",
-        "client_auth_throttled",
-        "token_issued",
-        "refresh_reuse_detected",
-        "refresh_revoked",
-        "token_revoked",
-        "code_replayed",
-        "federation_refused",
-        "authorization_granted",
-        "authorization_denied",
-        "device_approved",
-        "device_denied",
-        "user_created",
-        "user_updated",
-        "user_deleted",
-        "users_imported",
-        "password_changed",
-        "service_account_created",
-        "service_account_rotated",
-        "service_account_revoked",
-        "keys_rotated",
-        "audit_pruned",
-        "forward_auth_login",
-        "forward_auth_logout",
-    }
-)
-#: High-volume events, written in batches (see the module's docstring).
-BATCHED = frozenset({"token_issued"})
-BATCH_SECONDS = 0.25
-BATCH_MAX = 500
-#: Events a worker holds while the database is down (~1 KiB each); then 503.
-HOLD_MAX = 100_000
-RETRY_SECONDS = 1.0
-#: Claims worth keeping from an issued or revoked token (never the token itself).
-_CLAIMS = ("jti", "scope", "aud", "exp")
-_PLAIN = (str, int, float, bool, type(None))
-
-
-class EventIds:
-    """Audit ids from event time: microseconds since the epoch * 1000 + a tag of this
-    process, strictly increasing within the process. Ids of different workers and
-    nodes then sort by time too (to the microsecond), and never collide unless two
-    processes drew the same tag and emitted in the same microsecond; a batch that
-    collides is written again under a new tag (see ``SqlAuditLog.record_many``)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._last = 0
-        self._pid = 0
-        self._tag = 0
-
-    def next(self, at: datetime) -> int:
-        with self._lock:
-            if self._pid != os.getpid():  # a forked worker draws its own tag
-                self._pid = os.getpid()
-                self._tag = secrets.randbelow(1000)
-            micros = max(int(at.timestamp() * 1_000_000), self._last + 1)
-            self._last = micros
-            return micros * 1000 + self._tag
-
-
-def set_actor(actor: str) -> None:
-    """Name who is acting in this request (the admin API and dashboard call this)."""
+def set_actor(actor: str, person_id: str | None = None) -> None:
+    """Name who is acting in this request (the admin API and dashboard call this once
+    they know the caller); ``person_id`` when a person acts."""
     g.audit_actor = actor
+    g.audit_person_id = person_id
 
 
-class AuditTrail:
-    """The ``events`` callable of ``create_app``.
+def request_actor() -> Actor:
+    """Who acts in this request, and from where: what an admin operation records."""
+    return Actor(
+        name=g.get("audit_actor"), address=peer_address(), person_id=g.get("audit_person_id")
+    )
 
-    Every audited event goes through one queue per worker, in the order the events
-    happened, and gets its id from its time (:func:`event_id`), so that ids follow
-    event time across workers and nodes (a ``token_revoked`` row never comes before the
-    ``token_issued`` row of the same jti). Events that must be written before the
-    response goes out flush the queue themselves; ``token_issued`` waits for the
-    writer thread.
 
-    While the database is down, events are held (at most :data:`HOLD_MAX`) and written
-    when it is back; the outage is logged once, not per row. When the hold is full an
-    action that must be audited is refused with 503 instead of going unrecorded.
+class FlaskRequestScope:
+    """The audit trail's :class:`~authserver.admin.audit.RequestScope`: Flask's request."""
 
-    ``observe`` (the metrics' :meth:`~authserver.web.metrics.Metrics.count_event`) sees
-    every event first, audited or not, but for one refused so.
-    """
+    def context(self) -> Actor | None:
+        if not has_request_context():
+            return None
+        return request_actor()
 
-    def __init__(
-        self,
-        audit_log: SqlAuditLog,
-        observe: Callable[[str, Mapping[str, Any]], None] | None = None,
-    ) -> None:
-        self.audit_log = audit_log
-        #: Sees every event accepted, audited or not, before its row is built (the
-        #: metrics count them); it must not change ``details``.
-        self._observe = observe
-        self._pending: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
-        #: Rows taken off the queue whose write failed: written first when it works.
-        self._held: list[dict[str, Any]] = []
-        self._wake = threading.Event()
-        #: Held while rows are between the queue and the database.
-        self._writing = threading.Lock()
-        self._writer_pid = 0
-        self._outage_since: float | None = None
-        self._ids = EventIds()
-        atexit.register(self.flush)
-
-    def __call__(self, event: str, **details: Any) -> None:
-        refused = event in AUDITED and len(self._held) >= HOLD_MAX
-        if self._observe is not None and not refused:
-            self._observe(event, details)
-        level = logging.WARNING if event in NOTABLE else logging.DEBUG
-        logged = log.isEnabledFor(level)
-        if not logged and event not in AUDITED:
-            return
-        row = self._row(event, details)
-        if logged:
-            log.log(level, "%s %s", event, row)
-        if event not in AUDITED:
-            return
-        if refused:
-            # The database has been down long enough to fill the hold: refuse the
-            # action rather than lose its record (the request changed nothing yet
-            # for the events emitted before the work, and 503 tells the client).
-            raise DependencyUnavailable("database", retry_after=5)
-        now = datetime.now(UTC)
-        row["event"] = event
-        row["at"] = now
-        row["id"] = self._ids.next(now)
-        self._pending.put(row)
-        if self._writer_pid != os.getpid():  # none yet in this (forked) process
-            self._writer_pid = os.getpid()
-            threading.Thread(target=self._write_batches, name="audit-writer", daemon=True).start()
-        if event in BATCHED:
-            self._wake.set()
-        else:
-            self.flush()
-
-    @property
-    def held(self) -> int:
-        """Events waiting for the database (for /readyz and the metrics)."""
-        return len(self._held)
-
-    def flush(self) -> None:
-        """Write every event held so far (readers of the log call this first)."""
-        with self._writing:
-            while True:
-                rows = self._held[:BATCH_MAX]
-                while len(rows) < BATCH_MAX:
-                    try:
-                        rows.append(self._pending.get_nowait())
-                    except queue.Empty:
-                        break
-                if not rows:
-                    return
-                if not self._store(rows):
-                    # Keep them, in order, for the next attempt (the writer retries).
-                    self._held = rows + self._held[BATCH_MAX:]
-                    self._wake.set()
-                    return
-                del self._held[:BATCH_MAX]
-
-    def _write_batches(self) -> None:
-        while True:
-            self._wake.wait()
-            # Let the batch fill; while the database is down, try again every second.
-            time.sleep(BATCH_SECONDS if self._outage_since is None else RETRY_SECONDS)
-            self._wake.clear()
-            self.flush()
-            if self._held:
-                self._wake.set()
-
-    def _store(self, rows: list[dict[str, Any]]) -> bool:
-        try:
-            self.audit_log.record_many(rows)
-        except SQLAlchemyError as exc:
-            if self._outage_since is None:
-                self._outage_since = time.monotonic()
-                log.error(
-                    "audit events cannot be written (%s); holding them until the "
-                    "database answers (at most %d)",
-                    type(exc).__name__,
-                    HOLD_MAX,
-                )
-            return False
-        if self._outage_since is not None:
-            log.warning(
-                "audit events written again after %.0f s; the held events are stored",
-                time.monotonic() - self._outage_since,
-            )
-            self._outage_since = None
-        return True
-
-    def _row(self, event: str, details: dict[str, Any]) -> dict[str, Any]:
-        client = details.pop("client", None)
-        claims = details.pop("claims", None) or {}
-        client_id = (
-            getattr(client, "client_id", None)
-            or details.pop("client_id", None)
-            or claims.get("client_id")
-        )
-        target = details.pop("target", None) or details.pop("user_id", None) or claims.get("sub")
-        actor = details.pop("actor", None)
-        address = details.pop("address", None)
-        if has_request_context():
-            actor = actor or g.get("audit_actor")
-            address = address or peer_address()
-            if client_id:
-                g.access_client_id = client_id  # for the access log (web/access_log.py)
-        if actor is None:
-            # Without a named actor the subject acts (a sign-in, a token for them), or
-            # the client does (client credentials, revocation).
-            actor = details.get("username") or target or client_id
-        extra = {k: claims[k] for k in _CLAIMS if k in claims}
-        extra.update({k: v for k, v in details.items() if isinstance(v, _PLAIN)})
-        return {
-            "actor": actor,
-            "client_id": client_id,
-            "target": target,
-            "address": address,
-            "details": extra,
-        }
+    def note_client_id(self, client_id: str) -> None:
+        g.access_client_id = client_id  # for the access log (web/access_log.py)

@@ -1,5 +1,6 @@
 """The admin dashboard at ``/dashboard``: server-rendered pages over the operations of
-:mod:`authserver.web.admin`, so the audit events are the admin API's.
+:mod:`authserver.admin` (through :mod:`authserver.web.admin`), so the rules and the
+audit events are the admin API's and the CLI's.
 
 Sign-in is the normal login page. Only a person whose current role is ``admin`` gets
 in: ``current_signin`` re-reads the person on every request, so a demoted or disabled
@@ -24,13 +25,13 @@ from flask_wtf.csrf import generate_csrf
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
+from ..admin.audit import AUDITED
 from ..identity.users import AlreadyExists, NotFound, UserError
 from ..key_file import DEFAULT_KEY_ALGORITHM, KeyFile
-from ..oauth.subjects import Subject
 from ..paths import DASHBOARD_PATH, TOKEN_PATH
 from . import admin
 from .adapter import app_settings
-from .audit import AUDITED, set_actor
+from .audit import set_actor
 from .forms import (
     SERVICE_ACCOUNT_EXPIRIES,
     CreateServiceAccountForm,
@@ -85,17 +86,12 @@ def _admins_only() -> Response | None:
             403,
             error=True,
         )
-    set_actor(person.username)
+    set_actor(person.username, person.id)
     g.dashboard_person = person
     if any("\x00" in value for value in request.values.values()):
         # No name or filter holds a NUL, and PostgreSQL cannot even compare one.
         return message("Bad request", "The request holds a NUL character.", 400, error=True)
     return None
-
-
-def _me() -> Subject:
-    person: Subject = g.dashboard_person
-    return person
 
 
 @bp.context_processor
@@ -194,7 +190,7 @@ def create_user() -> Response:
     if not form.validate_on_submit():
         return _users_page(400, error=_form_error(form), create=form)
     try:
-        person, generated = admin.create_user(
+        person, generated = admin.user_admin().create(
             (form.username.data or "").strip(),
             form.role.data or None,
             form.password.data or None,
@@ -219,15 +215,6 @@ def create_user() -> Response:
     return _done(f"User {person.username} created with role {person.role}.", ".users")
 
 
-def _not_yourself(username: str, what: str) -> None:
-    """An admin may not lock themself out here: another admin (or the CLI) must do it."""
-    target = admin.users().by_username(username)
-    if target is not None and target.id == _me().id:
-        raise UserError(
-            f"You cannot {what} yourself here; another admin, or `authserver users`, can."
-        )
-
-
 @bp.post("/users/role")
 def set_role() -> Response:
     form = UserRoleForm()
@@ -235,9 +222,7 @@ def set_role() -> Response:
         return _users_page(400, error=_form_error(form))
     username, role = form.username.data, form.role.data
     try:
-        if role != admin.ADMIN_ROLE:
-            _not_yourself(username, "take the admin role from")
-        person = admin.update_user(username, role=role, disabled=None)
+        person = admin.user_admin().update(username, role=role, disabled=None)
     except UserError as exc:
         return _users_page(_status(exc), error=str(exc))
     return _done(f"The role of {person.username} is now {person.role}.", ".users")
@@ -250,9 +235,7 @@ def set_disabled() -> Response:
         return _users_page(400, error=_form_error(form))
     disabled = form.disabled.data == "true"
     try:
-        if disabled:
-            _not_yourself(form.username.data, "disable")
-        person = admin.update_user(form.username.data, role=None, disabled=disabled)
+        person = admin.user_admin().update(form.username.data, role=None, disabled=disabled)
     except UserError as exc:
         return _users_page(_status(exc), error=str(exc))
     state = "disabled: they can no longer sign in" if person.disabled else "enabled"
@@ -293,7 +276,9 @@ def set_user_email() -> Response:
         return _users_page(400, error=_form_error(form))
     address = (form.email.data or "").strip() or None
     try:
-        person = admin.update_user(form.username.data, role=None, disabled=None, email=address)
+        person = admin.user_admin().update(
+            form.username.data, role=None, disabled=None, email=address
+        )
     except NotFound as exc:
         return _users_page(404, error=str(exc))
     except UserError as exc:
@@ -328,8 +313,7 @@ def delete_user() -> Response:
     if not form.validate_on_submit():
         return _users_page(400, error=_form_error(form))
     try:
-        _not_yourself(form.username.data, "delete")
-        person = admin.delete_user(form.username.data)
+        person = admin.user_admin().delete(form.username.data)
     except UserError as exc:
         return _users_page(_status(exc), error=str(exc))
     return _done(f"User {person.username} deleted.", ".users")
@@ -346,7 +330,7 @@ def import_users() -> Response:
     except UnicodeDecodeError:
         return _users_page(400, error="The file is not UTF-8 text; no user was imported.")
     try:
-        count = admin.import_users(io.StringIO(text, newline=""))
+        count = admin.user_admin().import_csv(io.StringIO(text, newline=""))
     except UserError as exc:
         return _users_page(400, error=str(exc))
     return _done(f"Imported {count} user{'s' if count != 1 else ''}.", ".users")
@@ -356,7 +340,7 @@ def import_users() -> Response:
 def export_users() -> Response:
     """``username,password,role`` with the password column empty: none is ever exported."""
     out = io.StringIO()
-    admin.users().export_csv(out)
+    admin.user_admin().export_csv(out)
     response = Response(out.getvalue(), mimetype="text/csv")
     response.headers["Content-Disposition"] = 'attachment; filename="users.csv"'
     response.headers["Cache-Control"] = "no-store"
@@ -409,21 +393,19 @@ def create_service_account() -> Response:
     scopes = (form.scopes.data or "").split() or None
     try:
         if form.credential.data == "key file":
-            _, key_file = admin.create_service_account_with_key(
+            _, key_file = admin.service_account_admin().create_with_key(
                 (form.name.data or "").strip(),
                 form.role.data or None,
                 scopes,
                 SERVICE_ACCOUNT_EXPIRIES[form.expires_in.data],
-                _me().username,
                 DEFAULT_KEY_ALGORITHM,
             )
             return _key_file_download(201, key_file)
-        info, token = admin.create_service_account(
+        info, token = admin.service_account_admin().create(
             (form.name.data or "").strip(),
             form.role.data or None,
             scopes,
             SERVICE_ACCOUNT_EXPIRIES[form.expires_in.data],
-            _me().username,
         )
     except UserError as exc:
         return _service_accounts_page(_status(exc), error=str(exc), create=form)
@@ -437,9 +419,7 @@ def add_service_account_key() -> Response:
     if not form.validate_on_submit():
         return _service_accounts_page(400, error=_form_error(form))
     try:
-        _, key_file = admin.add_service_account_key(
-            form.name.data, _me().username, DEFAULT_KEY_ALGORITHM
-        )
+        _, key_file = admin.service_account_admin().add_key(form.name.data, DEFAULT_KEY_ALGORITHM)
     except UserError as exc:
         return _service_accounts_page(_status(exc), error=str(exc))
     return _key_file_download(201, key_file)
@@ -514,7 +494,7 @@ def rotate_service_account() -> Response:
     if not form.validate_on_submit():
         return _service_accounts_page(400, error=_form_error(form))
     try:
-        info, token = admin.rotate_service_account(form.name.data)
+        info, token = admin.service_account_admin().rotate(form.name.data)
     except UserError as exc:
         return _service_accounts_page(_status(exc), error=str(exc))
     return _token_page(200, f"New token for {info.name}", info.client_id, token)
@@ -531,7 +511,7 @@ def revoke_service_account() -> Response:
     if not form.validate_on_submit():
         return _service_accounts_page(400, error=_form_error(form))
     try:
-        info = admin.revoke_service_account(form.name.data)
+        info = admin.service_account_admin().revoke(form.name.data)
     except UserError as exc:
         return _service_accounts_page(_status(exc), error=str(exc))
     return _done(
@@ -588,7 +568,7 @@ def rotate_keys() -> Response:
         immediate = False
     else:
         return _keys_page(400, error="Choose “Rotate now” or “Rotate (publish first)”.")
-    kids = admin.rotate_keys(immediate)
+    kids = [record.kid for record in admin.key_admin().rotate(immediate)]
     how = "signing from now" if immediate else "published now, signing after the publish delay"
     return _done(f"New key{'s' if len(kids) > 1 else ''} {', '.join(kids)}: {how}.", ".keys")
 

@@ -3,7 +3,7 @@
 What is counted comes from two places: every request (its Flask endpoint, method,
 status and duration: a counter and a histogram, the whole per-request cost), and the
 ``events(name, **details)`` callable the protocol and web layers already report through
-(:class:`~authserver.web.audit.AuditTrail` hands each event to :meth:`Metrics.count_event`
+(:class:`~authserver.admin.audit.AuditTrail` hands each event to :meth:`Metrics.count_event`
 first). Labels are bounded: the endpoint is the Flask endpoint name, never the path; a
 client id is a label only once the client has authenticated; usernames and addresses
 never are.

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from flask import Flask
 
+    from ..admin.audit import AuditTrail
     from ..clock import Clock
     from ..identity.federation import Upstream
     from ..identity.forward_auth import ForwardAuth
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from ..storage.audit import SqlAuditLog
     from ..storage.ephemeral import EphemeralStore
     from ..storage.ratelimit import RateLimits
-    from .audit import AuditTrail
     from .health import Readiness
     from .metrics import Metrics
 

@@ -1,0 +1,184 @@
+"""People, as admins change them: create, update, delete, passwords, files of users.
+
+One copy of each operation for the admin API, the dashboard and the CLI, with its rules
+and its audit event: whichever front end makes a change, the ``audit_events`` row is
+the same.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable
+from enum import Enum
+from typing import IO
+
+from ..identity.users import NotFound, Person, UserError, UserService, check_role
+from ..oauth.throttle import FailureThrottle
+from ..settings import RbacSettings
+from .audit import Actor, EventSink, record
+from .csv import export_csv, import_csv
+
+#: The role that may change things (DESIGN.md "Admin API"; issue #4).
+ADMIN_ROLE = "admin"
+
+
+class Keep(Enum):
+    """:meth:`UserAdmin.update`'s "leave the email address as it is" (``None`` removes it)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+class CurrentPasswordRefused(UserError):
+    """One's own password change without the right current password."""
+
+
+class TooManyWrongPasswords(CurrentPasswordRefused):
+    """Too many wrong current passwords for this account from this address."""
+
+
+def check_not_yourself(by: Actor, target: Person | None, what: str) -> None:
+    """An admin may not lock themself out (disable, demote or delete themself) from a
+    front end: another admin, or the CLI, must do it."""
+    if target is not None and by.person_id is not None and target.id == by.person_id:
+        raise UserError(
+            f"You cannot {what} yourself here; another admin, or `authserver users`, can."
+        )
+
+
+class UserAdmin:
+    """The admin operations on people, done by ``by``."""
+
+    def __init__(
+        self, users: UserService, rbac: RbacSettings, events: EventSink, by: Actor
+    ) -> None:
+        self.users = users
+        self._rbac = rbac
+        self._events = events
+        self.by = by
+
+    def list(self) -> builtins.list[Person]:
+        return self.users.list()
+
+    def get(self, username: str) -> Person:
+        person = self.users.by_username(username)
+        if person is None:
+            raise NotFound(f"no user {username!r}")
+        return person
+
+    def create(
+        self,
+        username: str,
+        role: str | None,
+        password: str | None,
+        email: str | None = None,
+    ) -> tuple[Person, str | None]:
+        """A local user; the password is generated (and returned, once) if not given."""
+        person, generated = self.users.create_local(username, password, role, email)
+        details = {"email": person.email} if person.email else {}
+        record(
+            self._events,
+            self.by,
+            "user_created",
+            target=person.username,
+            role=person.role,
+            **details,
+        )
+        return person, generated
+
+    def update(
+        self,
+        username: str,
+        *,
+        role: str | None,
+        disabled: bool | None,
+        email: str | Keep | None = KEEP,
+    ) -> Person:
+        """Change what is given, and only what differs. The role is checked and the
+        email address set first, so that a bad role or a taken or malformed address
+        (``UserError``) changes nothing; nor does taking the admin role from oneself or
+        disabling oneself (:func:`check_not_yourself`)."""
+        person = self.get(username)
+        if role is not None and role != ADMIN_ROLE:
+            check_not_yourself(self.by, person, "take the admin role from")
+        if disabled:
+            check_not_yourself(self.by, person, "disable")
+        if role is not None:
+            check_role(self._rbac, role)
+        if email is not KEEP:
+            address = email if isinstance(email, str) else None
+            if address != person.email or (address is not None and not person.email_verified):
+                person = self.users.set_email(person.username, address)
+                self._updated(person, email=person.email)
+        if role is not None and role != person.role:
+            person = self.users.set_role(person.username, role)
+            self._updated(person, role=role)
+        if disabled is not None and disabled != person.disabled:
+            person = self.users.set_disabled(person.username, disabled)
+            self._updated(person, disabled=disabled)
+        return person
+
+    def set_role(self, username: str, role: str) -> Person:
+        """``authserver users set-role``: the role, set (and recorded) even if unchanged."""
+        person = self.users.set_role(username, role)
+        self._updated(person, role=person.role)
+        return person
+
+    def set_email(self, username: str, email: str | None) -> Person:
+        """``authserver users set-email``: set or (``None``) remove the address."""
+        person = self.users.set_email(username, email)
+        self._updated(person, email=person.email)
+        return person
+
+    def delete(self, username: str) -> Person:
+        """Delete a person and their refresh tokens (never oneself)."""
+        check_not_yourself(self.by, self.users.by_username(username), "delete")
+        person = self.users.delete(username)
+        record(self._events, self.by, "user_deleted", target=person.username)
+        return person
+
+    def change_password(self, person: Person, password: str) -> None:
+        """A local user's new password (``UserError`` for one who signs in elsewhere)."""
+        if person.source != "local":
+            raise UserError(
+                f"user {person.username!r} signs in through {person.source}; "
+                "it has no password here"
+            )
+        self.users.set_password(person.username, password)
+        record(self._events, self.by, "password_changed", target=person.username)
+
+    def check_current_password(
+        self, person: Person, current: str | None, throttle: FailureThrottle, address: str
+    ) -> None:
+        """One's own password changes only with the current one (a stolen access token
+        must not become the account), under the sign-in page's limits on wrong
+        passwords: :class:`TooManyWrongPasswords`, or :class:`CurrentPasswordRefused`
+        for a missing or wrong one."""
+        if throttle.refusal(person.username, address) is not None:
+            raise TooManyWrongPasswords("Too many wrong passwords; try again later.")
+        if current is None or not self.users.check_password(person.username, current):
+            throttle.failed(person.username, address)
+            raise CurrentPasswordRefused(
+                "The current password (current_password) is missing or wrong."
+            )
+
+    def import_csv(self, stream: IO[str] | Iterable[str]) -> int:
+        """Local users from CSV, all or none (:func:`.csv.import_csv`)."""
+        count = import_csv(self.users.records, stream)
+        record(self._events, self.by, "users_imported", count=count)
+        return count
+
+    def import_htpasswd(self, lines: Iterable[str], role: str | None) -> int:
+        """Local users from htpasswd lines, all or none (``UserService.import_htpasswd``)."""
+        count = self.users.import_htpasswd(lines, role)
+        record(self._events, self.by, "users_imported", count=count, format="htpasswd")
+        return count
+
+    def export_csv(self, stream: IO[str]) -> int:
+        """Every person as CSV, never a password; returns the count."""
+        return export_csv(self.users.records, stream)
+
+    def _updated(self, person: Person, **change: object) -> None:
+        record(self._events, self.by, "user_updated", target=person.username, **change)
