@@ -8,8 +8,6 @@ the same ``service_account_created`` event (with ``scopes``).
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -32,7 +30,6 @@ from .test_users import engine_of
 ISSUER = "http://127.0.0.1:8080"
 API = "/api/v1"
 REDIRECT_URI = "http://127.0.0.1:43210/callback"
-PACKAGE = Path(__file__).resolve().parent.parent / "authserver" / "admin"
 
 
 class Recorder:
@@ -43,23 +40,6 @@ class Recorder:
 
     def __call__(self, event: str, **details: Any) -> None:
         self.events.append((event, details))
-
-
-def test_the_admin_layer_imports_no_flask_werkzeug_web_or_cli() -> None:
-    bad = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names: list[str] = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [("." * node.level) + (node.module or "")]
-            for name in names:
-                if name.split(".")[0] in ("flask", "flask_wtf", "werkzeug") or name.startswith(
-                    ("..web", "..cli", "authserver.web", "authserver.cli")
-                ):
-                    bad.append(f"{path.name} imports {name}")
-    assert not bad, bad
 
 
 def test_operations_record_their_actor_without_flask(make_app: AppFactory) -> None:
