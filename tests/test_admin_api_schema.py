@@ -29,7 +29,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from authserver.web.openapi import openapi_document
-from tests.conftest import AUDIENCES, SECRETS
+
+from .support.factories import AUDIENCES, SECRETS
 
 ISSUER = "http://127.0.0.1:8080"
 API = "/api/v1"
@@ -349,8 +350,8 @@ def test_a_third_party_client_may_not_ask_for_the_admin_api(make_app: Any) -> No
     gets ``invalid_target`` (RFC 8707 §2) for the admin API; a first-party one may."""
     from urllib.parse import parse_qs, urlsplit
 
-    from .people import flask_authorize, pkce_pair
-    from .test_refresh_tokens import flask_sign_in, new_local_user
+    from .support.factories import new_local_user
+    from .support.flows import flask_authorize, flask_sign_in, pkce_pair
 
     app = make_app()
     client = flask_sign_in(app, new_local_user(app, "admin"))

@@ -16,19 +16,19 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from .conftest import LiveServer
-from .people import code_for, signed_in_session
-from .test_refresh_tokens import (
+from .support.factories import new_user
+from .support.flows import (
     OFFLINE_SCOPE,
     REDIRECT_URI,
     assert_oauth_error,
-    database_url,
+    code_for,
     live_tokens,
-    new_user,
     redeem,
     refresh,
-    token_row,
+    signed_in_session,
 )
+from .support.servers import LiveServer
+from .test_refresh_tokens import database_url, token_row
 
 CLIENTS = 20
 ROUNDS = 3

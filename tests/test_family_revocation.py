@@ -9,7 +9,8 @@ import time
 from flask.testing import FlaskClient
 
 from .conftest import AppFactory
-from .test_refresh_tokens import flask_refresh, flask_sign_in, flask_tokens, new_local_user
+from .support.factories import new_local_user
+from .support.flows import flask_refresh, flask_sign_in, flask_tokens
 
 
 def _userinfo(client: FlaskClient, access_token: str) -> int:

@@ -26,10 +26,9 @@ from hypothesis import strategies as st
 from authserver.settings import Settings, SettingsError, load_settings
 
 from .ci_issuer import FORGER_KEY, CiIssuer, ci_issuer
-from .conftest import (
-    AUDIENCES,
-    SECRETS,
-    AppFactory,
+from .conftest import AppFactory
+from .support.factories import AUDIENCES, SECRETS
+from .support.servers import (
     LiveServer,
     free_port,
     live_config,
@@ -459,10 +458,11 @@ def live(
     stop_server(server)
 
 
+@pytest.mark.live
 def test_cli_token_federated_prints_only_the_access_token(
     live: LiveServer, issuer: CiIssuer, tmp_path: Path
 ) -> None:
-    from .conftest import run_cli
+    from .support.servers import run_cli
 
     external = issuer.token(aud=live.url)
     done = run_cli(
@@ -506,6 +506,7 @@ def test_cli_token_federated_prints_only_the_access_token(
     ]
 
 
+@pytest.mark.live
 def test_curl_style_exchange_against_the_live_server(live: LiveServer, issuer: CiIssuer) -> None:
     """What the README's GitHub Actions recipe sends."""
     response = requests.post(

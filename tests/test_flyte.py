@@ -53,8 +53,22 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from authserver.settings import RateLimitSettings, classify_secret_hash, load_settings
 
-from .conftest import (
-    BACKENDS,
+from .conftest import BACKENDS
+from .flyteadmin import (
+    FlyteadminRefused,
+    IdentityContext,
+    flyteadmin_identity,
+    metadata_url,
+)
+from .support.factories import PASSWORD
+from .support.flows import (
+    authorize_confirmed,
+    jwt_claims,
+    pkce_pair,
+    redirect_params,
+    signed_in_session,
+)
+from .support.servers import (
     LiveServer,
     free_port,
     live_config,
@@ -62,20 +76,6 @@ from .conftest import (
     stop_server,
     upgrade_with_cli,
 )
-from .flyteadmin import (
-    FlyteadminRefused,
-    IdentityContext,
-    flyteadmin_identity,
-    metadata_url,
-)
-from .people import (
-    PASSWORD,
-    authorize_confirmed,
-    pkce_pair,
-    redirect_params,
-    signed_in_session,
-)
-from .test_refresh_tokens import jwt_claims
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "flyte"
 FLYTE_URL = "https://flyte.example.com"
@@ -359,6 +359,7 @@ def pool() -> Iterator[ThreadPoolExecutor]:
 # -- 1. client credentials: flytepropeller ------------------------------------------------------
 
 
+@pytest.mark.live
 def test_client_credentials_authenticator(flyte_server: FlyteServer) -> None:
     """flytepropeller's flow: Basic auth with the secret whose hash is base64 of bcrypt,
     the scopes flyteadmin advertises (``all offline``) and ``audience``."""
@@ -407,6 +408,7 @@ def test_client_credentials_authenticator(flyte_server: FlyteServer) -> None:
 # -- 2. PKCE through a browser, then refresh -----------------------------------------------
 
 
+@pytest.mark.live
 def test_pkce_authenticator_through_a_browser_then_refresh(
     flyte_server: FlyteServer,
     keyring_memory: MemoryKeyring,
@@ -487,6 +489,7 @@ def test_pkce_authenticator_through_a_browser_then_refresh(
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+@pytest.mark.live
 def test_device_code_authenticator_completes_although_it_ignores_slow_down(
     flyte_server: FlyteServer,
     keyring_memory: MemoryKeyring,
@@ -610,6 +613,7 @@ def flytectl_tokens(server: FlyteServer, scope: str) -> dict[str, Any]:
     return body
 
 
+@pytest.mark.live
 def test_offline_scope_asks_for_a_refresh_token(flyte_server: FlyteServer) -> None:
     """``flytectl`` is registered with ``offline``: a refresh token when it asks for it
     (as for ``offline_access``), none when it does not."""
@@ -622,6 +626,7 @@ def test_offline_scope_asks_for_a_refresh_token(flyte_server: FlyteServer) -> No
     assert accepted(flyte_server, without["access_token"]).scopes == {"all"}
 
 
+@pytest.mark.live
 def test_flyteconsole_sign_in_as_flyteadmin_does_it(flyte_server: FlyteServer) -> None:
     """flyteadmin's own OpenID Connect login (userAuth.openId, golang.org/x/oauth2 and
     go-oidc): discovery at the issuer, a code without PKCE for a confidential client,

@@ -27,9 +27,10 @@ from flask import Flask
 
 from authserver.oauth import secrets as secret_checks
 
-from .conftest import (
-    BACKENDS,
-    SECRETS,
+from .conftest import BACKENDS
+from .support.factories import PASSWORD, SECRETS
+from .support.flows import login
+from .support.servers import (
     LiveServer,
     free_port,
     live_config,
@@ -37,7 +38,6 @@ from .conftest import (
     stop_server,
     upgrade_with_cli,
 )
-from .people import PASSWORD, login
 
 pytestmark = pytest.mark.live
 

@@ -8,7 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 import jwt
 import pytest
 
-from .people import PASSWORD, flask_authorize, form_field, pkce_pair
+from .support.factories import PASSWORD
+from .support.flows import flask_authorize, form_field, pkce_pair
 
 
 @pytest.mark.parametrize("algorithm", ["ES256", "EdDSA"])

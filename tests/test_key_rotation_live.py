@@ -16,8 +16,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from .conftest import (
-    SECRETS,
+from .support.factories import SECRETS
+from .support.flows import client_credentials
+from .support.servers import (
     LiveServer,
     free_port,
     live_config,
@@ -25,7 +26,6 @@ from .conftest import (
     stop_server,
     upgrade_with_cli,
 )
-from .test_faults_redis import client_credentials
 
 pytestmark = pytest.mark.live
 

@@ -9,7 +9,8 @@ from flask import Flask
 
 from authserver.web.signin import safe_next
 
-from .people import PASSWORD, form_field
+from .support.factories import PASSWORD
+from .support.flows import form_field
 
 
 @pytest.mark.parametrize(
@@ -163,7 +164,7 @@ def test_control_characters_in_the_username_are_a_failed_sign_in(app: Flask) -> 
 def test_odd_authorization_requests_are_clear_errors(
     app: Flask, params: dict[str, str | None], status: int
 ) -> None:
-    from .people import pkce_pair
+    from .support.flows import pkce_pair
 
     app.extensions["authserver.users"].create_local("mia", PASSWORD, "user")
     client = app.test_client()
@@ -198,7 +199,7 @@ def test_public_client_confirms_when_the_sign_in_is_not_fresh(
     """RFC 8252 §8.6: no silent code for a loopback listener on an old session."""
     from authserver.web import authorize
 
-    from .people import pkce_pair
+    from .support.flows import pkce_pair
 
     app.extensions["authserver.users"].create_local("nina", PASSWORD, "user")
     client = app.test_client()
@@ -317,7 +318,7 @@ def test_a_fullwidth_username_signs_in_as_the_same_person(app: Flask) -> None:
 
 
 def _cli_query(port: int) -> dict[str, str]:
-    from .people import pkce_pair
+    from .support.flows import pkce_pair
 
     _, challenge = pkce_pair()
     return {

@@ -20,24 +20,22 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from authserver.settings import Settings, SettingsError, load_settings
 
-from .conftest import (
-    BACKENDS,
-    SECRETS,
-    AppFactory,
+from .conftest import BACKENDS, AppFactory
+from .support.factories import SECRETS, new_local_user
+from .support.flows import (
+    assert_oauth_error,
+    flask_refresh,
+    flask_sign_in,
+    flask_tokens,
+    form_field,
+)
+from .support.servers import (
     LiveServer,
     free_port,
     live_config,
     start_server,
     stop_server,
     upgrade_with_cli,
-)
-from .people import form_field
-from .test_refresh_tokens import (
-    assert_oauth_error,
-    flask_refresh,
-    flask_sign_in,
-    flask_tokens,
-    new_local_user,
 )
 
 TOKENS = "authserver_tokens_issued_total"
@@ -228,6 +226,7 @@ def tokens_by_worker(directory: str) -> dict[str, float]:
     return counts
 
 
+@pytest.mark.live
 def test_counters_sum_over_the_workers(metrics_server: LiveServer) -> None:
     before = sample(
         live_scrape(metrics_server), TOKENS, grant_type="client_credentials", client_id="ci"
@@ -270,6 +269,7 @@ def test_counters_sum_over_the_workers(metrics_server: LiveServer) -> None:
     assert sum(spread.values()) == after
 
 
+@pytest.mark.live
 def test_a_dead_workers_counts_stay_in_the_sum(metrics_server: LiveServer) -> None:
     """A worker killed outright (out of memory, say): gunicorn starts another, and the
     counters do not go back (Prometheus would read a drop as a counter reset)."""
@@ -299,6 +299,7 @@ def client_credentials_live(server: LiveServer) -> int:
     ).status_code
 
 
+@pytest.mark.live
 def test_serve_removes_its_metrics_directory(tmp_path: Path) -> None:
     port = free_port()
     config = {"issuer": f"http://127.0.0.1:{port}"}

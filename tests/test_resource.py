@@ -10,7 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,8 @@ from authserver.resource import (
     check,
 )
 
-from .conftest import SECRETS, LiveServer
+from .support.factories import SECRETS
+from .support.servers import LiveServer, json_server
 
 API = "https://api.example.com"
 
@@ -60,35 +61,16 @@ class Issuer:
         self.key = RSAKey.generate_key(2048, parameters={"kid": "b-1"})
         self.published: list[Key] = [self.key]
         self.jwks_fetches = 0
-        issuer = self
+        self._stack = ExitStack()
+        self.url = self._stack.enter_context(json_server(self._respond))
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path == "/.well-known/openid-configuration":
-                    body: dict[str, Any] = {
-                        "issuer": issuer.url,
-                        "jwks_uri": issuer.url + "/jwks",
-                    }
-                elif self.path == "/jwks":
-                    issuer.jwks_fetches += 1
-                    body = {"keys": [k.as_dict(private=False) for k in issuer.published]}
-                else:
-                    self.send_error(404)
-                    return
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def _respond(self, path: str) -> dict[str, Any] | None:
+        if path == "/.well-known/openid-configuration":
+            return {"issuer": self.url, "jwks_uri": self.url + "/jwks"}
+        if path == "/jwks":
+            self.jwks_fetches += 1
+            return {"keys": [k.as_dict(private=False) for k in self.published]}
+        return None
 
     def claims(self, **overrides: Any) -> dict[str, Any]:
         now = int(time.time())
@@ -114,8 +96,7 @@ class Issuer:
         return jwt.encode(header, self.claims(**overrides), key, algorithms=[alg])
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._stack.close()
 
 
 @pytest.fixture

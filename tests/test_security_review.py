@@ -11,10 +11,10 @@ import jwt
 import pytest
 import requests
 
-from .conftest import (
-    AUDIENCES,
-    BACKENDS,
-    SECRETS,
+from .conftest import BACKENDS
+from .support.factories import AUDIENCES, PASSWORD, SECRETS
+from .support.flows import authorize, authorize_confirmed, introspect, signed_in_session
+from .support.servers import (
     LiveServer,
     free_port,
     live_config,
@@ -22,8 +22,6 @@ from .conftest import (
     stop_server,
     upgrade_with_cli,
 )
-from .people import PASSWORD, authorize, authorize_confirmed, signed_in_session
-from .test_authorization_code import introspect
 from .test_oidc import (
     WEBAPP_REDIRECT,
     assert_consent_page,
@@ -34,6 +32,8 @@ from .test_oidc import (
     webapp_params,
 )
 from .test_rbac import admin_api, api, person_tokens
+
+pytestmark = pytest.mark.live
 
 
 def review_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from authserver.settings import (
     prepare_embedded_default,
 )
 
-from .conftest import bcrypt_hash
+from .support.factories import bcrypt_hash
 
 
 def write(tmp_path: Path, config: object) -> Path:

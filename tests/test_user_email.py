@@ -19,9 +19,9 @@ from flask.testing import FlaskClient
 from authserver.identity.users import EmailTaken, UserError, UserService, validate_email
 from authserver.storage.users import DuplicateEmail, SqlUserRepository, UserRecord
 
-from .people import PASSWORD
+from .support.factories import PASSWORD
+from .support.flows import flask_refresh, flask_sign_in, flask_tokens, jwt_claims
 from .test_admin_api_schema import bearer, token_for
-from .test_refresh_tokens import flask_refresh, flask_sign_in, flask_tokens, jwt_claims
 from .test_users import engine_of
 
 EMAIL_SCOPE = "openid profile email offline_access"
