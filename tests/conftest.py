@@ -145,7 +145,10 @@ def make_app(backend: Backend, tmp_path: Path) -> Iterator[AppFactory]:
 
 
 def close_app(app: Flask) -> None:
-    """Let go of what an app holds: its database connections and its Redis pool."""
+    """Let go of what an app holds: its database connections and its Redis pool. The
+    audit events it holds are written first: a writer thread that woke later would
+    open a connection that nothing closes."""
+    app.extensions["authserver.events"].flush()
     with app.app_context():
         db.engine.dispose()
     store = app.extensions["authserver.ephemeral"]

@@ -16,7 +16,7 @@ import yaml
 
 from authserver.storage.models import User
 
-from .conftest import empty_pg
+from .support.factories import empty_pg
 from .support.servers import authserver_command, command_env, run_cli
 from .test_cli import write_config
 

@@ -16,7 +16,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from .support.factories import new_user
+from .support.factories import database_url, new_user, token_row
 from .support.flows import (
     OFFLINE_SCOPE,
     REDIRECT_URI,
@@ -28,7 +28,6 @@ from .support.flows import (
     signed_in_session,
 )
 from .support.servers import LiveServer
-from .test_refresh_tokens import database_url, token_row
 
 CLIENTS = 20
 ROUNDS = 3

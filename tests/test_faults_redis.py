@@ -25,8 +25,7 @@ import redis
 import requests
 import sqlalchemy as sa
 
-from .conftest import empty_pg
-from .support.factories import new_user, standard_config
+from .support.factories import empty_pg, new_user, standard_config
 from .support.flows import client_credentials, live_tokens, refresh
 from .support.servers import LiveServer, free_port, run_cli, start_server, stop_server
 

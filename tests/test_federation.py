@@ -21,9 +21,9 @@ import pytest
 import requests
 import yaml
 
-from .conftest import BACKENDS, empty_pg
+from .conftest import BACKENDS
 from .oidc_mock import MOCK_SCOPES, MockIdP, sign_in_at_mock, start_mock_idp, stop_mock_idp
-from .support.factories import AUDIENCES, standard_config
+from .support.factories import AUDIENCES, empty_pg, standard_config
 from .support.flows import pkce_pair
 from .support.servers import LiveServer, free_port, run_cli, start_server, stop_server
 

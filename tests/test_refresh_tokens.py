@@ -6,10 +6,8 @@ setting has to be short (grace, idle and absolute expiry) or a person disabled.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
-from typing import Any
 
 import pytest
 import redis
@@ -20,7 +18,7 @@ from authlib.integrations.base_client import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 
 from .conftest import AppFactory
-from .support.factories import SECRETS, new_local_user, new_user
+from .support.factories import SECRETS, database_url, new_local_user, new_user, token_row
 from .support.flows import (
     OFFLINE_SCOPE,
     REDIRECT_URI,
@@ -38,36 +36,9 @@ from .support.flows import (
 from .support.servers import InProcessServer
 
 
-def database_url(server: InProcessServer) -> str:
-    config = yaml.safe_load(server.config_path.read_text())
-    return str(config["database_url"])
-
-
-def token_row(url: str, token: str) -> dict[str, Any] | None:
-    """The refresh_tokens row of ``token`` (found by its SHA-256), with its family."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            row = (
-                conn.execute(
-                    sa.text(
-                        "SELECT t.token_hash, t.family_id, t.rotated_at, f.revoked_at "
-                        "FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id "
-                        "WHERE t.token_hash = :h"
-                    ),
-                    {"h": hashlib.sha256(token.encode()).hexdigest()},
-                )
-                .mappings()
-                .first()
-            )
-    finally:
-        engine.dispose()
-    return dict(row) if row else None
-
-
 @pytest.fixture(scope="module")
 def live_user(app_server: InProcessServer) -> str:
-    """One person for the tests that do not change theirs (the CLI is slow to start)."""
+    """One person for the tests that do not change theirs."""
     return new_user(app_server)
 
 

@@ -16,8 +16,7 @@ from authserver.settings import RbacSettings
 from authserver.storage.audit import SqlAuditLog
 from authserver.storage.users import SqlUserRepository
 
-from .conftest import empty_pg
-from .support.factories import PASSWORD, standard_config
+from .support.factories import PASSWORD, empty_pg, standard_config
 from .support.servers import run_cli, stderr_lines
 from .test_htpasswd import FORMS, htpasswd
 

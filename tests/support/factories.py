@@ -7,6 +7,7 @@ from, a local user of an in-process app or of a live server, the hash of a secre
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 from typing import TYPE_CHECKING, Any
 
@@ -187,3 +188,31 @@ def create_user(server: LiveServer | InProcessServer, username: str, role: str =
     finally:
         engine.dispose()
     return str(user_id)
+
+
+def database_url(server: LiveServer | InProcessServer) -> str:
+    """The ``database_url`` of a server's config."""
+    config = yaml.safe_load(server.config_path.read_text())
+    return str(config["database_url"])
+
+
+def token_row(url: str, token: str) -> dict[str, Any] | None:
+    """The refresh_tokens row of ``token`` (found by its SHA-256), with its family."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            row = (
+                conn.execute(
+                    sa.text(
+                        "SELECT t.token_hash, t.family_id, t.rotated_at, f.revoked_at "
+                        "FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id "
+                        "WHERE t.token_hash = :h"
+                    ),
+                    {"h": hashlib.sha256(token.encode()).hexdigest()},
+                )
+                .mappings()
+                .first()
+            )
+    finally:
+        engine.dispose()
+    return dict(row) if row else None
