@@ -229,7 +229,8 @@ def app_server(
     reached by ``requests`` and Authlib through WSGI (tests/support/wsgi.py), so the
     endpoints' tests need no ``authserver serve``."""
     workdir = tmp_path_factory.mktemp("app-server")
-    url = f"http://127.0.0.1:{free_port()}"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
     config = live_config(request, workdir, url)
     without_failure_limits(config)
     config_path = workdir / "authserver.yaml"
@@ -237,7 +238,7 @@ def app_server(
     app = create_app(Settings.model_validate(config))
     upgrade_database(app)
     try:
-        with route_to_app(url, app):
+        with route_to_app(app, url, f"http://localhost:{port}"):
             yield InProcessServer(url, config_path, workdir, app)
     finally:
         close_app(app)

@@ -30,11 +30,7 @@ from .conftest import AppFactory
 from .support.factories import AUDIENCES, SECRETS
 from .support.servers import (
     LiveServer,
-    free_port,
-    live_config,
-    start_server,
-    stop_server,
-    upgrade_with_cli,
+    serving,
 )
 
 ISSUER = "http://127.0.0.1:8080"
@@ -447,15 +443,11 @@ def test_rule_settings_report_every_problem_at_once(tmp_path: Path) -> None:
 def live(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, issuer: CiIssuer
 ) -> Iterator[LiveServer]:
-    workdir = tmp_path_factory.mktemp("live-wif")
-    port = free_port()
-    config = live_config(request, workdir, f"http://127.0.0.1:{port}")
-    config["federated_identities"] = rules(issuer)[:1]
-    if request.param != "sqlite":
-        upgrade_with_cli(workdir, config)
-    server = start_server(workdir, config, port)
-    yield server
-    stop_server(server)
+    def one_rule(config: dict[str, Any]) -> None:
+        config["federated_identities"] = rules(issuer)[:1]
+
+    with serving(request, tmp_path_factory.mktemp("live-wif"), one_rule) as server:
+        yield server
 
 
 @pytest.mark.live

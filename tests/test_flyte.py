@@ -36,7 +36,6 @@ import click
 import keyring
 import pytest
 import requests
-import sqlalchemy as sa
 import yaml
 from flytekit.clients.auth import auth_client, token_client
 from flytekit.clients.auth.authenticator import (
@@ -51,16 +50,16 @@ from keyring.backend import KeyringBackend
 from keyring.errors import PasswordDeleteError
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from authserver.settings import RateLimitSettings, classify_secret_hash, load_settings
+from authserver.settings import classify_secret_hash, load_settings
 
-from .conftest import BACKENDS
+from .conftest import BACKENDS, without_failure_limits
 from .flyteadmin import (
     FlyteadminRefused,
     IdentityContext,
     flyteadmin_identity,
     metadata_url,
 )
-from .support.factories import PASSWORD
+from .support.factories import PASSWORD, create_user
 from .support.flows import (
     authorize_confirmed,
     jwt_claims,
@@ -70,11 +69,7 @@ from .support.flows import (
 )
 from .support.servers import (
     LiveServer,
-    free_port,
-    live_config,
-    start_server,
-    stop_server,
-    upgrade_with_cli,
+    serving,
 )
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "flyte"
@@ -170,36 +165,20 @@ def flyte_server(
     """``authserver serve`` with the clients and audience of examples/flyte/authserver.yaml,
     a one-second device interval (flytekit waits exactly that) and one person."""
     workdir = tmp_path_factory.mktemp("flyte")
-    port = free_port()
-    config = live_config(request, workdir, f"http://127.0.0.1:{port}")
-    example = example_config()
-    config["clients"] = example["clients"]
-    config["tokens"] = {
-        **config["tokens"],
-        "audiences": example["tokens"]["audiences"],
-        "device_poll_interval": f"{DEVICE_INTERVAL}s",
-        "device_code_ttl": "30s",
-    }
-    config["rate_limits"] = dict.fromkeys(RateLimitSettings.model_fields, "100000/minute")
-    if request.param != "sqlite":
-        upgrade_with_cli(workdir, config)
-    server = start_server(workdir, config, port)
-    try:
-        created = server.cli(
-            "users", "create", USERNAME, "--password-stdin", input_text=PASSWORD + "\n"
-        )
-        assert created.returncode == 0, created.stderr
-        engine = sa.create_engine(config["database_url"])
-        try:
-            with engine.connect() as conn:
-                person_id = conn.execute(
-                    sa.text("SELECT id FROM users WHERE username = :name"), {"name": USERNAME}
-                ).scalar_one()
-        finally:
-            engine.dispose()
-        yield FlyteServer(server, str(person_id))
-    finally:
-        stop_server(server)
+
+    def as_in_the_example(config: dict[str, Any]) -> None:
+        example = example_config()
+        config["clients"] = example["clients"]
+        config["tokens"] = {
+            **config["tokens"],
+            "audiences": example["tokens"]["audiences"],
+            "device_poll_interval": f"{DEVICE_INTERVAL}s",
+            "device_code_ttl": "30s",
+        }
+        without_failure_limits(config)
+
+    with serving(request, workdir, as_in_the_example) as server:
+        yield FlyteServer(server, create_user(server, USERNAME))
     if request.param == "sqlite":
         shutil.rmtree(workdir, ignore_errors=True)
 

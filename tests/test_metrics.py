@@ -32,10 +32,9 @@ from .support.flows import (
 from .support.servers import (
     LiveServer,
     free_port,
-    live_config,
+    serving,
     start_server,
     stop_server,
-    upgrade_with_cli,
 )
 
 TOKENS = "authserver_tokens_issued_total"
@@ -175,14 +174,8 @@ def test_metrics_settings_are_validated(tmp_path: Path) -> None:
 def metrics_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    workdir = tmp_path_factory.mktemp("metrics")
-    port = free_port()
-    config = live_config(request, workdir, f"http://127.0.0.1:{port}")
-    if request.param != "sqlite":
-        upgrade_with_cli(workdir, config)
-    server = start_server(workdir, config, port)
-    yield server
-    stop_server(server)
+    with serving(request, tmp_path_factory.mktemp("metrics")) as server:
+        yield server
 
 
 def live_scrape(server: LiveServer) -> str:

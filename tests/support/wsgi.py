@@ -1,7 +1,7 @@
 """An in-process transport: ``requests`` (and Authlib's ``OAuth2Session``, a
 ``requests.Session``) reach a Flask app through WSGI, with no socket and no process.
 
-:func:`route_to_app` sends every request for one origin (``http://127.0.0.1:PORT``)
+:func:`route_to_app` sends every request for its origins (``http://127.0.0.1:PORT``)
 to the app for the length of a ``with`` block; other origins go out as usual. Tests
 written against a live server's URL run unchanged over it: cookies, redirects and
 ``Location`` headers are those of the real endpoints.
@@ -102,15 +102,16 @@ class WSGIAdapter(BaseAdapter):
 
 
 @contextmanager
-def route_to_app(origin: str, app: Flask) -> Iterator[WSGIAdapter]:
-    """Within the block, every ``requests`` session sends ``origin``'s requests to
-    ``app`` in-process."""
+def route_to_app(app: Flask, *origins: str) -> Iterator[WSGIAdapter]:
+    """Within the block, every ``requests`` session sends the requests for ``origins``
+    (say ``http://127.0.0.1:PORT`` and ``http://localhost:PORT``: one server under
+    both loopback names) to ``app`` in-process."""
     adapter = WSGIAdapter(app)
-    prefix = origin.rstrip("/").lower() + "/"
+    prefixes = tuple(origin.rstrip("/").lower() + "/" for origin in origins)
     get_adapter = requests.Session.get_adapter
 
     def routed(self: requests.Session, url: str) -> BaseAdapter:
-        if url.lower().startswith(prefix):
+        if url.lower().startswith(prefixes):
             return adapter
         return get_adapter(self, url)
 
