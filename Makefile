@@ -22,8 +22,9 @@ install:
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 
+# --durations=25: the slowest tests in every run's output, CI's included.
 test: skypilot-venv
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --durations=25 $(PYTEST_ARGS)
 
 # Idempotent: kept while it holds exactly $(SKYPILOT_VERSION), rebuilt otherwise. The
 # stamp is written last, so an interrupted install is redone.

@@ -28,10 +28,11 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import SECRETS, free_port, run_cli, standard_config, start_server, stop_server
+from tests.support.factories import SECRETS, new_user, standard_config
+from tests.support.flows import live_tokens, refresh
+from tests.support.servers import free_port, run_cli, start_server, stop_server
 from tests.test_faults_database import OwnPostgres, token_issued_rows
 from tests.test_faults_redis import OwnRedis
-from tests.test_refresh_tokens import live_tokens, new_user, refresh
 
 
 @dataclass

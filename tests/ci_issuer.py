@@ -11,16 +11,16 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from joserfc import jwt
 from joserfc.jwk import OctKey, RSAKey
+
+from .support.servers import json_server
 
 KID = "ci-key-1"
 #: A key of the same shape the issuer never published (a forger's).
@@ -80,35 +80,17 @@ def ci_issuer() -> Iterator[CiIssuer]:
     key = RSAKey.generate_key(2048, parameters={"kid": KID, "use": "sig", "alg": "RS256"})
     holder: dict[str, CiIssuer] = {}
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            issuer = holder["issuer"]
-            issuer.requests.append(self.path)
-            if self.path == "/.well-known/openid-configuration":
-                body: dict[str, Any] = {"issuer": issuer.url, "jwks_uri": issuer.url + "/jwks"}
-            elif self.path == "/lying/.well-known/openid-configuration":
-                body = {"issuer": "https://token.actions.example.com", "jwks_uri": "/jwks"}
-            elif self.path == "/jwks":
-                body = {"keys": [key.as_dict(private=False)]}
-            else:
-                self.send_error(404)
-                return
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def respond(path: str) -> dict[str, Any] | None:
+        issuer = holder["issuer"]
+        issuer.requests.append(path)
+        if path == "/.well-known/openid-configuration":
+            return {"issuer": issuer.url, "jwks_uri": issuer.url + "/jwks"}
+        if path == "/lying/.well-known/openid-configuration":
+            return {"issuer": "https://token.actions.example.com", "jwks_uri": "/jwks"}
+        if path == "/jwks":
+            return {"keys": [key.as_dict(private=False)]}
+        return None
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    holder["issuer"] = CiIssuer(f"http://127.0.0.1:{server.server_address[1]}", key)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with json_server(respond) as url:
+        holder["issuer"] = CiIssuer(url, key)
         yield holder["issuer"]
-    finally:
-        server.shutdown()
-        server.server_close()

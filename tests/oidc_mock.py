@@ -13,10 +13,8 @@ scopes ``openid profile email address phone`` only (no ``groups`` scope).
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +24,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from .conftest import free_port
+from .support.servers import free_port, http_probe, spawn, stop_process, wait_until_serving
 
 #: The scopes the mock advertises (and keeps; it drops the others silently).
 MOCK_SCOPES = ("openid", "profile", "email")
@@ -74,43 +72,31 @@ def start_mock_idp(workdir: Path, port: int | None = None) -> MockIdP:
     discovery document answers."""
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    log_path = workdir / "oidc-provider-mock.log"
     exe = Path(sys.executable).with_name("oidc-provider-mock")
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "oidc_provider_mock"]
-    env = {**os.environ, "NO_COLOR": "1"}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--port", str(port)],
-            cwd=workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    idp = MockIdP(f"http://127.0.0.1:{port}", process, log_path)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"oidc-provider-mock exited with {process.returncode}:\n{idp.log()}")
-        try:
-            response = requests.get(idp.url + "/.well-known/openid-configuration", timeout=1)
-            if response.status_code == 200 and response.json().get("issuer") == idp.url:
-                return idp
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    stop_mock_idp(idp)
-    raise RuntimeError(f"oidc-provider-mock did not start within 30 s:\n{idp.log()}")
+    process = spawn(
+        [*command, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=workdir,
+        log_path=workdir / "oidc-provider-mock.log",
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    idp = MockIdP(f"http://127.0.0.1:{port}", process, workdir / "oidc-provider-mock.log")
+    wait_until_serving(
+        process,
+        http_probe(
+            idp.url + "/.well-known/openid-configuration",
+            lambda r: r.status_code == 200 and r.json().get("issuer") == idp.url,
+        ),
+        what="oidc-provider-mock",
+        log=idp.log,
+        timeout=30,
+        interval=0.1,
+    )
+    return idp
 
 
 def stop_mock_idp(idp: MockIdP) -> None:
-    if idp.process.poll() is None:
-        os.killpg(idp.process.pid, signal.SIGTERM)
-        try:
-            idp.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(idp.process.pid, signal.SIGKILL)
-            idp.process.wait(timeout=10)
+    stop_process(idp.process, grace=10)
 
 
 @contextmanager

@@ -50,12 +50,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +62,8 @@ from typing import Any
 import pytest
 import requests
 
-from .conftest import IN_CI, free_port
+from .conftest import IN_CI
+from .support.servers import free_port, spawn, stop_process, wait_until_serving
 
 #: The release the tests pin; the Makefile installs the same one.
 SKYPILOT_VERSION = "0.14.1"
@@ -184,40 +184,41 @@ def start_skypilot(
     )
     log_path = workdir / "skypilot.log"
     started = time.monotonic()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(python), "-m", "sky.server.server", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=skypilot_env(workdir, port, proxy_base_url),
-            start_new_session=True,
-        )
+    process = spawn(
+        [str(python), "-m", "sky.server.server", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=workdir,
+        log_path=log_path,
+        env=skypilot_env(workdir, port, proxy_base_url),
+    )
     server = SkyPilotServer(f"http://localhost:{port}", port, home, process, log_path, 0.0)
-    deadline = started + timeout
     broken_since: float | None = None
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"SkyPilot exited with {process.returncode}:\n{server.log_tail()}")
+
+    def healthy() -> bool:
+        nonlocal broken_since
         try:
             status = requests.get(f"{server.loopback_url}/api/health", timeout=2).status_code
         except requests.RequestException:
-            status = None
+            return False
         if status == 200:
-            server.started_in = time.monotonic() - started
-            return server
-        if status is not None:
-            # Up but failing (a bad auth setting fails every request, and it does
-            # not exit for that): give up after a few seconds instead of the timeout.
-            broken_since = broken_since or time.monotonic()
-            if time.monotonic() - broken_since > 5:
-                message = f"SkyPilot answers /api/health with {status}:\n{server.log_tail()}"
-                stop_skypilot(server)
-                raise RuntimeError(message)
-        time.sleep(0.1)
-    message = f"SkyPilot did not answer within {timeout:.0f} s:\n{server.log_tail()}"
-    stop_skypilot(server)
-    raise RuntimeError(message)
+            return True
+        # Up but failing (a bad auth setting fails every request, and it does not
+        # exit for that): give up after a few seconds instead of the timeout.
+        broken_since = broken_since or time.monotonic()
+        if time.monotonic() - broken_since > 5:
+            raise RuntimeError(f"answers /api/health with {status}")
+        return False
+
+    wait_until_serving(
+        process,
+        healthy,
+        what="SkyPilot",
+        log=server.log_tail,
+        timeout=started + timeout - time.monotonic(),
+        interval=0.1,
+        stop=lambda: stop_skypilot(server),
+    )
+    server.started_in = time.monotonic() - started
+    return server
 
 
 def stop_skypilot(server: SkyPilotServer, grace: float = 1.0) -> None:
@@ -228,14 +229,7 @@ def stop_skypilot(server: SkyPilotServer, grace: float = 1.0) -> None:
     while worker idle; ignored."), so the SIGKILL is what ends them anyway. Its
     state lives in the temporary ``HOME`` and is thrown away.
     """
-    pgid = server.process.pid
-    with suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    with suppress(subprocess.TimeoutExpired):
-        server.process.wait(timeout=grace)
-    with suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-    server.process.wait(timeout=10)
+    stop_process(server.process, grace, kill_group=True)
 
 
 @contextmanager

@@ -33,7 +33,8 @@ from authserver.clock import ManualClock
 from authserver.web import admin_models
 from authserver.web.admin_api import openapi_document
 from authserver.web.services import Services
-from tests.conftest import AUDIENCES, SECRETS
+
+from .support.factories import AUDIENCES, SECRETS
 
 ISSUER = "http://127.0.0.1:8080"
 API = "/api/v1"
@@ -385,8 +386,8 @@ def test_a_third_party_client_may_not_ask_for_the_admin_api(make_app: Any) -> No
     gets ``invalid_target`` (RFC 8707 §2) for the admin API; a first-party one may."""
     from urllib.parse import parse_qs, urlsplit
 
-    from .people import flask_authorize, pkce_pair
-    from .test_refresh_tokens import flask_sign_in, new_local_user
+    from .support.factories import new_local_user
+    from .support.flows import flask_authorize, flask_sign_in, pkce_pair
 
     app = make_app()
     client = flask_sign_in(app, new_local_user(app, "admin"))

@@ -22,9 +22,9 @@ from authserver.storage.audit import SqlAuditLog
 from authserver.storage.users import SqlUserRepository
 
 from .conftest import AppFactory
-from .people import flask_authorize, pkce_pair
+from .support.factories import new_local_user
+from .support.flows import flask_authorize, flask_sign_in, pkce_pair
 from .test_audit import of
-from .test_refresh_tokens import flask_sign_in, new_local_user
 from .test_users import engine_of
 
 ISSUER = "http://127.0.0.1:8080"

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 import sqlalchemy as sa
 import yaml
@@ -18,14 +19,10 @@ from flask import Flask
 from authserver.clock import ManualClock
 from authserver.web.services import Services
 
-from .conftest import SECRETS, AppFactory, Backend, run_cli, standard_config
-from .test_refresh_tokens import (
-    flask_refresh,
-    flask_sign_in,
-    flask_tokens,
-    form_field,
-    new_local_user,
-)
+from .conftest import AppFactory, Backend
+from .support.factories import SECRETS, new_local_user, standard_config
+from .support.flows import flask_refresh, flask_sign_in, flask_tokens, form_field
+from .support.servers import run_cli
 
 ISSUER = "http://127.0.0.1:8080"
 ADMIN_API = ISSUER + "/api/v1"
@@ -227,12 +224,14 @@ def test_a_nul_in_a_username_is_still_recorded(make_app: AppFactory) -> None:
     assert [r["actor"] for r in of(app, "login_failed")] == ["adm\ufffdin"]
 
 
+@pytest.mark.live
 def test_batched_issuance_rows_are_written_when_the_server_stops(
     tmp_path: Any,
 ) -> None:
     """``token_issued`` rows are written in batches; a server that stops writes the
     batch it holds (gunicorn's graceful stop), so none is lost."""
-    from .conftest import free_port, standard_config, start_server, stop_server
+    from .support.factories import standard_config
+    from .support.servers import free_port, start_server, stop_server
 
     port = free_port()
     config = standard_config(
@@ -262,6 +261,7 @@ def test_batched_issuance_rows_are_written_when_the_server_stops(
 # -- retention (issue 9.11) ------------------------------------------------------------
 
 
+@pytest.mark.live
 def test_audit_prune_deletes_what_is_past_the_retention(
     make_app: AppFactory, backend: Backend, tmp_path: Path
 ) -> None:

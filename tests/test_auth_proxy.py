@@ -19,8 +19,9 @@ from werkzeug.test import TestResponse
 
 from authserver.web.services import Services
 
-from .conftest import AUDIENCES, AppFactory
-from .people import form_field, pkce_pair
+from .conftest import AppFactory
+from .support.factories import AUDIENCES
+from .support.flows import form_field, pkce_pair
 
 HEADER = "X-Auth-Request-Email"
 PROXY = {"email_header": HEADER, "trusted_proxies": ["127.0.0.1/32"]}

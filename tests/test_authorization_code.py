@@ -18,8 +18,6 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 import jwt
 import pytest
 import requests
-import sqlalchemy as sa
-import yaml
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
 from flask import Flask
@@ -29,17 +27,21 @@ from authserver.clock import ManualClock
 from authserver.oauth.rfc6749 import authorization_code
 from authserver.web.services import Services
 
-from .conftest import AUDIENCES, SECRETS, AppFactory, Backend, LiveServer
-from .people import (
-    PASSWORD,
+from .conftest import AppFactory, Backend
+from .support.factories import AUDIENCES, PASSWORD, SECRETS
+from .support.factories import create_user as create_user_id
+from .support.flows import (
+    JWKSClient,
     authorize,
     authorize_confirmed,
     flask_authorize,
     form_field,
+    introspect,
     pkce_pair,
     redirect_params,
     signed_in_session,
 )
+from .support.servers import InProcessServer
 
 CLI_SCOPE = "openid profile email offline_access"
 
@@ -50,32 +52,19 @@ class User:
     id: str
 
 
-def create_user(server: LiveServer, username: str, role: str = "user") -> User:
-    created = server.cli(
-        "users", "create", username, "--role", role, "--password-stdin", input_text=PASSWORD + "\n"
-    )
-    assert created.returncode == 0, created.stderr
-    config = yaml.safe_load(server.config_path.read_text())
-    engine = sa.create_engine(config["database_url"])
-    try:
-        with engine.connect() as conn:
-            user_id = conn.execute(
-                sa.text("SELECT id FROM users WHERE username = :name"), {"name": username}
-            ).scalar_one()
-    finally:
-        engine.dispose()
-    return User(username, str(user_id))
+def create_user(server: InProcessServer, username: str, role: str = "user") -> User:
+    return User(username, create_user_id(server, username, role))
 
 
 @pytest.fixture(scope="module")
-def alice(live_server: LiveServer) -> User:
-    return create_user(live_server, "alice")
+def alice(app_server: InProcessServer) -> User:
+    return create_user(app_server, "alice")
 
 
 @pytest.fixture
-def browser(live_server: LiveServer, alice: User) -> requests.Session:
+def browser(app_server: InProcessServer, alice: User) -> requests.Session:
     """A browser where alice is signed in."""
-    return signed_in_session(live_server.url, alice.username)
+    return signed_in_session(app_server.url, alice.username)
 
 
 def free_loopback_port() -> int:
@@ -86,7 +75,7 @@ def query_of(url: str) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(url).query))
 
 
-def visit(browser: requests.Session, server: LiveServer, url: str) -> requests.Response:
+def visit(browser: requests.Session, server: InProcessServer, url: str) -> requests.Response:
     """Open an authorization URL in the browser; the last response of our server."""
     assert url.startswith(server.url + "/oauth2/authorize?")
     query = query_of(url)
@@ -95,28 +84,18 @@ def visit(browser: requests.Session, server: LiveServer, url: str) -> requests.R
     return authorize(browser, server.url, query)  # the caller answers the consent page
 
 
-def token_request(server: LiveServer, data: dict[str, str], **kwargs: Any) -> requests.Response:
+def token_request(
+    server: InProcessServer, data: dict[str, str], **kwargs: Any
+) -> requests.Response:
     return requests.post(server.url + "/oauth2/token", data=data, timeout=10, **kwargs)
 
 
-def userinfo(server: LiveServer, access_token: str) -> requests.Response:
+def userinfo(server: InProcessServer, access_token: str) -> requests.Response:
     return requests.get(
         server.url + "/oauth2/userinfo",
         headers={"Authorization": f"Bearer {access_token}"},
         timeout=10,
     )
-
-
-def introspect(server: LiveServer, token: str) -> dict[str, Any]:
-    response = requests.post(
-        server.url + "/oauth2/introspect",
-        data={"token": token},
-        auth=("rs", SECRETS["rs"]),
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def assert_oauth_error(response: requests.Response, error: str, status: int = 400) -> None:
@@ -130,7 +109,7 @@ def assert_oauth_error(response: requests.Response, error: str, status: int = 40
 
 def cli_code(
     browser: requests.Session,
-    server: LiveServer,
+    server: InProcessServer,
     *,
     redirect_uri: str | None = None,
     scope: str = CLI_SCOPE,
@@ -153,7 +132,7 @@ def cli_code(
 
 
 def redeem(
-    server: LiveServer, code: str, verifier: str | None, redirect_uri: str, **extra: str
+    server: InProcessServer, code: str, verifier: str | None, redirect_uri: str, **extra: str
 ) -> requests.Response:
     data = {
         "grant_type": "authorization_code",
@@ -167,8 +146,8 @@ def redeem(
     return token_request(server, data)
 
 
-def jwks_client(server: LiveServer) -> jwt.PyJWKClient:
-    return jwt.PyJWKClient(server.url + "/.well-known/jwks.json")
+def jwks_client(server: InProcessServer) -> jwt.PyJWKClient:
+    return JWKSClient(server.url + "/.well-known/jwks.json")
 
 
 def at_hash(access_token: str) -> str:
@@ -180,7 +159,7 @@ def at_hash(access_token: str) -> str:
 
 
 def test_cli_pkce_flow_issues_valid_tokens(
-    live_server: LiveServer, alice: User, browser: requests.Session
+    app_server: InProcessServer, alice: User, browser: requests.Session
 ) -> None:
     redirect_uri = f"http://127.0.0.1:{free_loopback_port()}/callback"
     oauth = OAuth2Session(
@@ -189,27 +168,27 @@ def test_cli_pkce_flow_issues_valid_tokens(
     verifier = generate_token(48)
     nonce = secrets.token_urlsafe(12)
     url, state = oauth.create_authorization_url(
-        live_server.url + "/oauth2/authorize", code_verifier=verifier, nonce=nonce
+        app_server.url + "/oauth2/authorize", code_verifier=verifier, nonce=nonce
     )
     before = int(time.time())
-    response = visit(browser, live_server, url)
+    response = visit(browser, app_server, url)
     assert response.status_code == 302
     location = response.headers["Location"]
     assert location.startswith(redirect_uri + "?")
     params = query_of(location)
     assert params["state"] == state
-    assert params["iss"] == live_server.url  # RFC 9207
+    assert params["iss"] == app_server.url  # RFC 9207
     assert "error" not in params
 
     token = oauth.fetch_token(
-        live_server.url + "/oauth2/token", authorization_response=location, code_verifier=verifier
+        app_server.url + "/oauth2/token", authorization_response=location, code_verifier=verifier
     )
     assert token["token_type"] == "Bearer"
     assert token["expires_in"] == 3600
     assert set(token["scope"].split()) == set(CLI_SCOPE.split())
     assert token["refresh_token"].startswith("as_rt_")
 
-    keys = jwks_client(live_server)
+    keys = jwks_client(app_server)
     access_token = token["access_token"]
     header = jwt.get_unverified_header(access_token)
     assert header["typ"] == "at+jwt"
@@ -219,7 +198,7 @@ def test_cli_pkce_flow_issues_valid_tokens(
         keys.get_signing_key_from_jwt(access_token).key,
         algorithms=["RS256"],
         audience=AUDIENCES[0],
-        issuer=live_server.url,
+        issuer=app_server.url,
         options={"require": ["iss", "sub", "aud", "exp", "iat", "jti"]},
     )
     assert claims["sub"] == alice.id
@@ -236,7 +215,7 @@ def test_cli_pkce_flow_issues_valid_tokens(
         keys.get_signing_key_from_jwt(id_token).key,
         algorithms=["RS256"],
         audience="cli",
-        issuer=live_server.url,
+        issuer=app_server.url,
         options={"require": ["iss", "sub", "aud", "exp", "iat", "auth_time"]},
     )
     assert id_claims["sub"] == alice.id
@@ -247,7 +226,7 @@ def test_cli_pkce_flow_issues_valid_tokens(
     assert before - 60 <= id_claims["auth_time"] <= id_claims["iat"]
     assert id_claims["preferred_username"] == "alice"
 
-    info = userinfo(live_server, access_token)
+    info = userinfo(app_server, access_token)
     assert info.status_code == 200, info.text
     assert info.json()["sub"] == alice.id
 
@@ -263,12 +242,12 @@ def test_cli_pkce_flow_issues_valid_tokens(
     ],
 )
 def test_loopback_redirect_uri_matches_any_port(
-    live_server: LiveServer, browser: requests.Session, redirect_uri: str
+    app_server: InProcessServer, browser: requests.Session, redirect_uri: str
 ) -> None:
     """RFC 8252 §7.3: for loopback redirect URIs the port is the app's to choose."""
     redirect_uri = redirect_uri.format(port=free_loopback_port())
-    code, verifier, _ = cli_code(browser, live_server, redirect_uri=redirect_uri)
-    response = redeem(live_server, code, verifier, redirect_uri)
+    code, verifier, _ = cli_code(browser, app_server, redirect_uri=redirect_uri)
+    response = redeem(app_server, code, verifier, redirect_uri)
     assert response.status_code == 200, response.text
     assert response.json()["access_token"]
 
@@ -292,12 +271,12 @@ def assert_shown_not_redirected(response: requests.Response) -> None:
     ],
 )
 def test_unregistered_redirect_uri_is_shown_never_redirected(
-    live_server: LiveServer, browser: requests.Session, redirect_uri: str
+    app_server: InProcessServer, browser: requests.Session, redirect_uri: str
 ) -> None:
     _, challenge = pkce_pair()
     response = authorize(
         browser,
-        live_server.url,
+        app_server.url,
         {
             "response_type": "code",
             "client_id": "cli",
@@ -312,12 +291,12 @@ def test_unregistered_redirect_uri_is_shown_never_redirected(
 
 
 def test_unknown_client_id_is_shown_never_redirected(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
     _, challenge = pkce_pair()
     response = authorize(
         browser,
-        live_server.url,
+        app_server.url,
         {
             "response_type": "code",
             "client_id": "nobody",
@@ -331,9 +310,9 @@ def test_unknown_client_id_is_shown_never_redirected(
     assert_shown_not_redirected(response)
 
 
-def test_bad_redirect_uri_is_shown_even_before_sign_in(live_server: LiveServer) -> None:
+def test_bad_redirect_uri_is_shown_even_before_sign_in(app_server: InProcessServer) -> None:
     response = requests.get(
-        live_server.url + "/oauth2/authorize",
+        app_server.url + "/oauth2/authorize",
         params={
             "response_type": "code",
             "client_id": "cli",
@@ -351,7 +330,7 @@ def test_bad_redirect_uri_is_shown_even_before_sign_in(live_server: LiveServer) 
 
 
 def approve_consent(
-    browser: requests.Session, server: LiveServer, page: requests.Response
+    browser: requests.Session, server: InProcessServer, page: requests.Response
 ) -> requests.Response:
     """Press Allow on the consent page; the redirect back to the client."""
     assert page.status_code == 200, page.text
@@ -369,7 +348,7 @@ def approve_consent(
 
 
 def test_confidential_client_with_basic_auth_and_without_pkce(
-    live_server: LiveServer, alice: User, browser: requests.Session
+    app_server: InProcessServer, alice: User, browser: requests.Session
 ) -> None:
     redirect_uri = "https://app.example.com/cb"
     oauth = OAuth2Session(
@@ -379,23 +358,23 @@ def test_confidential_client_with_basic_auth_and_without_pkce(
         redirect_uri=redirect_uri,
         scope="openid profile read",
     )
-    url, state = oauth.create_authorization_url(live_server.url + "/oauth2/authorize")
+    url, state = oauth.create_authorization_url(app_server.url + "/oauth2/authorize")
     assert "code_challenge" not in url
-    response = visit(browser, live_server, url)
-    response = approve_consent(browser, live_server, response)  # webapp asks for consent
+    response = visit(browser, app_server, url)
+    response = approve_consent(browser, app_server, response)  # webapp asks for consent
     location = response.headers["Location"]
     assert location.startswith(redirect_uri + "?")
     assert query_of(location)["state"] == state
-    assert query_of(location)["iss"] == live_server.url
+    assert query_of(location)["iss"] == app_server.url
 
-    token = oauth.fetch_token(live_server.url + "/oauth2/token", authorization_response=location)
-    keys = jwks_client(live_server)
+    token = oauth.fetch_token(app_server.url + "/oauth2/token", authorization_response=location)
+    keys = jwks_client(app_server)
     claims = jwt.decode(
         token["access_token"],
         keys.get_signing_key_from_jwt(token["access_token"]).key,
         algorithms=["RS256"],
         audience=AUDIENCES[0],
-        issuer=live_server.url,
+        issuer=app_server.url,
     )
     assert claims["client_id"] == "webapp"
     assert claims["sub"] == alice.id
@@ -405,14 +384,14 @@ def test_confidential_client_with_basic_auth_and_without_pkce(
         keys.get_signing_key_from_jwt(token["id_token"]).key,
         algorithms=["RS256"],
         audience="webapp",
-        issuer=live_server.url,
+        issuer=app_server.url,
     )
     assert id_claims["sub"] == alice.id
     assert "nonce" not in id_claims
 
 
 def test_confidential_client_with_a_wrong_secret_is_invalid_client(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
     params = {
         "response_type": "code",
@@ -421,15 +400,15 @@ def test_confidential_client_with_a_wrong_secret_is_invalid_client(
         "scope": "read",
         "state": "s",
     }
-    response = authorize(browser, live_server.url, params)
-    response = approve_consent(browser, live_server, response)  # webapp asks for consent
+    response = authorize(browser, app_server.url, params)
+    response = approve_consent(browser, app_server, response)  # webapp asks for consent
     code = redirect_params(response)["code"]
     data = {
         "grant_type": "authorization_code",
         "code": code,
         "redirect_uri": params["redirect_uri"],
     }
-    wrong = token_request(live_server, data, auth=("webapp", "wrong"))
+    wrong = token_request(app_server, data, auth=("webapp", "wrong"))
     assert_oauth_error(wrong, "invalid_client", 401)
 
 
@@ -437,7 +416,7 @@ def test_confidential_client_with_a_wrong_secret_is_invalid_client(
 
 
 def authorization_error(
-    browser: requests.Session, server: LiveServer, **pkce: str
+    browser: requests.Session, server: InProcessServer, **pkce: str
 ) -> dict[str, str]:
     redirect_uri = f"http://127.0.0.1:{free_loopback_port()}/callback"
     params = {
@@ -457,28 +436,28 @@ def authorization_error(
     return result
 
 
-def test_pkce_plain_is_refused(live_server: LiveServer, browser: requests.Session) -> None:
+def test_pkce_plain_is_refused(app_server: InProcessServer, browser: requests.Session) -> None:
     verifier = secrets.token_urlsafe(48)
     result = authorization_error(
-        browser, live_server, code_challenge=verifier, code_challenge_method="plain"
+        browser, app_server, code_challenge=verifier, code_challenge_method="plain"
     )
     assert result["error"] == "invalid_request"
 
 
 def test_code_challenge_without_method_is_refused(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
     # RFC 7636 §4.3: no method means plain, which we do not accept.
-    result = authorization_error(browser, live_server, code_challenge=pkce_pair()[1])
+    result = authorization_error(browser, app_server, code_challenge=pkce_pair()[1])
     assert result["error"] == "invalid_request"
 
 
 def test_public_client_without_code_challenge_is_refused(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
-    result = authorization_error(browser, live_server)
+    result = authorization_error(browser, app_server)
     assert result["error"] == "invalid_request"
-    result = authorization_error(browser, live_server, code_challenge_method="S256")
+    result = authorization_error(browser, app_server, code_challenge_method="S256")
     assert result["error"] == "invalid_request"
 
 
@@ -486,52 +465,52 @@ def test_public_client_without_code_challenge_is_refused(
 
 
 @pytest.fixture
-def earlier_token(live_server: LiveServer, browser: requests.Session) -> str:
+def earlier_token(app_server: InProcessServer, browser: requests.Session) -> str:
     """An access token alice got before the bad request: it must stay valid."""
-    code, verifier, redirect_uri = cli_code(browser, live_server)
-    response = redeem(live_server, code, verifier, redirect_uri)
+    code, verifier, redirect_uri = cli_code(browser, app_server)
+    response = redeem(app_server, code, verifier, redirect_uri)
     assert response.status_code == 200, response.text
     return str(response.json()["access_token"])
 
 
-def assert_still_valid(server: LiveServer, access_token: str) -> None:
+def assert_still_valid(server: InProcessServer, access_token: str) -> None:
     assert userinfo(server, access_token).status_code == 200
     assert introspect(server, access_token)["active"] is True
 
 
 def test_missing_code_verifier_is_invalid_request(
-    live_server: LiveServer, browser: requests.Session, earlier_token: str
+    app_server: InProcessServer, browser: requests.Session, earlier_token: str
 ) -> None:
-    code, _, redirect_uri = cli_code(browser, live_server)
-    assert_oauth_error(redeem(live_server, code, None, redirect_uri), "invalid_request")
-    assert_still_valid(live_server, earlier_token)
+    code, _, redirect_uri = cli_code(browser, app_server)
+    assert_oauth_error(redeem(app_server, code, None, redirect_uri), "invalid_request")
+    assert_still_valid(app_server, earlier_token)
 
 
 def test_wrong_code_verifier_is_invalid_grant(
-    live_server: LiveServer, browser: requests.Session, earlier_token: str
+    app_server: InProcessServer, browser: requests.Session, earlier_token: str
 ) -> None:
-    code, _, redirect_uri = cli_code(browser, live_server)
+    code, _, redirect_uri = cli_code(browser, app_server)
     other_verifier, _ = pkce_pair()
-    assert_oauth_error(redeem(live_server, code, other_verifier, redirect_uri), "invalid_grant")
-    assert_still_valid(live_server, earlier_token)
+    assert_oauth_error(redeem(app_server, code, other_verifier, redirect_uri), "invalid_grant")
+    assert_still_valid(app_server, earlier_token)
 
 
 def test_mismatched_redirect_uri_is_invalid_grant(
-    live_server: LiveServer, browser: requests.Session, earlier_token: str
+    app_server: InProcessServer, browser: requests.Session, earlier_token: str
 ) -> None:
-    code, verifier, redirect_uri = cli_code(browser, live_server)
+    code, verifier, redirect_uri = cli_code(browser, app_server)
     other = redirect_uri.replace("/callback", "/elsewhere")
-    assert_oauth_error(redeem(live_server, code, verifier, other), "invalid_grant")
-    assert_still_valid(live_server, earlier_token)
+    assert_oauth_error(redeem(app_server, code, verifier, other), "invalid_grant")
+    assert_still_valid(app_server, earlier_token)
 
 
 def test_missing_redirect_uri_at_token_endpoint_is_refused(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
     # RFC 6749 §4.1.3: REQUIRED when the authorization request had one.
-    code, verifier, _ = cli_code(browser, live_server)
+    code, verifier, _ = cli_code(browser, app_server)
     response = token_request(
-        live_server,
+        app_server,
         {
             "grant_type": "authorization_code",
             "code": code,
@@ -544,28 +523,28 @@ def test_missing_redirect_uri_at_token_endpoint_is_refused(
     assert "access_token" not in response.json()
 
 
-def test_unknown_code_is_invalid_grant(live_server: LiveServer, earlier_token: str) -> None:
+def test_unknown_code_is_invalid_grant(app_server: InProcessServer, earlier_token: str) -> None:
     verifier, _ = pkce_pair()
-    response = redeem(live_server, secrets.token_urlsafe(32), verifier, "http://127.0.0.1/callback")
+    response = redeem(app_server, secrets.token_urlsafe(32), verifier, "http://127.0.0.1/callback")
     assert_oauth_error(response, "invalid_grant")
-    assert_still_valid(live_server, earlier_token)
+    assert_still_valid(app_server, earlier_token)
 
 
 def test_a_failed_redemption_uses_the_code_up(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
     """Redemption is an atomic take: a code that failed once is gone (single use)."""
-    code, verifier, redirect_uri = cli_code(browser, live_server)
-    assert_oauth_error(redeem(live_server, code, pkce_pair()[0], redirect_uri), "invalid_grant")
-    assert_oauth_error(redeem(live_server, code, verifier, redirect_uri), "invalid_grant")
+    code, verifier, redirect_uri = cli_code(browser, app_server)
+    assert_oauth_error(redeem(app_server, code, pkce_pair()[0], redirect_uri), "invalid_grant")
+    assert_oauth_error(redeem(app_server, code, verifier, redirect_uri), "invalid_grant")
 
 
 def test_code_of_one_client_is_refused_to_another(
-    live_server: LiveServer, browser: requests.Session, earlier_token: str
+    app_server: InProcessServer, browser: requests.Session, earlier_token: str
 ) -> None:
-    code, verifier, redirect_uri = cli_code(browser, live_server)
+    code, verifier, redirect_uri = cli_code(browser, app_server)
     response = token_request(
-        live_server,
+        app_server,
         {
             "grant_type": "authorization_code",
             "code": code,
@@ -575,11 +554,11 @@ def test_code_of_one_client_is_refused_to_another(
         auth=("webapp", SECRETS["webapp"]),
     )
     assert_oauth_error(response, "invalid_grant")
-    assert_still_valid(live_server, earlier_token)
+    assert_still_valid(app_server, earlier_token)
 
 
 def test_code_of_a_confidential_client_is_refused_to_a_public_one(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
     verifier, challenge = pkce_pair()
     params = {
@@ -591,46 +570,46 @@ def test_code_of_a_confidential_client_is_refused_to_a_public_one(
         "code_challenge": challenge,
         "code_challenge_method": "S256",
     }
-    response = authorize(browser, live_server.url, params)
-    response = approve_consent(browser, live_server, response)  # webapp asks for consent
+    response = authorize(browser, app_server.url, params)
+    response = approve_consent(browser, app_server, response)  # webapp asks for consent
     code = redirect_params(response)["code"]
-    assert_oauth_error(redeem(live_server, code, verifier, params["redirect_uri"]), "invalid_grant")
+    assert_oauth_error(redeem(app_server, code, verifier, params["redirect_uri"]), "invalid_grant")
 
 
 # -- a replayed code revokes what the first redemption issued ----------------------------
 
 
 def test_replayed_code_is_refused_and_revokes_the_first_tokens(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
-    code, verifier, redirect_uri = cli_code(browser, live_server)
-    first = redeem(live_server, code, verifier, redirect_uri)
+    code, verifier, redirect_uri = cli_code(browser, app_server)
+    first = redeem(app_server, code, verifier, redirect_uri)
     assert first.status_code == 200, first.text
     tokens = first.json()
     access_token, refresh_token = tokens["access_token"], tokens["refresh_token"]
-    assert_still_valid(live_server, access_token)
+    assert_still_valid(app_server, access_token)
 
-    second = redeem(live_server, code, verifier, redirect_uri)
+    second = redeem(app_server, code, verifier, redirect_uri)
     assert_oauth_error(second, "invalid_grant")
 
-    info = userinfo(live_server, access_token)
+    info = userinfo(app_server, access_token)
     assert info.status_code == 401
     assert 'error="invalid_token"' in info.headers["WWW-Authenticate"]
-    assert introspect(live_server, access_token) == {"active": False}
+    assert introspect(app_server, access_token) == {"active": False}
     refreshed = token_request(
-        live_server,
+        app_server,
         {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": "cli"},
     )
     assert_oauth_error(refreshed, "invalid_grant")
 
 
 def test_replay_leaves_other_sign_ins_alone(
-    live_server: LiveServer, browser: requests.Session, earlier_token: str
+    app_server: InProcessServer, browser: requests.Session, earlier_token: str
 ) -> None:
-    code, verifier, redirect_uri = cli_code(browser, live_server)
-    assert redeem(live_server, code, verifier, redirect_uri).status_code == 200
-    assert_oauth_error(redeem(live_server, code, verifier, redirect_uri), "invalid_grant")
-    assert_still_valid(live_server, earlier_token)
+    code, verifier, redirect_uri = cli_code(browser, app_server)
+    assert redeem(app_server, code, verifier, redirect_uri).status_code == 200
+    assert_oauth_error(redeem(app_server, code, verifier, redirect_uri), "invalid_grant")
+    assert_still_valid(app_server, earlier_token)
 
 
 # -- an expired code (in process, with a short lifetime) ----------------------------------

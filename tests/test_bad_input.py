@@ -15,10 +15,11 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from .conftest import SECRETS, LiveServer
+from .support.factories import SECRETS
+from .support.servers import InProcessServer, LiveServer
 
 
-def post_token(server: LiveServer, data: object, **kwargs: object) -> requests.Response:
+def post_token(server: InProcessServer, data: object, **kwargs: object) -> requests.Response:
     return requests.post(server.url + "/oauth2/token", data=data, timeout=10, **kwargs)  # type: ignore[arg-type]
 
 
@@ -32,71 +33,71 @@ def assert_error(response: requests.Response, status: int, error: str) -> dict[s
     return dict(body)
 
 
-def test_wrong_secret_is_invalid_client_401(live_server: LiveServer) -> None:
-    response = post_token(live_server, {"grant_type": "client_credentials"}, auth=("ci", "wrong"))
+def test_wrong_secret_is_invalid_client_401(app_server: InProcessServer) -> None:
+    response = post_token(app_server, {"grant_type": "client_credentials"}, auth=("ci", "wrong"))
     assert_error(response, 401, "invalid_client")
     assert "WWW-Authenticate" in response.headers  # RFC 6749 §5.2
 
 
-def test_wrong_secret_after_a_right_one_is_still_refused(live_server: LiveServer) -> None:
-    ok = post_token(live_server, {"grant_type": "client_credentials"}, auth=("ci", SECRETS["ci"]))
+def test_wrong_secret_after_a_right_one_is_still_refused(app_server: InProcessServer) -> None:
+    ok = post_token(app_server, {"grant_type": "client_credentials"}, auth=("ci", SECRETS["ci"]))
     assert ok.status_code == 200
     for wrong in (SECRETS["ci"] + "x", SECRETS["ci"][:-1], SECRETS["ci-b64"], ""):
-        response = post_token(live_server, {"grant_type": "client_credentials"}, auth=("ci", wrong))
+        response = post_token(app_server, {"grant_type": "client_credentials"}, auth=("ci", wrong))
         assert response.status_code == 401, wrong
 
 
-def test_wrong_secret_by_post_is_invalid_client(live_server: LiveServer) -> None:
+def test_wrong_secret_by_post_is_invalid_client(app_server: InProcessServer) -> None:
     response = post_token(
-        live_server,
+        app_server,
         {"grant_type": "client_credentials", "client_id": "ci", "client_secret": "nope"},
     )
     body = assert_error(response, 400, "invalid_client")
     assert body["error_description"] == "Client authentication failed."
 
 
-def test_unknown_client_is_invalid_client(live_server: LiveServer) -> None:
-    response = post_token(live_server, {"grant_type": "client_credentials"}, auth=("nobody", "x"))
+def test_unknown_client_is_invalid_client(app_server: InProcessServer) -> None:
+    response = post_token(app_server, {"grant_type": "client_credentials"}, auth=("nobody", "x"))
     assert_error(response, 401, "invalid_client")
 
 
-def test_no_client_authentication_is_invalid_client(live_server: LiveServer) -> None:
-    response = post_token(live_server, {"grant_type": "client_credentials"})
+def test_no_client_authentication_is_invalid_client(app_server: InProcessServer) -> None:
+    response = post_token(app_server, {"grant_type": "client_credentials"})
     assert_error(response, 401, "invalid_client")
 
 
-def test_public_client_cannot_use_client_credentials(live_server: LiveServer) -> None:
+def test_public_client_cannot_use_client_credentials(app_server: InProcessServer) -> None:
     # RFC 6749 §4.4: client credentials is for confidential clients only.
-    response = post_token(live_server, {"grant_type": "client_credentials", "client_id": "cli"})
+    response = post_token(app_server, {"grant_type": "client_credentials", "client_id": "cli"})
     body = response.json()
     assert response.status_code in (400, 401)
     assert body["error"] in ("invalid_client", "unauthorized_client")
 
 
-def test_client_without_the_grant_is_unauthorized_client(live_server: LiveServer) -> None:
+def test_client_without_the_grant_is_unauthorized_client(app_server: InProcessServer) -> None:
     response = post_token(
-        live_server, {"grant_type": "client_credentials"}, auth=("reader", SECRETS["reader"])
+        app_server, {"grant_type": "client_credentials"}, auth=("reader", SECRETS["reader"])
     )
     assert_error(response, 400, "unauthorized_client")
 
 
 @pytest.mark.parametrize("grant_type", ["password", "implicit", "urn:example:unknown"])
-def test_unsupported_grant_type(live_server: LiveServer, grant_type: str) -> None:
-    response = post_token(live_server, {"grant_type": grant_type}, auth=("ci", SECRETS["ci"]))
+def test_unsupported_grant_type(app_server: InProcessServer, grant_type: str) -> None:
+    response = post_token(app_server, {"grant_type": grant_type}, auth=("ci", SECRETS["ci"]))
     assert_error(response, 400, "unsupported_grant_type")
 
 
-def test_missing_grant_type(live_server: LiveServer) -> None:
+def test_missing_grant_type(app_server: InProcessServer) -> None:
     for data in ({"scope": "all"}, {"grant_type": ""}):
-        response = post_token(live_server, data, auth=("ci", SECRETS["ci"]))
+        response = post_token(app_server, data, auth=("ci", SECRETS["ci"]))
         body = assert_error(response, 400, "invalid_request")
         assert body["error_description"] == "The grant_type parameter is missing."
 
 
 @pytest.mark.parametrize("scope", ["admin", "all admin", "openid"])
-def test_scope_beyond_the_clients_is_invalid_scope(live_server: LiveServer, scope: str) -> None:
+def test_scope_beyond_the_clients_is_invalid_scope(app_server: InProcessServer, scope: str) -> None:
     response = post_token(
-        live_server,
+        app_server,
         {"grant_type": "client_credentials", "scope": scope},
         auth=("ci", SECRETS["ci"]),
     )
@@ -105,18 +106,18 @@ def test_scope_beyond_the_clients_is_invalid_scope(live_server: LiveServer, scop
 
 
 @pytest.mark.parametrize("parameter", ["audience", "resource"])
-def test_unknown_audience_is_invalid_target(live_server: LiveServer, parameter: str) -> None:
+def test_unknown_audience_is_invalid_target(app_server: InProcessServer, parameter: str) -> None:
     response = post_token(
-        live_server,
+        app_server,
         {"grant_type": "client_credentials", parameter: "https://evil.example.com"},
         auth=("ci", SECRETS["ci"]),
     )
     assert_error(response, 400, "invalid_target")
 
 
-def test_two_different_audiences_is_invalid_target(live_server: LiveServer) -> None:
+def test_two_different_audiences_is_invalid_target(app_server: InProcessServer) -> None:
     response = post_token(
-        live_server,
+        app_server,
         [
             ("grant_type", "client_credentials"),
             ("resource", "https://api.example.com"),
@@ -127,10 +128,10 @@ def test_two_different_audiences_is_invalid_target(live_server: LiveServer) -> N
     assert_error(response, 400, "invalid_target")
 
 
-def test_repeated_parameter_is_invalid_request(live_server: LiveServer) -> None:
+def test_repeated_parameter_is_invalid_request(app_server: InProcessServer) -> None:
     # RFC 6749 §3.2: parameters MUST NOT be included more than once.
     response = post_token(
-        live_server,
+        app_server,
         [("grant_type", "client_credentials"), ("scope", "all"), ("scope", "read")],
         auth=("ci", SECRETS["ci"]),
     )
@@ -148,16 +149,16 @@ def test_repeated_parameter_is_invalid_request(live_server: LiveServer) -> None:
         "Basic " + base64.b64encode(b"ci:").decode(),
     ],
 )
-def test_malformed_basic_header_is_invalid_client(live_server: LiveServer, header: str) -> None:
+def test_malformed_basic_header_is_invalid_client(app_server: InProcessServer, header: str) -> None:
     response = post_token(
-        live_server, {"grant_type": "client_credentials"}, headers={"Authorization": header}
+        app_server, {"grant_type": "client_credentials"}, headers={"Authorization": header}
     )
     assert_error(response, 401, "invalid_client")
 
 
-def test_form_body_over_64_kib_is_refused_with_413(live_server: LiveServer) -> None:
+def test_form_body_over_64_kib_is_refused_with_413(app_server: InProcessServer) -> None:
     response = post_token(
-        live_server,
+        app_server,
         {"grant_type": "client_credentials", "padding": "x" * (64 * 1024 + 1)},
         auth=("ci", SECRETS["ci"]),
     )
@@ -165,7 +166,8 @@ def test_form_body_over_64_kib_is_refused_with_413(live_server: LiveServer) -> N
 
 
 def test_chunked_form_body_over_64_kib_is_refused_with_413(live_server: LiveServer) -> None:
-    """Issue 9.6: without Content-Length the body was cut at the limit and parsed."""
+    """Issue 9.6: without Content-Length the body was cut at the limit and parsed.
+    Chunked transfer is gunicorn's to decode: a live server."""
 
     def chunks(kib: int) -> Iterator[bytes]:
         yield b"grant_type=client_credentials&padding="
@@ -194,9 +196,9 @@ def test_chunked_form_body_over_64_kib_is_refused_with_413(live_server: LiveServ
     assert small.json()["token_type"] == "Bearer"
 
 
-def test_non_form_body_is_not_accepted(live_server: LiveServer) -> None:
+def test_non_form_body_is_not_accepted(app_server: InProcessServer) -> None:
     response = requests.post(
-        live_server.url + "/oauth2/token",
+        app_server.url + "/oauth2/token",
         json={"grant_type": "client_credentials"},
         auth=("ci", SECRETS["ci"]),
         timeout=10,
@@ -204,25 +206,25 @@ def test_non_form_body_is_not_accepted(live_server: LiveServer) -> None:
     assert_error(response, 400, "invalid_request")
 
 
-def test_get_on_the_token_endpoint_is_405_json(live_server: LiveServer) -> None:
-    response = requests.get(live_server.url + "/oauth2/token", timeout=10)
+def test_get_on_the_token_endpoint_is_405_json(app_server: InProcessServer) -> None:
+    response = requests.get(app_server.url + "/oauth2/token", timeout=10)
     assert response.status_code == 405
     assert response.json()["error"] == "invalid_request"
     assert "POST" in response.headers["Allow"]
 
 
-def test_bad_input_changes_nothing(live_server: LiveServer) -> None:
+def test_bad_input_changes_nothing(app_server: InProcessServer) -> None:
     """After a burst of bad requests, the good client still gets the same signing key."""
-    before = requests.get(live_server.url + "/.well-known/jwks.json", timeout=5).json()
-    post_token(live_server, {"grant_type": "client_credentials"}, auth=("ci", "wrong"))
+    before = requests.get(app_server.url + "/.well-known/jwks.json", timeout=5).json()
+    post_token(app_server, {"grant_type": "client_credentials"}, auth=("ci", "wrong"))
     post_token(
-        live_server,
+        app_server,
         {"grant_type": "client_credentials", "scope": "admin"},
         auth=("ci", SECRETS["ci"]),
     )
-    after = requests.get(live_server.url + "/.well-known/jwks.json", timeout=5).json()
+    after = requests.get(app_server.url + "/.well-known/jwks.json", timeout=5).json()
     assert before == after
-    ok = post_token(live_server, {"grant_type": "client_credentials"}, auth=("ci", SECRETS["ci"]))
+    ok = post_token(app_server, {"grant_type": "client_credentials"}, auth=("ci", SECRETS["ci"]))
     assert ok.status_code == 200
 
 
@@ -238,9 +240,9 @@ def test_bad_input_changes_nothing(live_server: LiveServer) -> None:
     ],
 )
 def test_odd_characters_are_quoted_safely_never_a_500(
-    live_server: LiveServer, data: object
+    app_server: InProcessServer, data: object
 ) -> None:
-    response = post_token(live_server, data, auth=("ci", SECRETS["ci"]))
+    response = post_token(app_server, data, auth=("ci", SECRETS["ci"]))
     assert response.status_code == 400, response.text
     description = response.json()["error_description"]
     # RFC 6749 §5.2: error_description characters are %x20-21 / %x23-5B / %x5D-7E.
@@ -249,19 +251,19 @@ def test_odd_characters_are_quoted_safely_never_a_500(
     )
 
 
-def test_repeated_unknown_parameter_is_ignored(live_server: LiveServer) -> None:
+def test_repeated_unknown_parameter_is_ignored(app_server: InProcessServer) -> None:
     response = post_token(
-        live_server,
+        app_server,
         [("grant_type", "client_credentials"), ("trace", "1"), ("trace", "2")],
         auth=("ci", SECRETS["ci"]),
     )
     assert response.status_code == 200, response.text
 
 
-def test_empty_parameters_count_as_omitted(live_server: LiveServer) -> None:
+def test_empty_parameters_count_as_omitted(app_server: InProcessServer) -> None:
     # RFC 6749 §3.2: "Parameters sent without a value MUST be treated as if they were omitted."
     response = post_token(
-        live_server,
+        app_server,
         {"grant_type": "client_credentials", "scope": "", "resource": "", "audience": ""},
         auth=("ci", SECRETS["ci"]),
     )
@@ -269,16 +271,16 @@ def test_empty_parameters_count_as_omitted(live_server: LiveServer) -> None:
     assert response.json()["scope"] == "all read write"
 
 
-def test_two_authentication_methods_are_invalid_request(live_server: LiveServer) -> None:
+def test_two_authentication_methods_are_invalid_request(app_server: InProcessServer) -> None:
     # RFC 6749 §2.3: "The client MUST NOT use more than one authentication method."
     both = post_token(
-        live_server,
+        app_server,
         {"grant_type": "client_credentials", "client_secret": SECRETS["ci"]},
         auth=("ci", SECRETS["ci"]),
     )
     assert_error(both, 400, "invalid_request")
     mismatched = post_token(
-        live_server,
+        app_server,
         {"grant_type": "client_credentials", "client_id": "ci-b64"},
         auth=("ci", SECRETS["ci"]),
     )
@@ -299,10 +301,10 @@ ENDPOINTS = [
 @pytest.mark.parametrize("client_id", NUL_IDS)
 @pytest.mark.parametrize(("path", "data"), ENDPOINTS)
 def test_nul_in_a_service_account_id_is_invalid_client(
-    live_server: LiveServer, client_id: str, path: str, data: dict[str, str]
+    app_server: InProcessServer, client_id: str, path: str, data: dict[str, str]
 ) -> None:
     by_post = requests.post(
-        live_server.url + path,
+        app_server.url + path,
         data={**data, "client_id": client_id, "client_secret": "s"},
         timeout=30,
     )
@@ -310,17 +312,17 @@ def test_nul_in_a_service_account_id_is_invalid_client(
     # header; credentials in the body get 400.
     assert by_post.status_code == 400, by_post.text
     assert by_post.json()["error"] == "invalid_client"
-    by_basic = requests.post(live_server.url + path, data=data, auth=(client_id, "s"), timeout=30)
+    by_basic = requests.post(app_server.url + path, data=data, auth=(client_id, "s"), timeout=30)
     assert by_basic.status_code == 401, by_basic.text
     assert by_basic.json()["error"] == "invalid_client"
 
 
 @pytest.mark.parametrize("client_id", NUL_IDS)
 def test_nul_client_id_at_authorize_is_shown_not_a_500(
-    live_server: LiveServer, client_id: str
+    app_server: InProcessServer, client_id: str
 ) -> None:
     response = requests.get(
-        live_server.url + "/oauth2/authorize",
+        app_server.url + "/oauth2/authorize",
         params={"client_id": client_id, "response_type": "code"},
         allow_redirects=False,
         timeout=30,
@@ -332,10 +334,10 @@ def test_nul_client_id_at_authorize_is_shown_not_a_500(
 
 @pytest.mark.parametrize("odd", ['"', "\\", "\r\n", "\x00", "<script>", "%0d%0a"])
 def test_odd_unregistered_redirect_uri_is_shown_not_a_500(
-    live_server: LiveServer, odd: str
+    app_server: InProcessServer, odd: str
 ) -> None:
     response = requests.get(
-        live_server.url + "/oauth2/authorize",
+        app_server.url + "/oauth2/authorize",
         params={
             "client_id": "cli",
             "response_type": "code",

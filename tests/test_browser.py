@@ -26,8 +26,9 @@ import sqlalchemy as sa
 import yaml
 from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
-from .conftest import LiveServer, free_port
-from .people import PASSWORD, pkce_pair
+from .support.factories import PASSWORD
+from .support.flows import pkce_pair
+from .support.servers import LiveServer, free_port
 
 TIMEOUT_MS = 15_000
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -210,6 +211,7 @@ def unlabelled_inputs(page: Page) -> list[str]:
 # -- a. the login page, from a CLI's authorization request --------------------------
 
 
+@pytest.mark.live
 def test_cli_sign_in_through_the_login_page(
     live_server: LiveServer, bob: Person, context: BrowserContext, page: Page, listener: Listener
 ) -> None:
@@ -276,6 +278,7 @@ def test_cli_sign_in_through_the_login_page(
 # -- b. the device verification page -----------------------------------------------
 
 
+@pytest.mark.live
 def test_device_page_approve_then_deny(
     live_server: LiveServer, bob: Person, browser: Browser, page: Page
 ) -> None:
@@ -328,6 +331,7 @@ def test_device_page_approve_then_deny(
 # -- c. the consent page ------------------------------------------------------------
 
 
+@pytest.mark.live
 def test_consent_page_deny_redirects_access_denied(
     live_server: LiveServer, bob: Person, page: Page
 ) -> None:
@@ -372,6 +376,7 @@ def test_consent_page_deny_redirects_access_denied(
 # -- d. labels and the keyboard -----------------------------------------------------
 
 
+@pytest.mark.live
 def test_forms_are_labelled_and_work_from_the_keyboard(
     live_server: LiveServer, bob: Person, page: Page
 ) -> None:

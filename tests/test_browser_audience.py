@@ -7,11 +7,12 @@ from __future__ import annotations
 import secrets
 from urllib.parse import urlencode
 
+import pytest
 from playwright.sync_api import Browser, expect
 
-from .conftest import AUDIENCES, LiveServer
-from .people import PASSWORD, authorize, form_field, pkce_pair, signed_in_session
-from .test_device_flow import device_authorization
+from .support.factories import AUDIENCES, PASSWORD
+from .support.flows import authorize, device_authorization, form_field, pkce_pair, signed_in_session
+from .support.servers import LiveServer
 from .test_oidc import (
     WEBAPP_REDIRECT,
     assert_consent_page,
@@ -19,6 +20,8 @@ from .test_oidc import (
     submit_form,
     webapp_params,
 )
+
+pytestmark = pytest.mark.live
 
 
 def test_confirmation_page_warns_for_the_admin_api(

@@ -15,9 +15,11 @@ import pytest
 import requests
 from playwright.sync_api import Browser, BrowserContext, Page, Request, expect
 
-from .conftest import LiveServer
-from .people import PASSWORD
+from .support.factories import PASSWORD
+from .support.servers import LiveServer
 from .test_browser import TIMEOUT_MS, path_of, unlabelled_inputs
+
+pytestmark = pytest.mark.live
 
 ADMIN = "dash-admin"
 

@@ -8,12 +8,16 @@ import subprocess
 from pathlib import Path
 
 import bcrypt
+import pytest
 import requests
 import yaml
 
 from authserver.oauth.secrets import check_secret
 
-from .conftest import free_port, run_cli, standard_config, start_server, stop_server
+from .support.factories import standard_config
+from .support.servers import free_port, run_cli, start_server, stop_server
+
+pytestmark = pytest.mark.live
 
 
 def write_config(tmp_path: Path, **overrides: object) -> Path:

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from .conftest import run_cli
+from .support.servers import run_cli
 from .test_cli import assert_clean_failure, write_config
+
+pytestmark = pytest.mark.live
 
 
 def test_postgresql_without_its_extra_names_the_extra(tmp_path: Path) -> None:

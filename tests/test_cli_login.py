@@ -22,9 +22,9 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit, urlunsplit
 import pytest
 import requests
 
-from .conftest import LiveServer, authserver_command, free_port, run_cli
-from .people import PASSWORD, form_field, signed_in_session
-from .test_refresh_tokens import jwt_claims
+from .support.factories import PASSWORD
+from .support.flows import form_field, jwt_claims, signed_in_session
+from .support.servers import LiveServer, authserver_command, free_port, run_cli
 
 pytestmark = pytest.mark.live
 

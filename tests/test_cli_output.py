@@ -16,8 +16,11 @@ import yaml
 
 from authserver.storage.models import User
 
-from .conftest import _empty_pg, authserver_command, command_env, run_cli
+from .support.factories import empty_pg
+from .support.servers import authserver_command, command_env, run_cli
 from .test_cli import write_config
+
+pytestmark = pytest.mark.live
 
 
 def add_users(database_url: str, count: int) -> None:
@@ -71,7 +74,7 @@ def config(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
         url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     else:
         url = request.getfixturevalue("pg_database_url")
-        _empty_pg(url)
+        empty_pg(url)
     path = write_config(tmp_path, database_url=url)
     upgraded = run_cli("--config", str(path), "db", "upgrade", cwd=tmp_path)
     assert upgraded.returncode == 0, upgraded.stderr

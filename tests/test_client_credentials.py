@@ -11,8 +11,9 @@ import pytest
 import requests
 from authlib.integrations.requests_client import OAuth2Session
 
-from .conftest import AUDIENCES, SECRETS, LiveServer
 from .flyteadmin import flyteadmin_accepts
+from .support.factories import AUDIENCES, SECRETS
+from .support.servers import LiveServer
 
 
 def _metadata(server: LiveServer) -> dict[str, object]:

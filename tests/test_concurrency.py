@@ -16,19 +16,18 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from .conftest import LiveServer
-from .people import code_for, signed_in_session
-from .test_refresh_tokens import (
+from .support.factories import database_url, new_user, token_row
+from .support.flows import (
     OFFLINE_SCOPE,
     REDIRECT_URI,
     assert_oauth_error,
-    database_url,
+    code_for,
     live_tokens,
-    new_user,
     redeem,
     refresh,
-    token_row,
+    signed_in_session,
 )
+from .support.servers import LiveServer
 
 CLIENTS = 20
 ROUNDS = 3

@@ -25,8 +25,8 @@ from authserver.web import admin
 from authserver.web.services import Services
 
 from .conftest import AppFactory
-from .people import PASSWORD, form_field
-from .test_refresh_tokens import flask_sign_in, new_local_user
+from .support.factories import PASSWORD, new_local_user
+from .support.flows import flask_sign_in, form_field
 
 TOKEN_FIELD = re.compile(r'id="service-account-token" value="([^"]+)"')
 PASSWORD_FIELD = re.compile(r'id="generated-password" value="([^"]+)"')

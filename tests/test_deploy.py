@@ -26,7 +26,9 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from .conftest import IN_CI, bcrypt_hash, run_cli
+from .conftest import IN_CI
+from .support.factories import bcrypt_hash
+from .support.servers import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 KUSTOMIZE_DIRS = ["base", "overlays/postgres-redis"]
@@ -258,6 +260,7 @@ def replace_files(config: Any, paths: dict[str, str]) -> Any:
     return config
 
 
+@pytest.mark.live
 def test_config_loads_with_the_secrets_it_names(rendered: Rendered, tmp_path: Path) -> None:
     """Every ``*_file`` of the config is a key of the mounted Secret; with those files
     standing in, ``authserver clients list`` loads the config through the CLI."""
@@ -290,6 +293,7 @@ def test_config_loads_with_the_secrets_it_names(rendered: Rendered, tmp_path: Pa
     assert re.search(r"^ci\s+confidential\s+client_credentials", listed.stdout, re.M)
 
 
+@pytest.mark.live
 def test_placeholder_secrets_are_refused(rendered: Rendered, tmp_path: Path) -> None:
     """The files in git hold CHANGE-ME, which no server accepts: applying the example
     without real secrets fails at start-up instead of running with a known secret."""

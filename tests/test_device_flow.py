@@ -16,60 +16,38 @@ from flask.testing import FlaskClient
 
 from authserver.clock import ManualClock
 
-from .conftest import AUDIENCES, SECRETS, AppFactory, Backend, LiveServer
-from .people import PASSWORD, form_field, login, signed_in_session
-from .test_refresh_tokens import (
+from .conftest import AppFactory, Backend
+from .support.factories import AUDIENCES, PASSWORD, SECRETS, new_local_user, new_user
+from .support.flows import (
+    DEVICE_GRANT,
+    answer_confirmation,
     assert_oauth_error,
+    decide,
+    device_authorization,
+    flask_poll,
     flask_sign_in,
+    form_field,
     jwt_claims,
-    new_local_user,
-    new_user,
+    login,
+    poll_once,
     refresh,
+    signed_in_session,
 )
+from .support.servers import InProcessServer
 
-DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 USER_CODE = re.compile(r"^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$")
 SLOW_DOWN_STEP = 5  # RFC 8628 §3.5
 
 
 @pytest.fixture(scope="module")
-def live_user(live_server: LiveServer) -> str:
-    return new_user(live_server)
+def live_user(app_server: InProcessServer) -> str:
+    return new_user(app_server)
 
 
 @pytest.fixture(scope="module")
-def browser(live_server: LiveServer, live_user: str) -> requests.Session:
+def browser(app_server: InProcessServer, live_user: str) -> requests.Session:
     """The person's browser, signed in once for the module."""
-    return signed_in_session(live_server.url, live_user)
-
-
-def device_authorization(
-    url: str, scope: str = "openid profile offline_access", **extra: str
-) -> dict[str, Any]:
-    response = requests.post(
-        url + "/oauth2/device_authorization",
-        data={"client_id": "cli", "scope": scope, **extra},
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
-    assert response.headers["Cache-Control"] == "no-store"
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def poll_once(url: str, device_code: str) -> requests.Response:
-    return requests.post(
-        url + "/oauth2/token",
-        data={"grant_type": DEVICE_GRANT, "device_code": device_code, "client_id": "cli"},
-        timeout=30,
-    )
-
-
-def flask_poll(client: FlaskClient, device_code: str) -> Any:
-    return client.post(
-        "/oauth2/token",
-        data={"grant_type": DEVICE_GRANT, "device_code": device_code, "client_id": "cli"},
-    )
+    return signed_in_session(app_server.url, live_user)
 
 
 @dataclass
@@ -116,47 +94,11 @@ class Poller:
         return thread
 
 
-def decide(
-    session: requests.Session, url: str, user_code: str, answer: str = "approve"
-) -> requests.Response:
-    """Enter the code on /device, check the confirmation page, then approve or deny."""
-    page = session.get(url + "/device", timeout=30)
-    assert page.status_code == 200, page.text
-    confirm = session.post(
-        url + "/device",
-        data={"csrf_token": form_field(page.text, "csrf_token"), "user_code": user_code},
-        timeout=30,
-    )
-    return answer_confirmation(session, url, confirm, user_code, answer)
-
-
-def answer_confirmation(
-    session: requests.Session,
-    url: str,
-    confirm: requests.Response,
-    user_code: str,
-    answer: str = "approve",
-) -> requests.Response:
-    assert confirm.status_code == 200, confirm.text
-    assert user_code in confirm.text
-    assert "cli" in confirm.text
-    return session.post(
-        url + "/device/decide",
-        data={
-            "csrf_token": form_field(confirm.text, "csrf_token"),
-            "user_code": form_field(confirm.text, "user_code"),
-            answer: "1",
-        },
-        allow_redirects=False,
-        timeout=30,
-    )
-
-
 # -- the device authorization response ------------------------------------------------
 
 
-def test_device_authorization_response(live_server: LiveServer) -> None:
-    body = device_authorization(live_server.url)
+def test_device_authorization_response(app_server: InProcessServer) -> None:
+    body = device_authorization(app_server.url)
     assert set(body) >= {
         "device_code",
         "user_code",
@@ -167,36 +109,36 @@ def test_device_authorization_response(live_server: LiveServer) -> None:
     }
     assert USER_CODE.match(body["user_code"]), body["user_code"]
     assert len(body["device_code"]) >= 32
-    assert body["verification_uri"] == live_server.url + "/device"
+    assert body["verification_uri"] == app_server.url + "/device"
     complete = urlsplit(body["verification_uri_complete"])
     assert f"{complete.scheme}://{complete.netloc}{complete.path}" == body["verification_uri"]
     assert parse_qs(complete.query) == {"user_code": [body["user_code"]]}
     assert body["expires_in"] == 600
     assert body["interval"] == 5
-    other = device_authorization(live_server.url)
+    other = device_authorization(app_server.url)
     assert other["device_code"] != body["device_code"]
     assert other["user_code"] != body["user_code"]
 
 
-def test_client_without_the_device_grant(live_server: LiveServer) -> None:
+def test_client_without_the_device_grant(app_server: InProcessServer) -> None:
     webapp = ("webapp", SECRETS["webapp"])
     response = requests.post(
-        live_server.url + "/oauth2/device_authorization",
+        app_server.url + "/oauth2/device_authorization",
         data={"scope": "openid"},
         auth=webapp,
         timeout=30,
     )
     assert_oauth_error(response, "unauthorized_client")
-    device_code = device_authorization(live_server.url)["device_code"]
+    device_code = device_authorization(app_server.url)["device_code"]
     response = requests.post(
-        live_server.url + "/oauth2/token",
+        app_server.url + "/oauth2/token",
         data={"grant_type": DEVICE_GRANT, "device_code": device_code},
         auth=webapp,
         timeout=30,
     )
     assert_oauth_error(response, "unauthorized_client")
     unknown = requests.post(
-        live_server.url + "/oauth2/device_authorization",
+        app_server.url + "/oauth2/device_authorization",
         data={"client_id": "nobody"},
         timeout=30,
     )
@@ -207,15 +149,15 @@ def test_client_without_the_device_grant(live_server: LiveServer) -> None:
 
 
 def test_full_flow_with_a_polling_device(
-    live_server: LiveServer, live_user: str, browser: requests.Session
+    app_server: InProcessServer, live_user: str, browser: requests.Session
 ) -> None:
-    auth = device_authorization(live_server.url)
-    poller = Poller(live_server.url, auth["device_code"], auth["interval"])
+    auth = device_authorization(app_server.url)
+    poller = Poller(app_server.url, auth["device_code"], auth["interval"])
     thread = poller.start()
     assert poller.first_poll.wait(60)
     # The person opens verification_uri_complete: the code is already filled in.
     confirm = browser.get(auth["verification_uri_complete"], timeout=30)
-    decided = answer_confirmation(browser, live_server.url, confirm, auth["user_code"])
+    decided = answer_confirmation(browser, app_server.url, confirm, auth["user_code"])
     assert decided.status_code == 200, decided.text
     thread.join(120)
     assert not thread.is_alive()
@@ -236,11 +178,11 @@ def test_full_flow_with_a_polling_device(
     claims = jwt_claims(body["access_token"])
     assert claims["client_id"] == "cli"
     assert claims["roles"] == ["user"]
-    assert claims["iss"] == live_server.url
+    assert claims["iss"] == app_server.url
     assert claims["aud"] in (AUDIENCES[0], [AUDIENCES[0]])
     assert claims["scope"] == "openid profile offline_access"
     assert jwt_claims(body["id_token"])["sub"] == claims["sub"]
-    discovery = requests.get(live_server.url + "/.well-known/openid-configuration", timeout=30)
+    discovery = requests.get(app_server.url + "/.well-known/openid-configuration", timeout=30)
     userinfo = requests.get(
         discovery.json()["userinfo_endpoint"],
         headers={"Authorization": "Bearer " + body["access_token"]},
@@ -250,24 +192,24 @@ def test_full_flow_with_a_polling_device(
     assert userinfo.json()["sub"] == claims["sub"]
     assert userinfo.json()["preferred_username"] == live_user
     # The refresh token works like one from the code flow.
-    refreshed = refresh(live_server.url, body["refresh_token"])
+    refreshed = refresh(app_server.url, body["refresh_token"])
     assert refreshed.status_code == 200, refreshed.text
     assert jwt_claims(refreshed.json()["access_token"])["sub"] == claims["sub"]
 
 
-def test_code_typed_on_the_page(live_server: LiveServer, browser: requests.Session) -> None:
+def test_code_typed_on_the_page(app_server: InProcessServer, browser: requests.Session) -> None:
     """The person types the code in lower case without the dash; no offline_access asked."""
-    auth = device_authorization(live_server.url, scope="all")
+    auth = device_authorization(app_server.url, scope="all")
     typed = auth["user_code"].replace("-", " ").lower()
-    page = browser.get(live_server.url + "/device", timeout=30)
+    page = browser.get(app_server.url + "/device", timeout=30)
     confirm = browser.post(
-        live_server.url + "/device",
+        app_server.url + "/device",
         data={"csrf_token": form_field(page.text, "csrf_token"), "user_code": typed},
         timeout=30,
     )
-    decided = answer_confirmation(browser, live_server.url, confirm, auth["user_code"])
+    decided = answer_confirmation(browser, app_server.url, confirm, auth["user_code"])
     assert decided.status_code == 200, decided.text
-    response = poll_once(live_server.url, auth["device_code"])
+    response = poll_once(app_server.url, auth["device_code"])
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["scope"] == "all"
@@ -275,58 +217,62 @@ def test_code_typed_on_the_page(live_server: LiveServer, browser: requests.Sessi
     assert "id_token" not in body
 
 
-def test_device_code_yields_tokens_once(live_server: LiveServer, browser: requests.Session) -> None:
-    auth = device_authorization(live_server.url)
-    assert decide(browser, live_server.url, auth["user_code"]).status_code == 200
-    first = poll_once(live_server.url, auth["device_code"])
+def test_device_code_yields_tokens_once(
+    app_server: InProcessServer, browser: requests.Session
+) -> None:
+    auth = device_authorization(app_server.url)
+    assert decide(browser, app_server.url, auth["user_code"]).status_code == 200
+    first = poll_once(app_server.url, auth["device_code"])
     assert first.status_code == 200, first.text
-    assert_oauth_error(poll_once(live_server.url, auth["device_code"]), "invalid_grant")
+    assert_oauth_error(poll_once(app_server.url, auth["device_code"]), "invalid_grant")
     # And the user code is spent: the page no longer offers it.
     page = browser.get(auth["verification_uri_complete"], timeout=30)
     assert page.status_code == 400
 
 
-def test_deny(live_server: LiveServer, browser: requests.Session) -> None:
-    auth = device_authorization(live_server.url)
-    denied = decide(browser, live_server.url, auth["user_code"], "deny")
+def test_deny(app_server: InProcessServer, browser: requests.Session) -> None:
+    auth = device_authorization(app_server.url)
+    denied = decide(browser, app_server.url, auth["user_code"], "deny")
     assert denied.status_code == 200, denied.text
-    assert_oauth_error(poll_once(live_server.url, auth["device_code"]), "access_denied")
+    assert_oauth_error(poll_once(app_server.url, auth["device_code"]), "access_denied")
     # One answer per code: it cannot be approved afterwards.
     again = browser.get(auth["verification_uri_complete"], timeout=30)
     assert again.status_code == 400
 
 
-def test_decision_needs_the_csrf_token(live_server: LiveServer, browser: requests.Session) -> None:
-    auth = device_authorization(live_server.url)
+def test_decision_needs_the_csrf_token(
+    app_server: InProcessServer, browser: requests.Session
+) -> None:
+    auth = device_authorization(app_server.url)
     forged = browser.post(
-        live_server.url + "/device/decide",
+        app_server.url + "/device/decide",
         data={"user_code": auth["user_code"], "approve": "1"},
         allow_redirects=False,
         timeout=30,
     )
     assert forged.status_code == 400
-    assert_oauth_error(poll_once(live_server.url, auth["device_code"]), "authorization_pending")
+    assert_oauth_error(poll_once(app_server.url, auth["device_code"]), "authorization_pending")
 
 
-def test_polling_too_fast_is_slow_down(live_server: LiveServer) -> None:
-    auth = device_authorization(live_server.url)
-    first = poll_once(live_server.url, auth["device_code"])
+def test_polling_too_fast_is_slow_down(app_server: InProcessServer) -> None:
+    auth = device_authorization(app_server.url)
+    first = poll_once(app_server.url, auth["device_code"])
     assert_oauth_error(first, "authorization_pending")
-    assert_oauth_error(poll_once(live_server.url, auth["device_code"]), "slow_down")
-    assert_oauth_error(poll_once(live_server.url, auth["device_code"]), "slow_down")
+    assert_oauth_error(poll_once(app_server.url, auth["device_code"]), "slow_down")
+    assert_oauth_error(poll_once(app_server.url, auth["device_code"]), "slow_down")
 
 
 def test_an_approved_request_is_answered_however_fast_the_poll(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
     """§3.5: ``slow_down`` is a variant of ``authorization_pending``; once the person has
     decided, the next poll gets the answer, also from a device that never slowed down
     (flytekit keeps its first interval: issue 15.3)."""
-    auth = device_authorization(live_server.url)
-    assert_oauth_error(poll_once(live_server.url, auth["device_code"]), "authorization_pending")
-    assert_oauth_error(poll_once(live_server.url, auth["device_code"]), "slow_down")
-    assert decide(browser, live_server.url, auth["user_code"]).status_code == 200
-    response = poll_once(live_server.url, auth["device_code"])
+    auth = device_authorization(app_server.url)
+    assert_oauth_error(poll_once(app_server.url, auth["device_code"]), "authorization_pending")
+    assert_oauth_error(poll_once(app_server.url, auth["device_code"]), "slow_down")
+    assert decide(browser, app_server.url, auth["user_code"]).status_code == 200
+    response = poll_once(app_server.url, auth["device_code"])
     assert response.status_code == 200, response.text
     assert response.json()["token_type"] == "Bearer"
 
@@ -369,10 +315,10 @@ def test_expired_device_code(make_app: AppFactory) -> None:
 # -- the verification page ------------------------------------------------------------------
 
 
-def test_verification_page_needs_sign_in(live_server: LiveServer, live_user: str) -> None:
-    auth = device_authorization(live_server.url)
+def test_verification_page_needs_sign_in(app_server: InProcessServer, live_user: str) -> None:
+    auth = device_authorization(app_server.url)
     session = requests.Session()
-    plain = session.get(live_server.url + "/device", allow_redirects=False, timeout=30)
+    plain = session.get(app_server.url + "/device", allow_redirects=False, timeout=30)
     assert plain.status_code == 302
     location = urlsplit(plain.headers["Location"])
     assert location.path == "/login"
@@ -382,26 +328,26 @@ def test_verification_page_needs_sign_in(live_server: LiveServer, live_user: str
     next_url = parse_qs(urlsplit(complete.headers["Location"]).query)["next"][0]
     assert next_url == "/device?user_code=" + auth["user_code"]
     # Signing in goes back to the confirmation page with the code filled in.
-    signed_in = login(session, live_server.url, live_user, PASSWORD, next_url)
+    signed_in = login(session, app_server.url, live_user, PASSWORD, next_url)
     assert signed_in.status_code == 302
-    back = session.get(live_server.url + signed_in.headers["Location"], timeout=30)
+    back = session.get(app_server.url + signed_in.headers["Location"], timeout=30)
     assert back.status_code == 200
     assert auth["user_code"] in back.text
     # An unauthenticated POST approves nothing.
     anonymous = requests.post(
-        live_server.url + "/device/decide",
+        app_server.url + "/device/decide",
         data={"user_code": auth["user_code"], "approve": "1"},
         allow_redirects=False,
         timeout=30,
     )
     assert anonymous.status_code == 302
-    assert_oauth_error(poll_once(live_server.url, auth["device_code"]), "authorization_pending")
+    assert_oauth_error(poll_once(app_server.url, auth["device_code"]), "authorization_pending")
 
 
-def test_wrong_user_code(live_server: LiveServer, browser: requests.Session) -> None:
-    page = browser.get(live_server.url + "/device", timeout=30)
+def test_wrong_user_code(app_server: InProcessServer, browser: requests.Session) -> None:
+    page = browser.get(app_server.url + "/device", timeout=30)
     response = browser.post(
-        live_server.url + "/device",
+        app_server.url + "/device",
         data={"csrf_token": form_field(page.text, "csrf_token"), "user_code": "BBBB-BBBB"},
         timeout=30,
     )

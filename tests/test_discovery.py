@@ -9,16 +9,17 @@ from flask import Flask
 
 from authserver.web.services import Services
 
-from .conftest import SECRETS, LiveServer
+from .support.factories import SECRETS
+from .support.servers import InProcessServer
 
 
-def test_both_documents_match_and_name_the_issuer_exactly(live_server: LiveServer) -> None:
-    oidc = requests.get(live_server.url + "/.well-known/openid-configuration", timeout=5)
-    oauth = requests.get(live_server.url + "/.well-known/oauth-authorization-server", timeout=5)
+def test_both_documents_match_and_name_the_issuer_exactly(app_server: InProcessServer) -> None:
+    oidc = requests.get(app_server.url + "/.well-known/openid-configuration", timeout=5)
+    oauth = requests.get(app_server.url + "/.well-known/oauth-authorization-server", timeout=5)
     assert oidc.status_code == oauth.status_code == 200
     assert oidc.json() == oauth.json()
     metadata = oidc.json()
-    assert metadata["issuer"] == live_server.url
+    assert metadata["issuer"] == app_server.url
     assert set(metadata["grant_types_supported"]) == {
         "authorization_code",
         "refresh_token",
@@ -52,8 +53,8 @@ def test_both_documents_match_and_name_the_issuer_exactly(live_server: LiveServe
     assert metadata["access_token_signing_alg_values_supported"][0] == "RS256"
 
 
-def test_every_advertised_endpoint_answers(live_server: LiveServer) -> None:
-    metadata = requests.get(live_server.url + "/.well-known/openid-configuration", timeout=5).json()
+def test_every_advertised_endpoint_answers(app_server: InProcessServer) -> None:
+    metadata = requests.get(app_server.url + "/.well-known/openid-configuration", timeout=5).json()
     jwks = requests.get(metadata["jwks_uri"], timeout=5)
     assert jwks.status_code == 200
     assert jwks.json()["keys"]

@@ -14,19 +14,18 @@ from flask.testing import FlaskClient
 
 from authserver.clock import ManualClock
 
-from .conftest import SECRETS, AppFactory, LiveServer
-from .people import PASSWORD
-from .test_rbac import admin_api, api, person_tokens
-from .test_refresh_tokens import (
+from .conftest import AppFactory
+from .support.factories import PASSWORD, SECRETS, new_local_user, new_user
+from .support.flows import (
     assert_oauth_error,
     flask_refresh,
     flask_sign_in,
     flask_tokens,
     live_tokens,
-    new_local_user,
-    new_user,
     refresh,
 )
+from .support.servers import LiveServer
+from .test_rbac import admin_api, api, person_tokens
 
 
 def _userinfo(client: FlaskClient, access_token: str) -> int:

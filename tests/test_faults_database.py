@@ -27,8 +27,9 @@ import requests
 import sqlalchemy as sa
 import yaml
 
-from .conftest import SECRETS, LiveServer, free_port, run_cli, standard_config, start_server
-from .conftest import stop_server as stop_live_server
+from .support.factories import SECRETS, standard_config
+from .support.servers import LiveServer, free_port, run_cli, start_server
+from .support.servers import stop_server as stop_live_server
 from .test_metrics import workers_have_built_their_apps
 
 pytestmark = pytest.mark.live

@@ -25,17 +25,9 @@ import redis
 import requests
 import sqlalchemy as sa
 
-from .conftest import (
-    SECRETS,
-    LiveServer,
-    _empty_pg,
-    free_port,
-    run_cli,
-    standard_config,
-    start_server,
-    stop_server,
-)
-from .test_refresh_tokens import live_tokens, new_user, refresh
+from .support.factories import empty_pg, new_user, standard_config
+from .support.flows import client_credentials, live_tokens, refresh
+from .support.servers import LiveServer, free_port, run_cli, start_server, stop_server
 
 pytestmark = pytest.mark.live
 
@@ -106,7 +98,7 @@ def faulty_server(
     """A live server on PostgreSQL and the test's own Redis."""
     workdir = tmp_path_factory.mktemp("faults")
     port = free_port()
-    _empty_pg(pg_database_url)
+    empty_pg(pg_database_url)
     config = standard_config(f"http://127.0.0.1:{port}", pg_database_url, workdir / "secret_key")
     config["redis_url"] = own_redis.url
     import yaml
@@ -130,15 +122,6 @@ def assert_unavailable(response: requests.Response) -> None:
     assert response.status_code == 503, response.text
     assert response.json()["error"] == "temporarily_unavailable"
     assert int(response.headers["Retry-After"]) >= 1
-
-
-def client_credentials(url: str) -> requests.Response:
-    return requests.post(
-        url + "/oauth2/token",
-        data={"grant_type": "client_credentials", "scope": "all"},
-        auth=("ci", SECRETS["ci"]),
-        timeout=30,
-    )
 
 
 def retry_after_fault(url: str, token: str) -> requests.Response:

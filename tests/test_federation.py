@@ -21,19 +21,11 @@ import pytest
 import requests
 import yaml
 
-from .conftest import (
-    AUDIENCES,
-    BACKENDS,
-    LiveServer,
-    _empty_pg,
-    free_port,
-    run_cli,
-    standard_config,
-    start_server,
-    stop_server,
-)
+from .conftest import BACKENDS
 from .oidc_mock import MOCK_SCOPES, MockIdP, sign_in_at_mock, start_mock_idp, stop_mock_idp
-from .people import pkce_pair
+from .support.factories import AUDIENCES, empty_pg, standard_config
+from .support.flows import pkce_pair
+from .support.servers import LiveServer, free_port, run_cli, start_server, stop_server
 
 pytestmark = pytest.mark.live
 
@@ -89,7 +81,7 @@ def deployment(
         )
     else:
         pg_url = request.getfixturevalue("pg_database_url")
-        _empty_pg(pg_url)
+        empty_pg(pg_url)
         base = standard_config(issuer, pg_url, workdir / "secret_key")
         base["redis_url"] = request.getfixturevalue("redis_url")
         base["redis_prefix"] = f"authserver-live:{secrets.token_hex(4)}:"

@@ -27,16 +27,11 @@ from authserver.settings import Settings, SettingsError, load_settings
 from authserver.web.services import Services
 
 from .ci_issuer import FORGER_KEY, CiIssuer, ci_issuer
-from .conftest import (
-    AUDIENCES,
-    SECRETS,
-    AppFactory,
+from .conftest import AppFactory
+from .support.factories import AUDIENCES, SECRETS
+from .support.servers import (
     LiveServer,
-    free_port,
-    live_config,
-    start_server,
-    stop_server,
-    upgrade_with_cli,
+    serving,
 )
 
 ISSUER = "http://127.0.0.1:8080"
@@ -449,21 +444,18 @@ def test_rule_settings_report_every_problem_at_once(tmp_path: Path) -> None:
 def live(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, issuer: CiIssuer
 ) -> Iterator[LiveServer]:
-    workdir = tmp_path_factory.mktemp("live-wif")
-    port = free_port()
-    config = live_config(request, workdir, f"http://127.0.0.1:{port}")
-    config["federated_identities"] = rules(issuer)[:1]
-    if request.param != "sqlite":
-        upgrade_with_cli(workdir, config)
-    server = start_server(workdir, config, port)
-    yield server
-    stop_server(server)
+    def one_rule(config: dict[str, Any]) -> None:
+        config["federated_identities"] = rules(issuer)[:1]
+
+    with serving(request, tmp_path_factory.mktemp("live-wif"), one_rule) as server:
+        yield server
 
 
+@pytest.mark.live
 def test_cli_token_federated_prints_only_the_access_token(
     live: LiveServer, issuer: CiIssuer, tmp_path: Path
 ) -> None:
-    from .conftest import run_cli
+    from .support.servers import run_cli
 
     external = issuer.token(aud=live.url)
     done = run_cli(
@@ -507,6 +499,7 @@ def test_cli_token_federated_prints_only_the_access_token(
     ]
 
 
+@pytest.mark.live
 def test_curl_style_exchange_against_the_live_server(live: LiveServer, issuer: CiIssuer) -> None:
     """What the README's GitHub Actions recipe sends."""
     response = requests.post(

@@ -36,7 +36,6 @@ import click
 import keyring
 import pytest
 import requests
-import sqlalchemy as sa
 import yaml
 from flytekit.clients.auth import auth_client, token_client
 from flytekit.clients.auth.authenticator import (
@@ -52,31 +51,27 @@ from keyring.errors import PasswordDeleteError
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from authserver.oauth.vocabulary import classify_secret_hash
-from authserver.settings import RateLimitSettings, load_settings
+from authserver.settings import load_settings
 
-from .conftest import (
-    BACKENDS,
-    LiveServer,
-    free_port,
-    live_config,
-    start_server,
-    stop_server,
-    upgrade_with_cli,
-)
+from .conftest import BACKENDS, without_failure_limits
 from .flyteadmin import (
     FlyteadminRefused,
     IdentityContext,
     flyteadmin_identity,
     metadata_url,
 )
-from .people import (
-    PASSWORD,
+from .support.factories import PASSWORD, create_user
+from .support.flows import (
     authorize_confirmed,
+    jwt_claims,
     pkce_pair,
     redirect_params,
     signed_in_session,
 )
-from .test_refresh_tokens import jwt_claims
+from .support.servers import (
+    LiveServer,
+    serving,
+)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "flyte"
 FLYTE_URL = "https://flyte.example.com"
@@ -171,36 +166,20 @@ def flyte_server(
     """``authserver serve`` with the clients and audience of examples/flyte/authserver.yaml,
     a one-second device interval (flytekit waits exactly that) and one person."""
     workdir = tmp_path_factory.mktemp("flyte")
-    port = free_port()
-    config = live_config(request, workdir, f"http://127.0.0.1:{port}")
-    example = example_config()
-    config["clients"] = example["clients"]
-    config["tokens"] = {
-        **config["tokens"],
-        "audiences": example["tokens"]["audiences"],
-        "device_poll_interval": f"{DEVICE_INTERVAL}s",
-        "device_code_ttl": "30s",
-    }
-    config["rate_limits"] = dict.fromkeys(RateLimitSettings.model_fields, "100000/minute")
-    if request.param != "sqlite":
-        upgrade_with_cli(workdir, config)
-    server = start_server(workdir, config, port)
-    try:
-        created = server.cli(
-            "users", "create", USERNAME, "--password-stdin", input_text=PASSWORD + "\n"
-        )
-        assert created.returncode == 0, created.stderr
-        engine = sa.create_engine(config["database_url"])
-        try:
-            with engine.connect() as conn:
-                person_id = conn.execute(
-                    sa.text("SELECT id FROM users WHERE username = :name"), {"name": USERNAME}
-                ).scalar_one()
-        finally:
-            engine.dispose()
-        yield FlyteServer(server, str(person_id))
-    finally:
-        stop_server(server)
+
+    def as_in_the_example(config: dict[str, Any]) -> None:
+        example = example_config()
+        config["clients"] = example["clients"]
+        config["tokens"] = {
+            **config["tokens"],
+            "audiences": example["tokens"]["audiences"],
+            "device_poll_interval": f"{DEVICE_INTERVAL}s",
+            "device_code_ttl": "30s",
+        }
+        without_failure_limits(config)
+
+    with serving(request, workdir, as_in_the_example) as server:
+        yield FlyteServer(server, create_user(server, USERNAME))
     if request.param == "sqlite":
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -360,6 +339,7 @@ def pool() -> Iterator[ThreadPoolExecutor]:
 # -- 1. client credentials: flytepropeller ------------------------------------------------------
 
 
+@pytest.mark.live
 def test_client_credentials_authenticator(flyte_server: FlyteServer) -> None:
     """flytepropeller's flow: Basic auth with the secret whose hash is base64 of bcrypt,
     the scopes flyteadmin advertises (``all offline``) and ``audience``."""
@@ -408,6 +388,7 @@ def test_client_credentials_authenticator(flyte_server: FlyteServer) -> None:
 # -- 2. PKCE through a browser, then refresh -----------------------------------------------
 
 
+@pytest.mark.live
 def test_pkce_authenticator_through_a_browser_then_refresh(
     flyte_server: FlyteServer,
     keyring_memory: MemoryKeyring,
@@ -488,6 +469,7 @@ def test_pkce_authenticator_through_a_browser_then_refresh(
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+@pytest.mark.live
 def test_device_code_authenticator_completes_although_it_ignores_slow_down(
     flyte_server: FlyteServer,
     keyring_memory: MemoryKeyring,
@@ -611,6 +593,7 @@ def flytectl_tokens(server: FlyteServer, scope: str) -> dict[str, Any]:
     return body
 
 
+@pytest.mark.live
 def test_offline_scope_asks_for_a_refresh_token(flyte_server: FlyteServer) -> None:
     """``flytectl`` is registered with ``offline``: a refresh token when it asks for it
     (as for ``offline_access``), none when it does not."""
@@ -623,6 +606,7 @@ def test_offline_scope_asks_for_a_refresh_token(flyte_server: FlyteServer) -> No
     assert accepted(flyte_server, without["access_token"]).scopes == {"all"}
 
 
+@pytest.mark.live
 def test_flyteconsole_sign_in_as_flyteadmin_does_it(flyte_server: FlyteServer) -> None:
     """flyteadmin's own OpenID Connect login (userAuth.openId, golang.org/x/oauth2 and
     go-oidc): discovery at the issuer, a code without PKCE for a confidential client,

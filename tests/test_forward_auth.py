@@ -27,8 +27,9 @@ from authserver.identity.forward_auth import (
 from authserver.oauth.metadata import admin_api_audience
 from authserver.web.services import Services
 
-from .conftest import AUDIENCES, SECRETS, AppFactory
-from .people import PASSWORD, form_field
+from .conftest import AppFactory
+from .support.factories import AUDIENCES, PASSWORD, SECRETS
+from .support.flows import form_field
 
 ISSUER = "http://127.0.0.1:8080"
 APP = "http://app.example.com"

@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from authserver.web.services import Services
-from tests.conftest import SECRETS
+
+from .support.factories import SECRETS
 
 #: Values a client might send: anything, the real client ids, and the real secrets.
 TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -27,17 +28,13 @@ from flask import Flask
 
 from authserver.oauth import secrets as secret_checks
 
-from .conftest import (
-    BACKENDS,
-    SECRETS,
+from .conftest import BACKENDS
+from .support.factories import PASSWORD, SECRETS, database_url
+from .support.flows import login
+from .support.servers import (
     LiveServer,
-    free_port,
-    live_config,
-    start_server,
-    stop_server,
-    upgrade_with_cli,
+    serving,
 )
-from .people import PASSWORD, login
 
 pytestmark = pytest.mark.live
 
@@ -48,15 +45,13 @@ def server(
 ) -> Iterator[tuple[LiveServer, str]]:
     """A live server with the default rate limits, trusting 127.0.0.1 as a proxy;
     and its database URL."""
+
+    def trust_loopback(config: dict[str, Any]) -> None:
+        config["trusted_forwarders"] = ["127.0.0.1/32"]
+
     workdir = tmp_path_factory.mktemp("limits")
-    port = free_port()
-    config = live_config(request, workdir, f"http://127.0.0.1:{port}")
-    config["trusted_forwarders"] = ["127.0.0.1/32"]
-    if request.param != "sqlite":
-        upgrade_with_cli(workdir, config)
-    live = start_server(workdir, config, port)
-    yield live, config["database_url"]
-    stop_server(live)
+    with serving(request, workdir, trust_loopback) as live:
+        yield live, database_url(live)
     shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -8,12 +8,14 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from flask import Flask
 
 from authserver.web.health import CHECK_TIMEOUT, Readiness
 from authserver.web.services import Services
 
-from .conftest import free_port, run_cli, standard_config
+from .support.factories import standard_config
+from .support.servers import free_port, run_cli
 
 
 def test_healthz(app: Flask) -> None:
@@ -84,6 +86,7 @@ def test_readyz_answers_503_with_what_is_down(app: Flask) -> None:
     assert app.test_client().get("/healthz").status_code == 200
 
 
+@pytest.mark.live
 def test_serve_says_when_it_cannot_reach_redis(tmp_path: Path) -> None:
     port = free_port()
     config = standard_config(

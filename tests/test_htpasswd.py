@@ -23,8 +23,10 @@ from authserver.settings import InitialAdminSettings, SettingsError, load_settin
 from authserver.storage.users import SqlUserRepository
 from authserver.web.services import Services
 
-from .conftest import AppFactory, free_port, standard_config, start_server, stop_server
-from .people import PASSWORD, form_field, login
+from .conftest import AppFactory
+from .support.factories import PASSWORD, standard_config
+from .support.flows import form_field, login
+from .support.servers import free_port, start_server, stop_server
 from .test_users import engine_of
 
 #: htpasswd's flag for each form it writes with a salt, and the prefix of its hash.
@@ -213,6 +215,7 @@ def test_the_first_admin_is_made_only_on_an_empty_database(make_app: AppFactory)
     assert users_of(app).by_username("sky") is None
 
 
+@pytest.mark.live
 def test_serve_makes_the_htpasswd_admin_and_the_login_page_takes_its_password(
     tmp_path: Path,
 ) -> None:

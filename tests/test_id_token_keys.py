@@ -10,7 +10,8 @@ import pytest
 
 from authserver.web.services import Services
 
-from .people import PASSWORD, flask_authorize, form_field, pkce_pair
+from .support.factories import PASSWORD
+from .support.flows import flask_authorize, form_field, pkce_pair
 
 
 @pytest.mark.parametrize("algorithm", ["ES256", "EdDSA"])

@@ -8,12 +8,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import requests
 import sqlalchemy as sa
 from playwright.sync_api import Browser, expect
 
-from .conftest import LiveServer, free_port, standard_config, start_server, stop_server
-from .people import login
+from .support.factories import standard_config
+from .support.flows import login
+from .support.servers import LiveServer, free_port, start_server, stop_server
+
+pytestmark = pytest.mark.live
 
 
 def one_time_password(server: LiveServer, directory: Path) -> str:
@@ -149,7 +153,7 @@ def test_on_a_terminal_the_password_is_shown_there(tmp_path: Path) -> None:
 
     import yaml
 
-    from .conftest import authserver_command
+    from .support.servers import authserver_command
 
     port = free_port()
     config = standard_config(

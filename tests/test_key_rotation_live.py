@@ -12,20 +12,17 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
 
-from .conftest import (
-    SECRETS,
+from .support.factories import SECRETS
+from .support.flows import client_credentials
+from .support.servers import (
     LiveServer,
-    free_port,
-    live_config,
-    start_server,
-    stop_server,
-    upgrade_with_cli,
+    serving,
 )
-from .test_faults_redis import client_credentials
 
 pytestmark = pytest.mark.live
 
@@ -34,17 +31,14 @@ pytestmark = pytest.mark.live
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
+    def publish_soon(config: dict[str, Any]) -> None:
+        # A short publish_ahead makes workers re-read the key list every 5 s (not 10 s),
+        # so the command waits 2 x 6 s.
+        config["signing"]["publish_ahead"] = "20s"
+
     workdir = tmp_path_factory.mktemp("rotate")
-    port = free_port()
-    config = live_config(request, workdir, f"http://127.0.0.1:{port}")
-    # A short publish_ahead makes workers re-read the key list every 5 s (not 10 s), so
-    # the command waits 2 x 6 s.
-    config["signing"]["publish_ahead"] = "20s"
-    if request.param != "sqlite":
-        upgrade_with_cli(workdir, config)
-    live = start_server(workdir, config, port)
-    yield live
-    stop_server(live)
+    with serving(request, workdir, publish_soon) as live:
+        yield live
     shutil.rmtree(workdir, ignore_errors=True)
 
 

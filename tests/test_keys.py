@@ -26,7 +26,9 @@ from authserver.keys.schedule import CreateKey, WithdrawOlder
 from authserver.storage.keys import SqlKeyRepository
 from authserver.storage.models import db
 
-from .conftest import SECRETS, AppFactory, free_port, standard_config, start_server, stop_server
+from .conftest import AppFactory
+from .support.factories import SECRETS, standard_config
+from .support.servers import free_port, start_server, stop_server
 
 DAY = 86400.0
 
@@ -283,6 +285,7 @@ def test_jwks_cache_control_fits_the_schedule(make_app: AppFactory) -> None:
     assert response.headers["Cache-Control"] == "public, max-age=600"
 
 
+@pytest.mark.live
 def test_live_rotation_publishes_first_and_keeps_old_tokens_valid(tmp_path: Path) -> None:
     """`authserver keys rotate` on a running server (gunicorn, two workers)."""
     port = free_port()

@@ -9,17 +9,14 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
-from .conftest import (
-    SECRETS,
-    LiveServer,
-    free_port,
-    standard_config,
-    start_server,
-    stop_server,
-)
-from .people import PASSWORD, pkce_pair
+from .support.factories import PASSWORD, SECRETS, standard_config
+from .support.flows import pkce_pair
+from .support.servers import LiveServer, free_port, start_server, stop_server
+
+pytestmark = pytest.mark.live
 
 
 def _server(tmp_path: Path, **settings: Any) -> LiveServer:

@@ -10,7 +10,8 @@ from flask import Flask
 from authserver.web.services import Services
 from authserver.web.signin import safe_next
 
-from .people import PASSWORD, form_field
+from .support.factories import PASSWORD
+from .support.flows import form_field
 
 
 @pytest.mark.parametrize(
@@ -164,7 +165,7 @@ def test_control_characters_in_the_username_are_a_failed_sign_in(app: Flask) -> 
 def test_odd_authorization_requests_are_clear_errors(
     app: Flask, params: dict[str, str | None], status: int
 ) -> None:
-    from .people import pkce_pair
+    from .support.flows import pkce_pair
 
     Services.of(app).users.create_local("mia", PASSWORD, "user")
     client = app.test_client()
@@ -199,7 +200,7 @@ def test_public_client_confirms_when_the_sign_in_is_not_fresh(
     """RFC 8252 §8.6: no silent code for a loopback listener on an old session."""
     from authserver.oauth.rfc6749.authorization import checks
 
-    from .people import pkce_pair
+    from .support.flows import pkce_pair
 
     Services.of(app).users.create_local("nina", PASSWORD, "user")
     client = app.test_client()
@@ -318,7 +319,7 @@ def test_a_fullwidth_username_signs_in_as_the_same_person(app: Flask) -> None:
 
 
 def _cli_query(port: int) -> dict[str, str]:
-    from .people import pkce_pair
+    from .support.flows import pkce_pair
 
     _, challenge = pkce_pair()
     return {

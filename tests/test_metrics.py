@@ -22,24 +22,21 @@ from authserver.clock import ManualClock
 from authserver.settings import Settings, SettingsError, load_settings
 from authserver.web.services import Services
 
-from .conftest import (
-    BACKENDS,
-    SECRETS,
-    AppFactory,
-    LiveServer,
-    free_port,
-    live_config,
-    start_server,
-    stop_server,
-    upgrade_with_cli,
-)
-from .people import form_field
-from .test_refresh_tokens import (
+from .conftest import BACKENDS, AppFactory
+from .support.factories import SECRETS, new_local_user
+from .support.flows import (
     assert_oauth_error,
     flask_refresh,
     flask_sign_in,
     flask_tokens,
-    new_local_user,
+    form_field,
+)
+from .support.servers import (
+    LiveServer,
+    free_port,
+    serving,
+    start_server,
+    stop_server,
 )
 
 TOKENS = "authserver_tokens_issued_total"
@@ -180,14 +177,8 @@ def test_metrics_settings_are_validated(tmp_path: Path) -> None:
 def metrics_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    workdir = tmp_path_factory.mktemp("metrics")
-    port = free_port()
-    config = live_config(request, workdir, f"http://127.0.0.1:{port}")
-    if request.param != "sqlite":
-        upgrade_with_cli(workdir, config)
-    server = start_server(workdir, config, port)
-    yield server
-    stop_server(server)
+    with serving(request, tmp_path_factory.mktemp("metrics")) as server:
+        yield server
 
 
 def live_scrape(server: LiveServer) -> str:
@@ -231,6 +222,7 @@ def tokens_by_worker(directory: str) -> dict[str, float]:
     return counts
 
 
+@pytest.mark.live
 def test_counters_sum_over_the_workers(metrics_server: LiveServer) -> None:
     before = sample(
         live_scrape(metrics_server), TOKENS, grant_type="client_credentials", client_id="ci"
@@ -273,6 +265,7 @@ def test_counters_sum_over_the_workers(metrics_server: LiveServer) -> None:
     assert sum(spread.values()) == after
 
 
+@pytest.mark.live
 def test_a_dead_workers_counts_stay_in_the_sum(metrics_server: LiveServer) -> None:
     """A worker killed outright (out of memory, say): gunicorn starts another, and the
     counters do not go back (Prometheus would read a drop as a counter reset)."""
@@ -302,6 +295,7 @@ def client_credentials_live(server: LiveServer) -> int:
     ).status_code
 
 
+@pytest.mark.live
 def test_serve_removes_its_metrics_directory(tmp_path: Path) -> None:
     port = free_port()
     config = {"issuer": f"http://127.0.0.1:{port}"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 import yaml
 from alembic.autogenerate import compare_metadata
@@ -15,7 +16,7 @@ from flask import Flask
 from authserver.app import migrations_directory
 from authserver.storage.models import db
 
-from .conftest import run_cli
+from .support.servers import run_cli
 
 
 def test_migrated_schema_matches_the_models(app: Flask) -> None:
@@ -24,6 +25,7 @@ def test_migrated_schema_matches_the_models(app: Flask) -> None:
     assert differences == []
 
 
+@pytest.mark.live
 def test_db_current_and_history_through_the_cli(tmp_path: Path) -> None:
     script = ScriptDirectory(migrations_directory())
     revisions = [r.revision for r in script.walk_revisions()]  # newest first

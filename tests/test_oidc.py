@@ -13,15 +13,13 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 import jwt
 import pytest
 import requests
-import sqlalchemy as sa
-import yaml
 from flask.testing import FlaskClient
 
 from authserver.web.services import Services
 
-from .conftest import SECRETS, AppFactory, LiveServer
-from .people import (
-    PASSWORD,
+from .conftest import AppFactory
+from .support.factories import PASSWORD, SECRETS, create_user
+from .support.flows import (
     authorize,
     authorize_confirmed,
     flask_authorize,
@@ -30,32 +28,21 @@ from .people import (
     pkce_pair,
     signed_in_session,
 )
+from .support.servers import InProcessServer
 
 WEBAPP_REDIRECT = "https://app.example.com/cb"
 WEBAPP_BYE = "https://app.example.com/bye"
 
 
 @pytest.fixture(scope="module")
-def alice_id(live_server: LiveServer) -> str:
+def alice_id(app_server: InProcessServer) -> str:
     """Create alice (role user) on this server; her user id, the ``sub`` of her tokens."""
-    created = live_server.cli(
-        "users", "create", "alice", "--role", "user", "--password-stdin", input_text=PASSWORD + "\n"
-    )
-    assert created.returncode == 0, created.stderr
-    config = yaml.safe_load(live_server.config_path.read_text())
-    engine = sa.create_engine(config["database_url"])
-    try:
-        with engine.connect() as conn:
-            return str(
-                conn.execute(sa.text("SELECT id FROM users WHERE username = 'alice'")).scalar_one()
-            )
-    finally:
-        engine.dispose()
+    return create_user(app_server, "alice")
 
 
 @pytest.fixture
-def browser(live_server: LiveServer, alice_id: str) -> requests.Session:
-    return signed_in_session(live_server.url, "alice")
+def browser(app_server: InProcessServer, alice_id: str) -> requests.Session:
+    return signed_in_session(app_server.url, "alice")
 
 
 def query_of(url: str) -> dict[str, str]:
@@ -107,7 +94,7 @@ def assert_login_page(response: requests.Response) -> None:
     assert 'name="csrf_token"' in response.text
 
 
-def cli_tokens(browser: requests.Session, server: LiveServer, scope: str) -> dict[str, Any]:
+def cli_tokens(browser: requests.Session, server: InProcessServer, scope: str) -> dict[str, Any]:
     params, verifier = cli_params(scope)
     response = authorize_confirmed(browser, server.url, params)
     result = client_redirect(response, params["redirect_uri"])
@@ -127,13 +114,13 @@ def cli_tokens(browser: requests.Session, server: LiveServer, scope: str) -> dic
     return body
 
 
-def userinfo(server: LiveServer, token: str | None, method: str = "GET") -> requests.Response:
+def userinfo(server: InProcessServer, token: str | None, method: str = "GET") -> requests.Response:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     return requests.request(method, server.url + "/oauth2/userinfo", headers=headers, timeout=10)
 
 
 def submit_form(
-    browser: requests.Session, server: LiveServer, page: requests.Response, **fields: str
+    browser: requests.Session, server: InProcessServer, page: requests.Response, **fields: str
 ) -> requests.Response:
     """Post the page's form (to its own action) with its CSRF token and ``fields``."""
     action = re.search(r'<form method="post" action="([^"]*)"', page.text)
@@ -153,7 +140,7 @@ def assert_consent_page(response: requests.Response) -> None:
     assert "webapp" in response.text
 
 
-def webapp_tokens(browser: requests.Session, server: LiveServer) -> dict[str, Any]:
+def webapp_tokens(browser: requests.Session, server: InProcessServer) -> dict[str, Any]:
     """Sign in to webapp (pressing Allow if asked); its token response."""
     params = webapp_params(nonce=secrets.token_urlsafe(8))
     response = authorize(browser, server.url, params)
@@ -189,15 +176,15 @@ def webapp_tokens(browser: requests.Session, server: LiveServer) -> dict[str, An
     ],
 )
 def test_userinfo_claims_follow_the_scopes(
-    live_server: LiveServer,
+    app_server: InProcessServer,
     browser: requests.Session,
     alice_id: str,
     scope: str,
     claims: set[str],
 ) -> None:
-    tokens = cli_tokens(browser, live_server, scope)
+    tokens = cli_tokens(browser, app_server, scope)
     for method in ("GET", "POST"):
-        response = userinfo(live_server, tokens["access_token"], method)
+        response = userinfo(app_server, tokens["access_token"], method)
         assert response.status_code == 200, response.text
         assert response.headers["Content-Type"].startswith("application/json")
         body = response.json()
@@ -210,8 +197,8 @@ def test_userinfo_claims_follow_the_scopes(
         assert body["groups"] == []
 
 
-def test_userinfo_without_a_token_is_401(live_server: LiveServer) -> None:
-    response = userinfo(live_server, None)
+def test_userinfo_without_a_token_is_401(app_server: InProcessServer) -> None:
+    response = userinfo(app_server, None)
     assert response.status_code == 401
     challenge = response.headers["WWW-Authenticate"]
     assert challenge.startswith("Bearer")
@@ -221,9 +208,9 @@ def test_userinfo_without_a_token_is_401(live_server: LiveServer) -> None:
 
 @pytest.mark.parametrize("token", ["garbage", "a.b.c", "eyJhbGciOiJub25lIn0.e30."])
 def test_userinfo_with_a_bad_token_is_401_invalid_token(
-    live_server: LiveServer, token: str
+    app_server: InProcessServer, token: str
 ) -> None:
-    response = userinfo(live_server, token)
+    response = userinfo(app_server, token)
     assert response.status_code == 401
     challenge = response.headers["WWW-Authenticate"]
     assert challenge.startswith("Bearer ")
@@ -231,33 +218,33 @@ def test_userinfo_with_a_bad_token_is_401_invalid_token(
 
 
 def test_userinfo_with_a_tampered_token_is_401(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
-    token = cli_tokens(browser, live_server, "openid")["access_token"]
+    token = cli_tokens(browser, app_server, "openid")["access_token"]
     header, payload, signature = token.split(".")
     forged = f"{header}.{payload}.{signature[:-4]}AAAA"
-    response = userinfo(live_server, forged)
+    response = userinfo(app_server, forged)
     assert response.status_code == 401
     assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
 
 
 def test_userinfo_without_openid_scope_is_403(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
-    token = cli_tokens(browser, live_server, "profile")["access_token"]
-    response = userinfo(live_server, token)
+    token = cli_tokens(browser, app_server, "profile")["access_token"]
+    response = userinfo(app_server, token)
     assert response.status_code == 403
     assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
     assert response.json()["error"] == "insufficient_scope"
 
     machine = requests.post(
-        live_server.url + "/oauth2/token",
+        app_server.url + "/oauth2/token",
         data={"grant_type": "client_credentials"},
         auth=("ci", SECRETS["ci"]),
         timeout=10,
     )
     assert machine.status_code == 200, machine.text
-    response = userinfo(live_server, machine.json()["access_token"])
+    response = userinfo(app_server, machine.json()["access_token"])
     assert response.status_code == 403
     assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
 
@@ -335,42 +322,42 @@ def test_email_claim_only_with_the_email_scope(make_app: AppFactory) -> None:
 # -- prompt and max_age --------------------------------------------------------------------
 
 
-def test_prompt_none_without_a_session_is_login_required(live_server: LiveServer) -> None:
+def test_prompt_none_without_a_session_is_login_required(app_server: InProcessServer) -> None:
     params, _ = cli_params(prompt="none")
-    response = authorize(requests.Session(), live_server.url, params)
+    response = authorize(requests.Session(), app_server.url, params)
     result = client_redirect(response, params["redirect_uri"])
     assert result["error"] == "login_required"
     assert result["state"] == params["state"]
-    assert result["iss"] == live_server.url
+    assert result["iss"] == app_server.url
     assert "code" not in result
 
 
 def test_prompt_none_with_a_session_gives_a_code(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
     """OIDC Core §3.1.2.1 with a confidential client whose consent is remembered. A
     public client's code always needs an interaction for its very request (RFC 8252
     §8.6, issue 16.13), which prompt=none forbids: consent_required."""
     params = webapp_params()
-    page = authorize(browser, live_server.url, params)
-    client_redirect(submit_form(browser, live_server, page, approve="1"), WEBAPP_REDIRECT)
+    page = authorize(browser, app_server.url, params)
+    client_redirect(submit_form(browser, app_server, page, approve="1"), WEBAPP_REDIRECT)
     quiet = webapp_params(prompt="none")
-    result = client_redirect(authorize(browser, live_server.url, quiet), WEBAPP_REDIRECT)
+    result = client_redirect(authorize(browser, app_server.url, quiet), WEBAPP_REDIRECT)
     assert "code" in result
     assert result["state"] == quiet["state"]
     public, _ = cli_params(prompt="none")
-    refused = client_redirect(authorize(browser, live_server.url, public), public["redirect_uri"])
+    refused = client_redirect(authorize(browser, app_server.url, public), public["redirect_uri"])
     assert refused["error"] == "consent_required"
     assert refused["state"] == public["state"]
 
 
-def test_without_a_session_the_login_page_comes_first(live_server: LiveServer) -> None:
+def test_without_a_session_the_login_page_comes_first(app_server: InProcessServer) -> None:
     params, _ = cli_params()
-    assert_login_page(authorize(requests.Session(), live_server.url, params))
+    assert_login_page(authorize(requests.Session(), app_server.url, params))
 
 
 def relogin(
-    browser: requests.Session, server: LiveServer, page: requests.Response
+    browser: requests.Session, server: InProcessServer, page: requests.Response
 ) -> requests.Response:
     """Sign in again on a login page, then follow the way back to the client."""
     next_url = form_field(page.text, "next")
@@ -380,7 +367,9 @@ def relogin(
     return authorize(browser, server.url, query_of(response.headers["Location"]))
 
 
-def id_token_auth_time(server: LiveServer, params: dict[str, str], verifier: str, code: str) -> int:
+def id_token_auth_time(
+    server: InProcessServer, params: dict[str, str], verifier: str, code: str
+) -> int:
     response = requests.post(
         server.url + "/oauth2/token",
         data={
@@ -398,46 +387,46 @@ def id_token_auth_time(server: LiveServer, params: dict[str, str], verifier: str
 
 
 def test_prompt_login_shows_the_login_page_although_signed_in(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
     params, verifier = cli_params(prompt="login")
-    page = authorize(browser, live_server.url, params)
+    page = authorize(browser, app_server.url, params)
     assert_login_page(page)
     time.sleep(1)
     before = int(time.time())
-    result = client_redirect(relogin(browser, live_server, page), params["redirect_uri"])
+    result = client_redirect(relogin(browser, app_server, page), params["redirect_uri"])
     assert result["state"] == params["state"]
-    assert id_token_auth_time(live_server, params, verifier, result["code"]) >= before
+    assert id_token_auth_time(app_server, params, verifier, result["code"]) >= before
 
 
 def test_max_age_older_than_the_sign_in_shows_the_login_page(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
     time.sleep(1.1)
     params, _ = cli_params(max_age="0")
-    assert_login_page(authorize(browser, live_server.url, params))
+    assert_login_page(authorize(browser, app_server.url, params))
 
 
 def test_a_fresh_sign_in_satisfies_max_age_zero(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
     # OIDC Core §3.1.2.1: max_age=0 is like prompt=login; a fresh sign-in satisfies it.
     params, verifier = cli_params(max_age="0")
-    page = authorize(browser, live_server.url, params)
+    page = authorize(browser, app_server.url, params)
     assert_login_page(page)
     before = int(time.time())
-    result = client_redirect(relogin(browser, live_server, page), params["redirect_uri"])
-    assert id_token_auth_time(live_server, params, verifier, result["code"]) >= before
+    result = client_redirect(relogin(browser, app_server, page), params["redirect_uri"])
+    assert id_token_auth_time(app_server, params, verifier, result["code"]) >= before
 
 
 def test_max_age_within_the_sign_in_gives_a_code(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
     params, _ = cli_params(max_age="3600")
-    page = authorize(browser, live_server.url, params)
+    page = authorize(browser, app_server.url, params)
     assert page.status_code == 200  # the confirmation, not the login page: recent enough
     assert 'id="approve"' in page.text
-    confirmed = authorize_confirmed(browser, live_server.url, params)
+    confirmed = authorize_confirmed(browser, app_server.url, params)
     result = client_redirect(confirmed, params["redirect_uri"])
     assert "code" in result
 
@@ -446,63 +435,65 @@ def test_max_age_within_the_sign_in_gives_a_code(
     "extra", [{"prompt": "none login"}, {"prompt": "bogus"}, {"max_age": "soon"}]
 )
 def test_bad_prompt_or_max_age_is_invalid_request(
-    live_server: LiveServer, browser: requests.Session, extra: dict[str, str]
+    app_server: InProcessServer, browser: requests.Session, extra: dict[str, str]
 ) -> None:
     params, _ = cli_params(**extra)
-    result = client_redirect(authorize(browser, live_server.url, params), params["redirect_uri"])
+    result = client_redirect(authorize(browser, app_server.url, params), params["redirect_uri"])
     assert result["error"] == "invalid_request"
     assert result["state"] == params["state"]
-    assert result["iss"] == live_server.url
+    assert result["iss"] == app_server.url
 
 
 # -- consent ---------------------------------------------------------------------------------
 
 
 def test_consent_allow_gives_a_code_and_is_remembered(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
     params = webapp_params()
-    page = authorize(browser, live_server.url, params)
+    page = authorize(browser, app_server.url, params)
     assert_consent_page(page)
     assert "openid" in page.text
     assert "profile" in page.text
-    result = client_redirect(submit_form(browser, live_server, page, approve="1"), WEBAPP_REDIRECT)
+    result = client_redirect(submit_form(browser, app_server, page, approve="1"), WEBAPP_REDIRECT)
     assert "code" in result
     assert result["state"] == params["state"]
-    assert result["iss"] == live_server.url
+    assert result["iss"] == app_server.url
 
     # The same client and scopes again: no page, straight back with a code.
     again = webapp_params()
-    result = client_redirect(authorize(browser, live_server.url, again), WEBAPP_REDIRECT)
+    result = client_redirect(authorize(browser, app_server.url, again), WEBAPP_REDIRECT)
     assert "code" in result
     assert result["state"] == again["state"]
     # ... even with prompt=none
     quiet = webapp_params(prompt="none")
-    assert "code" in client_redirect(authorize(browser, live_server.url, quiet), WEBAPP_REDIRECT)
+    assert "code" in client_redirect(authorize(browser, app_server.url, quiet), WEBAPP_REDIRECT)
     # prompt=consent asks again
-    assert_consent_page(authorize(browser, live_server.url, webapp_params(prompt="consent")))
+    assert_consent_page(authorize(browser, app_server.url, webapp_params(prompt="consent")))
 
 
-def test_consent_deny_is_access_denied(live_server: LiveServer, browser: requests.Session) -> None:
+def test_consent_deny_is_access_denied(
+    app_server: InProcessServer, browser: requests.Session
+) -> None:
     params = webapp_params()
-    page = authorize(browser, live_server.url, params)
+    page = authorize(browser, app_server.url, params)
     assert_consent_page(page)
-    result = client_redirect(submit_form(browser, live_server, page, deny="1"), WEBAPP_REDIRECT)
+    result = client_redirect(submit_form(browser, app_server, page, deny="1"), WEBAPP_REDIRECT)
     assert result["error"] == "access_denied"
     assert result["state"] == params["state"]
-    assert result["iss"] == live_server.url
+    assert result["iss"] == app_server.url
     assert "code" not in result
     # Denying is not remembered as consent.
-    assert_consent_page(authorize(browser, live_server.url, webapp_params()))
+    assert_consent_page(authorize(browser, app_server.url, webapp_params()))
 
 
 def test_consent_without_csrf_token_is_refused(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
     params = webapp_params()
-    assert_consent_page(authorize(browser, live_server.url, params))
+    assert_consent_page(authorize(browser, app_server.url, params))
     response = browser.post(
-        live_server.url + "/oauth2/authorize",
+        app_server.url + "/oauth2/authorize",
         params=params,
         data={"approve": "1"},
         allow_redirects=False,
@@ -513,33 +504,33 @@ def test_consent_without_csrf_token_is_refused(
 
 
 def test_prompt_none_without_consent_is_consent_required(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
     params = webapp_params(prompt="none")
-    result = client_redirect(authorize(browser, live_server.url, params), WEBAPP_REDIRECT)
+    result = client_redirect(authorize(browser, app_server.url, params), WEBAPP_REDIRECT)
     assert result["error"] == "consent_required"
     assert result["state"] == params["state"]
-    assert result["iss"] == live_server.url
+    assert result["iss"] == app_server.url
     assert "code" not in result
 
 
 def test_consent_covers_only_the_scopes_granted(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
-    page = authorize(browser, live_server.url, webapp_params("openid"))
-    client_redirect(submit_form(browser, live_server, page, approve="1"), WEBAPP_REDIRECT)
-    assert_consent_page(authorize(browser, live_server.url, webapp_params("openid email")))
+    page = authorize(browser, app_server.url, webapp_params("openid"))
+    client_redirect(submit_form(browser, app_server, page, approve="1"), WEBAPP_REDIRECT)
+    assert_consent_page(authorize(browser, app_server.url, webapp_params("openid email")))
 
 
 # -- discovery -------------------------------------------------------------------------------
 
 
-def test_discovery_document(live_server: LiveServer) -> None:
-    response = requests.get(live_server.url + "/.well-known/openid-configuration", timeout=10)
+def test_discovery_document(app_server: InProcessServer) -> None:
+    response = requests.get(app_server.url + "/.well-known/openid-configuration", timeout=10)
     assert response.status_code == 200
     meta = response.json()
-    assert meta["issuer"] == live_server.url
-    base = live_server.url
+    assert meta["issuer"] == app_server.url
+    base = app_server.url
     assert meta["authorization_endpoint"] == base + "/oauth2/authorize"
     assert meta["token_endpoint"] == base + "/oauth2/token"
     assert meta["userinfo_endpoint"] == base + "/oauth2/userinfo"
@@ -552,7 +543,7 @@ def test_discovery_document(live_server: LiveServer) -> None:
     assert "openid" in meta["scopes_supported"]
     assert "RS256" in meta["id_token_signing_alg_values_supported"]
     assert {"none", "login", "consent"} <= set(meta["prompt_values_supported"])
-    other = requests.get(live_server.url + "/.well-known/oauth-authorization-server", timeout=10)
+    other = requests.get(app_server.url + "/.well-known/oauth-authorization-server", timeout=10)
     assert other.status_code == 200
     assert other.json() == meta
 
@@ -570,13 +561,13 @@ ENDPOINT_METHODS = {
 }
 
 
-def test_every_advertised_endpoint_answers(live_server: LiveServer) -> None:
-    meta = requests.get(live_server.url + "/.well-known/openid-configuration", timeout=10).json()
+def test_every_advertised_endpoint_answers(app_server: InProcessServer) -> None:
+    meta = requests.get(app_server.url + "/.well-known/openid-configuration", timeout=10).json()
     advertised = {k for k in meta if k.endswith("_endpoint") or k == "jwks_uri"}
     assert advertised <= set(ENDPOINT_METHODS), advertised - set(ENDPOINT_METHODS)
     for key in sorted(advertised):
         url = meta[key]
-        assert url.startswith(live_server.url + "/"), (key, url)
+        assert url.startswith(app_server.url + "/"), (key, url)
         response = requests.request(
             ENDPOINT_METHODS[key], url, data={}, allow_redirects=False, timeout=10
         )
@@ -590,7 +581,7 @@ def test_every_advertised_endpoint_answers(live_server: LiveServer) -> None:
 # -- RP-initiated logout ---------------------------------------------------------------------
 
 
-def is_signed_in(browser: requests.Session, server: LiveServer) -> bool:
+def is_signed_in(browser: requests.Session, server: InProcessServer) -> bool:
     """Whether an authorization in this browser goes straight back with a code."""
     params, _ = cli_params()
     response = authorize_confirmed(browser, server.url, params)
@@ -601,14 +592,14 @@ def is_signed_in(browser: requests.Session, server: LiveServer) -> bool:
 
 
 def test_logout_with_hint_and_registered_uri_redirects_with_state(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
-    id_token = webapp_tokens(browser, live_server)["id_token"]
+    id_token = webapp_tokens(browser, app_server)["id_token"]
     copied = requests.Session()
     copied.cookies.update(browser.cookies)
-    assert is_signed_in(copied, live_server)
+    assert is_signed_in(copied, app_server)
     response = browser.get(
-        live_server.url + "/logout",
+        app_server.url + "/logout",
         params={
             "id_token_hint": id_token,
             "post_logout_redirect_uri": WEBAPP_BYE,
@@ -621,17 +612,17 @@ def test_logout_with_hint_and_registered_uri_redirects_with_state(
     location = response.headers["Location"]
     assert location.startswith(WEBAPP_BYE)
     assert query_of(location) == {"state": "bye-state"}
-    assert not is_signed_in(browser, live_server)
+    assert not is_signed_in(browser, app_server)
     # A copy of the old session cookie is signed out too.
-    assert not is_signed_in(copied, live_server)
+    assert not is_signed_in(copied, app_server)
 
 
 def test_logout_with_hint_and_client_id_redirects(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
-    id_token = webapp_tokens(browser, live_server)["id_token"]
+    id_token = webapp_tokens(browser, app_server)["id_token"]
     response = browser.get(
-        live_server.url + "/logout",
+        app_server.url + "/logout",
         params={
             "id_token_hint": id_token,
             "client_id": "webapp",
@@ -642,7 +633,7 @@ def test_logout_with_hint_and_client_id_redirects(
     )
     assert response.status_code == 302, response.text
     assert response.headers["Location"] == WEBAPP_BYE
-    assert not is_signed_in(browser, live_server)
+    assert not is_signed_in(browser, app_server)
 
 
 @pytest.mark.parametrize(
@@ -654,11 +645,11 @@ def test_logout_with_hint_and_client_id_redirects(
     ],
 )
 def test_logout_to_an_unregistered_uri_ends_on_our_page(
-    live_server: LiveServer, browser: requests.Session, target: str
+    app_server: InProcessServer, browser: requests.Session, target: str
 ) -> None:
-    id_token = webapp_tokens(browser, live_server)["id_token"]
+    id_token = webapp_tokens(browser, app_server)["id_token"]
     response = browser.get(
-        live_server.url + "/logout",
+        app_server.url + "/logout",
         params={"id_token_hint": id_token, "post_logout_redirect_uri": target, "state": "x"},
         allow_redirects=False,
         timeout=10,
@@ -666,16 +657,16 @@ def test_logout_to_an_unregistered_uri_ends_on_our_page(
     assert response.status_code == 200, response.text
     assert "Location" not in response.headers
     assert "Signed out" in response.text
-    assert not is_signed_in(browser, live_server)
+    assert not is_signed_in(browser, app_server)
 
 
 def test_logout_with_another_clients_id_does_not_redirect(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
     """The hint names webapp; a client_id of cli must not borrow webapp's URIs."""
-    id_token = webapp_tokens(browser, live_server)["id_token"]
+    id_token = webapp_tokens(browser, app_server)["id_token"]
     response = browser.get(
-        live_server.url + "/logout",
+        app_server.url + "/logout",
         params={
             "id_token_hint": id_token,
             "client_id": "cli",
@@ -688,9 +679,11 @@ def test_logout_with_another_clients_id_does_not_redirect(
     assert response.status_code == 200
 
 
-def test_logout_without_hint_asks_first(live_server: LiveServer, browser: requests.Session) -> None:
+def test_logout_without_hint_asks_first(
+    app_server: InProcessServer, browser: requests.Session
+) -> None:
     response = browser.get(
-        live_server.url + "/logout",
+        app_server.url + "/logout",
         params={"post_logout_redirect_uri": WEBAPP_BYE, "client_id": "webapp", "state": "s9"},
         allow_redirects=False,
         timeout=10,
@@ -699,47 +692,40 @@ def test_logout_without_hint_asks_first(live_server: LiveServer, browser: reques
     assert "Location" not in response.headers
     assert 'name="csrf_token"' in response.text
     assert '<form method="post"' in response.text
-    assert is_signed_in(browser, live_server)
+    assert is_signed_in(browser, app_server)
 
     # A POST without the CSRF token does nothing.
-    forged = browser.post(live_server.url + "/logout", data={}, allow_redirects=False, timeout=10)
+    forged = browser.post(app_server.url + "/logout", data={}, allow_redirects=False, timeout=10)
     assert forged.status_code == 400
-    assert is_signed_in(browser, live_server)
+    assert is_signed_in(browser, app_server)
 
-    confirmed = submit_form(browser, live_server, response)
+    confirmed = submit_form(browser, app_server, response)
     assert confirmed.status_code == 302, confirmed.text
     assert confirmed.headers["Location"] == WEBAPP_BYE + "?state=s9"
-    assert not is_signed_in(browser, live_server)
+    assert not is_signed_in(browser, app_server)
 
 
 def test_logout_confirmation_without_redirect_shows_signed_out(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
-    page = browser.get(live_server.url + "/logout", allow_redirects=False, timeout=10)
+    page = browser.get(app_server.url + "/logout", allow_redirects=False, timeout=10)
     assert page.status_code == 200
-    assert is_signed_in(browser, live_server)
-    done = submit_form(browser, live_server, page)
+    assert is_signed_in(browser, app_server)
+    done = submit_form(browser, app_server, page)
     assert done.status_code == 200, done.text
     assert "Signed out" in done.text
-    assert not is_signed_in(browser, live_server)
+    assert not is_signed_in(browser, app_server)
 
 
 def test_logout_with_a_hint_of_someone_else_asks_first(
-    live_server: LiveServer, browser: requests.Session
+    app_server: InProcessServer, browser: requests.Session
 ) -> None:
     bob_name = f"bob{secrets.token_hex(3)}"
-    created = live_server.cli(
-        "users",
-        "create",
-        bob_name,
-        "--password-stdin",
-        input_text=PASSWORD + "\n",
-    )
-    assert created.returncode == 0, created.stderr
-    bob = signed_in_session(live_server.url, bob_name)
-    bobs_token = webapp_tokens(bob, live_server)["id_token"]
+    create_user(app_server, bob_name)
+    bob = signed_in_session(app_server.url, bob_name)
+    bobs_token = webapp_tokens(bob, app_server)["id_token"]
     response = browser.get(
-        live_server.url + "/logout",
+        app_server.url + "/logout",
         params={"id_token_hint": bobs_token, "post_logout_redirect_uri": WEBAPP_BYE},
         allow_redirects=False,
         timeout=10,
@@ -747,7 +733,7 @@ def test_logout_with_a_hint_of_someone_else_asks_first(
     assert response.status_code == 200
     assert "Location" not in response.headers
     assert 'name="csrf_token"' in response.text
-    assert is_signed_in(browser, live_server)
+    assert is_signed_in(browser, app_server)
 
 
 def test_claims_supported_advertises_what_is_issued(make_app: AppFactory) -> None:

@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 import requests
 
-from .conftest import AUDIENCES, SECRETS, LiveServer
-from .people import PASSWORD, code_for, signed_in_session
-from .test_refresh_tokens import REDIRECT_URI, jwt_claims, new_user, redeem, refresh
+from .support.factories import AUDIENCES, PASSWORD, SECRETS, new_user
+from .support.flows import REDIRECT_URI, code_for, jwt_claims, redeem, refresh, signed_in_session
+from .support.servers import InProcessServer
 from .test_resource import load_example
 
 SCOPE = "openid profile offline_access all"
 
 
-def person_tokens(server: LiveServer, username: str, audience: str) -> dict[str, Any]:
+def person_tokens(server: InProcessServer, username: str, audience: str) -> dict[str, Any]:
     """The token response for ``username`` through the code flow, for ``audience``."""
     session = signed_in_session(server.url, username)
     code, verifier, _ = code_for(
@@ -33,12 +33,14 @@ def person_tokens(server: LiveServer, username: str, audience: str) -> dict[str,
     return body
 
 
-def admin_api(server: LiveServer) -> str:
+def admin_api(server: InProcessServer) -> str:
     """The admin API's URL: the ``aud`` its tokens must carry."""
     return server.url + "/api/v1"
 
 
-def api(server: LiveServer, method: str, path: str, token: str, **kw: Any) -> requests.Response:
+def api(
+    server: InProcessServer, method: str, path: str, token: str, **kw: Any
+) -> requests.Response:
     return requests.request(
         method,
         f"{server.url}/api/v1{path}",
@@ -54,55 +56,55 @@ def assert_forbidden(response: requests.Response) -> None:
     assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
 
 
-def test_user_role_reads_but_cannot_change(live_server: LiveServer) -> None:
-    user = new_user(live_server)
-    token = person_tokens(live_server, user, admin_api(live_server))["access_token"]
+def test_user_role_reads_but_cannot_change(app_server: InProcessServer) -> None:
+    user = new_user(app_server)
+    token = person_tokens(app_server, user, admin_api(app_server))["access_token"]
     claims = jwt_claims(token)
     assert claims["roles"] == ["user"]
-    assert claims["aud"] == admin_api(live_server)
+    assert claims["aud"] == admin_api(app_server)
     assert claims["groups"] == []
 
-    listed = api(live_server, "GET", "/users", token)
+    listed = api(app_server, "GET", "/users", token)
     assert listed.status_code == 200, listed.text
     assert user in [u["username"] for u in listed.json()["items"]]
-    roles = api(live_server, "GET", "/roles", token).json()["items"]
+    roles = api(app_server, "GET", "/roles", token).json()["items"]
     assert {r["name"]: r["permissions"] for r in roles}["viewer"] == ["read"]
 
-    assert_forbidden(api(live_server, "POST", "/users", token, json={"username": "mallory"}))
-    assert_forbidden(api(live_server, "PATCH", f"/users/{user}", token, json={"role": "admin"}))
-    assert_forbidden(api(live_server, "GET", "/service-accounts", token))
-    assert_forbidden(api(live_server, "POST", "/keys/rotate", token))
-    assert_forbidden(api(live_server, "GET", "/audit-events", token))
+    assert_forbidden(api(app_server, "POST", "/users", token, json={"username": "mallory"}))
+    assert_forbidden(api(app_server, "PATCH", f"/users/{user}", token, json={"role": "admin"}))
+    assert_forbidden(api(app_server, "GET", "/service-accounts", token))
+    assert_forbidden(api(app_server, "POST", "/keys/rotate", token))
+    assert_forbidden(api(app_server, "GET", "/audit-events", token))
     # nothing changed
-    me = api(live_server, "GET", "/me", token).json()
+    me = api(app_server, "GET", "/me", token).json()
     assert me["user"]["role"] == "user"
-    assert api(live_server, "GET", "/users/mallory", token).status_code == 404
+    assert api(app_server, "GET", "/users/mallory", token).status_code == 404
 
 
-def test_user_changes_only_their_own_password(live_server: LiveServer) -> None:
-    user, other = new_user(live_server), new_user(live_server)
-    token = person_tokens(live_server, user, admin_api(live_server))["access_token"]
+def test_user_changes_only_their_own_password(app_server: InProcessServer) -> None:
+    user, other = new_user(app_server), new_user(app_server)
+    token = person_tokens(app_server, user, admin_api(app_server))["access_token"]
     new_password = "a much newer password"
     path = f"/users/{user}/password"
     # one's own password only with the current one: a stolen token is not the account
     for wrong in ({"password": new_password}, {"password": new_password, "current_password": "x"}):
-        refused = api(live_server, "PUT", path, token, json=wrong)
+        refused = api(app_server, "PUT", path, token, json=wrong)
         assert refused.status_code == 400, refused.text
         assert "current_password" in refused.json()["error_description"]
     changed = api(
-        live_server,
+        app_server,
         "PUT",
         path,
         token,
         json={"password": new_password, "current_password": PASSWORD},
     )
     assert changed.status_code == 204, changed.text
-    assert signed_in_session(live_server.url, user, new_password)
+    assert signed_in_session(app_server.url, user, new_password)
     assert_forbidden(
-        api(live_server, "PUT", f"/users/{other}/password", token, json={"password": new_password})
+        api(app_server, "PUT", f"/users/{other}/password", token, json={"password": new_password})
     )
     short = api(
-        live_server,
+        app_server,
         "PUT",
         path,
         token,
@@ -112,58 +114,61 @@ def test_user_changes_only_their_own_password(live_server: LiveServer) -> None:
     assert "at least 12 characters" in short.json()["error_description"]
 
 
-def test_role_change_shows_in_the_refreshed_token_and_at_the_api(live_server: LiveServer) -> None:
-    user = new_user(live_server)
-    first = person_tokens(live_server, user, admin_api(live_server))
+@pytest.mark.live
+def test_role_change_shows_in_the_refreshed_token_and_at_the_api(
+    app_server: InProcessServer,
+) -> None:
+    user = new_user(app_server)
+    first = person_tokens(app_server, user, admin_api(app_server))
     assert jwt_claims(first["access_token"])["roles"] == ["user"]
 
-    assert live_server.cli("users", "set-role", user, "admin").returncode == 0
-    refreshed = refresh(live_server.url, first["refresh_token"])
+    assert app_server.cli("users", "set-role", user, "admin").returncode == 0
+    refreshed = refresh(app_server.url, first["refresh_token"])
     assert refreshed.status_code == 200, refreshed.text
     admin_token = refreshed.json()["access_token"]
     assert jwt_claims(admin_token)["roles"] == ["admin"]
-    created = api(live_server, "POST", "/users", admin_token, json={"username": f"{user}-b"})
+    created = api(app_server, "POST", "/users", admin_token, json={"username": f"{user}-b"})
     assert created.status_code == 201, created.text
 
     # Demoted: the admin API reads the role from the database, not from the token.
-    assert live_server.cli("users", "set-role", user, "viewer").returncode == 0
-    assert_forbidden(api(live_server, "GET", "/service-accounts", admin_token))
-    assert api(live_server, "GET", "/users", admin_token).status_code == 403
+    assert app_server.cli("users", "set-role", user, "viewer").returncode == 0
+    assert_forbidden(api(app_server, "GET", "/service-accounts", admin_token))
+    assert api(app_server, "GET", "/users", admin_token).status_code == 403
     # Promoted again: let in again, with the same token.
-    assert live_server.cli("users", "set-role", user, "admin").returncode == 0
-    with_admin = api(live_server, "GET", "/service-accounts", admin_token)
+    assert app_server.cli("users", "set-role", user, "admin").returncode == 0
+    with_admin = api(app_server, "GET", "/service-accounts", admin_token)
     assert with_admin.status_code == 200, with_admin.text
 
 
-def test_tokens_for_another_audience_are_refused(live_server: LiveServer) -> None:
+def test_tokens_for_another_audience_are_refused(app_server: InProcessServer) -> None:
     """RFC 9068 §4: the admin API takes only tokens whose ``aud`` is this server."""
     token = requests.post(
-        live_server.url + "/oauth2/token",
+        app_server.url + "/oauth2/token",
         data={"grant_type": "client_credentials"},
         auth=("ci-b64", SECRETS["ci-b64"]),
         timeout=10,
     ).json()["access_token"]
     assert jwt_claims(token)["aud"] == AUDIENCES[0]
     assert jwt_claims(token)["roles"] == ["admin"]
-    response = api(live_server, "GET", "/users", token)
+    response = api(app_server, "GET", "/users", token)
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_token"
     assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
-    missing = requests.get(live_server.url + "/api/v1/users", timeout=10)
+    missing = requests.get(app_server.url + "/api/v1/users", timeout=10)
     assert missing.status_code == 401
     assert "error=" not in missing.headers["WWW-Authenticate"]  # RFC 6750 §3.1
 
 
 def test_example_resource_server_admin_route(
-    live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+    app_server: InProcessServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("RESOURCE_ISSUER", live_server.url)
+    monkeypatch.setenv("RESOURCE_ISSUER", app_server.url)
     monkeypatch.setenv("RESOURCE_AUDIENCE", AUDIENCES[0])
     client = load_example().create_app().test_client()
-    user = new_user(live_server)
-    admin = new_user(live_server, role="admin")
+    user = new_user(app_server)
+    admin = new_user(app_server, role="admin")
 
-    user_token = person_tokens(live_server, user, AUDIENCES[0])["access_token"]
+    user_token = person_tokens(app_server, user, AUDIENCES[0])["access_token"]
     response = client.get("/api/admin", headers={"Authorization": f"Bearer {user_token}"})
     assert response.status_code == 403
     assert response.json is not None
@@ -173,7 +178,7 @@ def test_example_resource_server_admin_route(
         == 200
     )
 
-    admin_token = person_tokens(live_server, admin, AUDIENCES[0])["access_token"]
+    admin_token = person_tokens(app_server, admin, AUDIENCES[0])["access_token"]
     assert jwt_claims(admin_token)["roles"] == ["admin"]
     response = client.get("/api/admin", headers={"Authorization": f"Bearer {admin_token}"})
     assert response.status_code == 200, response.json

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import run_cli
+from .support.servers import run_cli
+
+pytestmark = pytest.mark.live
 
 
 def config_with(tmp_path: Path, redirect_uri: str) -> Path:

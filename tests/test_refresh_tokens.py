@@ -2,18 +2,11 @@
 grace window, revocation (RFC 7009), client binding, scope, expiry, and the person
 re-read on every refresh. Live servers for the wire behaviour, in-process apps where a
 setting has to be short (grace, idle and absolute expiry) or a person disabled.
-
-The helpers at the top are shared with ``test_device_flow`` and ``test_concurrency``.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import secrets
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import redis
@@ -22,191 +15,42 @@ import sqlalchemy as sa
 import yaml
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
-from flask import Flask
-from flask.testing import FlaskClient
 
 from authserver.clock import ManualClock
 from authserver.web.services import Services
 
-from .conftest import SECRETS, AppFactory, LiveServer
-from .people import PASSWORD, code_for, flask_authorize, form_field, pkce_pair, signed_in_session
-
-REDIRECT_URI = "http://127.0.0.1:43210/callback"
-OFFLINE_SCOPE = "openid profile offline_access"
-
-
-# -- shared helpers -------------------------------------------------------------------
-
-
-def jwt_claims(token: str) -> dict[str, Any]:
-    """The payload of a JWT (its signature is checked by the tests of the token path)."""
-    payload = token.split(".")[1]
-    claims: dict[str, Any] = json.loads(
-        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-    )
-    return claims
-
-
-def new_user(server: LiveServer, role: str | None = None) -> str:
-    """A local user on the live server, made through the CLI; returns the username."""
-    name = f"user-{secrets.token_hex(4)}"
-    args = ["users", "create", name, "--password-stdin"]
-    if role:
-        args += ["--role", role]
-    result = server.cli(*args, input_text=PASSWORD + "\n")
-    assert result.returncode == 0, result.stderr
-    return name
-
-
-def new_local_user(app: Flask, role: str | None = None) -> str:
-    """A local user of an in-process app, made through the person service."""
-    name = f"user-{secrets.token_hex(4)}"
-    with app.app_context():
-        Services.of(app).users.create_local(name, PASSWORD, role)
-    return name
-
-
-def redeem(url: str, code: str, verifier: str) -> requests.Response:
-    return requests.post(
-        url + "/oauth2/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT_URI,
-            "client_id": "cli",
-            "code_verifier": verifier,
-        },
-        timeout=30,
-    )
-
-
-def live_tokens(server: LiveServer, username: str, scope: str = OFFLINE_SCOPE) -> dict[str, Any]:
-    """Sign in, authorize ``cli`` with PKCE and redeem the code: the token response."""
-    session = signed_in_session(server.url, username)
-    code, verifier, _ = code_for(session, server.url, redirect_uri=REDIRECT_URI, scope=scope)
-    response = redeem(server.url, code, verifier)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    assert body["refresh_token"].startswith("as_rt_"), body
-    return body
-
-
-def refresh(
-    url: str, token: str, *, auth: tuple[str, str] | None = None, **extra: str
-) -> requests.Response:
-    """A refresh request: as public ``cli`` (client_id in the body) unless ``auth``."""
-    data = {"grant_type": "refresh_token", "refresh_token": token, **extra}
-    if auth is None:
-        data["client_id"] = "cli"
-    return requests.post(url + "/oauth2/token", data=data, auth=auth, timeout=30)
-
-
-def assert_oauth_error(response: Any, error: str, status: int = 400) -> None:
-    """An RFC 6749 §5.2 error response (requests or Flask test response)."""
-    body = response.json() if isinstance(response, requests.Response) else response.get_json()
-    assert response.status_code == status, (response.status_code, body)
-    assert body["error"] == error, body
-    assert body.get("error_description"), body
-
-
-def flask_sign_in(app: Flask, username: str, address: str = "127.0.0.1") -> FlaskClient:
-    """A Flask test client signed in through the login form, from ``address``."""
-    client = app.test_client()
-    client.environ_base["REMOTE_ADDR"] = address
-    page = client.get("/login", query_string={"next": "/", "force": "1"})
-    assert page.status_code == 200, page.get_data(as_text=True)
-    response = client.post(
-        "/login",
-        data={
-            "csrf_token": form_field(page.get_data(as_text=True), "csrf_token"),
-            "username": username,
-            "password": PASSWORD,
-            "next": "/",
-        },
-    )
-    assert response.status_code == 302, response.get_data(as_text=True)
-    return client
-
-
-def flask_tokens(client: FlaskClient, scope: str = OFFLINE_SCOPE) -> dict[str, Any]:
-    """The code flow for ``cli`` through a signed-in test client: the token response."""
-    verifier, challenge = pkce_pair()
-    query = {
-        "response_type": "code",
-        "client_id": "cli",
-        "redirect_uri": REDIRECT_URI,
-        "scope": scope,
-        "state": "s",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-    }
-    response = flask_authorize(client, query)  # the person confirms (issue 16.13)
-    assert response.status_code == 302, response.get_data(as_text=True)
-    query = parse_qs(urlsplit(response.headers["Location"]).query)
-    assert "code" in query, query
-    token = client.post(
-        "/oauth2/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": query["code"][0],
-            "redirect_uri": REDIRECT_URI,
-            "client_id": "cli",
-            "code_verifier": verifier,
-        },
-    )
-    assert token.status_code == 200, token.get_data(as_text=True)
-    body: dict[str, Any] = token.get_json()
-    assert body["refresh_token"].startswith("as_rt_"), body
-    return body
-
-
-def flask_refresh(client: FlaskClient, token: str, **extra: str) -> Any:
-    return client.post(
-        "/oauth2/token",
-        data={"grant_type": "refresh_token", "refresh_token": token, "client_id": "cli", **extra},
-    )
-
-
-def database_url(server: LiveServer) -> str:
-    config = yaml.safe_load(server.config_path.read_text())
-    return str(config["database_url"])
-
-
-def token_row(url: str, token: str) -> dict[str, Any] | None:
-    """The refresh_tokens row of ``token`` (found by its SHA-256), with its family."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            row = (
-                conn.execute(
-                    sa.text(
-                        "SELECT t.token_hash, t.family_id, t.rotated_at, f.revoked_at "
-                        "FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id "
-                        "WHERE t.token_hash = :h"
-                    ),
-                    {"h": hashlib.sha256(token.encode()).hexdigest()},
-                )
-                .mappings()
-                .first()
-            )
-    finally:
-        engine.dispose()
-    return dict(row) if row else None
+from .conftest import AppFactory
+from .support.factories import SECRETS, database_url, new_local_user, new_user, token_row
+from .support.flows import (
+    OFFLINE_SCOPE,
+    REDIRECT_URI,
+    assert_oauth_error,
+    code_for,
+    flask_refresh,
+    flask_sign_in,
+    flask_tokens,
+    jwt_claims,
+    live_tokens,
+    redeem,
+    refresh,
+    signed_in_session,
+)
+from .support.servers import InProcessServer
 
 
 @pytest.fixture(scope="module")
-def live_user(live_server: LiveServer) -> str:
-    """One person for the tests that do not change theirs (the CLI is slow to start)."""
-    return new_user(live_server)
+def live_user(app_server: InProcessServer) -> str:
+    """One person for the tests that do not change theirs."""
+    return new_user(app_server)
 
 
 # -- rotation -------------------------------------------------------------------------
 
 
-def test_rotation_with_authlib_client(live_server: LiveServer, live_user: str) -> None:
-    first = live_tokens(live_server, live_user)
+def test_rotation_with_authlib_client(app_server: InProcessServer, live_user: str) -> None:
+    first = live_tokens(app_server, live_user)
     client = OAuth2Session(client_id="cli", token_endpoint_auth_method="none")
-    token_url = live_server.url + "/oauth2/token"
+    token_url = app_server.url + "/oauth2/token"
     try:
         second = client.refresh_token(token_url, refresh_token=first["refresh_token"])
         third = client.refresh_token(token_url, refresh_token=second["refresh_token"])
@@ -221,12 +65,12 @@ def test_rotation_with_authlib_client(live_server: LiveServer, live_user: str) -
         assert body["scope"] == OFFLINE_SCOPE
         claims = jwt_claims(body["access_token"])
         assert claims["client_id"] == "cli"
-        assert claims["iss"] == live_server.url
+        assert claims["iss"] == app_server.url
         assert claims["roles"] == ["user"]
         assert claims["sub"] == jwt_claims(first["access_token"])["sub"]
     assert second["access_token"] != first["access_token"]
     # The old tokens are marked used (rotated), all three are of one family.
-    url = database_url(live_server)
+    url = database_url(app_server)
     rows = [token_row(url, t) for t in tokens]
     assert all(rows), rows
     assert rows[0]["rotated_at"] is not None  # type: ignore[index]
@@ -237,17 +81,17 @@ def test_rotation_with_authlib_client(live_server: LiveServer, live_user: str) -
 
 
 def test_retry_within_grace_returns_the_same_response(
-    live_server: LiveServer, live_user: str
+    app_server: InProcessServer, live_user: str
 ) -> None:
-    first = live_tokens(live_server, live_user)
-    response = refresh(live_server.url, first["refresh_token"])
+    first = live_tokens(app_server, live_user)
+    response = refresh(app_server.url, first["refresh_token"])
     assert response.status_code == 200, response.text
-    retry = refresh(live_server.url, first["refresh_token"])  # lost response, same token
+    retry = refresh(app_server.url, first["refresh_token"])  # lost response, same token
     assert retry.status_code == 200, retry.text
     assert retry.json()["refresh_token"] == response.json()["refresh_token"]
     assert retry.json()["access_token"] == response.json()["access_token"]
     # No theft was assumed: the successor still works.
-    after = refresh(live_server.url, response.json()["refresh_token"])
+    after = refresh(app_server.url, response.json()["refresh_token"])
     assert after.status_code == 200, after.text
 
 
@@ -267,9 +111,9 @@ def test_reuse_after_grace_revokes_the_family(make_app: AppFactory) -> None:
     assert_oauth_error(flask_refresh(client, newest), "invalid_grant")
 
 
-def test_unknown_and_malformed_refresh_tokens(live_server: LiveServer) -> None:
+def test_unknown_and_malformed_refresh_tokens(app_server: InProcessServer) -> None:
     for token in ("as_rt_" + secrets.token_urlsafe(32), "nonsense", "as_rt_" + "x" * 500):
-        assert_oauth_error(refresh(live_server.url, token), "invalid_grant")
+        assert_oauth_error(refresh(app_server.url, token), "invalid_grant")
 
 
 # -- revocation -------------------------------------------------------------------------
@@ -283,49 +127,51 @@ def revoke(url: str, token: str, auth: tuple[str, str] | None = None) -> request
 
 
 def test_revoking_the_current_token_kills_the_family(
-    live_server: LiveServer, live_user: str
+    app_server: InProcessServer, live_user: str
 ) -> None:
-    first = live_tokens(live_server, live_user)
-    current = refresh(live_server.url, first["refresh_token"]).json()["refresh_token"]
-    response = revoke(live_server.url, current)
+    first = live_tokens(app_server, live_user)
+    current = refresh(app_server.url, first["refresh_token"]).json()["refresh_token"]
+    response = revoke(app_server.url, current)
     assert response.status_code == 200, response.text
-    assert_oauth_error(refresh(live_server.url, current), "invalid_grant")
-    row = token_row(database_url(live_server), current)
+    assert_oauth_error(refresh(app_server.url, current), "invalid_grant")
+    row = token_row(database_url(app_server), current)
     assert row is not None
     assert row["revoked_at"] is not None
 
 
-def test_revoking_an_old_token_kills_the_newest(live_server: LiveServer, live_user: str) -> None:
-    first = live_tokens(live_server, live_user)
-    current = refresh(live_server.url, first["refresh_token"]).json()["refresh_token"]
-    assert revoke(live_server.url, first["refresh_token"]).status_code == 200
-    assert_oauth_error(refresh(live_server.url, current), "invalid_grant")
+def test_revoking_an_old_token_kills_the_newest(
+    app_server: InProcessServer, live_user: str
+) -> None:
+    first = live_tokens(app_server, live_user)
+    current = refresh(app_server.url, first["refresh_token"]).json()["refresh_token"]
+    assert revoke(app_server.url, first["refresh_token"]).status_code == 200
+    assert_oauth_error(refresh(app_server.url, current), "invalid_grant")
     # Inside the grace window too: a revoked family gives nothing back.
-    assert_oauth_error(refresh(live_server.url, first["refresh_token"]), "invalid_grant")
+    assert_oauth_error(refresh(app_server.url, first["refresh_token"]), "invalid_grant")
 
 
 def test_another_client_cannot_revoke_or_use_the_token(
-    live_server: LiveServer, live_user: str
+    app_server: InProcessServer, live_user: str
 ) -> None:
-    token = live_tokens(live_server, live_user)["refresh_token"]
+    token = live_tokens(app_server, live_user)["refresh_token"]
     webapp = ("webapp", SECRETS["webapp"])
     # §2.1: the server checks the token was issued to the revoking client.
-    revoke(live_server.url, token, auth=webapp)
+    revoke(app_server.url, token, auth=webapp)
     # RFC 6749 §6 / §10.4: the token is bound to the client it was issued to.
-    assert_oauth_error(refresh(live_server.url, token, auth=webapp), "invalid_grant")
-    response = refresh(live_server.url, token)
+    assert_oauth_error(refresh(app_server.url, token, auth=webapp), "invalid_grant")
+    response = refresh(app_server.url, token)
     assert response.status_code == 200, response.text
 
 
 # -- scope ------------------------------------------------------------------------------
 
 
-def test_scope_may_narrow_but_not_widen(live_server: LiveServer, live_user: str) -> None:
-    first = live_tokens(live_server, live_user)
-    wider = refresh(live_server.url, first["refresh_token"], scope=OFFLINE_SCOPE + " all")
+def test_scope_may_narrow_but_not_widen(app_server: InProcessServer, live_user: str) -> None:
+    first = live_tokens(app_server, live_user)
+    wider = refresh(app_server.url, first["refresh_token"], scope=OFFLINE_SCOPE + " all")
     assert_oauth_error(wider, "invalid_scope")
     # The refused request did not use the token up.
-    narrower = refresh(live_server.url, first["refresh_token"], scope="openid offline_access")
+    narrower = refresh(app_server.url, first["refresh_token"], scope="openid offline_access")
     assert narrower.status_code == 200, narrower.text
     body = narrower.json()
     assert body["scope"] == "openid offline_access"
@@ -335,23 +181,25 @@ def test_scope_may_narrow_but_not_widen(live_server: LiveServer, live_user: str)
 # -- the person is re-read --------------------------------------------------------------
 
 
-def test_role_change_shows_in_the_next_token(live_server: LiveServer) -> None:
-    user = new_user(live_server)
-    first = live_tokens(live_server, user)
+@pytest.mark.live
+def test_role_change_shows_in_the_next_token(app_server: InProcessServer) -> None:
+    user = new_user(app_server)
+    first = live_tokens(app_server, user)
     assert jwt_claims(first["access_token"])["roles"] == ["user"]
-    result = live_server.cli("users", "set-role", user, "admin")
+    result = app_server.cli("users", "set-role", user, "admin")
     assert result.returncode == 0, result.stderr
-    response = refresh(live_server.url, first["refresh_token"])
+    response = refresh(app_server.url, first["refresh_token"])
     assert response.status_code == 200, response.text
     assert jwt_claims(response.json()["access_token"])["roles"] == ["admin"]
 
 
-def test_deleted_user_cannot_refresh(live_server: LiveServer) -> None:
-    user = new_user(live_server)
-    first = live_tokens(live_server, user)
-    result = live_server.cli("users", "delete", user)
+@pytest.mark.live
+def test_deleted_user_cannot_refresh(app_server: InProcessServer) -> None:
+    user = new_user(app_server)
+    first = live_tokens(app_server, user)
+    result = app_server.cli("users", "delete", user)
     assert result.returncode == 0, result.stderr
-    assert_oauth_error(refresh(live_server.url, first["refresh_token"]), "invalid_grant")
+    assert_oauth_error(refresh(app_server.url, first["refresh_token"]), "invalid_grant")
 
 
 def test_disabled_user_cannot_refresh(make_app: AppFactory) -> None:
@@ -394,11 +242,11 @@ def _contains(value: object, secret: str) -> bool:
     return secret in str(value)
 
 
-def test_database_holds_no_raw_refresh_token(live_server: LiveServer, live_user: str) -> None:
-    first = live_tokens(live_server, live_user)
-    second = refresh(live_server.url, first["refresh_token"]).json()
+def test_database_holds_no_raw_refresh_token(app_server: InProcessServer, live_user: str) -> None:
+    first = live_tokens(app_server, live_user)
+    second = refresh(app_server.url, first["refresh_token"]).json()
     tokens = [first["refresh_token"], second["refresh_token"]]
-    url = database_url(live_server)
+    url = database_url(app_server)
     for token in tokens:
         row = token_row(url, token)
         assert row is not None, "stored under its SHA-256"
@@ -408,7 +256,7 @@ def test_database_holds_no_raw_refresh_token(live_server: LiveServer, live_user:
             (table, value) for table, value in _every_value(url) if _contains(value, secret_part)
         ]
         assert leaks == [], f"raw refresh token stored in {[t for t, _ in leaks]}"
-    config = yaml.safe_load(live_server.config_path.read_text())
+    config = yaml.safe_load(app_server.config_path.read_text())
     if config.get("redis_url"):
         client = redis.Redis.from_url(config["redis_url"])
         try:
@@ -459,24 +307,24 @@ def test_absolute_expiry(make_app: AppFactory) -> None:
 
 
 def test_refresh_without_offline_access_gets_no_refresh_token(
-    live_server: LiveServer, live_user: str
+    app_server: InProcessServer, live_user: str
 ) -> None:
     """``cli`` is registered with offline_access: without asking for it, no refresh token."""
-    session = signed_in_session(live_server.url, live_user)
+    session = signed_in_session(app_server.url, live_user)
     code, verifier, _ = code_for(
-        session, live_server.url, redirect_uri=REDIRECT_URI, scope="openid profile"
+        session, app_server.url, redirect_uri=REDIRECT_URI, scope="openid profile"
     )
-    response = redeem(live_server.url, code, verifier)
+    response = redeem(app_server.url, code, verifier)
     assert response.status_code == 200, response.text
     assert "refresh_token" not in response.json()
 
 
-def test_authlib_client_sees_invalid_grant(live_server: LiveServer) -> None:
+def test_authlib_client_sees_invalid_grant(app_server: InProcessServer) -> None:
     client = OAuth2Session(client_id="cli", token_endpoint_auth_method="none")
     try:
         with pytest.raises(OAuthError) as raised:
             client.refresh_token(
-                live_server.url + "/oauth2/token",
+                app_server.url + "/oauth2/token",
                 refresh_token="as_rt_" + secrets.token_urlsafe(32),
             )
     finally:

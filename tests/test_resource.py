@@ -10,7 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,13 @@ from authserver.resource import (
     check,
 )
 
-from .conftest import SECRETS, LiveServer
+from .support.factories import SECRETS
+from .support.servers import InProcessServer, json_server
 
 API = "https://api.example.com"
 
 
-def get_token(server: LiveServer, client_id: str = "ci", **extra: str) -> str:
+def get_token(server: InProcessServer, client_id: str = "ci", **extra: str) -> str:
     response = requests.post(
         server.url + "/oauth2/token",
         data={"grant_type": "client_credentials", **extra},
@@ -60,35 +61,16 @@ class Issuer:
         self.key = RSAKey.generate_key(2048, parameters={"kid": "b-1"})
         self.published: list[Key] = [self.key]
         self.jwks_fetches = 0
-        issuer = self
+        self._stack = ExitStack()
+        self.url = self._stack.enter_context(json_server(self._respond))
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path == "/.well-known/openid-configuration":
-                    body: dict[str, Any] = {
-                        "issuer": issuer.url,
-                        "jwks_uri": issuer.url + "/jwks",
-                    }
-                elif self.path == "/jwks":
-                    issuer.jwks_fetches += 1
-                    body = {"keys": [k.as_dict(private=False) for k in issuer.published]}
-                else:
-                    self.send_error(404)
-                    return
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def _respond(self, path: str) -> dict[str, Any] | None:
+        if path == "/.well-known/openid-configuration":
+            return {"issuer": self.url, "jwks_uri": self.url + "/jwks"}
+        if path == "/jwks":
+            self.jwks_fetches += 1
+            return {"keys": [k.as_dict(private=False) for k in self.published]}
+        return None
 
     def claims(self, **overrides: Any) -> dict[str, Any]:
         now = int(time.time())
@@ -114,8 +96,7 @@ class Issuer:
         return jwt.encode(header, self.claims(**overrides), key, algorithms=[alg])
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._stack.close()
 
 
 @pytest.fixture
@@ -134,9 +115,9 @@ def refused(validator: TokenValidator, token: str) -> str:
 # -- against the live server -----------------------------------------------------
 
 
-def test_valid_token_gives_claims(live_server: LiveServer) -> None:
-    validator = TokenValidator(live_server.url, API)
-    claims = validator.validate(get_token(live_server, scope="all read"))
+def test_valid_token_gives_claims(app_server: InProcessServer) -> None:
+    validator = TokenValidator(app_server.url, API)
+    claims = validator.validate(get_token(app_server, scope="all read"))
     assert claims.sub == "ci"
     assert claims.client_id == "ci"
     assert claims.roles == ("user",)
@@ -144,22 +125,22 @@ def test_valid_token_gives_claims(live_server: LiveServer) -> None:
     assert claims.has_scope("all")
     assert not claims.has_role("admin")
     assert claims.exp > time.time()
-    assert claims.raw["iss"] == live_server.url
-    admin = validator.validate(get_token(live_server, "ci-b64"))
+    assert claims.raw["iss"] == app_server.url
+    admin = validator.validate(get_token(app_server, "ci-b64"))
     assert admin.has_role("admin")
 
 
-def test_wrong_audience_is_refused(live_server: LiveServer) -> None:
-    validator = TokenValidator(live_server.url, "https://other.example.com")
-    assert refused(validator, get_token(live_server)) == "wrong audience"
+def test_wrong_audience_is_refused(app_server: InProcessServer) -> None:
+    validator = TokenValidator(app_server.url, "https://other.example.com")
+    assert refused(validator, get_token(app_server)) == "wrong audience"
 
 
-def test_metadata_of_another_issuer_is_refused(live_server: LiveServer) -> None:
+def test_metadata_of_another_issuer_is_refused(app_server: InProcessServer) -> None:
     # the same server under another name: its metadata names a different issuer
-    other = live_server.url.replace("127.0.0.1", "localhost")
+    other = app_server.url.replace("127.0.0.1", "localhost")
     validator = TokenValidator(other, API)
     with pytest.raises(KeysUnavailable) as caught:
-        validator.validate(get_token(live_server))
+        validator.validate(get_token(app_server))
     assert caught.value.reason == "issuer metadata mismatch"
 
 
@@ -170,9 +151,9 @@ def test_unreachable_issuer_is_invalid_token() -> None:
         validator.validate(token)
 
 
-def test_alg_none_is_refused(live_server: LiveServer) -> None:
-    validator = TokenValidator(live_server.url, API)
-    real = get_token(live_server)
+def test_alg_none_is_refused(app_server: InProcessServer) -> None:
+    validator = TokenValidator(app_server.url, API)
+    real = get_token(app_server)
     payload = json.loads(base64.urlsafe_b64decode(real.split(".")[1] + "=="))
     kid = json.loads(base64.urlsafe_b64decode(real.split(".")[0] + "=="))["kid"]
     for alg in ("none", "None", "NONE"):
@@ -181,14 +162,14 @@ def test_alg_none_is_refused(live_server: LiveServer) -> None:
     assert validator.validate(real).sub == "ci"
 
 
-def test_hs256_signed_with_the_public_key_is_refused(live_server: LiveServer) -> None:
-    validator = TokenValidator(live_server.url, API)
-    real = get_token(live_server)
+def test_hs256_signed_with_the_public_key_is_refused(app_server: InProcessServer) -> None:
+    validator = TokenValidator(app_server.url, API)
+    real = get_token(app_server)
     header = json.loads(base64.urlsafe_b64decode(real.split(".")[0] + "=="))
     payload = json.loads(base64.urlsafe_b64decode(real.split(".")[1] + "=="))
-    jwks = requests.get(live_server.url + "/.well-known/jwks.json", timeout=10)
+    jwks = requests.get(app_server.url + "/.well-known/jwks.json", timeout=10)
     if jwks.status_code != 200:
-        meta = requests.get(live_server.url + "/.well-known/openid-configuration", timeout=10)
+        meta = requests.get(app_server.url + "/.well-known/openid-configuration", timeout=10)
         jwks = requests.get(meta.json()["jwks_uri"], timeout=10)
     public = next(k for k in jwks.json()["keys"] if k["kid"] == header["kid"])
     pem = RSAKey.import_key(public).as_pem(private=False)
@@ -201,16 +182,16 @@ def test_hs256_signed_with_the_public_key_is_refused(live_server: LiveServer) ->
 # -- a second issuer -----------------------------------------------------------------
 
 
-def test_tokens_of_another_issuer(live_server: LiveServer, issuer_b: Issuer) -> None:
-    validator_a = TokenValidator(live_server.url, API)
+def test_tokens_of_another_issuer(app_server: InProcessServer, issuer_b: Issuer) -> None:
+    validator_a = TokenValidator(app_server.url, API)
     validator_b = TokenValidator(issuer_b.url, API)
     token_b = issuer_b.token()
     claims = validator_b.validate(token_b)
     assert (claims.sub, claims.roles, claims.scopes) == ("svc", ("admin",), ("read", "write"))
     assert refused(validator_a, token_b) == "unknown signing key"
-    assert refused(validator_b, get_token(live_server)) == "unknown signing key"
+    assert refused(validator_b, get_token(app_server)) == "unknown signing key"
     # B's key published by B but the iss claim names A: still refused
-    assert refused(validator_b, issuer_b.token(iss=live_server.url)) == "wrong issuer"
+    assert refused(validator_b, issuer_b.token(iss=app_server.url)) == "wrong issuer"
 
 
 def test_expiry_and_times_with_leeway(issuer_b: Issuer) -> None:
@@ -333,8 +314,8 @@ def load_example() -> Any:
     return module
 
 
-def test_example_app(live_server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RESOURCE_ISSUER", live_server.url)
+def test_example_app(app_server: InProcessServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESOURCE_ISSUER", app_server.url)
     monkeypatch.setenv("RESOURCE_AUDIENCE", API)
     client = load_example().create_app().test_client()
 
@@ -349,7 +330,7 @@ def test_example_app(live_server: LiveServer, monkeypatch: pytest.MonkeyPatch) -
     assert response.json["error"] == "invalid_token"
     assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
 
-    user = {"Authorization": f"Bearer {get_token(live_server, scope='all')}"}
+    user = {"Authorization": f"Bearer {get_token(app_server, scope='all')}"}
     assert client.get("/api/hello", headers=user).json == {"hello": "ci", "client_id": "ci"}
     assert client.get("/api/data", headers=user).status_code == 200
     response = client.get("/api/admin", headers=user)
@@ -358,12 +339,12 @@ def test_example_app(live_server: LiveServer, monkeypatch: pytest.MonkeyPatch) -
     assert response.json["error"] == "insufficient_scope"
     assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
 
-    narrow = {"Authorization": f"Bearer {get_token(live_server, scope='read')}"}
+    narrow = {"Authorization": f"Bearer {get_token(app_server, scope='read')}"}
     response = client.get("/api/data", headers=narrow)
     assert response.status_code == 403
     assert 'scope="all"' in response.headers["WWW-Authenticate"]
 
-    admin = {"Authorization": f"Bearer {get_token(live_server, 'ci-b64')}"}
+    admin = {"Authorization": f"Bearer {get_token(app_server, 'ci-b64')}"}
     response = client.get("/api/admin", headers=admin)
     assert response.status_code == 200
     assert response.json == {"admin": True, "roles": ["admin"]}

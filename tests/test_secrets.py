@@ -10,7 +10,7 @@ from argon2 import PasswordHasher
 from authserver.oauth import secrets as secrets_module
 from authserver.oauth.secrets import SecretVerifier, check_secret, hash_secret
 
-from .conftest import bcrypt_hash
+from .support.factories import bcrypt_hash
 
 
 @pytest.mark.parametrize(

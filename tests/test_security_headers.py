@@ -7,8 +7,10 @@ import re
 
 import requests
 
-from .conftest import AppFactory, LiveServer
-from .people import authorize, signed_in_session
+from .conftest import AppFactory
+from .support.factories import create_user
+from .support.flows import authorize, signed_in_session
+from .support.servers import InProcessServer
 from .test_oidc import webapp_params
 
 
@@ -18,20 +20,17 @@ def form_action(response: requests.Response) -> list[str]:
     return match.group(1).split()
 
 
-def test_nosniff_and_form_action_on_pages(live_server: LiveServer) -> None:
+def test_nosniff_and_form_action_on_pages(app_server: InProcessServer) -> None:
     for path in ("/.well-known/openid-configuration", "/.well-known/jwks.json", "/login"):
-        response = requests.get(live_server.url + path, timeout=10)
+        response = requests.get(app_server.url + path, timeout=10)
         assert response.headers["X-Content-Type-Options"] == "nosniff", path
         assert "Strict-Transport-Security" not in response.headers  # plain-http issuer
-    login = requests.get(live_server.url + "/login", timeout=10)
+    login = requests.get(app_server.url + "/login", timeout=10)
     assert form_action(login) == ["'self'"]
 
-    created = live_server.cli(
-        "users", "create", "hedda", "--password-stdin", input_text="correct horse battery staple\n"
-    )
-    assert created.returncode == 0, created.stderr
-    browser = signed_in_session(live_server.url, "hedda")
-    consent = authorize(browser, live_server.url, webapp_params("openid", prompt="consent"))
+    create_user(app_server, "hedda")
+    browser = signed_in_session(app_server.url, "hedda")
+    consent = authorize(browser, app_server.url, webapp_params("openid", prompt="consent"))
     assert consent.status_code == 200, consent.text[:300]
     assert form_action(consent) == ["'self'", "https://app.example.com"]
     assert consent.headers["X-Content-Type-Options"] == "nosniff"

@@ -11,19 +11,13 @@ import jwt
 import pytest
 import requests
 
-from .conftest import (
-    AUDIENCES,
-    BACKENDS,
-    SECRETS,
+from .conftest import BACKENDS
+from .support.factories import AUDIENCES, PASSWORD, SECRETS, create_user
+from .support.flows import authorize, authorize_confirmed, introspect, signed_in_session
+from .support.servers import (
     LiveServer,
-    free_port,
-    live_config,
-    start_server,
-    stop_server,
-    upgrade_with_cli,
+    serving,
 )
-from .people import PASSWORD, authorize, authorize_confirmed, signed_in_session
-from .test_authorization_code import introspect
 from .test_oidc import (
     WEBAPP_REDIRECT,
     assert_consent_page,
@@ -34,6 +28,8 @@ from .test_oidc import (
     webapp_params,
 )
 from .test_rbac import admin_api, api, person_tokens
+
+pytestmark = pytest.mark.live
 
 
 def review_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -49,18 +45,10 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     workdir = tmp_path_factory.mktemp("review")
-    port = free_port()
-    config = review_config(live_config(request, workdir, f"http://127.0.0.1:{port}"))
-    if request.param != "sqlite":
-        upgrade_with_cli(workdir, config)
-    live = start_server(workdir, config, port)
-    for name, role in (("boss", "admin"), ("carol", "user")):
-        created = live.cli(
-            "users", "create", name, "--role", role, "--password-stdin", input_text=PASSWORD + "\n"
-        )
-        assert created.returncode == 0, created.stderr
-    yield live
-    stop_server(live)
+    with serving(request, workdir, review_config) as live:
+        for name, role in (("boss", "admin"), ("carol", "user")):
+            create_user(live, name, role)
+        yield live
     shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -16,13 +16,13 @@ import yaml
 from authserver.serve import WORKER_CLASS, gunicorn_options
 from authserver.settings import Settings
 
-from .conftest import (
+from .support.factories import standard_config
+from .support.servers import (
     LiveServer,
     authserver_command,
     command_env,
     free_port,
     run_cli,
-    standard_config,
     stop_server,
 )
 
@@ -90,6 +90,7 @@ def idle_connection_closed_within(port: int, seconds: float) -> bool:
         conn.close()
 
 
+@pytest.mark.live
 def test_a_bare_port_from_the_config_is_loopback_and_gunicorn_cmd_args_win_over_it(
     tmp_path: Path,
 ) -> None:
@@ -105,6 +106,7 @@ def test_a_bare_port_from_the_config_is_loopback_and_gunicorn_cmd_args_win_over_
         stop_server(server)
 
 
+@pytest.mark.live
 def test_serve_options_win_over_gunicorn_cmd_args(tmp_path: Path) -> None:
     port = free_port()
     config_file(tmp_path)
@@ -126,6 +128,7 @@ def test_serve_options_win_over_gunicorn_cmd_args(tmp_path: Path) -> None:
         stop_server(server)
 
 
+@pytest.mark.live
 @pytest.mark.parametrize(
     ("bind", "message"),
     [
@@ -145,6 +148,7 @@ def test_a_bad_bind_is_one_line_and_exit_2(tmp_path: Path, bind: str, message: s
     assert len(result.stderr.splitlines()) == 1
 
 
+@pytest.mark.live
 @pytest.mark.parametrize(
     ("value", "message"),
     [
@@ -174,6 +178,7 @@ def test_bad_gunicorn_cmd_args_are_one_line_and_exit_2(
     assert len(result.stderr.splitlines()) == 1
 
 
+@pytest.mark.live
 def test_the_server_section_is_validated_with_the_rest(tmp_path: Path) -> None:
     config = config_file(
         tmp_path,

@@ -40,7 +40,8 @@ from authserver.key_file import (
 from authserver.settings import Settings
 from authserver.web.services import Services
 
-from .conftest import AUDIENCES, LiveServer, run_cli, standard_config, stderr_lines
+from .support.factories import AUDIENCES, standard_config
+from .support.servers import LiveServer, run_cli, stderr_lines
 
 ES256_ONLY = ["ES256"]
 
@@ -128,6 +129,7 @@ def every_value_in_the_database(engine: sa.Engine) -> str:
     return "\n".join(text)
 
 
+@pytest.mark.live
 def test_authlib_private_key_jwt_with_a_cli_key_file(
     live_server: LiveServer, engine: sa.Engine
 ) -> None:
@@ -161,6 +163,7 @@ def test_authlib_private_key_jwt_with_a_cli_key_file(
     assert "ES256" in listed
 
 
+@pytest.mark.live
 def test_replayed_foreign_and_malformed_assertions_are_invalid_client(
     live_server: LiveServer, engine: sa.Engine
 ) -> None:
@@ -219,6 +222,7 @@ def test_replayed_foreign_and_malformed_assertions_are_invalid_client(
     assert two.json()["error"] == "invalid_request"
 
 
+@pytest.mark.live
 def test_add_key_and_remove_key_rotate_without_downtime(live_server: LiveServer) -> None:
     first_path, first = make_key_file(live_server, "rolling-bot")
     second_path = live_server.workdir / "rolling-bot-2.json"
@@ -260,6 +264,7 @@ def test_add_key_and_remove_key_rotate_without_downtime(live_server: LiveServer)
     assert "add-key" in rotate.stderr
 
 
+@pytest.mark.live
 def test_authserver_token_key_file_and_credentials_variable(
     live_server: LiveServer, tmp_path: Path
 ) -> None:
@@ -504,8 +509,9 @@ def test_bad_assertions_are_counted_by_the_failure_throttle(app: Flask) -> None:
 
 
 def test_dashboard_offers_the_key_file_once_as_a_download(make_app: Any) -> None:
+    from .support.factories import new_local_user
+    from .support.flows import flask_sign_in
     from .test_dashboard import post
-    from .test_refresh_tokens import flask_sign_in, new_local_user
 
     app = make_app()
     dash = flask_sign_in(app, new_local_user(app, "admin"))

@@ -21,8 +21,10 @@ from authserver.identity.service_accounts import ServiceAccountService
 from authserver.identity.users import AlreadyExists, NotFound, UserError
 from authserver.web.services import Services
 
-from .conftest import AUDIENCES, AppFactory, LiveServer
-from .test_refresh_tokens import assert_oauth_error, jwt_claims
+from .conftest import AppFactory
+from .support.factories import AUDIENCES
+from .support.flows import assert_oauth_error, jwt_claims
+from .support.servers import LiveServer
 
 
 def accounts(app: Flask) -> ServiceAccountService:
@@ -199,6 +201,7 @@ def test_static_clients_cannot_take_the_service_account_prefix(make_app: AppFact
         ClientSettings(client_id="sa-x", client_secret_hash="$2b$04$" + "a" * 53)
 
 
+@pytest.mark.live
 def test_with_authlib_client_against_a_live_server(live_server: LiveServer) -> None:
     result = live_server.cli("service-accounts", "create", "authlib-job", "--role", "admin")
     assert result.returncode == 0, result.stderr

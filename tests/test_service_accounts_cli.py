@@ -20,7 +20,10 @@ import yaml
 
 from authserver.storage.audit import AuditRecord, SqlAuditLog
 
-from .conftest import AUDIENCES, LiveServer, run_cli, standard_config, stderr_lines
+from .support.factories import AUDIENCES, standard_config
+from .support.servers import LiveServer, run_cli, stderr_lines
+
+pytestmark = pytest.mark.live
 
 TOKEN_PREFIX = "as_sa_"
 

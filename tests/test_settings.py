@@ -22,7 +22,7 @@ from authserver.settings import (
     parse_duration,
 )
 
-from .conftest import bcrypt_hash
+from .support.factories import bcrypt_hash
 
 
 def write(tmp_path: Path, config: object) -> Path:

@@ -21,8 +21,9 @@ import sqlalchemy as sa
 import yaml
 from playwright.sync_api import Browser
 
-from .conftest import (
-    AUDIENCES,
+from .skypilot import FORWARDED, SkyPilotServer, skypilot_port, start_skypilot, stop_skypilot
+from .support.factories import AUDIENCES, PASSWORD
+from .support.servers import (
     LiveServer,
     free_port,
     live_config,
@@ -30,8 +31,6 @@ from .conftest import (
     stop_server,
     upgrade_with_cli,
 )
-from .people import PASSWORD
-from .skypilot import FORWARDED, SkyPilotServer, skypilot_port, start_skypilot, stop_skypilot
 
 pytestmark = [pytest.mark.slow, pytest.mark.live]
 

@@ -26,7 +26,6 @@ import pytest
 import requests
 from playwright.sync_api import Browser, expect
 
-from .conftest import free_port
 from .skypilot import (
     FORWARDED,
     SKYPILOT_VERSION,
@@ -36,8 +35,9 @@ from .skypilot import (
     start_skypilot,
     stop_skypilot,
 )
+from .support.servers import free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.live]
 
 STUB_SESSION = "_stub_session"
 STUB_CSRF = "_stub_csrf"

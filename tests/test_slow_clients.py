@@ -14,8 +14,8 @@ import requests
 
 from authserver.serve import REQUEST_ARRIVAL_TIMEOUT
 
-from .conftest import LiveServer
-from .test_faults_redis import client_credentials
+from .support.flows import client_credentials
+from .support.servers import LiveServer
 
 HALF_HEADERS = b"GET /.well-known/jwks.json HTTP/1.1\r\nHost: authserver\r\nAccept: appl"
 HALF_BODY = (

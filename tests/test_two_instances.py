@@ -20,9 +20,19 @@ import jwt
 import pytest
 import requests
 
-from .conftest import (
-    AUDIENCES,
-    SECRETS,
+from .support.factories import AUDIENCES, SECRETS, new_user
+from .support.flows import (
+    assert_oauth_error,
+    authorize,
+    code_for,
+    decide,
+    device_authorization,
+    poll_once,
+    redeem,
+    refresh,
+    signed_in_session,
+)
+from .support.servers import (
     LiveServer,
     free_port,
     live_config,
@@ -30,10 +40,7 @@ from .conftest import (
     stop_server,
     upgrade_with_cli,
 )
-from .people import authorize, code_for, signed_in_session
-from .test_device_flow import decide, device_authorization, poll_once
 from .test_oidc import assert_login_page, cli_params, is_signed_in, submit_form
-from .test_refresh_tokens import assert_oauth_error, new_user, redeem, refresh
 
 pytestmark = pytest.mark.live
 

@@ -20,9 +20,9 @@ from authserver.identity.users import EmailTaken, UserError, UserService, valida
 from authserver.storage.users import DuplicateEmail, SqlUserRepository, UserRecord
 from authserver.web.services import Services
 
-from .people import PASSWORD
+from .support.factories import PASSWORD
+from .support.flows import flask_refresh, flask_sign_in, flask_tokens, jwt_claims
 from .test_admin_api_schema import bearer, token_for
-from .test_refresh_tokens import flask_refresh, flask_sign_in, flask_tokens, jwt_claims
 from .test_users import engine_of
 
 EMAIL_SCOPE = "openid profile email offline_access"

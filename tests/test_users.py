@@ -529,8 +529,8 @@ def test_concurrent_first_federated_sign_in_makes_one_person(
 
 
 def test_a_new_password_revokes_refresh_tokens(make_app: AppFactory) -> None:
-    from .people import PASSWORD
-    from .test_refresh_tokens import flask_refresh, flask_sign_in, flask_tokens, new_local_user
+    from .support.factories import PASSWORD, new_local_user
+    from .support.flows import flask_refresh, flask_sign_in, flask_tokens
 
     app = make_app()
     user = new_local_user(app)

@@ -16,9 +16,11 @@ from authserver.settings import RbacSettings
 from authserver.storage.audit import SqlAuditLog
 from authserver.storage.users import SqlUserRepository
 
-from .conftest import _empty_pg, run_cli, standard_config, stderr_lines
-from .people import PASSWORD
+from .support.factories import PASSWORD, empty_pg, standard_config
+from .support.servers import run_cli, stderr_lines
 from .test_htpasswd import FORMS, htpasswd
+
+pytestmark = pytest.mark.live
 
 
 @dataclass
@@ -57,7 +59,7 @@ def cli(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cli]:
         url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     else:
         url = request.getfixturevalue("pg_database_url")
-        _empty_pg(url)
+        empty_pg(url)
     config = tmp_path / "authserver.yaml"
     config.write_text(
         yaml.safe_dump(standard_config("http://127.0.0.1:8080", url, tmp_path / "sk"))
