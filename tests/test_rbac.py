@@ -21,9 +21,11 @@ from .test_resource import load_example
 SCOPE = "openid profile offline_access all"
 
 
-def person_tokens(server: InProcessServer, username: str, audience: str) -> dict[str, Any]:
+def person_tokens(
+    server: InProcessServer, username: str, audience: str, password: str = PASSWORD
+) -> dict[str, Any]:
     """The token response for ``username`` through the code flow, for ``audience``."""
-    session = signed_in_session(server.url, username)
+    session = signed_in_session(server.url, username, password)
     code, verifier, _ = code_for(
         session, server.url, redirect_uri=REDIRECT_URI, scope=SCOPE, resource=audience
     )
@@ -99,7 +101,12 @@ def test_user_changes_only_their_own_password(app_server: InProcessServer) -> No
         json={"password": new_password, "current_password": PASSWORD},
     )
     assert changed.status_code == 204, changed.text
+    # a new password ends the tokens of the old one (as /oauth2/revoke would)
+    ended = api(app_server, "GET", "/me", token)
+    assert ended.status_code == 401, ended.text
+    assert ended.json()["error"] == "invalid_token"
     assert signed_in_session(app_server.url, user, new_password)
+    token = person_tokens(app_server, user, admin_api(app_server), new_password)["access_token"]
     assert_forbidden(
         api(app_server, "PUT", f"/users/{other}/password", token, json={"password": new_password})
     )
