@@ -120,6 +120,19 @@ class TokenCache:
             entries[client_id] = token.to_json()
             self._write(data)
 
+    def remove(self, issuer: str, client_id: str) -> CachedToken | None:
+        """Forget one sign-in; the tokens it held, if any."""
+        with self.locked():
+            data = self._read()
+            entries = data.get(_issuer_key(issuer))
+            if not isinstance(entries, dict) or client_id not in entries:
+                return None
+            token = CachedToken.from_json(entries.pop(client_id))
+            if not entries:
+                del data[_issuer_key(issuer)]
+            self._write(data)
+            return token
+
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the cache's lock (reentrant within this object)."""

@@ -36,8 +36,12 @@ def login_device(
     show: Callable[[str], None] = print,
     sleep: Callable[[float], None] = time.sleep,
     audience: str | None = None,
+    wait: Callable[[float, float], None] | None = None,
 ) -> CachedToken:
-    """Sign in on another device: ``show`` gets the instructions; then poll (§3.4-3.5)."""
+    """Sign in on another device: ``show`` gets the instructions; then poll (§3.4-3.5).
+
+    ``wait(seconds, left)``, if given, replaces ``sleep`` between polls and is told the
+    seconds the code has ``left`` (to show that the sign-in is waiting)."""
     metadata = discover(issuer)
     endpoint = metadata.device_authorization_endpoint
     if not endpoint:
@@ -55,6 +59,13 @@ def login_device(
         raise LoginError(f"cannot reach {endpoint}: {reason(exc)}") from None
     except ValueError:
         raise LoginError(f"{endpoint} answered HTTP {response.status_code}, not JSON") from None
+    if isinstance(body, dict) and body.get("error") in ("invalid_client", "unauthorized_client"):
+        # The server does not say which (an unknown client, a confidential one, or one
+        # without this grant answer alike): say what is needed, and the way out.
+        raise LoginError(
+            f"the server has no public client {client_id!r} with the device grant "
+            f"({body.get('error')}); ask its admin for one, or pass --client-id"
+        )
     if not isinstance(body, dict) or response.status_code != 200 or "error" in body:
         details = error_text(body) if isinstance(body, dict) else f"HTTP {response.status_code}"
         raise LoginError(f"the device authorization was refused ({details})")
@@ -68,7 +79,10 @@ def login_device(
 
     with public_session(client_id) as session:
         while True:
-            sleep(interval)
+            if wait is not None:
+                wait(interval, deadline - time.monotonic())
+            else:
+                sleep(interval)
             if time.monotonic() >= deadline:
                 raise LoginError("the code expired before the sign-in was approved")
             try:

@@ -7,8 +7,11 @@ None of them has the name of a server setting. Nothing here imports the server s
 
 from __future__ import annotations
 
-#: A named set of client defaults (issuer, client id, audience).
+#: A named set of client defaults (issuer, client id, audience, scopes, flow).
 PROFILE = "AUTHSERVER_PROFILE"
+#: The client config file that holds the profiles (default
+#: ``$XDG_CONFIG_HOME/authserver/config.yaml``).
+CLIENT_CONFIG = "AUTHSERVER_CLIENT_CONFIG"
 #: Where ``login`` caches tokens (default ``~/.cache/authserver``).
 CACHE_DIR = "AUTHSERVER_CACHE_DIR"
 #: A service-account key file, for ``private_key_jwt`` (``token --key-file``).
@@ -23,6 +26,7 @@ CLIENT_SECRET_FROM_ENV_VAR = CLIENT_SECRET + "_FROM_ENV_VAR"
 CLIENT_ENV_VARS = frozenset(
     {
         PROFILE,
+        CLIENT_CONFIG,
         CACHE_DIR,
         CREDENTIALS,
         SERVICE_ACCOUNT_TOKEN,

@@ -26,6 +26,11 @@ class LoginError(Exception):
     """A failure to show the person as one line."""
 
 
+class UsageError(LoginError):
+    """A failure of what the person gave (flags, variables, the client config file),
+    not of the server: the CLI exits 2."""
+
+
 # -- discovery ------------------------------------------------------------------------
 
 
@@ -38,6 +43,7 @@ class ServerMetadata:
     token_endpoint: str
     device_authorization_endpoint: str | None
     iss_parameter_supported: bool
+    revocation_endpoint: str | None = None
 
 
 def discover(issuer: str) -> ServerMetadata:
@@ -74,6 +80,7 @@ def discover(issuer: str) -> ServerMetadata:
         token_endpoint=token_endpoint,
         device_authorization_endpoint=str_or_none(doc.get("device_authorization_endpoint")),
         iss_parameter_supported=doc.get("authorization_response_iss_parameter_supported") is True,
+        revocation_endpoint=str_or_none(doc.get("revocation_endpoint")),
     )
 
 
