@@ -111,8 +111,9 @@ def cache_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def cli_env(cache_dir: Path) -> dict[str, str]:
-    return {"AUTHSERVER_CACHE_DIR": str(cache_dir)}
+def cli_env(cache_dir: Path, tmp_path: Path) -> dict[str, str]:
+    # the profiles `login` saves stay in the test's directory
+    return {"AUTHSERVER_CACHE_DIR": str(cache_dir), "XDG_CONFIG_HOME": str(tmp_path / "config")}
 
 
 @pytest.fixture
@@ -435,9 +436,20 @@ def test_login_for_the_admin_api_audience(
     tmp_path: Path,
 ) -> None:
     """``--audience`` asks for tokens for one API (RFC 8707); they are cached apart, so
-    ``token`` without it is still signed out, and the admin API takes them."""
+    ``token`` without it is still signed out, and the admin API takes them. (The login
+    saves its audience in a profile of its own: the default profile's ``token`` would
+    otherwise take the audience from it.)"""
     admin_api = live_server.url + "/api/v1"
-    login = start_cli("login", "--issuer", live_server.url, "--device", "--audience", admin_api)
+    login = start_cli(
+        "login",
+        "--issuer",
+        live_server.url,
+        "--device",
+        "--audience",
+        admin_api,
+        "--profile",
+        "admin-api",
+    )
     approve_device(live_server.url, zoe, login.wait_for(USER_CODE).group(1))
     code, output = login.finish()
     assert code == 0, output

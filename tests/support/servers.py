@@ -212,10 +212,13 @@ class InProcessServer:
 
 def command_env(cwd: Path, env: dict[str, str] | None) -> dict[str, str]:
     """The environment of an ``authserver`` process: none of this shell's
-    ``AUTHSERVER_*``, and an instance directory under ``cwd`` (never the real
-    ``~/.local/share/authserver``) unless ``env`` names one."""
+    ``AUTHSERVER_*``, and an instance directory and a client config directory under
+    ``cwd`` (never the real ``~/.local/share/authserver`` or ``~/.config/authserver``)
+    unless ``env`` names others."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSERVER_")}
     full_env["XDG_DATA_HOME"] = str(cwd / "xdg-data")
+    # the person's client config (profiles), never the real ~/.config/authserver
+    full_env["XDG_CONFIG_HOME"] = str(cwd / "xdg-config")
     full_env.update(env or {})
     return full_env
 
