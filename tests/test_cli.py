@@ -326,6 +326,7 @@ def test_the_person_s_cli_variables_do_not_stop_server_commands(tmp_path: Path) 
     shell = {
         "AUTHSERVER_CACHE_DIR": str(tmp_path / "cache"),
         "AUTHSERVER_PROFILE": "work",
+        "AUTHSERVER_CLIENT_CONFIG": str(tmp_path / "client.yaml"),
         "AUTHSERVER_CLIENT_SECRET_FROM_FILE": str(tmp_path / "secret"),
         "RESOURCE_ISSUER": "https://auth.example.com",
         "RESOURCE_AUDIENCE": "https://api.example.com",

@@ -7,8 +7,12 @@ cache (:mod:`.cache`); :func:`fresh_access_token` (:mod:`.refresh`) hands a scri
 valid access token, refreshing (and storing the rotated refresh token) when the cached
 one is about to expire. A service account's key file gets tokens by the client
 credentials grant with ``private_key_jwt`` (:mod:`.credentials`); a CI job trades its
-OIDC token by RFC 8693 token exchange (:mod:`.federation`). :mod:`.env` lists the
-environment variables the client reads; :mod:`.http` holds what the modules share.
+OIDC token by RFC 8693 token exchange (:mod:`.federation`); a confidential client's
+secret or a service-account token, by the client credentials grant (:mod:`.ci`).
+:mod:`.profiles` reads and writes the named profiles of the client config file;
+:mod:`.account` revokes a sign-in (RFC 7009) and reads who its tokens say you are.
+:mod:`.env` lists the environment variables the client reads; :mod:`.http` holds what
+the modules share.
 
 Framework-free: Authlib's requests client and ``requests`` only, nothing of the server
 side (but the shared key-file format, ``authserver.key_file``), so it runs on any
