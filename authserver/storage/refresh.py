@@ -7,8 +7,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
 
-from sqlalchemy import Engine, Table, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Table,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
+from ..clock import SYSTEM_CLOCK, Clock
 from .models import RefreshFamily, RefreshToken
 
 
@@ -30,8 +42,10 @@ class StoredRefreshToken:
 class SqlRefreshStore:
     """Implements ``authserver.oauth.refresh.RefreshStore``."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, clock: Clock = SYSTEM_CLOCK) -> None:
         self._engine = engine
+        #: ``created_at`` and ``revoked_at`` are on this clock, as the expiries are.
+        self._clock = clock
         self._families = cast(Table, RefreshFamily.__table__)
         self._tokens = cast(Table, RefreshToken.__table__)
 
@@ -55,7 +69,7 @@ class SqlRefreshStore:
                     scope=scope,
                     audience=audience,
                     auth_time=auth_time,
-                    created_at=datetime.now(UTC),
+                    created_at=self._clock.utcnow(),
                     expires_at=_dt(expires_at),
                 )
             )
@@ -67,7 +81,7 @@ class SqlRefreshStore:
                 insert(self._tokens).values(
                     token_hash=token_hash,
                     family_id=family_id,
-                    created_at=datetime.now(UTC),
+                    created_at=self._clock.utcnow(),
                     idle_expires_at=_dt(idle_expires_at),
                 )
             )
@@ -127,7 +141,7 @@ class SqlRefreshStore:
                 insert(self._tokens).values(
                     token_hash=successor_hash,
                     family_id=family_id,
-                    created_at=datetime.now(UTC),
+                    created_at=self._clock.utcnow(),
                     idle_expires_at=_dt(idle_expires_at),
                 )
             )
@@ -138,7 +152,7 @@ class SqlRefreshStore:
         stmt = (
             update(self._families)
             .where(f.id == family_id, f.revoked_at.is_(None))
-            .values(revoked_at=datetime.now(UTC), revoked_reason=reason)
+            .values(revoked_at=self._clock.utcnow(), revoked_reason=reason)
         )
         with self._engine.begin() as conn:
             return conn.execute(stmt).rowcount == 1
@@ -148,11 +162,49 @@ class SqlRefreshStore:
         stmt = (
             update(self._families)
             .where(f.user_id == user_id, f.revoked_at.is_(None))
-            .values(revoked_at=datetime.now(UTC), revoked_reason=reason)
+            .values(revoked_at=self._clock.utcnow(), revoked_reason=reason)
             .returning(f.id)
         )
         with self._engine.begin() as conn:
             return [str(family_id) for family_id in conn.execute(stmt).scalars()]
+
+    # -- pruning (``storage/janitor.py``) ---------------------------------------------
+
+    def _dead(self, before: float) -> ColumnElement[bool]:
+        """Families that no request could use since before ``before`` (unix time): past
+        their absolute expiry, revoked, or with every member past its idle expiry (the
+        grant answers "expired" before it looks at rotation, so such a family can
+        neither refresh nor trip reuse detection any more)."""
+        f, t = self._families.c, self._tokens.c
+        cutoff = _dt(before)
+        live_member = exists().where(t.family_id == f.id, t.idle_expires_at >= cutoff)
+        return or_(f.expires_at < cutoff, f.revoked_at < cutoff, ~live_member)
+
+    def count_dead_families(self, before: float) -> tuple[int, int]:
+        """How many families :meth:`delete_dead_families` would delete, and their tokens."""
+        dead = select(self._families.c.id).where(self._dead(before))
+        with self._engine.connect() as conn:
+            families = conn.execute(select(func.count()).select_from(dead.subquery())).scalar()
+            tokens = conn.execute(
+                select(func.count())
+                .select_from(self._tokens)
+                .where(self._tokens.c.family_id.in_(dead))
+            ).scalar()
+        return int(families or 0), int(tokens or 0)
+
+    def delete_dead_families(self, before: float, limit: int) -> tuple[int, int]:
+        """Delete up to ``limit`` dead families (see :meth:`_dead`) and their tokens, in
+        one short transaction; how many families and tokens went."""
+        f, t = self._families.c, self._tokens.c
+        with self._engine.begin() as conn:
+            ids = list(conn.execute(select(f.id).where(self._dead(before)).limit(limit)).scalars())
+            if not ids:
+                return 0, 0
+            # Explicitly, not by the foreign key's cascade: counted, and the same on
+            # every database whatever its foreign-key setting.
+            tokens = conn.execute(delete(self._tokens).where(t.family_id.in_(ids))).rowcount
+            families = conn.execute(delete(self._families).where(f.id.in_(ids))).rowcount
+        return int(families or 0), int(tokens or 0)
 
 
 def _dt(timestamp: float) -> datetime:
