@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -16,8 +17,11 @@ import sqlalchemy as sa
 import yaml
 from flask import Flask
 from flask.testing import FlaskClient
+from pydantic import ValidationError
 
 from authserver.clock import ManualClock
+from authserver.serve import janitor_loop, start_janitor
+from authserver.settings import Settings
 from authserver.storage.ephemeral import SqlEphemeralStore
 from authserver.storage.janitor import KEEP_MARGIN
 from authserver.storage.models import db
@@ -304,3 +308,81 @@ def test_db_prune_command(make_app: AppFactory, backend: Backend, tmp_path: Path
     assert event["address"] == "local"
     assert event["details"]["refresh_families"] == 3
     assert event["details"]["refresh_tokens"] == 3
+
+
+# -- inside serve: one worker of the deployment per janitor.interval ------------------
+
+
+def dead_family(app: Flask, clock: ManualClock) -> str:
+    """A family whose absolute expiry has just passed, made by the repository."""
+    store = Services.of(app).oauth.refresh_tokens.store
+    family = store.create_family(
+        user_id=user_id_of(app, new_local_user(app)),
+        client_id="cli",
+        scope="openid",
+        audience="x",
+        auth_time=int(clock.now()),
+        expires_at=clock.now() - KEEP - 1,
+    )
+    store.add_token(family, hashlib.sha256(family.encode()).hexdigest(), clock.now() + 10)
+    return family
+
+
+def test_run_if_due_runs_once_per_interval_and_keeps_audit_events(
+    make_app: AppFactory, backend: Backend
+) -> None:
+    clock = ManualClock()
+    app = make_app(clock=clock, tokens=TOKENS, audit_retention="1d")
+    services = Services.of(app)
+    services.audit.record_many(
+        [{"event": "login_failed", "target": "old", "at": clock.utcnow() - timedelta(days=2)}]
+    )
+    first = dead_family(app, clock)
+    counts = services.janitor.run_if_due(services.ephemeral, 1.0)
+    assert counts is not None
+    assert counts.refresh_families == 1
+    assert counts.audit_events == 0
+    assert first not in families(app)
+    # Another worker within the interval: not due.
+    second = dead_family(app, clock)
+    assert services.janitor.run_if_due(services.ephemeral, 1.0) is None
+    assert second in families(app)
+    backend.wait(clock, 1.2)
+    counts = services.janitor.run_if_due(services.ephemeral, 1.0)
+    assert counts is not None
+    assert counts.refresh_families == 1
+    assert second not in families(app)
+    # The server's own runs never delete audit events (only the commands do).
+    targets = [e["target"] for e in audit_events(app) if e["event"] == "login_failed"]
+    assert targets == ["old"]
+
+
+def test_a_serve_worker_runs_the_janitor_in_a_thread(make_app: AppFactory) -> None:
+    clock = ManualClock()
+    app = make_app(clock=clock, tokens=TOKENS, janitor={"interval": "1h"})
+    family = dead_family(app, clock)
+    stop = threading.Event()
+    thread = threading.Thread(target=janitor_loop, args=(Services.of(app), stop, 0.05))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 15
+        while family in families(app) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert family not in families(app)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def test_janitor_settings(make_app: AppFactory) -> None:
+    assert Settings().janitor.interval == 3600
+    assert Settings().janitor.batch_size == 1000
+    for off in (0, "0", "off"):
+        assert Settings.model_validate({"janitor": {"interval": off}}).janitor.interval == 0
+    assert Settings.model_validate({"janitor": {"interval": "15m"}}).janitor.interval == 900
+    with pytest.raises(ValidationError, match=r"janitor\.interval"):
+        Settings.model_validate({"janitor": {"interval": "soon"}})
+    with pytest.raises(ValidationError, match=r"janitor\.batch_size"):
+        Settings.model_validate({"janitor": {"batch_size": 0}})
+    assert start_janitor(make_app(janitor={"interval": 0})) is None

@@ -17,9 +17,6 @@ from .output import (
     print_table,
 )
 
-#: As ``storage/janitor.py``'s (not imported from there: the CLI loads its modules late).
-DEFAULT_BATCH_SIZE = 1000
-
 if TYPE_CHECKING:
     from ..storage.migrations import Migration
     from .output import Parser, Subcommands
@@ -88,16 +85,17 @@ def cmd_db_prune(args: argparse.Namespace) -> int:
     from ..admin.audit import run_janitor
     from ..web.services import Services
 
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise CliError(f"--batch-size: must be at least 1, not {args.batch_size}", EXIT_USAGE)
     settings = cli_settings(args)
+    batch_size = args.batch_size or settings.janitor.batch_size
     app = database_app(args, settings)
     with app.app_context():
         services = Services.of(app)
         if args.dry_run:
             counts = services.janitor.count()
         else:
-            counts = run_janitor(services.janitor, services.events, cli_actor(), args.batch_size)
+            counts = run_janitor(services.janitor, services.events, cli_actor(), batch_size)
     if args.output == "json":
         print_json(
             [
@@ -145,8 +143,7 @@ def register(sub: Subcommands, common: Parser) -> None:
     prune.add_argument(
         "--batch-size",
         type=int,
-        default=DEFAULT_BATCH_SIZE,
         metavar="N",
-        help="rows deleted per transaction (default: %(default)s)",
+        help="rows deleted per transaction (default: janitor.batch_size, 1000)",
     )
     output_argument(prune)

@@ -23,25 +23,29 @@ table is never locked for long:
     state): every read ignores them already. (Redis expires its own keys; the table is
     still swept when Redis is configured, for what it held before.)
 ``audit_events``
-    Only with ``audit_retention`` set: the events older than it (what ``authserver audit
-    prune`` deletes). Never otherwise.
+    Only with ``audit_retention`` set, and only when run by ``authserver db prune``: the
+    events older than it (what ``authserver audit prune`` deletes). The server's own
+    periodic runs (``janitor.interval``) never delete audit events.
 
 Nothing here reads the wall clock: the janitor is given the server's :class:`Clock`.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from ..clock import SYSTEM_CLOCK, Clock
 from .audit import SqlAuditLog
-from .ephemeral import SqlEphemeralStore
+from .ephemeral import EphemeralStore, SqlEphemeralStore
 from .refresh import SqlRefreshStore
 
 #: Rows deleted per transaction unless told otherwise.
 DEFAULT_BATCH_SIZE = 1000
+#: The ephemeral-store key that one worker of a deployment holds while its run is due.
+LOCK_KEY = "janitor:lock"
 #: Seconds of margin on a dead family's keep: clock skew, requests in flight.
 KEEP_MARGIN = 60.0
 
@@ -106,8 +110,24 @@ class Janitor:
             audit_events=0 if audit_before is None else self._audit.count_before(audit_before),
         )
 
-    def run(self, batch_size: int = DEFAULT_BATCH_SIZE) -> PruneCounts:
-        """Delete every dead row, ``batch_size`` rows per transaction; the counts."""
+    def run_if_due(
+        self, lock: EphemeralStore, interval: float, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> PruneCounts | None:
+        """:meth:`run` (without the audit events), unless another worker of the
+        deployment ran it in the last ``interval`` seconds; ``None`` then.
+
+        The lock is an entry of the deployment's ephemeral store set only if absent
+        (Redis ``SET NX PX``, SQL ``INSERT ... ON CONFLICT``) that expires by itself: one
+        run per interval across every worker and node, and a worker that dies holding it
+        delays the next run by at most one interval.
+        """
+        if not lock.add(LOCK_KEY, str(os.getpid()).encode(), interval):
+            return None
+        return self.run(batch_size, audit=False)
+
+    def run(self, batch_size: int = DEFAULT_BATCH_SIZE, *, audit: bool = True) -> PruneCounts:
+        """Delete every dead row, ``batch_size`` rows per transaction; the counts.
+        ``audit=False`` leaves the audit events alone (the server's own runs)."""
         if batch_size < 1:
             raise ValueError(f"the batch size is at least 1, not {batch_size}")
         families = tokens = 0
@@ -119,15 +139,17 @@ class Janitor:
             if deleted < batch_size:
                 break
         entries = _in_batches(lambda: self._ephemeral.purge_expired(batch_size), batch_size)
-        audit = 0
-        audit_before = self.audit_cutoff()
+        audit_events = 0
+        audit_before = self.audit_cutoff() if audit else None
         if audit_before is not None:
-            audit = _in_batches(lambda: self._audit.prune(audit_before, batch_size), batch_size)
+            audit_events = _in_batches(
+                lambda: self._audit.prune(audit_before, batch_size), batch_size
+            )
         return PruneCounts(
             refresh_families=families,
             refresh_tokens=tokens,
             ephemeral_entries=entries,
-            audit_events=audit,
+            audit_events=audit_events,
         )
 
 
