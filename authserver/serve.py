@@ -215,8 +215,10 @@ def janitor_loop(services: Services, stop: threading.Event, tick: float = JANITO
             log.warning("janitor: the run failed (%s); trying again later", exc)
             continue
         if counts is not None:
-            log.info(
-                "janitor: deleted %s", ", ".join(f"{t} {n}" for t, n in counts.as_dict().items())
+            log.log(
+                logging.INFO if counts.total else logging.DEBUG,
+                "janitor: deleted %s",
+                ", ".join(f"{t} {n}" for t, n in counts.as_dict().items()),
             )
 
 

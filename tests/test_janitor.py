@@ -386,3 +386,23 @@ def test_janitor_settings(make_app: AppFactory) -> None:
     with pytest.raises(ValidationError, match=r"janitor\.batch_size"):
         Settings.model_validate({"janitor": {"batch_size": 0}})
     assert start_janitor(make_app(janitor={"interval": 0})) is None
+
+
+def test_a_family_between_its_creation_and_its_first_token_is_kept(
+    make_app: AppFactory,
+) -> None:
+    """``start_family`` makes the family, then its first token in another transaction:
+    a janitor run in between must not take the memberless family for idle-dead."""
+    clock = ManualClock()
+    app = make_app(clock=clock, tokens=TOKENS)
+    store = Services.of(app).oauth.refresh_tokens.store
+    family = store.create_family(
+        user_id=user_id_of(app, new_local_user(app)),
+        client_id="cli",
+        scope="openid",
+        audience="x",
+        auth_time=int(clock.now()),
+        expires_at=clock.now() + 10 * HOUR,
+    )
+    assert Services.of(app).janitor.run().refresh_families == 0
+    assert family in families(app)

@@ -11,6 +11,7 @@ from sqlalchemy import (
     ColumnElement,
     Engine,
     Table,
+    and_,
     delete,
     exists,
     func,
@@ -178,7 +179,10 @@ class SqlRefreshStore:
         f, t = self._families.c, self._tokens.c
         cutoff = _dt(before)
         live_member = exists().where(t.family_id == f.id, t.idle_expires_at >= cutoff)
-        return or_(f.expires_at < cutoff, f.revoked_at < cutoff, ~live_member)
+        # created_at: a family is made, then its first token in a second transaction;
+        # between the two it has no member, and is not dead.
+        idle = and_(f.created_at < cutoff, ~live_member)
+        return or_(f.expires_at < cutoff, f.revoked_at < cutoff, idle)
 
     def count_dead_families(self, before: float) -> tuple[int, int]:
         """How many families :meth:`delete_dead_families` would delete, and their tokens."""
