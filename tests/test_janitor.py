@@ -19,6 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import ValidationError
 
+from authserver.app import create_app
 from authserver.clock import ManualClock
 from authserver.serve import janitor_loop, start_janitor
 from authserver.settings import Settings
@@ -27,10 +28,10 @@ from authserver.storage.janitor import KEEP_MARGIN
 from authserver.storage.models import db
 from authserver.web.services import Services
 
-from .conftest import AppFactory, Backend
+from .conftest import AppFactory, Backend, close_app
 from .support.factories import new_local_user, standard_config
 from .support.flows import assert_oauth_error, flask_refresh, flask_sign_in, flask_tokens
-from .support.servers import run_cli, stderr_lines
+from .support.servers import free_port, run_cli, start_server, stderr_lines, stop_server
 
 HOUR = 3600.0
 #: The config of these tests: a family lives 10 h, a token unused for 4 h dies.
@@ -406,3 +407,29 @@ def test_a_family_between_its_creation_and_its_first_token_is_kept(
     )
     assert Services.of(app).janitor.run().refresh_families == 0
     assert family in families(app)
+
+
+@pytest.mark.live
+def test_serve_runs_the_janitor(tmp_path: Path) -> None:
+    """A real ``serve`` (2 gunicorn workers): a dead family goes within the interval, and
+    the run is in the server's log."""
+    port = free_port()
+    config = standard_config(
+        f"http://127.0.0.1:{port}", f"sqlite:///{tmp_path / 'authserver.db'}", tmp_path / "key"
+    )
+    config["janitor"] = {"interval": "1s"}
+    server = start_server(tmp_path, config, port)
+    try:
+        past = ManualClock(time.time() - 30 * 86400)
+        app = create_app(Settings.model_validate(config), clock=past)
+        try:
+            family = dead_family(app, past)
+            deadline = time.monotonic() + 20
+            while family in families(app) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert family not in families(app), server.log()
+        finally:
+            close_app(app)
+    finally:
+        stop_server(server)
+    assert "janitor: deleted refresh_families 1, refresh_tokens 1" in server.log()
