@@ -132,8 +132,9 @@ class Janitor:
             raise ValueError(f"the batch size is at least 1, not {batch_size}")
         families = tokens = 0
         cutoff = self.family_cutoff()
-        while True:
-            deleted, members = self._refresh.delete_dead_families(cutoff, batch_size)
+        last: str | None = ""
+        while last is not None:
+            deleted, members, last = self._refresh.delete_dead_families(cutoff, batch_size, last)
             families += deleted
             tokens += members
             if deleted < batch_size:

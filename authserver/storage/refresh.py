@@ -196,19 +196,27 @@ class SqlRefreshStore:
             ).scalar()
         return int(families or 0), int(tokens or 0)
 
-    def delete_dead_families(self, before: float, limit: int) -> tuple[int, int]:
-        """Delete up to ``limit`` dead families (see :meth:`_dead`) and their tokens, in
-        one short transaction; how many families and tokens went."""
+    def delete_dead_families(
+        self, before: float, limit: int, after: str = ""
+    ) -> tuple[int, int, str | None]:
+        """Delete up to ``limit`` dead families (see :meth:`_dead`) with ids above
+        ``after``, and their tokens, in one short transaction: how many families and
+        tokens went, and the last id deleted (``None``: there were none).
+
+        In the order of the primary key, so that a run that passes each batch's last id
+        to the next scans the table once, however many live rows lie between dead ones.
+        """
         f, t = self._families.c, self._tokens.c
+        batch = select(f.id).where(f.id > after, self._dead(before)).order_by(f.id).limit(limit)
         with self._engine.begin() as conn:
-            ids = list(conn.execute(select(f.id).where(self._dead(before)).limit(limit)).scalars())
+            ids = list(conn.execute(batch).scalars())
             if not ids:
-                return 0, 0
+                return 0, 0, None
             # Explicitly, not by the foreign key's cascade: counted, and the same on
             # every database whatever its foreign-key setting.
             tokens = conn.execute(delete(self._tokens).where(t.family_id.in_(ids))).rowcount
             families = conn.execute(delete(self._families).where(f.id.in_(ids))).rowcount
-        return int(families or 0), int(tokens or 0)
+        return int(families or 0), int(tokens or 0), ids[-1]
 
 
 def _dt(timestamp: float) -> datetime:
