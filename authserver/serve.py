@@ -385,4 +385,5 @@ def run_dev(app: Flask, bind: str, tls_cert: str | None, tls_key: str | None) ->
         raise ServeOptionError("--dev listens on HOST:PORT only, not a unix socket")
     host, _, port = bind.rpartition(":")
     ssl_context = (tls_cert, tls_key) if tls_cert and tls_key else None
+    start_janitor(app)
     app.run(host=host.strip("[]"), port=int(port), ssl_context=ssl_context, threaded=True)

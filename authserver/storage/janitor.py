@@ -1,12 +1,15 @@
 """The janitor: deletes what can never be used again, so tables stop growing without bound.
 
 What goes, each table in batches of short transactions (``DELETE ... WHERE id IN
-(SELECT id ... LIMIT n)``, the same shape on SQLite and PostgreSQL), so that a large
+(SELECT id ... LIMIT n)``, the same shape on SQLite and PostgreSQL; the families' batches
+walk their primary key, each after the last id of the one before), so that a large
 table is never locked for long:
 
 ``refresh_families`` (and their ``refresh_tokens``)
     A family that no request could use for :meth:`Janitor.family_keep` seconds: past its
-    absolute expiry, revoked, or with every member past its idle expiry. Rotation with
+    absolute expiry, revoked, or with every member past its idle expiry (the refresh
+    grant answers "expired" before it looks at rotation, so an idle-dead family's rotated
+    members can no longer trip reuse detection either). Rotation with
     reuse detection (RFC 9700 §4.14.2) needs a family's rotated members for as long as
     the family could still refresh: a rotated member presented again is what reveals a
     stolen token, and it revokes the family. A live family therefore loses nothing
