@@ -40,6 +40,7 @@ from .storage.database import (
     ping_database,
 )
 from .storage.ephemeral import EphemeralStore, RedisEphemeralStore, SqlEphemeralStore
+from .storage.janitor import Janitor
 from .storage.keys import SqlKeyRepository
 from .storage.models import IdTokenSigningKey, db
 from .storage.ratelimit import RateLimits
@@ -183,8 +184,9 @@ def create_app(
     access_tokens = AccessTokens(
         settings.issuer, keys, ephemeral, ttl=settings.tokens.access_token_ttl, clock=clock
     )
+    refresh_store = SqlRefreshStore(engine, clock)
     refresh_tokens = RefreshTokens(
-        SqlRefreshStore(engine),
+        refresh_store,
         ephemeral,
         access_tokens,
         ttl=settings.tokens.refresh_token_ttl,
@@ -225,6 +227,16 @@ def create_app(
         federation=Federation(
             settings.federated_identities, issuer=settings.issuer, store=ephemeral, clock=clock
         ),
+    )
+    janitor = Janitor(
+        refresh_store,
+        # The table is swept with Redis configured too, for what it held before.
+        ephemeral if isinstance(ephemeral, SqlEphemeralStore) else SqlEphemeralStore(engine, clock),
+        events.audit_log,
+        access_token_ttl=settings.tokens.access_token_ttl,
+        refresh_retry_grace=settings.tokens.refresh_retry_grace,
+        audit_retention=settings.audit_retention,
+        clock=clock,
     )
     # Every key line: the access-token keys first (``keys`` CLI, JWKS).
     key_lines = (keys,) if id_token_keys is keys else (keys, id_token_keys)
@@ -269,6 +281,7 @@ def create_app(
             Upstream(app, settings.upstream, ephemeral) if settings.upstream is not None else None
         ),
         forward_auth=forward_auth_service,
+        janitor=janitor,
     ).install(app)
 
     if metrics is not None:

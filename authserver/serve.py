@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import math
 import os
 import shlex
@@ -194,6 +195,46 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
         return super().handle_http2(conn)
 
 
+#: Seconds between a worker's looks at whether the janitor's run is due (one ephemeral
+#: ``add`` each; one worker of the deployment wins it per ``janitor.interval``).
+JANITOR_TICK = 60.0
+
+
+def janitor_loop(services: Services, stop: threading.Event, tick: float = JANITOR_TICK) -> None:
+    """Until ``stop`` is set: every ``tick`` seconds, the janitor's run if it is due
+    (``Janitor.run_if_due``). A failure (the database or Redis down) is logged and tried
+    again at the next interval; it never stops the worker."""
+    settings = services.settings.janitor
+    log = logging.getLogger("authserver")
+    while not stop.wait(min(tick, settings.interval)):
+        try:
+            counts = services.janitor.run_if_due(
+                services.ephemeral, settings.interval, settings.batch_size
+            )
+        except Exception as exc:
+            log.warning("janitor: the run failed (%s); trying again later", exc)
+            continue
+        if counts is not None:
+            log.log(
+                logging.INFO if counts.total else logging.DEBUG,
+                "janitor: deleted %s",
+                ", ".join(f"{t} {n}" for t, n in counts.as_dict().items()),
+            )
+
+
+def start_janitor(app: Flask) -> threading.Event | None:
+    """Start :func:`janitor_loop` in a daemon thread of this worker, unless
+    ``janitor.interval`` is 0; the event that stops it."""
+    services = Services.of(app)
+    if not services.settings.janitor.interval:
+        return None
+    stop = threading.Event()
+    threading.Thread(
+        target=janitor_loop, args=(services, stop), name="janitor", daemon=True
+    ).start()
+    return stop
+
+
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
         self._settings = settings
@@ -216,6 +257,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         app = create_app(self._settings)
         for line in Services.of(app).key_lines:
             line.preload()
+        start_janitor(app)
         return app
 
 
@@ -343,4 +385,5 @@ def run_dev(app: Flask, bind: str, tls_cert: str | None, tls_key: str | None) ->
         raise ServeOptionError("--dev listens on HOST:PORT only, not a unix socket")
     host, _, port = bind.rpartition(":")
     ssl_context = (tls_cert, tls_key) if tls_cert and tls_key else None
+    start_janitor(app)
     app.run(host=host.strip("[]"), port=int(port), ssl_context=ssl_context, threaded=True)

@@ -545,6 +545,25 @@ class ServerSettings(_Section):
     forwarded_allow_ips: tuple[ForwardedAllowIp, ...] = ("127.0.0.1", "::1")
 
 
+def _interval_or_off(value: object) -> float:
+    """A duration, or ``0`` (also ``"0"``, ``off``): never."""
+    if value in (0, "0", "off"):
+        return 0.0
+    return parse_duration(value)
+
+
+class JanitorSettings(_Section):
+    """The janitor inside ``serve`` (storage/janitor.py): deletes refresh-token families
+    and SQL ephemeral entries that can never be used again. Audit events only ever go by
+    ``authserver audit prune`` or ``authserver db prune``."""
+
+    #: How often one worker of the deployment runs it (a lock in the ephemeral store);
+    #: ``0``: never (run ``authserver db prune`` from cron instead).
+    interval: Annotated[float, BeforeValidator(_interval_or_off)] = 3600
+    #: Rows deleted per transaction.
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
+
+
 class MetricsSettings(_Section):
     """Who may read ``GET /metrics`` (Prometheus text format; DESIGN.md "Operations").
 
@@ -688,6 +707,8 @@ class Settings(_Section):
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     #: How ``serve`` runs gunicorn: bind, workers, threads, timeouts.
     server: ServerSettings = Field(default_factory=ServerSettings)
+    #: The periodic deletion of what can never be used again.
+    janitor: JanitorSettings = Field(default_factory=JanitorSettings)
     #: How long audit events are kept by ``authserver audit prune``; ``None``: for ever
     #: (the server itself never deletes them).
     audit_retention: Duration | None = Field(default=None, gt=0)

@@ -37,6 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import DependencyUnavailable
 from ..storage.audit import SqlAuditLog
+from ..storage.janitor import Janitor, PruneCounts
 
 log = logging.getLogger("authserver")
 
@@ -73,6 +74,7 @@ AUDITED = frozenset(
         "service_account_revoked",
         "keys_rotated",
         "audit_pruned",
+        "janitor_pruned",
         "forward_auth_login",
         "forward_auth_logout",
     }
@@ -318,3 +320,21 @@ def prune_audit_log(trail: AuditTrail, before: datetime, by: Actor) -> int:
     record(trail, by, "audit_pruned", before=before.isoformat(), deleted=deleted)
     trail.flush()
     return deleted
+
+
+def run_janitor(janitor: Janitor, trail: AuditTrail, by: Actor, batch_size: int) -> PruneCounts:
+    """Delete the rows that can never be used again (``storage/janitor.py``), in batches
+    of ``batch_size``; ``janitor_pruned``, with the counts per table, is written at once.
+    """
+    counts = janitor.run(batch_size)
+    audit_before = janitor.audit_cutoff()
+    record(
+        trail,
+        by,
+        "janitor_pruned",
+        **counts.as_dict(),
+        family_keep_seconds=janitor.family_keep,
+        audit_before=None if audit_before is None else audit_before.isoformat(),
+    )
+    trail.flush()
+    return counts

@@ -6,8 +6,16 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .context import announcing_new_database, cli_settings, log_migrations
-from .output import add_command, add_group, print_table
+from .context import announcing_new_database, cli_actor, cli_settings, database_app, log_migrations
+from .output import (
+    EXIT_USAGE,
+    CliError,
+    add_command,
+    add_group,
+    output_argument,
+    print_json,
+    print_table,
+)
 
 if TYPE_CHECKING:
     from ..storage.migrations import Migration
@@ -71,6 +79,39 @@ def cmd_db_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_prune(args: argparse.Namespace) -> int:
+    """Delete what can never be used again (``storage/janitor.py`` says what, and why it
+    is safe); ``--dry-run`` counts it and changes nothing."""
+    from ..admin.audit import run_janitor
+    from ..web.services import Services
+
+    if args.batch_size is not None and args.batch_size < 1:
+        raise CliError(f"--batch-size: must be at least 1, not {args.batch_size}", EXIT_USAGE)
+    settings = cli_settings(args)
+    batch_size = args.batch_size or settings.janitor.batch_size
+    app = database_app(args, settings)
+    with app.app_context():
+        services = Services.of(app)
+        if args.dry_run:
+            counts = services.janitor.count()
+        else:
+            counts = run_janitor(services.janitor, services.events, cli_actor(), batch_size)
+    if args.output == "json":
+        print_json(
+            [
+                {"table": table, "rows": rows, "dry_run": args.dry_run}
+                for table, rows in counts.as_dict().items()
+            ]
+        )
+        return 0
+    rows = [("TABLE", "WOULD DELETE" if args.dry_run else "DELETED")]
+    rows += [(table, str(count)) for table, count in counts.as_dict().items()]
+    print_table(rows)
+    if settings.audit_retention is None:
+        print("audit_events: kept (no audit_retention set)")
+    return 0
+
+
 def register(sub: Subcommands, common: Parser) -> None:
     db_commands = add_group(sub, common, "db", "database schema", "db_command")
     add_command(db_commands, common, "upgrade", cmd_db_upgrade, "apply migrations up to the newest")
@@ -88,3 +129,21 @@ def register(sub: Subcommands, common: Parser) -> None:
         cmd_db_history,
         "list this version's migrations, newest first",
     )
+    prune = add_command(
+        db_commands,
+        common,
+        "prune",
+        cmd_db_prune,
+        "delete expired and revoked refresh tokens, expired ephemeral entries and, with "
+        "audit_retention, old audit events",
+    )
+    prune.add_argument(
+        "--dry-run", action="store_true", help="count what would be deleted; change nothing"
+    )
+    prune.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="rows deleted per transaction (default: janitor.batch_size, 1000)",
+    )
+    output_argument(prune)

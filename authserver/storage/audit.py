@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, Row, Table, delete, insert, select
+from sqlalchemy import Engine, Row, Table, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from ..clock import SYSTEM_CLOCK, Clock
@@ -48,11 +48,22 @@ class SqlAuditLog:
         self._engine = engine
         self._clock = clock
 
-    def prune(self, before: datetime) -> int:
-        """Delete the events that happened before ``before``; returns how many."""
+    def prune(self, before: datetime, limit: int | None = None) -> int:
+        """Delete the events that happened before ``before`` (at most ``limit`` of them,
+        oldest first, in one short transaction); returns how many."""
+        old = _TABLE.c.at < before
+        if limit is not None:
+            batch = select(_TABLE.c.id).where(old).order_by(_TABLE.c.at).limit(limit)
+            old = _TABLE.c.id.in_(batch.scalar_subquery())
         with self._engine.begin() as conn:
-            result = conn.execute(delete(_TABLE).where(_TABLE.c.at < before))
+            result = conn.execute(delete(_TABLE).where(old))
         return int(result.rowcount or 0)
+
+    def count_before(self, before: datetime) -> int:
+        """How many events :meth:`prune` would delete."""
+        stmt = select(func.count()).select_from(_TABLE).where(_TABLE.c.at < before)
+        with self._engine.connect() as conn:
+            return int(conn.execute(stmt).scalar() or 0)
 
     def record_many(self, events: list[dict[str, Any]]) -> None:
         """Store events in one transaction: all of them or, on error, none. Each is a

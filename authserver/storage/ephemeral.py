@@ -20,7 +20,7 @@ from typing import Any, Protocol, cast
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from sqlalchemy import Engine, Table, bindparam, case, delete, select
+from sqlalchemy import Engine, Table, bindparam, case, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..clock import SYSTEM_CLOCK, Clock
@@ -284,12 +284,32 @@ class SqlEphemeralStore:
         # The database's own pool timeouts bound its calls; nothing is skipped.
         return False
 
-    def purge_expired(self) -> int:
+    def purge_expired(self, limit: int | None = None) -> int:
+        """Delete expired entries (at most ``limit`` of them, oldest first); how many.
+
+        An expired entry is invisible to every read already, and :meth:`add` and
+        :meth:`incr` take its key over as new: deleting it changes no answer.
+        """
+        entry = self._table.c
+        expired = entry.expires_at <= self._clock.now()
+        if limit is not None:
+            # One short transaction per batch (the janitor), the same shape on both
+            # databases: DELETE ... WHERE key IN (SELECT key ... LIMIT n).
+            batch = select(entry.key).where(expired).order_by(entry.expires_at).limit(limit)
+            expired = entry.key.in_(batch.scalar_subquery())
         with self._engine.begin() as conn:
-            result = conn.execute(
-                delete(self._table).where(self._table.c.expires_at <= self._clock.now())
-            )
+            result = conn.execute(delete(self._table).where(expired))
             return int(result.rowcount)
+
+    def count_expired(self) -> int:
+        """How many entries :meth:`purge_expired` would delete now."""
+        stmt = (
+            select(func.count())
+            .select_from(self._table)
+            .where(self._table.c.expires_at <= self._clock.now())
+        )
+        with self._engine.connect() as conn:
+            return int(conn.execute(stmt).scalar() or 0)
 
     def _write(self, stmt: object, params: dict[str, object] | None = None) -> object:
         with self._engine.begin() as conn:

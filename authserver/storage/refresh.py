@@ -7,8 +7,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
 
-from sqlalchemy import Engine, Table, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Table,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
+from ..clock import SYSTEM_CLOCK, Clock
 from .models import RefreshFamily, RefreshToken
 
 
@@ -30,8 +43,10 @@ class StoredRefreshToken:
 class SqlRefreshStore:
     """Implements ``authserver.oauth.refresh.RefreshStore``."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, clock: Clock = SYSTEM_CLOCK) -> None:
         self._engine = engine
+        #: ``created_at`` and ``revoked_at`` are on this clock, as the expiries are.
+        self._clock = clock
         self._families = cast(Table, RefreshFamily.__table__)
         self._tokens = cast(Table, RefreshToken.__table__)
 
@@ -55,7 +70,7 @@ class SqlRefreshStore:
                     scope=scope,
                     audience=audience,
                     auth_time=auth_time,
-                    created_at=datetime.now(UTC),
+                    created_at=self._clock.utcnow(),
                     expires_at=_dt(expires_at),
                 )
             )
@@ -67,7 +82,7 @@ class SqlRefreshStore:
                 insert(self._tokens).values(
                     token_hash=token_hash,
                     family_id=family_id,
-                    created_at=datetime.now(UTC),
+                    created_at=self._clock.utcnow(),
                     idle_expires_at=_dt(idle_expires_at),
                 )
             )
@@ -127,7 +142,7 @@ class SqlRefreshStore:
                 insert(self._tokens).values(
                     token_hash=successor_hash,
                     family_id=family_id,
-                    created_at=datetime.now(UTC),
+                    created_at=self._clock.utcnow(),
                     idle_expires_at=_dt(idle_expires_at),
                 )
             )
@@ -138,7 +153,7 @@ class SqlRefreshStore:
         stmt = (
             update(self._families)
             .where(f.id == family_id, f.revoked_at.is_(None))
-            .values(revoked_at=datetime.now(UTC), revoked_reason=reason)
+            .values(revoked_at=self._clock.utcnow(), revoked_reason=reason)
         )
         with self._engine.begin() as conn:
             return conn.execute(stmt).rowcount == 1
@@ -148,11 +163,60 @@ class SqlRefreshStore:
         stmt = (
             update(self._families)
             .where(f.user_id == user_id, f.revoked_at.is_(None))
-            .values(revoked_at=datetime.now(UTC), revoked_reason=reason)
+            .values(revoked_at=self._clock.utcnow(), revoked_reason=reason)
             .returning(f.id)
         )
         with self._engine.begin() as conn:
             return [str(family_id) for family_id in conn.execute(stmt).scalars()]
+
+    # -- pruning (``storage/janitor.py``) ---------------------------------------------
+
+    def _dead(self, before: float) -> ColumnElement[bool]:
+        """Families that no request could use since before ``before`` (unix time): past
+        their absolute expiry, revoked, or with every member past its idle expiry (the
+        grant answers "expired" before it looks at rotation, so such a family can
+        neither refresh nor trip reuse detection any more)."""
+        f, t = self._families.c, self._tokens.c
+        cutoff = _dt(before)
+        live_member = exists().where(t.family_id == f.id, t.idle_expires_at >= cutoff)
+        # created_at: a family is made, then its first token in a second transaction;
+        # between the two it has no member, and is not dead.
+        idle = and_(f.created_at < cutoff, ~live_member)
+        return or_(f.expires_at < cutoff, f.revoked_at < cutoff, idle)
+
+    def count_dead_families(self, before: float) -> tuple[int, int]:
+        """How many families :meth:`delete_dead_families` would delete, and their tokens."""
+        dead = select(self._families.c.id).where(self._dead(before))
+        with self._engine.connect() as conn:
+            families = conn.execute(select(func.count()).select_from(dead.subquery())).scalar()
+            tokens = conn.execute(
+                select(func.count())
+                .select_from(self._tokens)
+                .where(self._tokens.c.family_id.in_(dead))
+            ).scalar()
+        return int(families or 0), int(tokens or 0)
+
+    def delete_dead_families(
+        self, before: float, limit: int, after: str = ""
+    ) -> tuple[int, int, str | None]:
+        """Delete up to ``limit`` dead families (see :meth:`_dead`) with ids above
+        ``after``, and their tokens, in one short transaction: how many families and
+        tokens went, and the last id deleted (``None``: there were none).
+
+        In the order of the primary key, so that a run that passes each batch's last id
+        to the next scans the table once, however many live rows lie between dead ones.
+        """
+        f, t = self._families.c, self._tokens.c
+        batch = select(f.id).where(f.id > after, self._dead(before)).order_by(f.id).limit(limit)
+        with self._engine.begin() as conn:
+            ids = list(conn.execute(batch).scalars())
+            if not ids:
+                return 0, 0, None
+            # Explicitly, not by the foreign key's cascade: counted, and the same on
+            # every database whatever its foreign-key setting.
+            tokens = conn.execute(delete(self._tokens).where(t.family_id.in_(ids))).rowcount
+            families = conn.execute(delete(self._families).where(f.id.in_(ids))).rowcount
+        return int(families or 0), int(tokens or 0), ids[-1]
 
 
 def _dt(timestamp: float) -> datetime:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ..settings import Settings
     from ..storage.audit import SqlAuditLog
     from ..storage.ephemeral import EphemeralStore
+    from ..storage.janitor import Janitor
     from ..storage.ratelimit import RateLimits
     from .health import Readiness
     from .metrics import Metrics
@@ -57,6 +58,8 @@ class Services:
     #: The discovery document (RFC 8414 §2, OIDC Discovery §3).
     metadata: Mapping[str, Any]
     readiness: Readiness
+    #: Deletes the rows that can never be used again (``authserver db prune``).
+    janitor: Janitor
     metrics: Metrics | None = None
     upstream: Upstream | None = None
     forward_auth: ForwardAuth | None = None
