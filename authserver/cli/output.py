@@ -81,6 +81,19 @@ def add_command(
     return command
 
 
+def add_named_command(
+    sub: Subcommands,
+    common: Parser,
+    name: str,
+    handler: Handler,
+    help_text: str,
+) -> argparse.ArgumentParser:
+    """A command on one thing, given by its name (``authserver GROUP COMMAND NAME``)."""
+    command = add_command(sub, common, name, handler, help_text)
+    command.add_argument("name", metavar="NAME")
+    return command
+
+
 def add_group(
     sub: Subcommands,
     common: Parser,

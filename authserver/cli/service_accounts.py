@@ -16,6 +16,7 @@ from .output import (
     CliError,
     add_command,
     add_group,
+    add_named_command,
     os_reason,
     output_argument,
     print_json,
@@ -274,14 +275,13 @@ def register(sub: Subcommands, common: Parser) -> None:
         "service accounts: tokens for CI jobs and services",
         "service_accounts_command",
     )
-    sa_create = add_command(
+    sa_create = add_named_command(
         accounts_commands,
         common,
         "create",
         cmd_service_accounts_create,
         "create a service account and print its token, once",
     )
-    sa_create.add_argument("name", metavar="NAME")
     sa_create.add_argument(
         "--role", metavar="ROLE", help="one of rbac.roles (default: default_role)"
     )
@@ -303,7 +303,7 @@ def register(sub: Subcommands, common: Parser) -> None:
             accounts_commands, common, "list", cmd_service_accounts_list, "list service accounts"
         )
     )
-    sa_add_key = add_command(
+    sa_add_key = add_named_command(
         accounts_commands,
         common,
         "add-key",
@@ -311,38 +311,26 @@ def register(sub: Subcommands, common: Parser) -> None:
         "give a service account one more key, written to a new key file; its other "
         "keys keep working (rotation without downtime)",
     )
-    sa_add_key.add_argument("name", metavar="NAME")
     key_file_arguments(sa_add_key, required=True)
-    sa_remove_key = add_command(
+    sa_remove_key = add_named_command(
         accounts_commands,
         common,
         "remove-key",
         cmd_service_accounts_remove_key,
         "remove a key of a service account: its key file stops working",
     )
-    sa_remove_key.add_argument("name", metavar="NAME")
     sa_remove_key.add_argument("kid", metavar="KID", help="the key id (service-accounts keys NAME)")
-    sa_keys = add_command(
-        accounts_commands,
-        common,
-        "keys",
-        cmd_service_accounts_keys,
-        "list the keys of a service account",
-    )
-    sa_keys.add_argument("name", metavar="NAME")
-    sa_rotate = add_command(
-        accounts_commands,
-        common,
-        "rotate",
-        cmd_service_accounts_rotate,
-        "give a service account a new token (printed once); the old one stops working",
-    )
-    sa_rotate.add_argument("name", metavar="NAME")
-    sa_revoke = add_command(
-        accounts_commands,
-        common,
-        "revoke",
-        cmd_service_accounts_revoke,
-        "delete a service account: its token stops working",
-    )
-    sa_revoke.add_argument("name", metavar="NAME")
+    for name, handler, help_text in (
+        ("keys", cmd_service_accounts_keys, "list the keys of a service account"),
+        (
+            "rotate",
+            cmd_service_accounts_rotate,
+            "give a service account a new token (printed once); the old one stops working",
+        ),
+        (
+            "revoke",
+            cmd_service_accounts_revoke,
+            "delete a service account: its token stops working",
+        ),
+    ):
+        add_named_command(accounts_commands, common, name, handler, help_text)
