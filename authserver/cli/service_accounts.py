@@ -62,13 +62,18 @@ def _expiry(info: ServiceAccountInfo, now: datetime | None = None) -> str:
     return _when(info.expires_at)
 
 
-def _show_token(verb: str, info: ServiceAccountInfo, token: str) -> None:
+def _say_what(verb: str, info: ServiceAccountInfo) -> None:
+    """The account that was created (or rotated, or given a key), on standard error."""
     scopes = " ".join(info.scopes) or "none"
     print(
         f"authserver: {verb} service account {info.name} (client id {info.client_id}, "
         f"role {info.role}, scopes {scopes}, expires {_expiry(info)})",
         file=sys.stderr,
     )
+
+
+def _show_token(verb: str, info: ServiceAccountInfo, token: str) -> None:
+    _say_what(verb, info)
     print(
         "authserver: its token, shown this once (use it as the client secret, with or "
         "without the client id):",
@@ -153,12 +158,7 @@ def _write_key_file(stream: TextIO, key_file: KeyFile) -> None:
 
 
 def _show_key_file(verb: str, info: ServiceAccountInfo, key_file: KeyFile, path: str) -> None:
-    scopes = " ".join(info.scopes) or "none"
-    print(
-        f"authserver: {verb} service account {info.name} (client id {info.client_id}, "
-        f"role {info.role}, scopes {scopes}, expires {_expiry(info)})",
-        file=sys.stderr,
-    )
+    _say_what(verb, info)
     print(
         f"authserver: wrote its key {key_file.key_id} ({key_file.algorithm}) to {path}; "
         "the private key is in that file only. Use it with "
