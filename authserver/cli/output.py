@@ -81,15 +81,8 @@ def add_command(
     return command
 
 
-def add_named_command(
-    sub: Subcommands,
-    common: Parser,
-    name: str,
-    handler: Handler,
-    help_text: str,
-) -> argparse.ArgumentParser:
-    """A command on one thing, given by its name (``authserver GROUP COMMAND NAME``)."""
-    command = add_command(sub, common, name, handler, help_text)
+def name_argument(command: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The NAME of the one thing a command is about (``authserver GROUP COMMAND NAME``)."""
     command.add_argument("name", metavar="NAME")
     return command
 

@@ -16,7 +16,7 @@ from .output import (
     CliError,
     add_command,
     add_group,
-    add_named_command,
+    name_argument,
     os_reason,
     output_argument,
     print_json,
@@ -275,12 +275,14 @@ def register(sub: Subcommands, common: Parser) -> None:
         "service accounts: tokens for CI jobs and services",
         "service_accounts_command",
     )
-    sa_create = add_named_command(
-        accounts_commands,
-        common,
-        "create",
-        cmd_service_accounts_create,
-        "create a service account and print its token, once",
+    sa_create = name_argument(
+        add_command(
+            accounts_commands,
+            common,
+            "create",
+            cmd_service_accounts_create,
+            "create a service account and print its token, once",
+        )
     )
     sa_create.add_argument(
         "--role", metavar="ROLE", help="one of rbac.roles (default: default_role)"
@@ -303,21 +305,25 @@ def register(sub: Subcommands, common: Parser) -> None:
             accounts_commands, common, "list", cmd_service_accounts_list, "list service accounts"
         )
     )
-    sa_add_key = add_named_command(
-        accounts_commands,
-        common,
-        "add-key",
-        cmd_service_accounts_add_key,
-        "give a service account one more key, written to a new key file; its other "
-        "keys keep working (rotation without downtime)",
+    sa_add_key = name_argument(
+        add_command(
+            accounts_commands,
+            common,
+            "add-key",
+            cmd_service_accounts_add_key,
+            "give a service account one more key, written to a new key file; its other "
+            "keys keep working (rotation without downtime)",
+        )
     )
     key_file_arguments(sa_add_key, required=True)
-    sa_remove_key = add_named_command(
-        accounts_commands,
-        common,
-        "remove-key",
-        cmd_service_accounts_remove_key,
-        "remove a key of a service account: its key file stops working",
+    sa_remove_key = name_argument(
+        add_command(
+            accounts_commands,
+            common,
+            "remove-key",
+            cmd_service_accounts_remove_key,
+            "remove a key of a service account: its key file stops working",
+        )
     )
     sa_remove_key.add_argument("kid", metavar="KID", help="the key id (service-accounts keys NAME)")
     for name, handler, help_text in (
@@ -333,4 +339,4 @@ def register(sub: Subcommands, common: Parser) -> None:
             "delete a service account: its token stops working",
         ),
     ):
-        add_named_command(accounts_commands, common, name, handler, help_text)
+        name_argument(add_command(accounts_commands, common, name, handler, help_text))
