@@ -388,7 +388,7 @@ def test_admin_sets_and_removes_email_addresses(
 
     # an upstream person's address is the upstream's: no edit link, no edit
     with admin_app.app_context():
-        upstream = Services.of(admin_app).users.federated(
+        upstream = Services.of(admin_app).users.provisioning.federated(
             "https://idp.example.com", "hal-1", email="hal@example.com", name=None, groups=[]
         )
     assert f"/dashboard/users/email?username={upstream.username}" not in text(

@@ -280,7 +280,7 @@ def _flask_cli_tokens(client: FlaskClient, scope: str, **extra: str) -> dict[str
 def test_email_claim_only_with_the_email_scope(make_app: AppFactory) -> None:
     """A federated person has an email address; userinfo shows it for ``email`` only."""
     app = make_app()
-    carol = Services.of(app).users.federated(
+    carol = Services.of(app).users.provisioning.federated(
         "https://idp.example.com",
         "carol-1",
         email="carol@example.com",
@@ -740,7 +740,7 @@ def test_claims_supported_advertises_what_is_issued(make_app: AppFactory) -> Non
     """Issue 16 "Also": OIDC Discovery §3 ``claims_supported`` names the claims of our ID
     tokens and userinfo, no more and no fewer."""
     app = make_app()
-    dana = Services.of(app).users.federated(
+    dana = Services.of(app).users.provisioning.federated(
         "https://idp.example.com",
         "dana-1",
         email="dana@example.com",

@@ -109,7 +109,7 @@ def test_an_admin_set_address_is_verified_and_one_persons(app: Flask) -> None:
 
 def test_upstream_addresses_are_not_set_here_but_are_not_taken_either(app: Flask) -> None:
     users = service(app)
-    carol = users.federated(
+    carol = users.provisioning.federated(
         "https://idp.example.com",
         "carol-1",
         email="carol@example.com",
@@ -123,7 +123,7 @@ def test_upstream_addresses_are_not_set_here_but_are_not_taken_either(app: Flask
         users.create_local("frank", PASSWORD, email="Carol@example.com")
     # an upstream user's address stays the upstream's word, even if a local user has it
     users.create_local("gina", PASSWORD, email="gina@example.com")
-    gina_upstream = users.federated(
+    gina_upstream = users.provisioning.federated(
         "https://idp.example.com", "gina-1", email="gina@example.com", name=None, groups=[]
     )
     assert gina_upstream.email == "gina@example.com"
@@ -213,7 +213,7 @@ def test_admin_api_creates_and_changes_addresses(app: Flask) -> None:
     assert removed.status_code == 200
     assert (removed.get_json()["email"], removed.get_json()["email_verified"]) == (None, None)
 
-    upstream = service(app).federated(
+    upstream = service(app).provisioning.federated(
         "https://idp.example.com", "kim-1", email="kim@example.com", name=None, groups=[]
     )
     path = f"/users/{quote(upstream.username, safe='')}"

@@ -144,7 +144,9 @@ def test_every_failed_sign_in_pays_exactly_one_argon2_verify(
     users.create_local("frank", "frank's long password")
     users.create_local("gina", "gina's long password")
     users.set_disabled("gina", True)
-    users.federated("https://idp.example", "sub-1", email="hal@example.com", name=None, groups=[])
+    users.provisioning.federated(
+        "https://idp.example", "sub-1", email="hal@example.com", name=None, groups=[]
+    )
     passwords.dummy_hash()  # made once per process, before the first unknown name
 
     seen: list[str] = []
@@ -258,7 +260,7 @@ def test_delete_removes_the_user_and_their_refresh_tokens(app: Flask, users: Use
 
 
 def test_import_then_export_without_passwords(users: UserService) -> None:
-    users.federated(
+    users.provisioning.federated(
         "https://idp.example",
         "s",
         email="zed@example.com",
@@ -335,7 +337,7 @@ def test_csv_import_reports_every_bad_line_count(users: UserService) -> None:
 
 def test_federated_role_from_groups_on_first_sign_in_only(users: UserService, clock: Clock) -> None:
     issuer = "https://idp.example"
-    first = users.federated(
+    first = users.provisioning.federated(
         issuer,
         "sub-a",
         email="Amy@Example.com",
@@ -350,7 +352,7 @@ def test_federated_role_from_groups_on_first_sign_in_only(users: UserService, cl
 
     users.set_role("amy@example.com", "viewer")  # an admin changes it
     clock.now = T0 + 3600
-    later = users.federated(
+    later = users.provisioning.federated(
         issuer, "sub-a", email="amy@new.example", name="Amy B", groups=["platform-admins"]
     )
     assert later.id == first.id  # the same `sub` for ever
@@ -363,9 +365,13 @@ def test_federated_role_from_groups_on_first_sign_in_only(users: UserService, cl
     assert later.last_login_at == at(T0 + 3600)
     assert users.get(first.id) == later
 
-    plain = users.federated(issuer, "sub-b", email="ben@example.com", name=None, groups=["other"])
+    plain = users.provisioning.federated(
+        issuer, "sub-b", email="ben@example.com", name=None, groups=["other"]
+    )
     assert plain.role == "user"  # rbac.default_role
-    auditor = users.federated(issuer, "sub-c", email=None, name=None, groups="auditors")
+    auditor = users.provisioning.federated(
+        issuer, "sub-c", email=None, name=None, groups="auditors"
+    )
     assert auditor.role == "viewer"
     assert auditor.groups == ("auditors",)
     # no verified email: the sub with a hash of the pair, never a bare sub (a local
@@ -376,7 +382,7 @@ def test_federated_role_from_groups_on_first_sign_in_only(users: UserService, cl
 
 def test_federated_never_takes_over_a_local_user_by_email(users: UserService) -> None:
     local, _ = users.create_local("cat@example.com", "cat's long password", "admin")
-    federated = users.federated(
+    federated = users.provisioning.federated(
         "https://idp.example",
         "sub-cat",
         email="cat@example.com",
@@ -388,12 +394,12 @@ def test_federated_never_takes_over_a_local_user_by_email(users: UserService) ->
     assert federated.username.startswith("cat@example.com#")
     assert federated.role == "user"
     # the same pair from another issuer is another person
-    other = users.federated(
+    other = users.provisioning.federated(
         "https://other.example", "sub-cat", email="cat@example.com", name=None, groups=[]
     )
     assert other.id not in (local.id, federated.id)
     assert (
-        users.federated(
+        users.provisioning.federated(
             "https://idp.example", "sub-cat", email="cat@example.com", name=None, groups=[]
         ).id
         == federated.id
@@ -401,19 +407,21 @@ def test_federated_never_takes_over_a_local_user_by_email(users: UserService) ->
 
 
 def test_a_disabled_federated_user_is_returned_disabled(users: UserService, clock: Clock) -> None:
-    person = users.federated(
+    person = users.provisioning.federated(
         "https://idp.example", "s", email="d@example.com", name=None, groups=[], email_verified=True
     )
     users.set_disabled("d@example.com", True)
     clock.now = T0 + 10
-    again = users.federated("https://idp.example", "s", email="d@example.com", name=None, groups=[])
+    again = users.provisioning.federated(
+        "https://idp.example", "s", email="d@example.com", name=None, groups=[]
+    )
     assert again.id == person.id
     assert again.disabled
     assert again.last_login_at == at(T0)  # no sign-in happened
 
 
 def test_proxy_user(users: UserService, clock: Clock) -> None:
-    first = users.proxy_user(" Eve@Example.com ")
+    first = users.provisioning.proxy_user(" Eve@Example.com ")
     assert (first.username, first.email, first.source, first.role) == (
         "eve@example.com",
         "eve@example.com",
@@ -421,15 +429,15 @@ def test_proxy_user(users: UserService, clock: Clock) -> None:
         "user",
     )
     clock.now = T0 + 5
-    again = users.proxy_user("eve@example.com")
+    again = users.provisioning.proxy_user("eve@example.com")
     assert again.id == first.id
     assert again.last_login_at == at(T0 + 5)
     users.create_local("fay@example.com", "fay's long password")
     with pytest.raises(UserError, match="not a proxy user"):
-        users.proxy_user("fay@example.com")
+        users.provisioning.proxy_user("fay@example.com")
     for garbage in ("", "no-at-sign", "a b@example.com", "x\r\n@example.com"):
         with pytest.raises(UserError, match="email"):
-            users.proxy_user(garbage)
+            users.provisioning.proxy_user(garbage)
 
 
 @pytest.mark.parametrize(
@@ -518,7 +526,7 @@ def test_concurrent_first_federated_sign_in_makes_one_person(
 
     def sign_in(_: int) -> Person:
         barrier.wait()
-        return UserService(repo, RBAC).federated(
+        return UserService(repo, RBAC).provisioning.federated(
             "https://idp.example", "racer", email="racer@example.com", name=None, groups=[]
         )
 
@@ -553,7 +561,7 @@ def test_a_new_password_revokes_refresh_tokens(make_app: AppFactory) -> None:
     "email", ['=HYPERLINK("http://x")@example.com', "a\tb@example.com", "x\ny@example.com"]
 )
 def test_an_odd_upstream_email_is_not_a_username(users: UserService, email: str) -> None:
-    person = users.federated(
+    person = users.provisioning.federated(
         "https://idp.example", "sub-odd", email=email, name=None, groups=[], email_verified=True
     )
     assert person.username.startswith("sub-odd#")
@@ -561,7 +569,9 @@ def test_an_odd_upstream_email_is_not_a_username(users: UserService, email: str)
 
 
 def test_an_odd_upstream_sub_falls_back_to_a_plain_name(users: UserService) -> None:
-    person = users.federated("https://idp.example", "=cmd|x", email=None, name=None, groups=[])
+    person = users.provisioning.federated(
+        "https://idp.example", "=cmd|x", email=None, name=None, groups=[]
+    )
     assert person.username.startswith("upstream#")
     assert len(person.username) == len("upstream#") + 10
 
@@ -569,7 +579,7 @@ def test_an_odd_upstream_sub_falls_back_to_a_plain_name(users: UserService) -> N
 @pytest.mark.parametrize("header", ["=SUM(1)@example.com", "@x@example.com", "a\tb@example.com"])
 def test_an_odd_proxy_email_is_refused(users: UserService, header: str) -> None:
     with pytest.raises(UserError, match="does not hold an email address"):
-        users.proxy_user(header)
+        users.provisioning.proxy_user(header)
 
 
 def test_export_neutralises_formula_cells(users: UserService) -> None:

@@ -74,64 +74,38 @@ class ServiceAccountAdmin:
 
     def add_key(self, name: str, algorithm: str) -> tuple[ServiceAccountInfo, KeyFile]:
         info, key_file = self.service.add_key(name, created_by=self.by.name, algorithm=algorithm)
-        record(
-            self._events,
-            self.by,
-            "service_account_key_added",
-            target=info.name,
-            client_id=info.client_id,
-            kid=key_file.key_id,
-            algorithm=key_file.algorithm,
+        self._record(
+            "service_account_key_added", info, kid=key_file.key_id, algorithm=key_file.algorithm
         )
         return info, key_file
 
     def remove_key(self, name: str, kid: str) -> ServiceAccountInfo:
         info = self.service.remove_key(name, kid)
-        record(
-            self._events,
-            self.by,
-            "service_account_key_removed",
-            target=info.name,
-            client_id=info.client_id,
-            kid=kid,
-        )
+        self._record("service_account_key_removed", info, kid=kid)
         return info
 
     def rotate(self, name: str) -> tuple[ServiceAccountInfo, str]:
         """A new token (returned once); the old one stops working."""
         info, token = self.service.rotate(name)
-        record(
-            self._events,
-            self.by,
-            "service_account_rotated",
-            target=info.name,
-            client_id=info.client_id,
-            role=info.role,
-        )
+        self._record("service_account_rotated", info, role=info.role)
         return info, token
 
     def revoke(self, name: str) -> ServiceAccountInfo:
         """Delete the account: its token and keys stop working."""
         info = self.service.revoke(name)
-        record(
-            self._events,
-            self.by,
-            "service_account_revoked",
-            target=info.name,
-            client_id=info.client_id,
-            role=info.role,
-        )
+        self._record("service_account_revoked", info, role=info.role)
         return info
 
     def _created(self, info: ServiceAccountInfo, **extra: str) -> None:
-        record(
-            self._events,
-            self.by,
+        self._record(
             "service_account_created",
-            target=info.name,
-            client_id=info.client_id,
+            info,
             role=info.role,
             scopes=" ".join(info.scopes),
             expires_at=_iso(info.expires_at),
             **extra,
         )
+
+    def _record(self, event: str, info: ServiceAccountInfo, **fields: str | None) -> None:
+        """An audit event about ``info``, done by :attr:`by`."""
+        record(self._events, self.by, event, target=info.name, client_id=info.client_id, **fields)

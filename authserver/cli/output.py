@@ -81,6 +81,12 @@ def add_command(
     return command
 
 
+def name_argument(command: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The NAME of the one thing a command is about (``authserver GROUP COMMAND NAME``)."""
+    command.add_argument("name", metavar="NAME")
+    return command
+
+
 def add_group(
     sub: Subcommands,
     common: Parser,

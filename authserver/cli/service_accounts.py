@@ -16,6 +16,7 @@ from .output import (
     CliError,
     add_command,
     add_group,
+    name_argument,
     os_reason,
     output_argument,
     print_json,
@@ -61,13 +62,18 @@ def _expiry(info: ServiceAccountInfo, now: datetime | None = None) -> str:
     return _when(info.expires_at)
 
 
-def _show_token(verb: str, info: ServiceAccountInfo, token: str) -> None:
+def _say_what(verb: str, info: ServiceAccountInfo) -> None:
+    """The account that was created (or rotated, or given a key), on standard error."""
     scopes = " ".join(info.scopes) or "none"
     print(
         f"authserver: {verb} service account {info.name} (client id {info.client_id}, "
         f"role {info.role}, scopes {scopes}, expires {_expiry(info)})",
         file=sys.stderr,
     )
+
+
+def _show_token(verb: str, info: ServiceAccountInfo, token: str) -> None:
+    _say_what(verb, info)
     print(
         "authserver: its token, shown this once (use it as the client secret, with or "
         "without the client id):",
@@ -152,12 +158,7 @@ def _write_key_file(stream: TextIO, key_file: KeyFile) -> None:
 
 
 def _show_key_file(verb: str, info: ServiceAccountInfo, key_file: KeyFile, path: str) -> None:
-    scopes = " ".join(info.scopes) or "none"
-    print(
-        f"authserver: {verb} service account {info.name} (client id {info.client_id}, "
-        f"role {info.role}, scopes {scopes}, expires {_expiry(info)})",
-        file=sys.stderr,
-    )
+    _say_what(verb, info)
     print(
         f"authserver: wrote its key {key_file.key_id} ({key_file.algorithm}) to {path}; "
         "the private key is in that file only. Use it with "
@@ -274,14 +275,15 @@ def register(sub: Subcommands, common: Parser) -> None:
         "service accounts: tokens for CI jobs and services",
         "service_accounts_command",
     )
-    sa_create = add_command(
-        accounts_commands,
-        common,
-        "create",
-        cmd_service_accounts_create,
-        "create a service account and print its token, once",
+    sa_create = name_argument(
+        add_command(
+            accounts_commands,
+            common,
+            "create",
+            cmd_service_accounts_create,
+            "create a service account and print its token, once",
+        )
     )
-    sa_create.add_argument("name", metavar="NAME")
     sa_create.add_argument(
         "--role", metavar="ROLE", help="one of rbac.roles (default: default_role)"
     )
@@ -303,46 +305,38 @@ def register(sub: Subcommands, common: Parser) -> None:
             accounts_commands, common, "list", cmd_service_accounts_list, "list service accounts"
         )
     )
-    sa_add_key = add_command(
-        accounts_commands,
-        common,
-        "add-key",
-        cmd_service_accounts_add_key,
-        "give a service account one more key, written to a new key file; its other "
-        "keys keep working (rotation without downtime)",
+    sa_add_key = name_argument(
+        add_command(
+            accounts_commands,
+            common,
+            "add-key",
+            cmd_service_accounts_add_key,
+            "give a service account one more key, written to a new key file; its other "
+            "keys keep working (rotation without downtime)",
+        )
     )
-    sa_add_key.add_argument("name", metavar="NAME")
     key_file_arguments(sa_add_key, required=True)
-    sa_remove_key = add_command(
-        accounts_commands,
-        common,
-        "remove-key",
-        cmd_service_accounts_remove_key,
-        "remove a key of a service account: its key file stops working",
+    sa_remove_key = name_argument(
+        add_command(
+            accounts_commands,
+            common,
+            "remove-key",
+            cmd_service_accounts_remove_key,
+            "remove a key of a service account: its key file stops working",
+        )
     )
-    sa_remove_key.add_argument("name", metavar="NAME")
     sa_remove_key.add_argument("kid", metavar="KID", help="the key id (service-accounts keys NAME)")
-    sa_keys = add_command(
-        accounts_commands,
-        common,
-        "keys",
-        cmd_service_accounts_keys,
-        "list the keys of a service account",
-    )
-    sa_keys.add_argument("name", metavar="NAME")
-    sa_rotate = add_command(
-        accounts_commands,
-        common,
-        "rotate",
-        cmd_service_accounts_rotate,
-        "give a service account a new token (printed once); the old one stops working",
-    )
-    sa_rotate.add_argument("name", metavar="NAME")
-    sa_revoke = add_command(
-        accounts_commands,
-        common,
-        "revoke",
-        cmd_service_accounts_revoke,
-        "delete a service account: its token stops working",
-    )
-    sa_revoke.add_argument("name", metavar="NAME")
+    for name, handler, help_text in (
+        ("keys", cmd_service_accounts_keys, "list the keys of a service account"),
+        (
+            "rotate",
+            cmd_service_accounts_rotate,
+            "give a service account a new token (printed once); the old one stops working",
+        ),
+        (
+            "revoke",
+            cmd_service_accounts_revoke,
+            "delete a service account: its token stops working",
+        ),
+    ):
+        name_argument(add_command(accounts_commands, common, name, handler, help_text))

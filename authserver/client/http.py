@@ -61,11 +61,8 @@ def discover(issuer: str) -> ServerMetadata:
         raise LoginError(f"cannot reach {issuer}: {reason(exc)}") from None
     if response.status_code != 200:
         raise LoginError(f"{url} answered HTTP {response.status_code}: is {issuer} the issuer?")
-    try:
-        doc: object = response.json()
-    except ValueError:
-        doc = None
-    if not isinstance(doc, dict):
+    doc = _json_object(response)
+    if doc is None:
         raise LoginError(f"{url} did not return a JSON object: is {issuer} the issuer?")
     found = doc.get("issuer")
     # RFC 8414 §3.3: the metadata must name the issuer it was fetched for.
@@ -94,15 +91,21 @@ def post_token_form(url: str, form: Mapping[str, str], what: str) -> dict[str, A
         )
     except requests.RequestException as exc:
         raise LoginError(f"cannot reach {url}: {reason(exc)}") from None
-    try:
-        body: object = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
+    body = _json_object(response)
+    if body is None:
         raise LoginError(f"{url} answered HTTP {response.status_code} without JSON")
     if response.status_code != 200:
         raise LoginError(f"{what} was refused ({error_text(body)})")
     return body
+
+
+def _json_object(response: requests.Response) -> dict[str, Any] | None:
+    """The answer's body if it is a JSON object, else None."""
+    try:
+        body: object = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
 
 
 @contextmanager

@@ -70,7 +70,8 @@ class RefreshFamilies(Protocol):
 
 class UserService:
     """The rules about people, over a ``SqlUserRepository``: what every kind of person
-    shares here, the rest handed to :attr:`local` and :attr:`provisioning`."""
+    shares here, the rest handed to :attr:`local`; federated and proxy users are
+    :attr:`provisioning`'s (``users.provisioning.federated(…)``)."""
 
     def __init__(
         self,
@@ -188,24 +189,3 @@ class UserService:
     def ensure_initial_admin(self, initial: InitialAdminSettings | None) -> str | None:
         """See :meth:`LocalUsers.ensure_initial_admin`."""
         return self.local.ensure_initial_admin(initial)
-
-    # -- federated and proxy users (.provisioning) -------------------------------------
-
-    def federated(
-        self,
-        issuer: str,
-        subject: str,
-        *,
-        email: str | None,
-        name: str | None,
-        groups: Iterable[str],
-        email_verified: bool | None = None,
-    ) -> Person:
-        """See :meth:`Provisioning.federated`."""
-        return self.provisioning.federated(
-            issuer, subject, email=email, name=name, groups=groups, email_verified=email_verified
-        )
-
-    def proxy_user(self, email: str) -> Person:
-        """See :meth:`Provisioning.proxy_user`."""
-        return self.provisioning.proxy_user(email)

@@ -290,15 +290,21 @@ class AuthServer(_AuthorizationServer):  # type: ignore[misc]
         self, client_id: str, request: HttpRequest, description: str
     ) -> NoReturn:
         """Past the failure limits: 429; else count the failure and refuse with 401."""
-        throttle = self.client_throttle
-        if throttle is not None:
-            wait = throttle.refusal(client_id, request.address)
-            if wait is not None:
-                if throttle.first("throttled", client_id, request.address):
-                    self.emit("client_auth_throttled", client_id=client_id, retry_after=wait)
-                raise ClientAuthThrottled(wait)
+        self._refuse_if_throttled(client_id, request)
         self._count_failure(client_id, request)
         raise InvalidClientError(status_code=401, description=description)
+
+    def _refuse_if_throttled(self, client_id: str, request: HttpRequest) -> None:
+        """Past the failure limits (issue 9.9): 429 with ``Retry-After``; the refusal is
+        audited as ``client_auth_throttled`` once a minute per client and address."""
+        throttle = self.client_throttle
+        if throttle is None:
+            return
+        wait = throttle.refusal(client_id, request.address)
+        if wait is not None:
+            if throttle.first("throttled", client_id, request.address):
+                self.emit("client_auth_throttled", client_id=client_id, retry_after=wait)
+            raise ClientAuthThrottled(wait)
 
     def _count_failure(self, client_id: str, request: HttpRequest) -> None:
         # Every failure (the metrics count them); the audit row is one a minute.
@@ -326,13 +332,7 @@ class AuthServer(_AuthorizationServer):  # type: ignore[misc]
         quick = client.quick_check(client_secret) if client is not None else None
         if quick is True and client is not None:
             return client
-        throttle = self.client_throttle
-        if throttle is not None:
-            wait = throttle.refusal(client_id, request.address)
-            if wait is not None:
-                if throttle.first("throttled", client_id, request.address):
-                    self.emit("client_auth_throttled", client_id=client_id, retry_after=wait)
-                raise ClientAuthThrottled(wait)
+        self._refuse_if_throttled(client_id, request)
         if client is None:
             self.clients.check_unknown(client_id, client_secret)
             ok = False

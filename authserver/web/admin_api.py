@@ -30,7 +30,9 @@ from flask import Blueprint, Response, g, request
 from pydantic import MISSING, BaseModel, ValidationError
 
 from ..admin.users import CurrentPasswordRefused, TooManyWrongPasswords, UserAdmin
+from ..identity.service_accounts import ServiceAccountInfo
 from ..identity.users import AlreadyExists, NotFound, Person, UserError
+from ..key_file import KeyFile
 from ..oauth.metadata import admin_api_audience
 from ..paths import ADMIN_API_PATH
 from . import admin
@@ -476,9 +478,19 @@ def create_service_account(body: NewServiceAccount) -> ReplyBody:
         info, key_file = accounts.create_with_key(
             body.name, _given(body.role), scopes, expires_in, body.key_algorithm
         )
-        return {"service_account": info.as_dict(), "key_file": key_file.document()}
+        return _with_key_file(info, key_file)
     info, token = accounts.create(body.name, _given(body.role), scopes, expires_in)
+    return _with_token(info, token)
+
+
+def _with_token(info: ServiceAccountInfo, token: str) -> ReplyBody:
+    """A ``ServiceAccountToken``: the account and its token, shown this once."""
     return {"service_account": info.as_dict(), "token": token}
+
+
+def _with_key_file(info: ServiceAccountInfo, key_file: KeyFile) -> ReplyBody:
+    """A ``ServiceAccountKeyFile``: the account and a new key file, shown this once."""
+    return {"service_account": info.as_dict(), "key_file": key_file.document()}
 
 
 @operation(
@@ -505,7 +517,7 @@ def get_service_account(name: str) -> ReplyBody:
 )
 def rotate_service_account(name: str) -> ReplyBody:
     info, token = admin.service_account_admin().rotate(name)
-    return {"service_account": info.as_dict(), "token": token}
+    return _with_token(info, token)
 
 
 @operation(
@@ -534,7 +546,7 @@ def list_service_account_keys(name: str) -> ReplyBody:
 )
 def add_service_account_key(name: str, body: NewServiceAccountKey) -> ReplyBody:
     info, key_file = admin.service_account_admin().add_key(name, body.algorithm)
-    return {"service_account": info.as_dict(), "key_file": key_file.document()}
+    return _with_key_file(info, key_file)
 
 
 @operation(

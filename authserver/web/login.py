@@ -245,7 +245,7 @@ def callback() -> Response:
             link_text="Sign in again",
         )
     users = services().users
-    person = users.federated(
+    person = users.provisioning.federated(
         identity.issuer,
         identity.subject,
         email=identity.email,

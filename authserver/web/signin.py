@@ -55,7 +55,7 @@ def _find_signin() -> SignedIn | None:
         # client could set it to anyone's address.
         if email and "@" in email and trusted_address(request.remote_addr, proxy.trusted_proxies):
             try:
-                person = users.proxy_user(email)
+                person = users.provisioning.proxy_user(email)
             except UserError as exc:  # not an address we accept, or a local user's name
                 log.warning("auth-proxy header ignored: %s", exc)
             else:

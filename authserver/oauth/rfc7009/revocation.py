@@ -16,13 +16,9 @@ from authlib.consts import default_json_headers
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 
-from ..clients import CONFIDENTIAL_AUTH_METHODS, Client
+from ..clients import CONFIDENTIAL_AUTH_METHODS
 from ..http import HttpRequest
-from ..requests import (
-    TOKEN_ENDPOINT_PARAMETERS,
-    reject_repeated_parameters,
-    require_token_parameter,
-)
+from ..requests import token_request
 
 
 class RevocationEndpoint(_RevocationEndpoint):  # type: ignore[misc]
@@ -33,9 +29,7 @@ class RevocationEndpoint(_RevocationEndpoint):  # type: ignore[misc]
     def create_endpoint_response(
         self, request: HttpRequest
     ) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
-        reject_repeated_parameters(request, TOKEN_ENDPOINT_PARAMETERS)
-        client: Client = self.authenticate_endpoint_client(request)
-        token = require_token_parameter(request)
+        client, token = token_request(self, request)
         record = self.server.refresh_tokens.lookup(token)
         if record is not None:
             # A refresh token: revoke its whole family (every token from that sign-in).

@@ -15,13 +15,9 @@ from typing import Any, ClassVar
 from authlib.consts import default_json_headers
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
 
-from ..clients import CONFIDENTIAL_AUTH_METHODS, Client
+from ..clients import CONFIDENTIAL_AUTH_METHODS
 from ..http import HttpRequest
-from ..requests import (
-    TOKEN_ENDPOINT_PARAMETERS,
-    reject_repeated_parameters,
-    require_token_parameter,
-)
+from ..requests import token_request
 
 #: Claims of an access token that an introspection response repeats (§2.2).
 _CLAIMS = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "nbf", "jti", "roles")
@@ -33,9 +29,7 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
     def create_endpoint_response(
         self, request: HttpRequest
     ) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
-        reject_repeated_parameters(request, TOKEN_ENDPOINT_PARAMETERS)
-        client: Client = self.authenticate_endpoint_client(request)
-        token = require_token_parameter(request)
+        client, token = token_request(self, request)
         refresh = self.server.refresh_tokens
         record = refresh.lookup(token)
         if record is not None:
