@@ -349,7 +349,7 @@ def register(sub: Subcommands, common: Parser) -> None:
     sa_show = add_command(
         accounts_commands, common, "show", cmd_service_accounts_show, "show one service account"
     )
-    sa_show.add_argument("name", metavar="NAME")
+    sa_show.add_argument("name", metavar="NAME", help="the service account's name")
     output_argument(sa_show, one=True)
     sa_rotate = add_command(
         accounts_commands,

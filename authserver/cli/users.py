@@ -280,7 +280,7 @@ def register(sub: Subcommands, common: Parser) -> None:
     )
     output_argument(add_command(users_commands, common, "list", cmd_users_list, "list every user"))
     show = add_command(users_commands, common, "show", cmd_users_show, "show one user")
-    show.add_argument("name", metavar="NAME")
+    show.add_argument("name", metavar="NAME", help="the username")
     output_argument(show, one=True)
     set_role = add_command(
         users_commands, common, "set-role", cmd_users_set_role, "change a user's role"
@@ -305,7 +305,7 @@ def register(sub: Subcommands, common: Parser) -> None:
         "give a local user a new password (generated and printed once unless "
         "--password-stdin); their refresh tokens and sessions end",
     )
-    set_password.add_argument("name", metavar="NAME")
+    set_password.add_argument("name", metavar="NAME", help="the username of a local user")
     source = set_password.add_mutually_exclusive_group()
     source.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
@@ -320,7 +320,7 @@ def register(sub: Subcommands, common: Parser) -> None:
         ("enable", cmd_users_enable, "enable a disabled user again"),
     ):
         add_command(users_commands, common, name, handler, help_text).add_argument(
-            "name", metavar="NAME"
+            "name", metavar="NAME", help="the username"
         )
     delete = add_command(
         users_commands,
