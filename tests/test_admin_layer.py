@@ -52,6 +52,7 @@ def test_operations_record_their_actor_without_flask(make_app: AppFactory) -> No
     assert generated
     admin.update("nora", role="admin", disabled=None)
     admin.update("nora", role="admin", disabled=None)  # no change: no event
+    users.create_local("keeper", None, "admin")  # so nora is not the last admin
     admin.delete("nora")
     assert events.events == [
         (

@@ -138,6 +138,7 @@ def test_role_change_shows_in_the_refreshed_token_and_at_the_api(
     assert created.status_code == 201, created.text
 
     # Demoted: the admin API reads the role from the database, not from the token.
+    new_user(app_server, "admin")  # so that user is not the last admin (issue 13.4)
     assert app_server.cli("users", "set-role", user, "viewer").returncode == 0
     assert_forbidden(api(app_server, "GET", "/service-accounts", admin_token))
     assert api(app_server, "GET", "/users", admin_token).status_code == 403

@@ -143,7 +143,9 @@ def test_set_role_and_delete(cli: Cli) -> None:
     assert listed(cli)["dana"][0] == "admin"
     fails(cli("users", "create", "eli", "--role", "root"), 2, "unknown role 'root'")
     fails(cli("users", "set-role", "nobody", "user"), 1, "no user 'nobody'")
+    cli.service().create_local("keeper", None, "admin")  # dana is not the last admin
     assert "deleted user dana" in ok(cli("users", "delete", "dana")).stdout
+    cli.service().delete("keeper")
     fails(cli("users", "delete", "dana"), 1, "no user 'dana'")
     assert listed(cli) == {}
     missing = cli("users", "set-role", "dana")  # argparse: usage, then the error

@@ -9,7 +9,7 @@ word (verified). An exported cell a spreadsheet would run as a formula gets a le
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import IO
 
 from ..identity import passwords
@@ -28,14 +28,25 @@ CSV_COLUMNS = ("username", "password", "role", "email")
 CSV_COLUMNS_WITHOUT_EMAIL = CSV_COLUMNS[:3]
 
 
-def import_csv(users: UserRecords, stream: IO[str] | Iterable[str]) -> int:
+#: ``import_csv``'s report of its slow part: (passwords hashed so far, of how many).
+Progress = Callable[[int, int], None]
+
+
+def import_csv(
+    users: UserRecords, stream: IO[str] | Iterable[str], progress: Progress | None = None
+) -> int:
     """Create local users from CSV ``username,password,role,email`` (a header row
-    first; the ``email`` column may be left out).
+    first; the ``email`` column may be left out). It only creates: a username that
+    exists already is a bad row, so an import never changes (nor demotes) anyone.
 
     Every row is checked before anything is written; one bad row (``UserError``
     naming its line) and no user is created. An empty role cell means
     ``rbac.default_role``, an empty email cell no address; an empty password is an
     error. An address is one an admin set (verified). Returns the count.
+
+    Each password is hashed with argon2id (:func:`.passwords.hash_password`, 64 MiB
+    and a few tenths of a second by design), the slow part of a large file:
+    ``progress`` is told after each one.
     """
     reader = csv.reader(stream, strict=True)
     try:
@@ -67,10 +78,11 @@ def import_csv(users: UserRecords, stream: IO[str] | Iterable[str]) -> int:
     if errors:
         more = f" (and {len(errors) - 1} more bad lines)" if len(errors) > 1 else ""
         raise UserError(f"{errors[0]}{more}; no user was imported")
-    records = [
-        users.local_record(name, passwords.hash_password(password), role, email)
-        for _line, name, password, role, email in rows
-    ]
+    records = []
+    for _line, name, password, role, email in rows:
+        records.append(users.local_record(name, passwords.hash_password(password), role, email))
+        if progress is not None:
+            progress(len(records), len(rows))
     return users.insert_all(records)
 
 

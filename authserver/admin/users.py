@@ -16,7 +16,7 @@ from ..identity.users import NotFound, Person, UserError, UserService, check_rol
 from ..oauth.throttle import FailureThrottle
 from ..settings import RbacSettings
 from .audit import Actor, EventSink, record
-from .csv import export_csv, import_csv
+from .csv import Progress, export_csv, import_csv
 
 #: The role that may change things (DESIGN.md "Admin API"; issue #4).
 ADMIN_ROLE = "admin"
@@ -46,6 +46,28 @@ def check_not_yourself(by: Actor, target: Person | None, what: str) -> None:
         raise UserError(
             f"You cannot {what} yourself here; another admin, or `authserver users`, can."
         )
+
+
+class LastAdmin(UserError):
+    """A change that would leave no enabled person with the admin role: no one could
+    then administer the server from the admin API or the dashboard."""
+
+
+def check_not_last_admin(users: UserService, target: Person, what: str) -> None:
+    """Refuse (:class:`LastAdmin`) to ``what`` (demote, disable, delete) ``target`` if
+    they are the last enabled admin. Service accounts with the admin role do not count:
+    they are not people and cannot use the dashboard."""
+    if target.role != ADMIN_ROLE or target.disabled:
+        return
+    if any(
+        other.role == ADMIN_ROLE and not other.disabled and other.id != target.id
+        for other in users.list()
+    ):
+        return
+    raise LastAdmin(
+        f"refusing to {what} {target.username!r}: they are the last enabled admin; "
+        "make another admin first"
+    )
 
 
 class UserAdmin:
@@ -99,11 +121,14 @@ class UserAdmin:
         """Change what is given, and only what differs. The role is checked and the
         email address set first, so that a bad role or a taken or malformed address
         (``UserError``) changes nothing; nor does taking the admin role from oneself or
-        disabling oneself (:func:`check_not_yourself`)."""
+        disabling oneself (:func:`check_not_yourself`), or from the last enabled admin
+        (:func:`check_not_last_admin`, checked first: its advice is the one that helps)."""
         person = self.get(username)
         if role is not None and role != ADMIN_ROLE:
+            check_not_last_admin(self.users, person, "take the admin role from")
             check_not_yourself(self.by, person, "take the admin role from")
         if disabled:
+            check_not_last_admin(self.users, person, "disable")
             check_not_yourself(self.by, person, "disable")
         if role is not None:
             check_role(self._rbac, role)
@@ -121,7 +146,11 @@ class UserAdmin:
         return person
 
     def set_role(self, username: str, role: str) -> Person:
-        """``authserver users set-role``: the role, set (and recorded) even if unchanged."""
+        """``authserver users set-role``: the role, set (and recorded) even if unchanged;
+        never the admin role taken from the last enabled admin (:func:`check_not_last_admin`)."""
+        target = self.users.by_username(username)
+        if target is not None and role != ADMIN_ROLE:
+            check_not_last_admin(self.users, target, "take the admin role from")
         person = self.users.set_role(username, role)
         self._updated(person, role=person.role)
         return person
@@ -133,8 +162,12 @@ class UserAdmin:
         return person
 
     def delete(self, username: str) -> Person:
-        """Delete a person and their refresh tokens (never oneself)."""
-        check_not_yourself(self.by, self.users.by_username(username), "delete")
+        """Delete a person and their refresh tokens (never oneself, nor the last enabled
+        admin)."""
+        target = self.users.by_username(username)
+        if target is not None:
+            check_not_last_admin(self.users, target, "delete")
+        check_not_yourself(self.by, target, "delete")
         person = self.users.delete(username)
         record(self._events, self.by, "user_deleted", target=person.username)
         return person
@@ -164,9 +197,9 @@ class UserAdmin:
                 "The current password (current_password) is missing or wrong."
             )
 
-    def import_csv(self, stream: IO[str] | Iterable[str]) -> int:
-        """Local users from CSV, all or none (:func:`.csv.import_csv`)."""
-        count = import_csv(self.users.records, stream)
+    def import_csv(self, stream: IO[str] | Iterable[str], progress: Progress | None = None) -> int:
+        """Local users from CSV, all or none, created only (:func:`.csv.import_csv`)."""
+        count = import_csv(self.users.records, stream, progress)
         record(self._events, self.by, "users_imported", count=count)
         return count
 

@@ -45,12 +45,40 @@ def print_json(items: Sequence[Mapping[str, object]]) -> None:
     print()
 
 
-def output_argument(command: argparse.ArgumentParser) -> None:
+def print_object(item: Mapping[str, object]) -> None:
+    """``--output json`` of a ``show`` command: the one object the admin API returns
+    for it, and nothing else on standard output."""
+    import json
+
+    json.dump(dict(item), sys.stdout, indent=2)
+    print()
+
+
+def print_fields(item: Mapping[str, object]) -> None:
+    """``--output table`` of a ``show`` command: one ``field  value`` line each."""
+    rows = [("FIELD", "VALUE")]
+    for key, value in item.items():
+        if value is None or value == []:
+            text = "-"
+        elif isinstance(value, bool):
+            text = "yes" if value else "no"
+        elif isinstance(value, list):
+            text = ",".join(str(part) for part in value)
+        else:
+            text = str(value)
+        rows.append((key, text))
+    print_table(rows)
+
+
+def output_argument(command: argparse.ArgumentParser, *, one: bool = False) -> None:
+    """``--output table|json``: of a listing (a list of objects) or, with ``one``, of a
+    ``show`` command (one object)."""
+    what = "one object" if one else "a list of objects"
     command.add_argument(
         "--output",
         choices=("table", "json"),
         default="table",
-        help="a table for people, or JSON for scripts: a list of objects as the admin "
+        help=f"a table for people, or JSON for scripts: {what} as the admin "
         "API returns them (default: %(default)s)",
     )
 

@@ -19,7 +19,9 @@ from .output import (
     name_argument,
     os_reason,
     output_argument,
+    print_fields,
     print_json,
+    print_object,
     print_table,
 )
 
@@ -200,6 +202,9 @@ def cmd_service_accounts_keys(args: argparse.Namespace) -> int:
         keys = service_account_admin(app).keys(args.name)
     if not keys:
         print(f"service account {args.name} has no keys", file=sys.stderr)
+    if args.output == "json":
+        print_json([key.as_dict() for key in keys])
+        return 0
     rows = [("KID", "ALGORITHM", "CREATED", "CREATED BY")]
     rows += [(k.kid, k.algorithm, _when(k.created_at), k.created_by or "-") for k in keys]
     print_table(rows)
@@ -228,6 +233,16 @@ def cmd_service_accounts_list(args: argparse.Namespace) -> int:
             )
         )
     print_table(rows)
+    return 0
+
+
+def cmd_service_accounts_show(args: argparse.Namespace) -> int:
+    with admin_app(args) as app:
+        info = service_account_admin(app).get(args.name)
+    if args.output == "json":
+        print_object(info.as_dict())
+    else:
+        print_fields(info.as_dict())
     return 0
 
 
@@ -326,8 +341,22 @@ def register(sub: Subcommands, common: Parser) -> None:
         )
     )
     sa_remove_key.add_argument("kid", metavar="KID", help="the key id (service-accounts keys NAME)")
+    sa_keys = name_argument(
+        add_command(
+            accounts_commands,
+            common,
+            "keys",
+            cmd_service_accounts_keys,
+            "list the keys of a service account",
+        )
+    )
+    output_argument(sa_keys)
+    sa_show = add_command(
+        accounts_commands, common, "show", cmd_service_accounts_show, "show one service account"
+    )
+    sa_show.add_argument("name", metavar="NAME", help="the service account's name")
+    output_argument(sa_show, one=True)
     for name, handler, help_text in (
-        ("keys", cmd_service_accounts_keys, "list the keys of a service account"),
         (
             "rotate",
             cmd_service_accounts_rotate,

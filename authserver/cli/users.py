@@ -15,7 +15,9 @@ from .output import (
     add_group,
     os_reason,
     output_argument,
+    print_fields,
     print_json,
+    print_object,
     print_table,
 )
 
@@ -95,6 +97,18 @@ def cmd_users_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users_show(args: argparse.Namespace) -> int:
+    from ..admin.shapes import user_json
+
+    with users_admin(args) as users:
+        person = users.get(args.name)
+    if args.output == "json":
+        print_object(user_json(person))
+    else:
+        print_fields(user_json(person))
+    return 0
+
+
 def cmd_users_set_role(args: argparse.Namespace) -> int:
     settings = cli_settings(args)
     check_role(settings, args.role)
@@ -123,6 +137,50 @@ def cmd_users_set_email(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users_set_password(args: argparse.Namespace) -> int:
+    """A local user's new password, through the admin layer: their refresh tokens (and
+    the access tokens those issued) and their sessions end, and it is audited."""
+    from ..identity.users import UserError, generate_password, validate_password
+
+    password = None
+    if args.password_stdin:
+        try:
+            password = validate_password(_read_password())
+        except UserError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
+    with users_admin(args) as users:
+        person = users.get(args.name)
+        new = password if password is not None else generate_password()
+        users.change_password(person, new)
+    print(
+        f"authserver: set a new password for {person.username}; their refresh tokens and "
+        "sessions have ended",
+        file=sys.stderr,
+    )
+    if password is None:
+        print("authserver: the new password, shown this once:", file=sys.stderr, flush=True)
+        print(new)
+    return 0
+
+
+def _set_disabled(args: argparse.Namespace, disabled: bool) -> int:
+    with users_admin(args) as users:
+        person = users.update(args.name, role=None, disabled=disabled)
+    if person.disabled:
+        print(f"user {person.username} is disabled: they can no longer sign in")
+    else:
+        print(f"user {person.username} is enabled")
+    return 0
+
+
+def cmd_users_disable(args: argparse.Namespace) -> int:
+    return _set_disabled(args, True)
+
+
+def cmd_users_enable(args: argparse.Namespace) -> int:
+    return _set_disabled(args, False)
+
+
 def cmd_users_delete(args: argparse.Namespace) -> int:
     with users_admin(args) as users:
         person = users.delete(args.name)
@@ -146,11 +204,31 @@ def cmd_users_import_csv(args: argparse.Namespace) -> int:
     import io
 
     text = _read_input(args.file, newline="")
-
+    progress = _Counter("hashing passwords") if sys.stderr.isatty() else None
     with users_admin(args) as users:
-        count = users.import_csv(io.StringIO(text, newline=""))
-    print(f"imported {count} users")
+        try:
+            count = users.import_csv(io.StringIO(text, newline=""), progress)
+        finally:
+            if progress is not None:
+                progress.end()
+    print(f"imported {count} users ({count} created; an import never changes existing users)")
     return 0
+
+
+class _Counter:
+    """``label: 37/200`` on one line of a terminal's stderr, rewritten in place."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.shown = False
+
+    def __call__(self, done: int, total: int) -> None:
+        print(f"\r{self.label}: {done}/{total}", end="", file=sys.stderr, flush=True)
+        self.shown = True
+
+    def end(self) -> None:
+        if self.shown:
+            print(file=sys.stderr, flush=True)
 
 
 def cmd_users_import_htpasswd(args: argparse.Namespace) -> int:
@@ -201,6 +279,9 @@ def register(sub: Subcommands, common: Parser) -> None:
         "--email", metavar="ADDR", help="their email address (an admin's word: verified)"
     )
     output_argument(add_command(users_commands, common, "list", cmd_users_list, "list every user"))
+    show = add_command(users_commands, common, "show", cmd_users_show, "show one user")
+    show.add_argument("name", metavar="NAME", help="the username")
+    output_argument(show, one=True)
     set_role = add_command(
         users_commands, common, "set-role", cmd_users_set_role, "change a user's role"
     )
@@ -216,6 +297,31 @@ def register(sub: Subcommands, common: Parser) -> None:
     set_email.add_argument("name", metavar="NAME")
     set_email.add_argument("email", metavar="ADDR", nargs="?")
     set_email.add_argument("--remove", action="store_true", help="remove the address instead")
+    set_password = add_command(
+        users_commands,
+        common,
+        "set-password",
+        cmd_users_set_password,
+        "give a local user a new password (generated and printed once unless "
+        "--password-stdin); their refresh tokens and sessions end",
+    )
+    set_password.add_argument("name", metavar="NAME", help="the username of a local user")
+    source = set_password.add_mutually_exclusive_group()
+    source.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    source.add_argument(
+        "--generate",
+        action="store_true",
+        help="generate a random password and print it once (the default)",
+    )
+    for name, handler, help_text in (
+        ("disable", cmd_users_disable, "disable a user: they can no longer sign in"),
+        ("enable", cmd_users_enable, "enable a disabled user again"),
+    ):
+        add_command(users_commands, common, name, handler, help_text).add_argument(
+            "name", metavar="NAME", help="the username"
+        )
     delete = add_command(
         users_commands,
         common,

@@ -29,7 +29,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, g, request
 from pydantic import MISSING, BaseModel, ValidationError
 
-from ..admin.users import CurrentPasswordRefused, TooManyWrongPasswords, UserAdmin
+from ..admin.users import CurrentPasswordRefused, LastAdmin, TooManyWrongPasswords, UserAdmin
 from ..identity.service_accounts import ServiceAccountInfo
 from ..identity.users import AlreadyExists, NotFound, Person, UserError
 from ..key_file import KeyFile
@@ -118,6 +118,13 @@ def _not_found(exc: NotFound) -> Response:
 
 @bp.errorhandler(AlreadyExists)
 def _conflict(exc: AlreadyExists) -> Response:
+    return _error(409, "conflict", str(exc))
+
+
+@bp.errorhandler(LastAdmin)
+def _last_admin(exc: LastAdmin) -> Response:
+    """The change conflicts with the state of the server (RFC 9110 §15.5.10): it would
+    leave no enabled admin."""
     return _error(409, "conflict", str(exc))
 
 
@@ -355,7 +362,9 @@ def get_user(username: str) -> ReplyBody:
     description="A field left out is left as it is. A disabled person cannot sign in, and "
     "their tokens no longer work here. Only a local user's email address is set here "
     "(others' come from where they sign in: 400); one that another user has is 409, and "
-    "nothing changes.",
+    "nothing changes. An admin cannot take the admin role from, or disable, themself here "
+    "(400); nobody can from the last enabled admin (409 `conflict`): make another admin "
+    "first.",
     tag="users",
     body=UserChanges,
     reply=Reply(200, "The person, changed.", User),
@@ -377,10 +386,11 @@ def update_user(username: str, body: UserChanges) -> ReplyBody:
     roles=ADMIN,
     summary="Delete a person, their refresh tokens and the access tokens those issued",
     description="An admin cannot delete themself here (400): another admin or "
-    "`authserver users delete` can.",
+    "`authserver users delete` can. Nobody can delete the last enabled admin (409 "
+    "`conflict`): make another admin first.",
     tag="users",
     reply=NO_CONTENT,
-    errors=(400,),
+    errors=(400, 409),
 )
 def delete_user(username: str) -> ReplyBody:
     admin.user_admin().delete(username)

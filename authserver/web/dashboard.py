@@ -26,6 +26,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from ..admin.audit import AUDITED
+from ..admin.users import LastAdmin
 from ..identity.users import AlreadyExists, NotFound, UserError
 from ..key_file import DEFAULT_KEY_ALGORITHM, KeyFile
 from ..paths import DASHBOARD_PATH, TOKEN_PATH
@@ -125,7 +126,7 @@ def _render(template: str, status: int = 200, **context: Any) -> Response:
 def _status(exc: UserError) -> int:
     if isinstance(exc, NotFound):
         return 404
-    if isinstance(exc, AlreadyExists):
+    if isinstance(exc, AlreadyExists | LastAdmin):
         return 409
     return 400
 

@@ -131,7 +131,11 @@ _RESPONSES: dict[str, Any] = {
         "headers": {"WWW-Authenticate": _BEARER_CHALLENGE},
     },
     "NotFound": _json(_ref(Error), "No such thing (`not_found`)."),
-    "Conflict": _json(_ref(Error), "The name, or the email address, is taken (`conflict`)."),
+    "Conflict": _json(
+        _ref(Error),
+        "The name, or the email address, is taken, or the change would leave no enabled "
+        "admin (`conflict`).",
+    ),
     "PayloadTooLarge": _json(
         _ref(Error),
         "The body is larger than `max_form_bytes`, 64 KiB by default (`invalid_request`).",
