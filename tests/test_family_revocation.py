@@ -13,6 +13,9 @@ from authlib.integrations.requests_client import OAuth2Session
 from flask.testing import FlaskClient
 
 from authserver.clock import ManualClock
+from authserver.errors import DependencyUnavailable
+from authserver.oauth.refresh import FAMILY_TOKENS_PREFIX
+from authserver.web.services import Services
 
 from .conftest import AppFactory
 from .support.factories import PASSWORD, SECRETS, new_local_user, new_user
@@ -51,6 +54,37 @@ def test_revoking_a_refresh_token_denies_the_familys_access_tokens(
     assert _userinfo(client, first["access_token"]) == 401
     assert _userinfo(client, second["access_token"]) == 401
     assert _userinfo(client, other["access_token"]) == 200
+
+
+def test_a_retried_password_change_denies_what_a_failed_one_could_not(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The families die durably first; when the ephemeral store fails while their access
+    tokens are denied, the change is an error (503 at the API) and the retry must still
+    deny them, though the families are already revoked by then."""
+    app = make_app()
+    username = new_local_user(app)
+    client = flask_sign_in(app, username)
+    tokens = flask_tokens(client)
+    assert _userinfo(client, tokens["access_token"]) == 200
+    owner = Services.of(app).oauth.refresh_tokens
+    real_get = owner._cache.get
+
+    def failing_get(key: str) -> bytes | None:
+        if key.startswith(FAMILY_TOKENS_PREFIX):
+            raise DependencyUnavailable("the ephemeral store did not answer")
+        return real_get(key)
+
+    users = Services.of(app).users
+    with app.app_context():
+        monkeypatch.setattr(owner._cache, "get", failing_get)
+        with pytest.raises(DependencyUnavailable):
+            users.set_password(username, "a much newer password")
+        monkeypatch.setattr(owner._cache, "get", real_get)
+        assert _userinfo(client, tokens["access_token"]) == 200  # not denied yet
+        users.set_password(username, "a much newer password")  # the retry
+    assert _userinfo(client, tokens["access_token"]) == 401
+    assert_oauth_error(flask_refresh(client, tokens["refresh_token"]), "invalid_grant")
 
 
 def test_reuse_denies_the_access_tokens_of_the_family(make_app: AppFactory) -> None:

@@ -72,6 +72,8 @@ AUDITED = frozenset(
         "service_account_created",
         "service_account_rotated",
         "service_account_revoked",
+        "service_account_key_added",
+        "service_account_key_removed",
         "keys_rotated",
         "audit_pruned",
         "janitor_pruned",

@@ -105,8 +105,11 @@ class RefreshStore(Protocol):
     def revoke_family(self, family_id: str, reason: str) -> bool:
         """``True`` if the family was live until now."""
 
-    def revoke_user_families(self, user_id: str, reason: str) -> list[str]:
-        """Revoke every live family of a user; the ids of those revoked now."""
+    def revoke_user_families(
+        self, user_id: str, reason: str, since: float
+    ) -> tuple[int, list[str]]:
+        """Revoke every live family of a user: how many were live, and the ids of all
+        their families revoked at ``since`` (unix time) or later, these included."""
 
 
 class EphemeralCache(Protocol):
@@ -246,11 +249,18 @@ class RefreshTokens:
 
     def revoke_for_user(self, user_id: str, reason: str) -> int:
         """Revoke every live family of a person (a new password, a deleted account) and
-        deny their live access tokens; how many families there were."""
-        families = self.store.revoke_user_families(user_id, reason)
+        deny their live access tokens; how many families were live.
+
+        Durable first, as :meth:`revoke_family`: the access tokens are denied for every
+        family of theirs revoked within an access token's lifetime, not only the ones
+        revoked now, so a retry after the ephemeral store failed here (503) still denies
+        what the first attempt could not.
+        """
+        since = self._clock.now() - self._access_tokens.ttl - 120
+        revoked, families = self.store.revoke_user_families(user_id, reason, since)
         for family_id in families:
             self.deny_access_tokens(family_id)
-        return len(families)
+        return revoked
 
     def deny_access_tokens(self, family_id: str) -> None:
         """Deny the live access tokens of a revoked family. Safe to repeat: a request

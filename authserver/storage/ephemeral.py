@@ -20,7 +20,7 @@ from typing import Any, Protocol, cast
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from sqlalchemy import Engine, Table, bindparam, case, delete, func, select
+from sqlalchemy import Engine, Table, and_, bindparam, case, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..clock import SYSTEM_CLOCK, Clock
@@ -295,8 +295,9 @@ class SqlEphemeralStore:
         if limit is not None:
             # One short transaction per batch (the janitor), the same shape on both
             # databases: DELETE ... WHERE key IN (SELECT key ... LIMIT n).
+            # The outer test again: a key renewed between the two (add, incr, put) stays.
             batch = select(entry.key).where(expired).order_by(entry.expires_at).limit(limit)
-            expired = entry.key.in_(batch.scalar_subquery())
+            expired = and_(entry.key.in_(batch.scalar_subquery()), expired)
         with self._engine.begin() as conn:
             result = conn.execute(delete(self._table).where(expired))
             return int(result.rowcount)

@@ -158,16 +158,20 @@ class SqlRefreshStore:
         with self._engine.begin() as conn:
             return conn.execute(stmt).rowcount == 1
 
-    def revoke_user_families(self, user_id: str, reason: str) -> list[str]:
+    def revoke_user_families(
+        self, user_id: str, reason: str, since: float
+    ) -> tuple[int, list[str]]:
         f = self._families.c
         stmt = (
             update(self._families)
             .where(f.user_id == user_id, f.revoked_at.is_(None))
             .values(revoked_at=self._clock.utcnow(), revoked_reason=reason)
-            .returning(f.id)
         )
+        recent = select(f.id).where(f.user_id == user_id, f.revoked_at >= _dt(since))
         with self._engine.begin() as conn:
-            return [str(family_id) for family_id in conn.execute(stmt).scalars()]
+            revoked = int(conn.execute(stmt).rowcount)
+            families = [str(family_id) for family_id in conn.execute(recent).scalars()]
+        return revoked, families
 
     # -- pruning (``storage/janitor.py``) ---------------------------------------------
 

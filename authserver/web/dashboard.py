@@ -300,7 +300,7 @@ def confirm_delete_user() -> Response:
         section="dashboard.users",
         title=f"Delete user {person.username}?",
         text=f"{person.username} ({person.source}, role {person.role}) is deleted with their "
-        "refresh tokens; access tokens already issued run out. This cannot be undone.",
+        "refresh tokens and the access tokens those issued. This cannot be undone.",
         action=url_for(".delete_user"),
         fields={"username": person.username},
         button=f"Delete user {person.username}",
