@@ -4,10 +4,7 @@ authorization grant"; RFC 9700 §4.14.2 for reuse)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-import requests
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 from flask.testing import FlaskClient
@@ -18,12 +15,13 @@ from authserver.oauth.refresh import FAMILY_TOKENS_PREFIX
 from authserver.web.services import Services
 
 from .conftest import AppFactory
-from .support.factories import PASSWORD, SECRETS, new_local_user, new_user
+from .support.factories import PASSWORD, new_local_user, new_user
 from .support.flows import (
     assert_oauth_error,
     flask_refresh,
     flask_sign_in,
     flask_tokens,
+    introspect,
     live_tokens,
     refresh,
 )
@@ -104,18 +102,6 @@ def test_reuse_denies_the_access_tokens_of_the_family(make_app: AppFactory) -> N
 # -- a new password ends the person's families, access tokens included ------------------
 
 
-def _introspect(server: LiveServer, token: str) -> dict[str, Any]:
-    response = requests.post(
-        server.url + "/oauth2/introspect",
-        data={"token": token},
-        auth=("rs", SECRETS["rs"]),
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 def test_a_new_password_denies_the_live_access_tokens_of_the_persons_families(
     live_server: LiveServer,
 ) -> None:
@@ -127,7 +113,7 @@ def test_a_new_password_denies_the_live_access_tokens_of_the_persons_families(
     tokens = live_tokens(live_server, user)
     others = live_tokens(live_server, bystander)
     for token in (tokens, others):
-        assert _introspect(live_server, token["access_token"])["active"] is True
+        assert introspect(live_server, token["access_token"])["active"] is True
     assert api(live_server, "GET", "/me", api_tokens["access_token"]).status_code == 200
 
     # The person sets a new one, as they do today: at the admin API, with the current one.
@@ -140,11 +126,11 @@ def test_a_new_password_denies_the_live_access_tokens_of_the_persons_families(
     )
     assert changed.status_code == 204, changed.text
 
-    assert _introspect(live_server, tokens["access_token"]) == {"active": False}
+    assert introspect(live_server, tokens["access_token"]) == {"active": False}
     assert api(live_server, "GET", "/me", api_tokens["access_token"]).status_code == 401
     for token in (api_tokens, tokens):
         assert_oauth_error(refresh(live_server.url, token["refresh_token"]), "invalid_grant")
-    assert _introspect(live_server, others["access_token"])["active"] is True
+    assert introspect(live_server, others["access_token"])["active"] is True
     assert refresh(live_server.url, others["refresh_token"]).status_code == 200
 
 
@@ -166,7 +152,7 @@ def test_an_admin_setting_a_password_denies_the_persons_access_tokens(
     )
     assert changed.status_code == 204, changed.text
 
-    assert _introspect(live_server, tokens["access_token"]) == {"active": False}
+    assert introspect(live_server, tokens["access_token"]) == {"active": False}
     assert session.get(live_server.url + "/oauth2/userinfo", timeout=10).status_code == 401
     try:
         with pytest.raises(OAuthError) as raised:
@@ -180,10 +166,10 @@ def test_deleting_a_person_denies_their_access_tokens(live_server: LiveServer) -
     user, admin = new_user(live_server), new_user(live_server, "admin")
     tokens = live_tokens(live_server, user)
     admin_token = person_tokens(live_server, admin, admin_api(live_server))["access_token"]
-    assert _introspect(live_server, tokens["access_token"])["active"] is True
+    assert introspect(live_server, tokens["access_token"])["active"] is True
 
     deleted = api(live_server, "DELETE", f"/users/{user}", admin_token)
     assert deleted.status_code == 204, deleted.text
 
-    assert _introspect(live_server, tokens["access_token"]) == {"active": False}
+    assert introspect(live_server, tokens["access_token"]) == {"active": False}
     assert_oauth_error(refresh(live_server.url, tokens["refresh_token"]), "invalid_grant")
