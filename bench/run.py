@@ -274,6 +274,9 @@ class ScenarioResult:
     url: str
     result: WrkResult
     storage: str = ""
+    #: The server's CPU time (user + system, all its processes) for the measured run,
+    #: divided by the requests it answered; ``None`` where it cannot be read (no /proc).
+    cpu_us_per_request: float | None = None
 
 
 # --------------------------------------------------------------------------
@@ -440,6 +443,11 @@ class ServerProcess:
             f"log {self.log_path}:\n{tail(self.log_path)}"
         )
 
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU seconds of every process in the server's group so far
+        (a worker that exited no longer counts); ``None`` without Linux's /proc."""
+        return process_group_cpu_seconds(self._process.pid)
+
     def stop(self) -> None:
         """SIGTERM the whole process group, then SIGKILL what is left."""
         try:
@@ -456,6 +464,38 @@ class ServerProcess:
                 break
         finally:
             self._log.close()
+
+
+def process_group_cpu_seconds(group: int) -> float | None:
+    """User + system CPU seconds of the live processes of process group ``group``
+    (proc(5): fields 5 ``pgrp``, 14 ``utime`` and 15 ``stime`` of /proc/PID/stat)."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return None
+    ticks = 0
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            # The command name (field 2) may hold spaces and parentheses: split after it.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+        if int(fields[2]) == group:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def rsa_sign_us(rounds: int = 2000) -> float:
+    """CPU µs of one RS256 signature (RSA-2048, PKCS#1 v1.5, SHA-256) in this process:
+    the part of a token no server can skip, to set the CPU per token beside."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    message = b"x" * 400
+    started = time.process_time()
+    for _ in range(rounds):
+        key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+    return (time.process_time() - started) * 1e6 / rounds
 
 
 @contextlib.contextmanager
@@ -1653,6 +1693,7 @@ def benchmark(
     workdir: Path,
     scenarios: Sequence[str],
     earlier: Sequence[ScenarioResult] = (),
+    cpu_seconds: Callable[[], float | None] = lambda: None,
 ) -> list[ScenarioResult]:
     browser = Browser()
     if {"authorization_code", "refresh"} & set(scenarios):
@@ -1672,8 +1713,15 @@ def benchmark(
         print(f"  {target.name} {scenario}: warm-up {options.warmup} s ...", flush=True)
         run_wrk(url, warmup_script, options, options.warmup)
         print(f"  {target.name} {scenario}: {options.duration} s ...", flush=True)
+        before = cpu_seconds()
         result = run_wrk(url, script, options, options.duration)
-        results.append(ScenarioResult(scenario, target.name, url, result, target.storage))
+        after = cpu_seconds()
+        cpu_us = (
+            (after - before) * 1e6 / result.requests
+            if before is not None and after is not None and result.requests
+            else None
+        )
+        results.append(ScenarioResult(scenario, target.name, url, result, target.storage, cpu_us))
     return results
 
 
@@ -1700,7 +1748,9 @@ def run_one(
             advertised = discovery.get("token_endpoint")
             if advertised != target.base_url + target.paths["token"]:
                 print(f"  warning: {label} advertises token_endpoint {advertised!r}", flush=True)
-            return benchmark(target, options, secret, server_dir, scenarios, earlier)
+            return benchmark(
+                target, options, secret, server_dir, scenarios, earlier, server.cpu_seconds
+            )
     finally:
         if target.ci_issuer is not None:
             target.ci_issuer.close()
@@ -1837,6 +1887,7 @@ def print_report(results: Sequence[ScenarioResult], meta: Mapping[str, Any]) -> 
         value = ratio(results, scenario, sides)
         print(row_format.format(scenario, *cells, f"{value:.2f}" if value else DASH, errors))
     print(f"ratio: {sides[0]} req/s / {sides[1]} req/s; errors: both sides")
+    print_cpu(results, meta, sides, seen)
     if "authorization_code" in seen:
         print(
             "authorization_code: 2 requests a flow (GET authorize, POST token): flows/s = req/s / 2"
@@ -1864,7 +1915,35 @@ def print_report(results: Sequence[ScenarioResult], meta: Mapping[str, Any]) -> 
         )
 
 
-def _cells(results: Sequence[ScenarioResult], scenario: str, side: str) -> dict[str, float] | None:
+def print_cpu(
+    results: Sequence[ScenarioResult],
+    meta: Mapping[str, Any],
+    sides: tuple[str, str],
+    seen: set[str],
+) -> None:
+    """Server CPU µs per request, each side: user + system time of all the server's
+    processes over the measured run ÷ the requests answered (wrk's own share excluded)."""
+    if all(r.cpu_us_per_request is None for r in results):
+        return
+    print()
+    sign = meta.get("rsa_sign_us")
+    print(
+        "server CPU per request, µs (user + system of all its processes ÷ requests)"
+        + (f"; one RSA-2048 signature costs {sign:.0f} µs here" if sign else "")
+    )
+    print("{:<18} | {:>10} | {:>10}".format("scenario", *sides))
+    for scenario in (s for s in dict.fromkeys((*SCENARIOS, *SEEDED_SCENARIOS)) if s in seen):
+        cells = []
+        for side in sides:
+            row = next((r for r in results if r.scenario == scenario and r.server == side), None)
+            cpu = row.cpu_us_per_request if row is not None else None
+            cells.append(f"{cpu:.0f}" if cpu is not None else DASH)
+        print("{:<18} | {:>10} | {:>10}".format(scenario, *cells))
+
+
+def _cells(
+    results: Sequence[ScenarioResult], scenario: str, side: str
+) -> dict[str, float | None] | None:
     row = next((r for r in results if r.scenario == scenario and r.server == side), None)
     if row is None:
         return None
@@ -1872,6 +1951,7 @@ def _cells(results: Sequence[ScenarioResult], scenario: str, side: str) -> dict[
         "requests_per_sec": row.result.requests_per_sec,
         "latency_p50_ms": row.result.latency_p50_ms,
         "latency_p99_ms": row.result.latency_p99_ms,
+        "cpu_us_per_request": row.cpu_us_per_request,
     }
 
 
@@ -1888,6 +1968,7 @@ def write_results(path: Path, results: Sequence[ScenarioResult], meta: Mapping[s
                 "storage": r.storage,
                 **asdict(r.result),
                 "errors": r.result.errors,
+                "cpu_us_per_request": r.cpu_us_per_request,
             }
             for r in results
         ],
@@ -2005,6 +2086,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "wrk": command_version(["wrk", "--version"]).split(" Copyright", 1)[0],
         "scenarios": list(options.scenarios),
         "seeded": options.seeded_url is not None,
+        "rsa_sign_us": round(rsa_sign_us(), 1),
     }
     results: list[ScenarioResult] = []
     workdir: Path | None = None

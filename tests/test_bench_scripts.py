@@ -139,3 +139,49 @@ def test_seeded_rows_are_read_by_the_server(pg_database_url: str, tmp_path: Path
             assert re.fullmatch(r"[0-9a-f]{64}", token_hash)
         finally:
             engine.dispose()
+
+
+def test_cpu_of_a_process_group_counts_its_children() -> None:
+    """The CPU column sums every process of the server's group (gunicorn's master and
+    workers), not only the one started."""
+    import subprocess
+    import sys
+    import time
+
+    burn = "import time\nend = time.process_time() + 0.6\nwhile time.process_time() < end: pass\n"
+    # The leader burns, then starts a child that burns as much and lingers a second.
+    leader_code = (
+        f"{burn}import subprocess, sys\n"
+        f"subprocess.run([sys.executable, '-c', {burn + 'time.sleep(1)'!r}])\n"
+    )
+    leader = subprocess.Popen([sys.executable, "-c", leader_code], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        seen = 0.0
+        while time.monotonic() < deadline and leader.poll() is None:
+            seen = max(seen, run.process_group_cpu_seconds(leader.pid) or 0.0)
+            time.sleep(0.05)
+    finally:
+        leader.wait(timeout=30)
+    # Both burned 0.6 s: the group's figure is more than one process's worth.
+    assert seen > 0.9
+
+
+def test_report_shows_cpu_per_request_beside_the_signature(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = run.parse_wrk_output(WRK_OUTPUT)
+    rows = [
+        run.ScenarioResult("token", "authserver", "u", result, cpu_us_per_request=612.4),
+        run.ScenarioResult("token", "peer", "u", result, cpu_us_per_request=401.0),
+        run.ScenarioResult("jwks", "authserver", "u", result),
+    ]
+    meta = {
+        "duration_s": 2, "connections": 8, "threads": 2, "algorithm": "RS256",
+        "authserver_workers": 2, "cpu_count": 2, "rsa_sign_us": 241.0,
+    }  # fmt: skip
+    run.print_report(rows, meta)
+    out = capsys.readouterr().out
+    assert "one RSA-2048 signature costs 241 µs here" in out
+    assert re.search(r"^token\s+\|\s+612 \|\s+401$", out, re.M)
+    assert re.search(r"^jwks\s+\|\s+\u2014 \|\s+\u2014$", out, re.M)
