@@ -41,6 +41,7 @@ import argparse
 import base64
 import contextlib
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -159,6 +160,10 @@ class Options:
     seeded_url: str | None = None
     scenarios: tuple[str, ...] = SCENARIOS
     keep: bool = False
+    #: What serves authserver: ``gthread`` (``authserver serve``: gunicorn's gthread
+    #: worker), or, to compare serving stacks, gunicorn's ``sync`` worker or granian
+    #: (Rust HTTP, WSGI) on bench/stack_app.py.
+    stack: str = "gthread"
 
 
 class FakeCiIssuer:
@@ -537,6 +542,32 @@ def authserver_executable() -> Path:
     return executable
 
 
+STACKS: Final = ("gthread", "sync", "granian")
+
+
+def stack_argv(options: Options, config_path: Path, port: int) -> list[str]:
+    """The command that serves authserver on ``options.stack`` (gthread: ``serve``)."""
+    if options.stack == "gthread":
+        return [
+            str(authserver_executable()), "serve",
+            "--config", str(config_path),
+            "--bind", f"{HOST}:{port}",
+            "--workers", str(options.workers),
+        ]  # fmt: skip
+    if options.stack == "sync":
+        return [
+            sys.executable, "-m", "gunicorn", "--worker-class", "sync",
+            "--workers", str(options.workers), "--bind", f"{HOST}:{port}", "stack_app:app",
+        ]  # fmt: skip
+    if importlib.util.find_spec("granian") is None:
+        raise BenchError("--stack granian: granian is not installed (pip install granian)")
+    return [
+        sys.executable, "-m", "granian", "--interface", "wsgi",
+        "--workers", str(options.workers), "--host", HOST, "--port", str(port),
+        "--log-level", "warning", "stack_app:app",
+    ]  # fmt: skip
+
+
 @dataclass(frozen=True)
 class AuthserverStore:
     """Where an authserver of the bench keeps its state (SQLite in the work dir unless
@@ -669,15 +700,11 @@ def start_authserver(
         workdir, "users", "create", username, "--role", "admin", "--password-stdin",
         stdin=password + "\n",
     )  # fmt: skip
-    argv = [
-        str(authserver_executable()), "serve",
-        "--config", str(config_path),
-        "--bind", f"{HOST}:{port}",
-        "--workers", str(options.workers),
-    ]  # fmt: skip
-    server = ServerProcess(
-        name, argv, cwd=workdir, env=authserver_env(), log_path=workdir / "authserver.log"
-    )
+    argv = stack_argv(options, config_path, port)
+    env = {**authserver_env(), "BENCH_AUTHSERVER_CONFIG": str(config_path)}
+    if options.stack != "gthread":
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH_DIR), env.get("PYTHONPATH")]))
+    server = ServerProcess(name, argv, cwd=workdir, env=env, log_path=workdir / "authserver.log")
     base_url = f"http://{HOST}:{port}"
     paths = {
         "token": "/oauth2/token",
@@ -1859,7 +1886,8 @@ def print_report(results: Sequence[ScenarioResult], meta: Mapping[str, Any]) -> 
     print(
         f"{meta['duration_s']} s per run, {meta['connections']} connections, "
         f"{meta['threads']} wrk threads, {meta['algorithm']}, "
-        f"authserver workers {meta['authserver_workers']}, "
+        f"authserver workers {meta['authserver_workers']} "
+        f"({meta.get('authserver_stack', 'gthread')}), "
         f"oidc-provider {meta.get('peer_version') or '-'}, {meta['cpu_count']} CPUs"
     )
     row_format = "{:<18} | {:>8} {:>7} {:>7} | {:>8} {:>7} {:>7} | {:>6} | {:>6}"
@@ -2022,6 +2050,13 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         "--keep", action="store_true", help="keep the work dir (configs, scripts, server logs)"
     )
     parser.add_argument(
+        "--stack",
+        choices=STACKS,
+        default="gthread",
+        help="what serves authserver: gthread (authserver serve, the default), or to "
+        "compare, gunicorn's sync worker or granian (pip install granian)",
+    )
+    parser.add_argument(
         "--seeded",
         metavar="URL",
         help="only authserver, on this seeded PostgreSQL database (bench/seed.py) and on "
@@ -2055,6 +2090,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         redis_url=args.redis_url,
         seeded_url=args.seeded,
         keep=args.keep,
+        stack=args.stack,
         scenarios=tuple(
             s for s in dict.fromkeys((*SCENARIOS, *SEEDED_SCENARIOS)) if s in scenarios
         ),
@@ -2080,6 +2116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "algorithm": options.algorithm,
         "authserver_workers": options.workers,
         "authserver_observability": options.observability,
+        "authserver_stack": options.stack,
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),

@@ -147,9 +147,21 @@ def client_address() -> str:
     return str(ip)
 
 
+#: Where a request keeps its :func:`peer_address` once worked out (the rate limits, the
+#: audit trail and the access log each ask for it).
+_PEER_ADDRESS = "authserver.peer_address"
+
+
 def peer_address() -> str:
     """The client's address: the TCP peer, or behind ``trusted_forwarders`` the
     address they forwarded for (the audit log records this one)."""
+    known: str | None = request.environ.get(_PEER_ADDRESS)
+    if known is None:
+        known = request.environ[_PEER_ADDRESS] = _peer_address()
+    return known
+
+
+def _peer_address() -> str:
     address = request.remote_addr or "unknown"
     forwarders = app_settings().trusted_forwarders
     if forwarders and trusted_address(address, forwarders):
