@@ -61,7 +61,7 @@ class Site:
 
     def sign_in(self, page: Page, username: str, *, fresh: bool = False) -> None:
         """``username`` signed in in ``page``'s context: through the login form the
-        first time (or every time, ``fresh``), with the cookies of then afterwards."""
+        first time (or every time, ``fresh``), afterwards with the cookies it set."""
         if username in self.cookies and not fresh:
             page.context.add_cookies(self.cookies[username])
             return
@@ -84,11 +84,9 @@ def login_form(page: Page, username: str, password: str = PASSWORD) -> None:
 
 @pytest.fixture(scope="module")
 def site(live_server: LiveServer, browser: Browser) -> Site:
-    for name, role in ((ADMIN, "admin"), (USER, "user")):
-        made = live_server.cli(
-            "users", "create", name, "--role", role, "--password-stdin", input_text=PASSWORD + "\n"
-        )
-        assert made.returncode == 0, made.stderr
+    people = f"username,password,role\n{ADMIN},{PASSWORD},admin\n{USER},{PASSWORD},user\n"
+    made = live_server.cli("users", "import-csv", "-", input_text=people)
+    assert made.returncode == 0, made.stderr
     made = live_server.cli("service-accounts", "create", SERVICE_ACCOUNT, "--role", "user")
     assert made.returncode == 0, made.stderr
     return Site(live_server, browser)
@@ -176,18 +174,21 @@ def _new_password(page: Page, site: Site) -> None:
     heading(page, "Choose a new password")
 
 
+def signed_in_at(page: Page, site: Site, username: str, url: str, title: str) -> None:
+    """``username``, signed in, opens ``url``, whose heading says ``title``."""
+    site.sign_in(page, username)
+    page.goto(url if url.startswith("http") else site.url + url)
+    heading(page, title)
+
+
 @visits("home")
 def _home(page: Page, site: Site) -> None:
-    site.sign_in(page, USER)
-    page.goto(site.url + "/")
-    heading(page, "Signed in")
+    signed_in_at(page, site, USER, "/", "Signed in")
 
 
 @visits("consent")
 def _consent(page: Page, site: Site) -> None:
-    site.sign_in(page, USER)
-    page.goto(webapp_authorization(site)[0])
-    heading(page, "Allow webapp access?")
+    signed_in_at(page, site, USER, webapp_authorization(site)[0], "Allow webapp access?")
 
 
 @visits("authorization-error")
@@ -198,15 +199,12 @@ def _authorization_error(page: Page, site: Site) -> None:
 
 @visits("device")
 def _device(page: Page, site: Site) -> None:
-    site.sign_in(page, USER)
-    page.goto(site.url + "/device")
-    heading(page, "Connect a device")
+    signed_in_at(page, site, USER, "/device", "Connect a device")
 
 
 @visits("device-wrong-code")
 def _device_wrong(page: Page, site: Site) -> None:
-    site.sign_in(page, USER)
-    page.goto(site.url + "/device")
+    signed_in_at(page, site, USER, "/device", "Connect a device")
     page.get_by_label("Code").fill("NOPE-NOPE")
     page.get_by_role("button", name="Continue").click()
     expect(page.get_by_role("alert")).to_contain_text("not valid")
@@ -215,24 +213,13 @@ def _device_wrong(page: Page, site: Site) -> None:
 @visits("device-confirm")
 def _device_confirm(page: Page, site: Site) -> None:
     device = start_device(site.server)
-    site.sign_in(page, USER)
-    page.goto(device["verification_uri_complete"])
-    heading(page, "Approve this device?")
+    signed_in_at(page, site, USER, device["verification_uri_complete"], "Approve this device?")
     expect(page.locator("#shown-code")).to_have_text(device["user_code"])
-
-
-@visits("device-approved")
-def _device_approved(page: Page, site: Site) -> None:
-    _device_confirm(page, site)
-    page.get_by_role("button", name="Approve").click()
-    heading(page, "Device connected")
 
 
 @visits("logout")
 def _logout(page: Page, site: Site) -> None:
-    site.sign_in(page, USER)
-    page.goto(site.url + "/logout")
-    heading(page, "Sign out?")
+    signed_in_at(page, site, USER, "/logout", "Sign out?")
 
 
 @visits("signed-out")
@@ -316,13 +303,6 @@ def _keys(page: Page, site: Site) -> None:
 def _audit(page: Page, site: Site) -> None:
     dashboard(page, site, "Audit log", "Audit log")
     expect(page.locator('tr[data-event="login"]').first).to_be_visible()
-
-
-@visits("dashboard-not-found")
-def _not_found(page: Page, site: Site) -> None:
-    site.sign_in(page, ADMIN)
-    page.goto(site.url + "/dashboard/no-such-page")
-    heading(page, "Not found")
 
 
 # -- axe ------------------------------------------------------------------------------
