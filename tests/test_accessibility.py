@@ -430,7 +430,7 @@ def test_sign_in_and_consent_by_keyboard(site: Site, context: BrowserContext) ->
     page.goto(url)
     assert path_of(page.url) == "/login"
     # The first stop is the first field, focused already.
-    assert focused(page)["id"] == "username"
+    expect(page.locator("#username")).to_be_focused()
     page.keyboard.type(USER)
     page.keyboard.press("Tab")
     assert focused(page)["id"] == "password"
@@ -474,15 +474,14 @@ def test_device_approval_by_keyboard(site: Site, context: BrowserContext) -> Non
     device = start_device(site.server)
     page = context.new_page()
     page.goto(site.url + "/device")
-    login_focused = focused(page)
-    assert login_focused["id"] == "username", login_focused
+    expect(page.locator("#username")).to_be_focused()
     page.keyboard.type(USER)
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
 
     heading(page, "Connect a device")
-    assert focused(page)["id"] == "user_code"
+    expect(page.locator("#user_code")).to_be_focused()
     page.keyboard.type(device["user_code"].replace("-", "").lower())
     tab_to(page, lambda now: now["id"] == "continue")
     page.keyboard.press("Space")
@@ -500,6 +499,7 @@ def test_device_approval_by_keyboard(site: Site, context: BrowserContext) -> Non
 def test_dashboard_service_account_by_keyboard(site: Site, context: BrowserContext) -> None:
     page = context.new_page()
     page.goto(site.url + "/dashboard")
+    expect(page.locator("#username")).to_be_focused()
     page.keyboard.type(ADMIN)
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
