@@ -17,10 +17,12 @@ SKYPILOT_STAMP := $(SKYPILOT_VENV)/.skypilot-$(SKYPILOT_VERSION)
 
 .PHONY: install test lint bench skypilot-venv lock
 
+# tests/a11y: axe-core (npm), pinned by its package-lock.json, for tests/test_accessibility.py.
 install:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	npm ci --prefix tests/a11y --no-audit --no-fund
 
 # --durations=25: the slowest tests in every run's output, CI's included.
 test: skypilot-venv
