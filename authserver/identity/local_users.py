@@ -11,7 +11,7 @@ from typing import IO
 from ..settings import InitialAdminSettings
 from ..storage.users import DuplicateEmail, DuplicateUser, UserRecord
 from . import passwords
-from .user_records import UserRecords, to_person
+from .user_records import UserRecords
 from .user_rules import (
     AlreadyExists,
     EmailTaken,
@@ -58,7 +58,7 @@ class LocalUsers:
             raise EmailTaken(f"another user has the email address {address!r}") from None
         except DuplicateUser:
             raise AlreadyExists(f"user {name!r} already exists") from None
-        return to_person(record), generated
+        return record.person, generated
 
     def authenticate(self, username: str, password: str) -> Person | None:
         """The person if ``password`` is theirs; ``None`` otherwise, whatever the reason.
@@ -67,7 +67,7 @@ class LocalUsers:
         wrong password does, so timing does not reveal which usernames exist.
         """
         record = self.records.repo.by_username(normalize_username(username))
-        if record is None or record.password_hash is None or record.disabled:
+        if record is None or record.password_hash is None or record.person.disabled:
             passwords.burn_verify(password)
             return None
         if not passwords.verify_password(record.password_hash, password):
@@ -76,8 +76,8 @@ class LocalUsers:
         changes: dict[str, object] = {"last_login_at": now}
         if passwords.needs_rehash(record.password_hash):
             changes["password_hash"] = passwords.hash_password(password)
-        self.records.repo.update(record.id, **changes)
-        return replace(to_person(record), last_login_at=now)
+        self.records.repo.update(record.person.id, **changes)
+        return replace(record.person, last_login_at=now)
 
     def check_password(self, username: str, password: str) -> bool:
         """Whether ``password`` is the person's, with no side effect (no sign-in)."""
@@ -151,7 +151,7 @@ class LocalUsers:
         record = self.records.local_record(username, passwords.hash_password(password), "admin")
         if generated:
             # Printed to the server's log: good for one sign-in, which must replace it.
-            record = replace(record, password_must_change=True)
+            record = replace(record, person=replace(record.person, password_must_change=True))
         return generated if self._insert_initial_admin(record) else None
 
     def _insert_initial_admin(self, record: UserRecord) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from ..storage.users import DuplicateUser, UserRecord
-from .user_records import UserRecords, to_person
+from .user_records import UserRecords
 from .user_rules import MAX_USERNAME_LENGTH, Person, UserError, usable_name
 
 
@@ -53,8 +53,8 @@ class Provisioning:
                 issuer, subject, email, name, group_list, email_verified
             )
             if created:
-                return to_person(existing)
-        now = None if existing.disabled else self.records.now()
+                return existing.person
+        now = None if existing.person.disabled else self.records.now()
         changes: dict[str, object] = {
             "email": email,
             "name": name,
@@ -63,13 +63,13 @@ class Provisioning:
         }
         if now is not None:
             changes["last_login_at"] = now
-        self.records.repo.update(existing.id, **changes)
+        self.records.repo.update(existing.person.id, **changes)
         return replace(
-            to_person(existing),
+            existing.person,
             email=email,
             name=name,
             groups=group_list,
-            last_login_at=now or existing.last_login_at,
+            last_login_at=now or existing.person.last_login_at,
             email_verified=email_verified if email else None,
         )
 
@@ -86,14 +86,14 @@ class Provisioning:
         for _attempt in range(2):
             record = self.records.repo.by_username(address)
             if record is not None:
-                if record.source != "proxy":
+                if record.person.source != "proxy":
                     raise UserError(
                         f"user {address!r} exists and is not a proxy user; it is not taken over"
                     )
-                if record.disabled:
-                    return to_person(record)
-                self.records.repo.update(record.id, last_login_at=now)
-                return replace(to_person(record), last_login_at=now)
+                if record.person.disabled:
+                    return record.person
+                self.records.repo.update(record.person.id, last_login_at=now)
+                return replace(record.person, last_login_at=now)
             record = self.records.new_record(
                 address,
                 self.records.rbac.default_role,
@@ -106,7 +106,7 @@ class Provisioning:
                 self.records.repo.insert(record)
             except DuplicateUser:
                 continue  # another request created them first: read theirs
-            return to_person(record)
+            return record.person
         raise UserError(f"user {address!r} could not be created")
 
     def _create_federated(
