@@ -9,7 +9,7 @@ from typing import Any, cast
 from sqlalchemy import Engine, Table, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from .models import IdTokenSigningKey, SigningKey
+from .models import IdTokenSigningKey, SigningKey, column_values
 
 
 @dataclass(frozen=True)
@@ -53,17 +53,7 @@ class SqlKeyRepository:
         """Insert; ``False`` if another process took that generation first."""
         try:
             with self._engine.begin() as conn:
-                conn.execute(
-                    insert(self._table).values(
-                        kid=record.kid,
-                        generation=record.generation,
-                        algorithm=record.algorithm,
-                        public_jwk=record.public_jwk,
-                        private_key_encrypted=record.private_key_encrypted,
-                        created_at=record.created_at,
-                        activates_at=record.activates_at,
-                    )
-                )
+                conn.execute(insert(self._table).values(**column_values(record)))
         except IntegrityError:
             return False
         return True

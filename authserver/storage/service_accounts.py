@@ -11,7 +11,7 @@ from typing import Any, cast
 from sqlalchemy import Engine, Row, Table, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .models import ServiceAccount, ServiceAccountKey
+from .models import ServiceAccount, ServiceAccountKey, column_values
 
 _TABLE = cast(Table, ServiceAccount.__table__)
 _KEYS = cast(Table, ServiceAccountKey.__table__)
@@ -108,7 +108,7 @@ class SqlServiceAccountRepository:
     ) -> None:
         """``DuplicateServiceAccount`` if the name is taken. With ``key``, the account
         and its first key are one transaction: no account is left without it."""
-        values = {f: getattr(record.info, f) for f in ServiceAccountInfo.__dataclass_fields__}
+        values = column_values(record.info)
         values["scopes"] = list(record.info.scopes)
         values["token_hash"] = record.token_hash
         try:
@@ -211,7 +211,7 @@ def _key_values(key: ServiceAccountKeyRecord) -> dict[str, Any]:
     # The one door into the table: a private member never gets through it.
     if PRIVATE_JWK_MEMBERS & key.public_jwk.keys():
         raise ValueError("a service-account key must be stored as its public part only")
-    return {f: getattr(key, f) for f in ServiceAccountKeyRecord.__dataclass_fields__}
+    return column_values(key)
 
 
 def _key_record(row: Row[Any]) -> ServiceAccountKeyRecord:

@@ -10,7 +10,7 @@ from typing import Any, cast
 from sqlalchemy import Engine, Row, Table, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .models import RefreshFamily, RefreshToken, User
+from .models import RefreshFamily, RefreshToken, User, column_values
 
 _USERS = cast(Table, User.__table__)
 _FAMILIES = cast(Table, RefreshFamily.__table__)
@@ -193,7 +193,7 @@ class SqlUserRepository:
 def _values(record: UserRecord) -> dict[str, Any]:
     # The columns are the fields of the person, and the record's own.
     person = record.person
-    values = {f: getattr(person, f) for f in Person.__dataclass_fields__}
+    values = column_values(person)
     values["groups"] = list(person.groups)
     values["password_hash"] = record.password_hash
     values["upstream_issuer"] = record.upstream_issuer
