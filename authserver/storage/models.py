@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, overload
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
@@ -260,3 +260,15 @@ def column_values(record: DataclassInstance) -> dict[str, Any]:
     """A record's fields by name: the values of its row's columns (the repositories
     declare their records with their tables' column names)."""
     return {f.name: getattr(record, f.name) for f in fields(record)}
+
+
+@overload
+def utc(value: datetime) -> datetime: ...
+@overload
+def utc(value: None) -> None: ...
+def utc(value: datetime | None) -> datetime | None:
+    """A time read from the database, in UTC: SQLite hands back naive datetimes, and we
+    only ever store UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

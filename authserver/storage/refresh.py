@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 
 from ..clock import SYSTEM_CLOCK, Clock
-from .models import RefreshFamily, RefreshToken
+from .models import RefreshFamily, RefreshToken, utc
 
 
 @dataclass(frozen=True)
@@ -229,4 +229,4 @@ def _dt(timestamp: float) -> datetime:
 def _ts(value: datetime | None) -> float | None:
     if value is None:
         return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    return utc(value).timestamp()

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Engine, Row, Table, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .models import ServiceAccount, ServiceAccountKey, column_values
+from .models import ServiceAccount, ServiceAccountKey, column_values, utc
 
 _TABLE = cast(Table, ServiceAccount.__table__)
 _KEYS = cast(Table, ServiceAccountKey.__table__)
@@ -198,11 +198,11 @@ def _record(row: Row[Any]) -> ServiceAccountRecord:
         name=row.name,
         role=row.role,
         scopes=tuple(row.scopes or ()),
-        created_at=_utc(row.created_at),
+        created_at=utc(row.created_at),
         created_by=row.created_by,
-        expires_at=_utc(row.expires_at),
-        rotated_at=_utc(row.rotated_at),
-        last_used_at=_utc(row.last_used_at),
+        expires_at=utc(row.expires_at),
+        rotated_at=utc(row.rotated_at),
+        last_used_at=utc(row.last_used_at),
     )
     return ServiceAccountRecord(info, row.token_hash)
 
@@ -220,13 +220,6 @@ def _key_record(row: Row[Any]) -> ServiceAccountKeyRecord:
         kid=row.kid,
         algorithm=row.algorithm,
         public_jwk=dict(row.public_jwk),
-        created_at=_utc(row.created_at),
+        created_at=utc(row.created_at),
         created_by=row.created_by,
     )
-
-
-def _utc(value: datetime | None) -> Any:
-    # SQLite hands back naive datetimes; we only ever store UTC.
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

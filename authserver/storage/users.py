@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Engine, Row, Table, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .models import RefreshFamily, RefreshToken, User, column_values
+from .models import RefreshFamily, RefreshToken, User, column_values, utc
 
 _USERS = cast(Table, User.__table__)
 _FAMILIES = cast(Table, RefreshFamily.__table__)
@@ -226,15 +226,10 @@ def _record(row: Row[Any]) -> UserRecord:
         groups=tuple(row.groups or ()),
         source=row.source,
         disabled=bool(row.disabled),
-        created_at=_utc(row.created_at),
-        last_login_at=_utc(row.last_login_at) if row.last_login_at is not None else None,
+        created_at=utc(row.created_at),
+        last_login_at=utc(row.last_login_at),
         credentials_generation=int(row.credentials_generation or 0),
         email_verified=None if row.email_verified is None else bool(row.email_verified),
         password_must_change=bool(row.password_must_change),
     )
     return UserRecord(person, row.password_hash, row.upstream_issuer, row.upstream_subject)
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; we only ever store UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
