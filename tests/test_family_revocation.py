@@ -66,7 +66,7 @@ def test_a_retried_password_change_denies_what_a_failed_one_could_not(
     tokens = flask_tokens(client)
     assert _userinfo(client, tokens["access_token"]) == 200
     owner = Services.of(app).oauth.refresh_tokens
-    real_get = owner._cache.get
+    real_get = owner.cache.get
 
     def failing_get(key: str) -> bytes | None:
         if key.startswith(FAMILY_TOKENS_PREFIX):
@@ -75,10 +75,10 @@ def test_a_retried_password_change_denies_what_a_failed_one_could_not(
 
     users = Services.of(app).users
     with app.app_context():
-        monkeypatch.setattr(owner._cache, "get", failing_get)
+        monkeypatch.setattr(owner.cache, "get", failing_get)
         with pytest.raises(DependencyUnavailable):
             users.set_password(username, "a much newer password")
-        monkeypatch.setattr(owner._cache, "get", real_get)
+        monkeypatch.setattr(owner.cache, "get", real_get)
         assert _userinfo(client, tokens["access_token"]) == 200  # not denied yet
         users.set_password(username, "a much newer password")  # the retry
     assert _userinfo(client, tokens["access_token"]) == 401

@@ -250,6 +250,7 @@ def test_a_rotation_that_lost_a_race_says_so(make_app: AppFactory) -> None:
         assert record is not None
         accounts(app).rotate("ci-job")
         # a second rotation that read the row before the first one wrote it
-        assert not repo.replace_token(client_id, record.token_hash, "0" * 64, record.created_at)
+        at = record.info.created_at
+        assert not repo.replace_token(client_id, record.token_hash, "0" * 64, at)
         assert repo.get(client_id).token_hash != "0" * 64  # type: ignore[union-attr]
     assert_oauth_error(token_request(app.test_client(), token), "invalid_client")

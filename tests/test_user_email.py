@@ -8,6 +8,7 @@ then the claims of a real code flow, on every backend.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -17,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from authserver.identity.users import EmailTaken, UserError, UserService, validate_email
-from authserver.storage.users import DuplicateEmail, SqlUserRepository, UserRecord
+from authserver.storage.users import DuplicateEmail, SqlUserRepository
 from authserver.web.services import Services
 
 from .support.factories import PASSWORD
@@ -137,16 +138,14 @@ def test_the_database_keeps_one_local_user_per_address_under_a_race(app: Flask) 
     first, _ = service(app).create_local("hank", PASSWORD, email="hank@example.com")
     record = repo.by_username("hank")
     assert record is not None
-    twin = UserRecord(
-        **{**record.__dict__, "id": "f" * 32, "username": "hank-twin"},
-    )
+    twin = replace(record, person=replace(record.person, id="f" * 32, username="hank-twin"))
     with pytest.raises(DuplicateEmail):
         repo.insert(twin)
-    other = UserRecord(**{**twin.__dict__, "email": None})
+    other = replace(twin, person=replace(twin.person, email=None))
     repo.insert(other)
     with pytest.raises(DuplicateEmail):
-        repo.update(other.id, email="hank@example.com")
-    assert [r.username for r in repo.by_email("HANK@example.com")] == ["hank"]
+        repo.update(other.person.id, email="hank@example.com")
+    assert [r.person.username for r in repo.by_email("HANK@example.com")] == ["hank"]
     assert first.email == "hank@example.com"
 
 

@@ -94,14 +94,14 @@ def export_csv(users: UserRecords, stream: IO[str]) -> int:
     """
     writer = csv.writer(stream, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    people = users.repo.list()
-    for record in people:
+    people = [record.person for record in users.repo.list()]
+    for person in people:
         writer.writerow(
             (
-                _csv_cell(record.username),
+                _csv_cell(person.username),
                 "",
-                _csv_cell(record.role),
-                _csv_cell(record.email or ""),
+                _csv_cell(person.role),
+                _csv_cell(person.email or ""),
             )
         )
     return len(people)

@@ -5,6 +5,7 @@ audit events from each."""
 from __future__ import annotations
 
 import builtins
+from dataclasses import dataclass
 from datetime import datetime
 
 from ..identity.service_accounts import (
@@ -20,14 +21,14 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+@dataclass(eq=False)
 class ServiceAccountAdmin:
     """The admin operations on service accounts, done by ``by`` (who is also their
     ``created_by``)."""
 
-    def __init__(self, service: ServiceAccountService, events: EventSink, by: Actor) -> None:
-        self.service = service
-        self._events = events
-        self.by = by
+    service: ServiceAccountService
+    events: EventSink
+    by: Actor
 
     def list(self) -> builtins.list[ServiceAccountInfo]:
         return self.service.list()
@@ -108,4 +109,4 @@ class ServiceAccountAdmin:
 
     def _record(self, event: str, info: ServiceAccountInfo, **fields: str | None) -> None:
         """An audit event about ``info``, done by :attr:`by`."""
-        record(self._events, self.by, event, target=info.name, client_id=info.client_id, **fields)
+        record(self.events, self.by, event, target=info.name, client_id=info.client_id, **fields)

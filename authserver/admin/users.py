@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import Enum
 from typing import IO
 
@@ -70,16 +71,14 @@ def check_not_last_admin(users: UserService, target: Person, what: str) -> None:
     )
 
 
+@dataclass(eq=False)
 class UserAdmin:
     """The admin operations on people, done by ``by``."""
 
-    def __init__(
-        self, users: UserService, rbac: RbacSettings, events: EventSink, by: Actor
-    ) -> None:
-        self.users = users
-        self._rbac = rbac
-        self._events = events
-        self.by = by
+    users: UserService
+    rbac: RbacSettings
+    events: EventSink
+    by: Actor
 
     def list(self) -> builtins.list[Person]:
         return self.users.list()
@@ -101,7 +100,7 @@ class UserAdmin:
         person, generated = self.users.create_local(username, password, role, email)
         details = {"email": person.email} if person.email else {}
         record(
-            self._events,
+            self.events,
             self.by,
             "user_created",
             target=person.username,
@@ -131,7 +130,7 @@ class UserAdmin:
             check_not_last_admin(self.users, person, "disable")
             check_not_yourself(self.by, person, "disable")
         if role is not None:
-            check_role(self._rbac, role)
+            check_role(self.rbac, role)
         if email is not KEEP:
             address = email if isinstance(email, str) else None
             if address != person.email or (address is not None and not person.email_verified):
@@ -169,7 +168,7 @@ class UserAdmin:
             check_not_last_admin(self.users, target, "delete")
         check_not_yourself(self.by, target, "delete")
         person = self.users.delete(username)
-        record(self._events, self.by, "user_deleted", target=person.username)
+        record(self.events, self.by, "user_deleted", target=person.username)
         return person
 
     def change_password(self, person: Person, password: str) -> None:
@@ -180,7 +179,7 @@ class UserAdmin:
                 "it has no password here"
             )
         self.users.set_password(person.username, password)
-        record(self._events, self.by, "password_changed", target=person.username)
+        record(self.events, self.by, "password_changed", target=person.username)
 
     def check_current_password(
         self, person: Person, current: str | None, throttle: FailureThrottle, address: str
@@ -200,13 +199,13 @@ class UserAdmin:
     def import_csv(self, stream: IO[str] | Iterable[str], progress: Progress | None = None) -> int:
         """Local users from CSV, all or none, created only (:func:`.csv.import_csv`)."""
         count = import_csv(self.users.records, stream, progress)
-        record(self._events, self.by, "users_imported", count=count)
+        record(self.events, self.by, "users_imported", count=count)
         return count
 
     def import_htpasswd(self, lines: Iterable[str], role: str | None) -> int:
         """Local users from htpasswd lines, all or none (``UserService.import_htpasswd``)."""
         count = self.users.import_htpasswd(lines, role)
-        record(self._events, self.by, "users_imported", count=count, format="htpasswd")
+        record(self.events, self.by, "users_imported", count=count, format="htpasswd")
         return count
 
     def export_csv(self, stream: IO[str]) -> int:
@@ -214,4 +213,4 @@ class UserAdmin:
         return export_csv(self.users.records, stream)
 
     def _updated(self, person: Person, **change: object) -> None:
-        record(self._events, self.by, "user_updated", target=person.username, **change)
+        record(self.events, self.by, "user_updated", target=person.username, **change)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .env import CACHE_DIR
+from .files import write_private_file
 from .http import LoginError, reason, str_or_none
 
 if sys.platform != "win32":
@@ -176,18 +176,8 @@ class TokenCache:
 
     def _write(self, data: Mapping[str, Any]) -> None:
         self._make_directory()
-        temporary = self.path.with_name(f".{self.path.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as stream:
-                json.dump(data, stream, indent=2, sort_keys=True)
-                stream.write("\n")
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, self.path)
-        except OSError as exc:
-            temporary.unlink(missing_ok=True)
-            raise LoginError(f"cannot write the token cache {self.path}: {reason(exc)}") from None
+        text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+        write_private_file(self.path, text, f"the token cache {self.path}")
 
     def _make_directory(self) -> None:
         try:

@@ -20,7 +20,6 @@ It is written by its owner only (0600), replaced atomically. Client side: PyYAML
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 import yaml
 
 from .env import CLIENT_CONFIG, PROFILE
+from .files import write_private_file
 from .http import LoginError, UsageError, reason
 
 DEFAULT_PROFILE = "default"
@@ -144,17 +144,7 @@ class ProfileFile:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise LoginError(f"cannot create {self.path.parent}: {reason(exc)}") from None
-        temporary = self.path.with_name(f".{self.path.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as stream:
-                stream.write(text)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, self.path)
-        except OSError as exc:
-            temporary.unlink(missing_ok=True)
-            raise LoginError(f"cannot write {self.path}: {reason(exc)}") from None
+        write_private_file(self.path, text, str(self.path))
 
 
 def _profile(path: Path, name: str, body: object) -> Profile:

@@ -5,13 +5,13 @@ first sign-in), for the small deployment with no IdP and for break-glass admin
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import IO
 
 from ..settings import InitialAdminSettings
 from ..storage.users import DuplicateEmail, DuplicateUser, UserRecord
 from . import passwords
-from .user_records import UserRecords, to_person
+from .user_records import UserRecords
 from .user_rules import (
     AlreadyExists,
     EmailTaken,
@@ -25,11 +25,11 @@ from .user_rules import (
 )
 
 
+@dataclass(eq=False)
 class LocalUsers:
     """Local users' passwords: create, sign in, check; files of htpasswd lines."""
 
-    def __init__(self, records: UserRecords) -> None:
-        self._records = records
+    records: UserRecords
 
     def create_local(
         self,
@@ -43,22 +43,22 @@ class LocalUsers:
         An ``email`` is one an admin set: ``email_verified`` is true (DESIGN.md).
         """
         name = validate_username(username)
-        role = self._records.role(role)
+        role = self.records.role(role)
         address = validate_email(email) if email is not None else None
         generated = None
         if password is None:
             password = generated = generate_password()
         validate_password(password)
         if address is not None:
-            self._records.check_email_free(address)
-        record = self._records.local_record(name, passwords.hash_password(password), role, address)
+            self.records.check_email_free(address)
+        record = self.records.local_record(name, passwords.hash_password(password), role, address)
         try:
-            self._records.repo.insert(record)
+            self.records.repo.insert(record)
         except DuplicateEmail:
             raise EmailTaken(f"another user has the email address {address!r}") from None
         except DuplicateUser:
             raise AlreadyExists(f"user {name!r} already exists") from None
-        return to_person(record), generated
+        return record.person, generated
 
     def authenticate(self, username: str, password: str) -> Person | None:
         """The person if ``password`` is theirs; ``None`` otherwise, whatever the reason.
@@ -66,22 +66,22 @@ class LocalUsers:
         Unknown, disabled and password-less users cost one argon2 verification, as a
         wrong password does, so timing does not reveal which usernames exist.
         """
-        record = self._records.repo.by_username(normalize_username(username))
-        if record is None or record.password_hash is None or record.disabled:
+        record = self.records.repo.by_username(normalize_username(username))
+        if record is None or record.password_hash is None or record.person.disabled:
             passwords.burn_verify(password)
             return None
         if not passwords.verify_password(record.password_hash, password):
             return None
-        now = self._records.now()
+        now = self.records.now()
         changes: dict[str, object] = {"last_login_at": now}
         if passwords.needs_rehash(record.password_hash):
             changes["password_hash"] = passwords.hash_password(password)
-        self._records.repo.update(record.id, **changes)
-        return replace(to_person(record), last_login_at=now)
+        self.records.repo.update(record.person.id, **changes)
+        return replace(record.person, last_login_at=now)
 
     def check_password(self, username: str, password: str) -> bool:
         """Whether ``password`` is the person's, with no side effect (no sign-in)."""
-        record = self._records.lookup(username)
+        record = self.records.lookup(username)
         if record is None or record.password_hash is None:
             passwords.burn_verify(password)
             return False
@@ -96,7 +96,7 @@ class LocalUsers:
         Apache does. Every line is checked before anything is written; one bad line
         (``UserError`` naming it) and no user is created. Returns the count.
         """
-        role = self._records.role(role)
+        role = self.records.role(role)
         records: list[UserRecord] = []
         errors: list[str] = []
         seen: dict[str, int] = {}
@@ -109,9 +109,9 @@ class LocalUsers:
                     user, stored_hash = passwords.parse_htpasswd_line(line)
                 except ValueError as exc:
                     raise UserError(str(exc)) from None
-                name = self._records.new_name(validate_username(user), seen, number)
-                self._records.check_name_free(name)
-                records.append(self._records.local_record(name, stored_hash, role))
+                name = self.records.new_name(validate_username(user), seen, number)
+                self.records.check_name_free(name)
+                records.append(self.records.local_record(name, stored_hash, role))
             except UserError as exc:
                 errors.append(f"line {number}: {exc}")
         if errors:
@@ -119,7 +119,7 @@ class LocalUsers:
             raise UserError(f"{errors[0]}{more}; no user was imported")
         if not records:
             raise UserError("the file has no htpasswd line (user:hash); no user was imported")
-        return self._records.insert_all(records)
+        return self.records.insert_all(records)
 
     def ensure_initial_admin(self, initial: InitialAdminSettings | None) -> str | None:
         """On an empty users table, create the first admin.
@@ -133,7 +133,7 @@ class LocalUsers:
         (the loser gets ``None``). A database with users is left alone, whatever the
         config says now.
         """
-        if self._records.repo.count() > 0:
+        if self.records.repo.count() > 0:
             return None
         username = validate_username(initial.username if initial else "admin")
         if initial is not None and initial.htpasswd is not None:
@@ -141,23 +141,23 @@ class LocalUsers:
                 _user, stored_hash = passwords.parse_htpasswd_line(initial.htpasswd)
             except ValueError as exc:
                 raise UserError(f"htpasswd: {exc}") from None
-            self._insert_initial_admin(self._records.local_record(username, stored_hash, "admin"))
+            self._insert_initial_admin(self.records.local_record(username, stored_hash, "admin"))
             return None
         password = initial.password if initial and initial.password else None
         generated = None
         if password is None:
             password = generated = generate_password()
         validate_password(password)
-        record = self._records.local_record(username, passwords.hash_password(password), "admin")
+        record = self.records.local_record(username, passwords.hash_password(password), "admin")
         if generated:
             # Printed to the server's log: good for one sign-in, which must replace it.
-            record = replace(record, password_must_change=True)
+            record = replace(record, person=replace(record.person, password_must_change=True))
         return generated if self._insert_initial_admin(record) else None
 
     def _insert_initial_admin(self, record: UserRecord) -> bool:
         """Whether ``record`` was inserted (not: another process made the first admin)."""
         try:
-            self._records.repo.insert(record)
+            self.records.repo.insert(record)
         except DuplicateUser:
             return False
         return True

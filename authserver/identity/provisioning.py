@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from ..storage.users import DuplicateUser, UserRecord
-from .user_records import UserRecords, to_person
+from .user_records import UserRecords
 from .user_rules import MAX_USERNAME_LENGTH, Person, UserError, usable_name
 
 
+@dataclass(eq=False)
 class Provisioning:
     """Federated and proxy users, created or refreshed at each sign-in."""
 
-    def __init__(self, records: UserRecords) -> None:
-        self._records = records
+    records: UserRecords
 
     def federated(
         self,
@@ -47,14 +47,14 @@ class Provisioning:
         if isinstance(groups, str):  # a lone group, not its characters
             groups = [groups]
         group_list = tuple(dict.fromkeys(str(group) for group in groups))
-        existing = self._records.repo.by_upstream(issuer, subject)
+        existing = self.records.repo.by_upstream(issuer, subject)
         if existing is None:
             existing, created = self._create_federated(
                 issuer, subject, email, name, group_list, email_verified
             )
             if created:
-                return to_person(existing)
-        now = None if existing.disabled else self._records.now()
+                return existing.person
+        now = None if existing.person.disabled else self.records.now()
         changes: dict[str, object] = {
             "email": email,
             "name": name,
@@ -63,13 +63,13 @@ class Provisioning:
         }
         if now is not None:
             changes["last_login_at"] = now
-        self._records.repo.update(existing.id, **changes)
+        self.records.repo.update(existing.person.id, **changes)
         return replace(
-            to_person(existing),
+            existing.person,
             email=email,
             name=name,
             groups=group_list,
-            last_login_at=now or existing.last_login_at,
+            last_login_at=now or existing.person.last_login_at,
             email_verified=email_verified if email else None,
         )
 
@@ -82,31 +82,31 @@ class Provisioning:
         address = usable_name(email)
         if address is None or "@" not in address:
             raise UserError("the proxy's email header does not hold an email address")
-        now = self._records.now()
+        now = self.records.now()
         for _attempt in range(2):
-            record = self._records.repo.by_username(address)
+            record = self.records.repo.by_username(address)
             if record is not None:
-                if record.source != "proxy":
+                if record.person.source != "proxy":
                     raise UserError(
                         f"user {address!r} exists and is not a proxy user; it is not taken over"
                     )
-                if record.disabled:
-                    return to_person(record)
-                self._records.repo.update(record.id, last_login_at=now)
-                return replace(to_person(record), last_login_at=now)
-            record = self._records.new_record(
+                if record.person.disabled:
+                    return record.person
+                self.records.repo.update(record.person.id, last_login_at=now)
+                return replace(record.person, last_login_at=now)
+            record = self.records.new_record(
                 address,
-                self._records.rbac.default_role,
+                self.records.rbac.default_role,
                 "proxy",
                 email=address,
                 last_login_at=now,
                 email_verified=True,  # DESIGN.md: a trusted proxy asserted it
             )
             try:
-                self._records.repo.insert(record)
+                self.records.repo.insert(record)
             except DuplicateUser:
                 continue  # another request created them first: read theirs
-            return to_person(record)
+            return record.person
         raise UserError(f"user {address!r} could not be created")
 
     def _create_federated(
@@ -127,9 +127,9 @@ class Provisioning:
         else:  # never a bare sub either: it could be a local user's name
             base = (usable_name(subject) or "upstream")[: MAX_USERNAME_LENGTH - 11]
             candidates = (f"{base}#{pair}",)
-        now = self._records.now()
+        now = self.records.now()
         for username in candidates:
-            record = self._records.new_record(
+            record = self.records.new_record(
                 username,
                 self._role_for_groups(groups),
                 "upstream",
@@ -142,9 +142,9 @@ class Provisioning:
                 email_verified=email_verified if email else None,
             )
             try:
-                self._records.repo.insert(record)
+                self.records.repo.insert(record)
             except DuplicateUser:
-                winner = self._records.repo.by_upstream(issuer, subject)
+                winner = self.records.repo.by_upstream(issuer, subject)
                 if winner is not None:
                     return winner, False  # a concurrent first sign-in made them
                 continue  # the username is another person's
@@ -154,9 +154,9 @@ class Provisioning:
     def _role_for_groups(self, groups: Iterable[str]) -> str:
         """The first role of ``rbac.roles`` (in config order) that one of ``groups`` maps to."""
         mapped = {
-            self._records.rbac.group_roles[g] for g in groups if g in self._records.rbac.group_roles
+            self.records.rbac.group_roles[g] for g in groups if g in self.records.rbac.group_roles
         }
-        for role in self._records.rbac.roles:
+        for role in self.records.rbac.roles:
             if role in mapped:
                 return role
-        return self._records.rbac.default_role
+        return self.records.rbac.default_role

@@ -21,7 +21,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from ..key_file import DEFAULT_KEY_ALGORITHM, KEY_ALGORITHMS, KeyFile, generate_key, public_jwk
@@ -43,6 +43,9 @@ from ..storage.service_accounts import (
     ServiceAccountRecord,
     SqlServiceAccountRepository,
     TooManyKeys,
+)
+from ..storage.service_accounts import (
+    ServiceAccountInfo as ServiceAccountInfo,
 )
 from .users import AlreadyExists, NotFound, UserError, check_role
 
@@ -74,40 +77,6 @@ class ServiceAccountKeyInfo:
         }
 
 
-@dataclass(frozen=True)
-class ServiceAccountInfo:
-    """What a listing shows: never the token, nor its hash."""
-
-    client_id: str
-    name: str
-    role: str
-    scopes: tuple[str, ...]
-    created_at: datetime
-    created_by: str | None
-    expires_at: datetime | None
-    rotated_at: datetime | None
-    last_used_at: datetime | None
-
-    def expired(self, now: datetime) -> bool:
-        return self.expires_at is not None and self.expires_at <= now
-
-    def as_dict(self) -> dict[str, object]:
-        def iso(value: datetime | None) -> str | None:
-            return value.isoformat() if value is not None else None
-
-        return {
-            "client_id": self.client_id,
-            "name": self.name,
-            "role": self.role,
-            "scopes": list(self.scopes),
-            "created_at": iso(self.created_at),
-            "created_by": self.created_by,
-            "expires_at": iso(self.expires_at),
-            "rotated_at": iso(self.rotated_at),
-            "last_used_at": iso(self.last_used_at),
-        }
-
-
 class ServiceAccountService:
     """The rules about service accounts, over a ``SqlServiceAccountRepository``.
 
@@ -134,10 +103,10 @@ class ServiceAccountService:
     # -- admin operations -------------------------------------------------------------
 
     def list(self) -> list[ServiceAccountInfo]:
-        return [_info(record) for record in self._repo.list()]
+        return [record.info for record in self._repo.list()]
 
     def get(self, name: str) -> ServiceAccountInfo:
-        return _info(self._existing(name))
+        return self._existing(name).info
 
     def create(
         self,
@@ -159,7 +128,7 @@ class ServiceAccountService:
             client_id, name, role, scopes, expires_in, created_by, service_account_token_hash(token)
         )
         self._insert(record)
-        return _info(record), token
+        return record.info, token
 
     def create_with_key(
         self,
@@ -178,7 +147,7 @@ class ServiceAccountService:
         record = self._new_record(client_id, name, role, scopes, expires_in, created_by, None)
         key_file, key = self._new_key(record, algorithm, created_by)
         self._insert(record, key)
-        return _info(record), key_file
+        return record.info, key_file
 
     def add_key(
         self, name: str, *, created_by: str | None = None, algorithm: str = DEFAULT_KEY_ALGORITHM
@@ -187,29 +156,30 @@ class ServiceAccountService:
         once the new file is in place)."""
         algorithm = check_key_algorithm(algorithm)
         record = self._existing(name)
+        info = record.info
         key_file, key = self._new_key(record, algorithm, created_by)
         try:
             added = self._repo.add_key(key, MAX_KEYS)
         except TooManyKeys:
             raise UserError(
-                f"service account {record.name!r} holds {MAX_KEYS} keys already; remove one first"
+                f"service account {info.name!r} holds {MAX_KEYS} keys already; remove one first"
             ) from None
         if not added:
-            raise NotFound(f"no service account {record.name!r}")
-        return _info(record), key_file
+            raise NotFound(f"no service account {info.name!r}")
+        return info, key_file
 
     def remove_key(self, name: str, kid: str) -> ServiceAccountInfo:
         """The key stops authenticating at once (access tokens it minted run out)."""
         record = self._existing(name)
-        if not self._repo.remove_key(record.client_id, kid):
-            raise NotFound(f"service account {record.name!r} has no key {kid!r}")
-        return _info(record)
+        if not self._repo.remove_key(record.info.client_id, kid):
+            raise NotFound(f"service account {record.info.name!r} has no key {kid!r}")
+        return record.info
 
     def keys(self, name: str) -> builtins.list[ServiceAccountKeyInfo]:
         record = self._existing(name)
         return [
             ServiceAccountKeyInfo(k.kid, k.algorithm, k.created_at, k.created_by)
-            for k in self._repo.keys(record.client_id)
+            for k in self._repo.keys(record.info.client_id)
         ]
 
     def rotate(self, name: str) -> tuple[ServiceAccountInfo, str]:
@@ -217,47 +187,48 @@ class ServiceAccountService:
         record = self._existing(name)
         if record.token_hash is None:
             raise UserError(
-                f"service account {record.name!r} has key files and no token: "
+                f"service account {record.info.name!r} has key files and no token: "
                 "rotate its keys with add-key and remove-key"
             )
-        token = new_service_account_token(record.client_id)
+        token = new_service_account_token(record.info.client_id)
         now = self._now()
         new_hash = service_account_token_hash(token)
-        if not self._repo.replace_token(record.client_id, record.token_hash, new_hash, now):
+        if not self._repo.replace_token(record.info.client_id, record.token_hash, new_hash, now):
             raise AlreadyExists(
-                f"service account {record.name!r} was rotated or revoked meanwhile; "
+                f"service account {record.info.name!r} was rotated or revoked meanwhile; "
                 "its token is not this one"
             )
-        return _info(record, rotated_at=now), token
+        return replace(record.info, rotated_at=now), token
 
     def revoke(self, name: str) -> ServiceAccountInfo:
         """Delete it: its token is refused from now on (access tokens run out)."""
         record = self._existing(name)
-        if not self._repo.delete(record.client_id):
-            raise NotFound(f"no service account {record.name!r}")
-        return _info(record)
+        if not self._repo.delete(record.info.client_id):
+            raise NotFound(f"no service account {record.info.name!r}")
+        return record.info
 
     # -- ClientStore ----------------------------------------------------------------------
 
     def get_client(self, client_id: str) -> Client | None:
         record = self._repo.get(client_id)
-        if record is None or record.role not in self._rbac.roles:
+        if record is None or record.info.role not in self._rbac.roles:
             return None  # gone, or its role was taken out of the config
-        permitted = self._rbac.roles[record.role]
-        scopes = tuple(s for s in record.scopes if "*" in permitted or s in permitted)
+        info = record.info
+        permitted = self._rbac.roles[info.role]
+        scopes = tuple(s for s in info.scopes if "*" in permitted or s in permitted)
         keys = tuple(k.public_jwk for k in self._repo.keys(client_id))
         return ServiceAccountClient(
-            client_id=record.client_id,
+            client_id=info.client_id,
             is_public=False,
             secret_hash=record.token_hash,
             grant_types=(GRANT_CLIENT_CREDENTIALS,),
             redirect_uris=(),
             scopes=scopes,
-            roles=(record.role,),
+            roles=(info.role,),
             verifier=self._verifier,
-            expires_at=record.expires_at.timestamp() if record.expires_at else None,
+            expires_at=info.expires_at.timestamp() if info.expires_at else None,
             # ``last_used_at`` is written only once it is stale: no write per token.
-            on_use=self._touch if self._stale(record.last_used_at) else None,
+            on_use=self._touch if self._stale(info.last_used_at) else None,
             clock=self._clock,
             jwks=keys,
         )
@@ -268,16 +239,17 @@ class ServiceAccountService:
         since (rotation is the answer to a leaked token): the token's secret
         generation is the current secret's (issue 16.7)."""
         record = self._repo.get(client_id)
-        if record is None or record.role not in self._rbac.roles:
+        if record is None or record.info.role not in self._rbac.roles:
             return False
+        info = record.info
         now = self._clock()
-        if record.expires_at is not None and record.expires_at.timestamp() <= now:
+        if info.expires_at is not None and info.expires_at.timestamp() <= now:
             return False
         if record.token_hash is not None and generation == secret_generation(record.token_hash):
-            return record.rotated_at is None or issued_at >= int(record.rotated_at.timestamp())
+            return info.rotated_at is None or issued_at >= int(info.rotated_at.timestamp())
         # Minted with a key file: good while that key is there.
         return any(
-            generation == key_generation(record.client_id, key.kid)
+            generation == key_generation(info.client_id, key.kid)
             for key in self._repo.keys(client_id)
         )
 
@@ -297,18 +269,18 @@ class ServiceAccountService:
         role = check_role(self._rbac, role)
         granted = self._scopes(role, scopes)
         now = self._now()
-        return ServiceAccountRecord(
+        info = ServiceAccountInfo(
             client_id=client_id,
             name=name,
             role=role,
             scopes=granted,
-            token_hash=token_hash,
             created_at=now,
             created_by=created_by,
             expires_at=self._expiry(now, expires_in),
             rotated_at=None,
             last_used_at=None,
         )
+        return ServiceAccountRecord(info, token_hash)
 
     def _insert(
         self, record: ServiceAccountRecord, key: ServiceAccountKeyRecord | None = None
@@ -316,7 +288,7 @@ class ServiceAccountService:
         try:
             self._repo.insert(record, key)
         except DuplicateServiceAccount:
-            raise AlreadyExists(f"service account {record.name!r} already exists") from None
+            raise AlreadyExists(f"service account {record.info.name!r} already exists") from None
 
     def _new_key(
         self, record: ServiceAccountRecord, algorithm: str, created_by: str | None
@@ -324,15 +296,15 @@ class ServiceAccountService:
         private = generate_key(algorithm)
         kid = str(private.kid)
         key_file = KeyFile(
-            client_id=record.client_id,
+            client_id=record.info.client_id,
             key_id=kid,
             issuer=self.issuer,
             token_url=self.token_url,
             private_key=private,
-            name=record.name,
+            name=record.info.name,
         )
         key = ServiceAccountKeyRecord(
-            client_id=record.client_id,
+            client_id=record.info.client_id,
             kid=kid,
             algorithm=algorithm,
             public_jwk=public_jwk(private),
@@ -402,19 +374,3 @@ def validate_name(name: str) -> str:
             "starting with a letter or digit"
         )
     return name
-
-
-def _info(
-    record: ServiceAccountRecord, *, rotated_at: datetime | None = None
-) -> ServiceAccountInfo:
-    return ServiceAccountInfo(
-        client_id=record.client_id,
-        name=record.name,
-        role=record.role,
-        scopes=record.scopes,
-        created_at=record.created_at,
-        created_by=record.created_by,
-        expires_at=record.expires_at,
-        rotated_at=rotated_at or record.rotated_at,
-        last_used_at=record.last_used_at,
-    )

@@ -61,9 +61,9 @@ class UserRecords:
         """``EmailTaken`` if a person other than ``user_id`` has ``address`` (compared
         without case: one mailbox, one person here; forward auth names people by it)."""
         for record in self.repo.by_email(address):
-            if record.id != user_id:
+            if record.person.id != user_id:
                 raise EmailTaken(
-                    f"user {record.username!r} already has the email address {address!r}"
+                    f"user {record.person.username!r} already has the email address {address!r}"
                 )
 
     def insert_all(self, records: Sequence[UserRecord]) -> int:
@@ -105,22 +105,20 @@ class UserRecords:
         email_verified: bool | None = None,
     ) -> UserRecord:
         """A new person, with a fresh ``sub``."""
-        return UserRecord(
+        person = Person(
             id=new_id(),
             username=username,
             email=email,
             name=name,
-            password_hash=password_hash,
             role=role,
             groups=groups,
             source=source,
-            upstream_issuer=upstream_issuer,
-            upstream_subject=upstream_subject,
             disabled=False,
             created_at=self.now(),
             last_login_at=last_login_at,
             email_verified=email_verified,
         )
+        return UserRecord(person, password_hash, upstream_issuer, upstream_subject)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
@@ -129,21 +127,3 @@ class UserRecords:
 def new_id() -> str:
     """A new ``sub``: 32 hex digits, random (OIDC Core §8: never reassigned)."""
     return uuid.uuid4().hex
-
-
-def to_person(record: UserRecord) -> Person:
-    return Person(
-        id=record.id,
-        username=record.username,
-        email=record.email,
-        name=record.name,
-        role=record.role,
-        groups=record.groups,
-        source=record.source,
-        disabled=record.disabled,
-        created_at=record.created_at,
-        last_login_at=record.last_login_at,
-        credentials_generation=record.credentials_generation,
-        email_verified=record.email_verified,
-        password_must_change=record.password_must_change,
-    )

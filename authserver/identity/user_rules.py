@@ -11,13 +11,12 @@ import re
 import secrets
 import string
 import unicodedata
-from dataclasses import dataclass
-from datetime import datetime
 
 import precis_i18n
 from confusable_homoglyphs import categories, confusables
 
 from ..settings import RbacSettings
+from ..storage.users import Person as Person
 
 MIN_PASSWORD_LENGTH = 12
 
@@ -50,33 +49,6 @@ class AlreadyExists(UserError):
 
 class EmailTaken(AlreadyExists):
     """Another person has that email address."""
-
-
-@dataclass(frozen=True)
-class Person:
-    id: str
-    username: str
-    email: str | None
-    name: str | None
-    role: str
-    groups: tuple[str, ...]
-    #: ``local``, ``upstream`` or ``proxy``.
-    source: str
-    disabled: bool
-    created_at: datetime
-    last_login_at: datetime | None
-    #: Raised by every password set or reset; older sessions are over (issue 16.2).
-    credentials_generation: int = 0
-    #: OIDC Core §5.1 ``email_verified``; ``None`` when nobody said.
-    email_verified: bool | None = None
-    #: The password was made for them (the first admin's one-time password): their
-    #: next sign-in chooses a new one first (issue 16.11).
-    password_must_change: bool = False
-
-    @property
-    def roles(self) -> tuple[str, ...]:
-        """The ``roles`` claim: one role per person today."""
-        return (self.role,)
 
 
 #: RFC 8265 §3.3: width-mapped (``admin`` in fullwidth letters is ``admin``), lower-cased, NFC,

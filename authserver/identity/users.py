@@ -19,7 +19,7 @@ from ..storage.users import DuplicateEmail, SqlUserRepository
 from . import passwords
 from .local_users import LocalUsers
 from .provisioning import Provisioning
-from .user_records import UserRecords, to_person
+from .user_records import UserRecords
 from .user_rules import (
     FORMULA_STARTS,
     MAX_EMAIL_LENGTH,
@@ -93,40 +93,40 @@ class UserService:
 
     def get(self, user_id: str) -> Person | None:
         record = self._repo.get(user_id)
-        return to_person(record) if record else None
+        return record.person if record else None
 
     def by_username(self, username: str) -> Person | None:
         record = self.records.lookup(username)
-        return to_person(record) if record else None
+        return record.person if record else None
 
     def list(self) -> list[Person]:
         """Every person, ordered by username."""
-        return [to_person(record) for record in self._repo.list()]
+        return [record.person for record in self._repo.list()]
 
     def set_role(self, username: str, role: str) -> Person:
         record = self.records.existing(username)
         role = self.records.role(role)
-        self._repo.update(record.id, role=role)
-        return replace(to_person(record), role=role)
+        self._repo.update(record.person.id, role=role)
+        return replace(record.person, role=role)
 
     def set_email(self, username: str, email: str | None) -> Person:
         """Set (or, with ``None``, remove) a local user's email address; one an admin
         sets is verified (DESIGN.md). Upstream and proxy users' addresses come from there."""
-        record = self.records.existing(username)
-        if record.source != "local":
+        person = self.records.existing(username).person
+        if person.source != "local":
             raise UserError(
-                f"user {record.username!r} signs in through {record.source}; their email "
+                f"user {person.username!r} signs in through {person.source}; their email "
                 "address comes from there"
             )
         address = validate_email(email) if email is not None else None
         if address is not None:
-            self.records.check_email_free(address, record.id)
+            self.records.check_email_free(address, person.id)
         verified = True if address is not None else None
         try:
-            self._repo.update(record.id, email=address, email_verified=verified)
+            self._repo.update(person.id, email=address, email_verified=verified)
         except DuplicateEmail:
             raise EmailTaken(f"another user has the email address {address!r}") from None
-        return replace(to_person(record), email=address, email_verified=verified)
+        return replace(person, email=address, email_verified=verified)
 
     def set_password(self, username: str, password: str) -> Person:
         """A new password; the person's refresh tokens die with the old one (a reset
@@ -134,28 +134,30 @@ class UserService:
         record = self.records.existing(username)
         validate_password(password)
         self._repo.new_credentials(
-            record.id, password_hash=passwords.hash_password(password), password_must_change=False
+            record.person.id,
+            password_hash=passwords.hash_password(password),
+            password_must_change=False,
         )
-        self._revoke_refresh_families(record.id, "password")
+        self._revoke_refresh_families(record.person.id, "password")
         return replace(
-            to_person(record),
-            credentials_generation=record.credentials_generation + 1,
+            record.person,
+            credentials_generation=record.person.credentials_generation + 1,
             password_must_change=False,
         )
 
     def set_disabled(self, username: str, disabled: bool) -> Person:
         """Disable (or enable) a person: they can no longer sign in, by any route."""
         record = self.records.existing(username)
-        self._repo.update(record.id, disabled=disabled)
-        return replace(to_person(record), disabled=disabled)
+        self._repo.update(record.person.id, disabled=disabled)
+        return replace(record.person, disabled=disabled)
 
     def delete(self, username: str) -> Person:
         """Delete a person, their refresh tokens and the live access tokens those issued."""
         record = self.records.existing(username)
-        self._revoke_refresh_families(record.id, "user_deleted")
-        if not self._repo.delete(record.id):
-            raise NotFound(f"no user {record.username!r}")
-        return to_person(record)
+        self._revoke_refresh_families(record.person.id, "user_deleted")
+        if not self._repo.delete(record.person.id):
+            raise NotFound(f"no user {record.person.username!r}")
+        return record.person
 
     def _revoke_refresh_families(self, user_id: str, reason: str) -> None:
         """Through the families' owner, so that their live access tokens die too."""

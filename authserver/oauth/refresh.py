@@ -19,6 +19,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Collection
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, Protocol
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -141,27 +142,18 @@ def hash_refresh_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+@dataclass(eq=False)
 class RefreshTokens:
     """The refresh tokens and the one owner of their families."""
 
-    def __init__(
-        self,
-        store: RefreshStore,
-        cache: EphemeralCache,
-        access_tokens: AccessTokenDenylist,
-        *,
-        ttl: float,
-        idle_ttl: float,
-        retry_grace: float,
-        clock: Clock = SYSTEM_CLOCK,
-    ) -> None:
-        self.store = store
-        self._cache = cache
-        self._access_tokens = access_tokens
-        self.ttl = ttl
-        self.idle_ttl = idle_ttl
-        self.retry_grace = retry_grace
-        self._clock = clock
+    store: RefreshStore
+    cache: EphemeralCache
+    access_tokens: AccessTokenDenylist
+    _: KW_ONLY
+    ttl: float
+    idle_ttl: float
+    retry_grace: float
+    clock: Clock = SYSTEM_CLOCK
 
     def start_family(
         self, *, user_id: str, client_id: str, scope: str, audience: str, auth_time: int
@@ -173,13 +165,13 @@ class RefreshTokens:
             scope=scope,
             audience=audience,
             auth_time=auth_time,
-            expires_at=self._clock.now() + self.ttl,
+            expires_at=self.clock.now() + self.ttl,
         )
         return family_id, self.next_token(family_id)
 
     def next_token(self, family_id: str) -> str:
         token = REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(32)
-        idle_expires_at = self._clock.now() + self.idle_ttl
+        idle_expires_at = self.clock.now() + self.idle_ttl
         self.store.add_token(family_id, hash_refresh_token(token), idle_expires_at)
         return token
 
@@ -189,7 +181,7 @@ class RefreshTokens:
         return self.store.lookup(hash_refresh_token(token))
 
     def is_live(self, record: RefreshRecord) -> bool:
-        now = self._clock.now()
+        now = self.clock.now()
         return (
             not record.family_revoked
             and now < record.family_expires_at
@@ -206,7 +198,7 @@ class RefreshTokens:
         written first, so a client retrying after an error is never taken for a thief.
         """
         token = REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(32)
-        now = self._clock.now()
+        now = self.clock.now()
         if not self.store.rotate(
             record.token_hash, now, hash_refresh_token(token), now + self.idle_ttl
         ):
@@ -214,8 +206,8 @@ class RefreshTokens:
         return token
 
     def within_grace(self, record: RefreshRecord) -> bool:
-        rotated_at = record.rotated_at if record.rotated_at is not None else self._clock.now()
-        return self._clock.now() - rotated_at <= self.retry_grace
+        rotated_at = record.rotated_at if record.rotated_at is not None else self.clock.now()
+        return self.clock.now() - rotated_at <= self.retry_grace
 
     # -- families: the one place they are revoked ------------------------------------
 
@@ -225,11 +217,11 @@ class RefreshTokens:
         RFC 9700 §4.14). Written before the family's durable change, so a failure here
         changes nothing durable."""
         key = FAMILY_TOKENS_PREFIX + family_id
-        now = self._clock.now()
-        raw = self._cache.get(key)
+        now = self.clock.now()
+        raw = self.cache.get(key)
         entries = [e for e in json.loads(raw) if e[1] + 60 > now] if raw else []
         entries.append([claims["jti"], claims["exp"]])
-        self._cache.put(key, json.dumps(entries[-50:]).encode(), self._access_tokens.ttl + 120)
+        self.cache.put(key, json.dumps(entries[-50:]).encode(), self.access_tokens.ttl + 120)
 
     def revoke_family(
         self, family_id: str, reason: str, *, on_revoked: Callable[[], None] | None = None
@@ -256,7 +248,7 @@ class RefreshTokens:
         revoked now, so a retry after the ephemeral store failed here (503) still denies
         what the first attempt could not.
         """
-        since = self._clock.now() - self._access_tokens.ttl - 120
+        since = self.clock.now() - self.access_tokens.ttl - 120
         revoked, families = self.store.revoke_user_families(user_id, reason, since)
         for family_id in families:
             self.deny_access_tokens(family_id)
@@ -265,18 +257,18 @@ class RefreshTokens:
     def deny_access_tokens(self, family_id: str) -> None:
         """Deny the live access tokens of a revoked family. Safe to repeat: a request
         that failed here (Redis down, 503) does it again when retried."""
-        raw = self._cache.get(FAMILY_TOKENS_PREFIX + family_id)
+        raw = self.cache.get(FAMILY_TOKENS_PREFIX + family_id)
         entries = json.loads(raw) if raw else []
         for jti, exp in entries:
-            self._access_tokens.revoke({"jti": jti, "exp": exp})
+            self.access_tokens.revoke({"jti": jti, "exp": exp})
         if entries:
-            self._cache.delete(FAMILY_TOKENS_PREFIX + family_id)
+            self.cache.delete(FAMILY_TOKENS_PREFIX + family_id)
 
     # -- the retry cache --------------------------------------------------------------
 
     def remember_response(self, token: str, response: dict[str, Any]) -> None:
         data = _fernet(token).encrypt(json.dumps(response).encode())
-        self._cache.put(_cache_key(token), data, self.retry_grace + 1)
+        self.cache.put(_cache_key(token), data, self.retry_grace + 1)
 
     def replay_response(self, token: str, wait: float = 2.0) -> dict[str, Any] | None:
         """The response the winning request gave, waiting briefly for it to be written.
@@ -286,7 +278,7 @@ class RefreshTokens:
         for attempt in range(int(wait / REPLAY_POLL_SECONDS) + 1):
             if attempt:
                 time.sleep(REPLAY_POLL_SECONDS)
-            data = self._cache.get(_cache_key(token))
+            data = self.cache.get(_cache_key(token))
             if data is not None:
                 try:
                     result: dict[str, Any] = json.loads(_fernet(token).decrypt(data))

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Engine, Row, Table, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from ..clock import SYSTEM_CLOCK, Clock
-from .models import AuditEvent
+from .models import AuditEvent, utc
 
 _TABLE = cast(Table, AuditEvent.__table__)
 
@@ -124,7 +124,7 @@ def _clean(value: Any) -> Any:
 
 
 def _record(row: Row[Any]) -> AuditRecord:
-    at = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)
+    at = utc(row.at)
     return AuditRecord(
         id=row.id,
         at=at,

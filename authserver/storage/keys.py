@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from .models import IdTokenSigningKey, SigningKey
+from .models import IdTokenSigningKey, SigningKey, column_values, utc
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,8 @@ class SqlKeyRepository:
                     algorithm=row.algorithm,
                     public_jwk=dict(row.public_jwk),
                     private_key_encrypted=bytes(row.private_key_encrypted),
-                    created_at=_utc(row.created_at),
-                    activates_at=_utc(row.activates_at),
+                    created_at=utc(row.created_at),
+                    activates_at=utc(row.activates_at),
                 )
                 for row in rows
             ]
@@ -53,17 +53,7 @@ class SqlKeyRepository:
         """Insert; ``False`` if another process took that generation first."""
         try:
             with self._engine.begin() as conn:
-                conn.execute(
-                    insert(self._table).values(
-                        kid=record.kid,
-                        generation=record.generation,
-                        algorithm=record.algorithm,
-                        public_jwk=record.public_jwk,
-                        private_key_encrypted=record.private_key_encrypted,
-                        created_at=record.created_at,
-                        activates_at=record.activates_at,
-                    )
-                )
+                conn.execute(insert(self._table).values(**column_values(record)))
         except IntegrityError:
             return False
         return True
@@ -73,8 +63,3 @@ class SqlKeyRepository:
         table = self._table
         with self._engine.begin() as conn:
             conn.execute(delete(table).where(table.c.generation < generation))
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; we only ever store UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

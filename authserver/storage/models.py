@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from dataclasses import fields
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, overload
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
@@ -24,6 +25,10 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 
 # Stable constraint names, so migrations read the same on SQLite and PostgreSQL.
 NAMING = {
@@ -249,3 +254,21 @@ class AuditEvent(Base):
     address: Mapped[str | None] = mapped_column(String(64))
     #: The rest: grant type, scope, jti, ...; never a token or a secret.
     details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+
+
+def column_values(record: DataclassInstance) -> dict[str, Any]:
+    """A record's fields by name: the values of its row's columns (the repositories
+    declare their records with their tables' column names)."""
+    return {f.name: getattr(record, f.name) for f in fields(record)}
+
+
+@overload
+def utc(value: datetime) -> datetime: ...
+@overload
+def utc(value: None) -> None: ...
+def utc(value: datetime | None) -> datetime | None:
+    """A time read from the database, in UTC: SQLite hands back naive datetimes, and we
+    only ever store UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

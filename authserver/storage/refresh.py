@@ -9,6 +9,7 @@ from typing import cast
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Engine,
     Table,
     and_,
@@ -22,7 +23,7 @@ from sqlalchemy import (
 )
 
 from ..clock import SYSTEM_CLOCK, Clock
-from .models import RefreshFamily, RefreshToken
+from .models import RefreshFamily, RefreshToken, utc
 
 
 @dataclass(frozen=True)
@@ -78,14 +79,19 @@ class SqlRefreshStore:
 
     def add_token(self, family_id: str, token_hash: str, idle_expires_at: float) -> None:
         with self._engine.begin() as conn:
-            conn.execute(
-                insert(self._tokens).values(
-                    token_hash=token_hash,
-                    family_id=family_id,
-                    created_at=self._clock.utcnow(),
-                    idle_expires_at=_dt(idle_expires_at),
-                )
+            self._insert_token(conn, family_id, token_hash, idle_expires_at)
+
+    def _insert_token(
+        self, conn: Connection, family_id: str, token_hash: str, idle_expires_at: float
+    ) -> None:
+        conn.execute(
+            insert(self._tokens).values(
+                token_hash=token_hash,
+                family_id=family_id,
+                created_at=self._clock.utcnow(),
+                idle_expires_at=_dt(idle_expires_at),
             )
+        )
 
     def lookup(self, token_hash: str) -> StoredRefreshToken | None:
         t, f = self._tokens.c, self._families.c
@@ -138,14 +144,7 @@ class SqlRefreshStore:
             family_id = conn.execute(claim).scalar()
             if family_id is None:
                 return False  # rotated by another request: nothing written
-            conn.execute(
-                insert(self._tokens).values(
-                    token_hash=successor_hash,
-                    family_id=family_id,
-                    created_at=self._clock.utcnow(),
-                    idle_expires_at=_dt(idle_expires_at),
-                )
-            )
+            self._insert_token(conn, family_id, successor_hash, idle_expires_at)
         return True
 
     def revoke_family(self, family_id: str, reason: str) -> bool:
@@ -230,4 +229,4 @@ def _dt(timestamp: float) -> datetime:
 def _ts(value: datetime | None) -> float | None:
     if value is None:
         return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    return utc(value).timestamp()

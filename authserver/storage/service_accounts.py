@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Engine, Row, Table, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .models import ServiceAccount, ServiceAccountKey
+from .models import ServiceAccount, ServiceAccountKey, column_values, utc
 
 _TABLE = cast(Table, ServiceAccount.__table__)
 _KEYS = cast(Table, ServiceAccountKey.__table__)
@@ -41,17 +41,46 @@ class ServiceAccountKeyRecord:
 
 
 @dataclass(frozen=True)
-class ServiceAccountRecord:
+class ServiceAccountInfo:
+    """What a listing shows: never the token, nor its hash."""
+
     client_id: str
     name: str
     role: str
     scopes: tuple[str, ...]
-    token_hash: str | None
     created_at: datetime
     created_by: str | None
     expires_at: datetime | None
     rotated_at: datetime | None
     last_used_at: datetime | None
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+    def as_dict(self) -> dict[str, object]:
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value is not None else None
+
+        return {
+            "client_id": self.client_id,
+            "name": self.name,
+            "role": self.role,
+            "scopes": list(self.scopes),
+            "created_at": iso(self.created_at),
+            "created_by": self.created_by,
+            "expires_at": iso(self.expires_at),
+            "rotated_at": iso(self.rotated_at),
+            "last_used_at": iso(self.last_used_at),
+        }
+
+
+@dataclass(frozen=True)
+class ServiceAccountRecord:
+    """An account as stored: what a listing shows, and its token's hash (``None``: it
+    holds key files only)."""
+
+    info: ServiceAccountInfo
+    token_hash: str | None
 
 
 class SqlServiceAccountRepository:
@@ -79,15 +108,16 @@ class SqlServiceAccountRepository:
     ) -> None:
         """``DuplicateServiceAccount`` if the name is taken. With ``key``, the account
         and its first key are one transaction: no account is left without it."""
-        values = {f: getattr(record, f) for f in ServiceAccountRecord.__dataclass_fields__}
-        values["scopes"] = list(record.scopes)
+        values = column_values(record.info)
+        values["scopes"] = list(record.info.scopes)
+        values["token_hash"] = record.token_hash
         try:
             with self._engine.begin() as conn:
                 conn.execute(insert(_TABLE).values(**values))
                 if key is not None:
                     conn.execute(insert(_KEYS).values(**_key_values(key)))
         except IntegrityError as exc:
-            raise DuplicateServiceAccount(record.name) from exc
+            raise DuplicateServiceAccount(record.info.name) from exc
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -163,25 +193,25 @@ class SqlServiceAccountRepository:
 
 
 def _record(row: Row[Any]) -> ServiceAccountRecord:
-    return ServiceAccountRecord(
+    info = ServiceAccountInfo(
         client_id=row.client_id,
         name=row.name,
         role=row.role,
         scopes=tuple(row.scopes or ()),
-        token_hash=row.token_hash,
-        created_at=_utc(row.created_at),
+        created_at=utc(row.created_at),
         created_by=row.created_by,
-        expires_at=_utc(row.expires_at),
-        rotated_at=_utc(row.rotated_at),
-        last_used_at=_utc(row.last_used_at),
+        expires_at=utc(row.expires_at),
+        rotated_at=utc(row.rotated_at),
+        last_used_at=utc(row.last_used_at),
     )
+    return ServiceAccountRecord(info, row.token_hash)
 
 
 def _key_values(key: ServiceAccountKeyRecord) -> dict[str, Any]:
     # The one door into the table: a private member never gets through it.
     if PRIVATE_JWK_MEMBERS & key.public_jwk.keys():
         raise ValueError("a service-account key must be stored as its public part only")
-    return {f: getattr(key, f) for f in ServiceAccountKeyRecord.__dataclass_fields__}
+    return column_values(key)
 
 
 def _key_record(row: Row[Any]) -> ServiceAccountKeyRecord:
@@ -190,13 +220,6 @@ def _key_record(row: Row[Any]) -> ServiceAccountKeyRecord:
         kid=row.kid,
         algorithm=row.algorithm,
         public_jwk=dict(row.public_jwk),
-        created_at=_utc(row.created_at),
+        created_at=utc(row.created_at),
         created_by=row.created_by,
     )
-
-
-def _utc(value: datetime | None) -> Any:
-    # SQLite hands back naive datetimes; we only ever store UTC.
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

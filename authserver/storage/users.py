@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Engine, Row, Table, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .models import RefreshFamily, RefreshToken, User
+from .models import RefreshFamily, RefreshToken, User, column_values, utc
 
 _USERS = cast(Table, User.__table__)
 _FAMILIES = cast(Table, RefreshFamily.__table__)
@@ -42,23 +42,43 @@ class DuplicateEmail(DuplicateUser):
 
 
 @dataclass(frozen=True)
-class UserRecord:
+class Person:
+    """A person, as everything but storage sees them: no password hash."""
+
     id: str
     username: str
     email: str | None
     name: str | None
-    password_hash: str | None
     role: str
     groups: tuple[str, ...]
+    #: ``local``, ``upstream`` or ``proxy``.
     source: str
-    upstream_issuer: str | None
-    upstream_subject: str | None
     disabled: bool
     created_at: datetime
     last_login_at: datetime | None
+    #: Raised by every password set or reset; older sessions are over (issue 16.2).
     credentials_generation: int = 0
+    #: OIDC Core §5.1 ``email_verified``; ``None`` when nobody said.
     email_verified: bool | None = None
+    #: The password was made for them (the first admin's one-time password): their
+    #: next sign-in chooses a new one first (issue 16.11).
     password_must_change: bool = False
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The ``roles`` claim: one role per person today."""
+        return (self.role,)
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """A person as stored: with their password's hash (local users) and the upstream
+    (issuer, subject) pair they sign in as (federated users)."""
+
+    person: Person
+    password_hash: str | None = None
+    upstream_issuer: str | None = None
+    upstream_subject: str | None = None
 
 
 class SqlUserRepository:
@@ -171,24 +191,14 @@ class SqlUserRepository:
 
 
 def _values(record: UserRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "username": record.username,
-        "email": record.email,
-        "name": record.name,
-        "password_hash": record.password_hash,
-        "role": record.role,
-        "groups": list(record.groups),
-        "source": record.source,
-        "upstream_issuer": record.upstream_issuer,
-        "upstream_subject": record.upstream_subject,
-        "disabled": record.disabled,
-        "created_at": record.created_at,
-        "last_login_at": record.last_login_at,
-        "credentials_generation": record.credentials_generation,
-        "email_verified": record.email_verified,
-        "password_must_change": record.password_must_change,
-    }
+    # The columns are the fields of the person, and the record's own.
+    person = record.person
+    values = column_values(person)
+    values["groups"] = list(person.groups)
+    values["password_hash"] = record.password_hash
+    values["upstream_issuer"] = record.upstream_issuer
+    values["upstream_subject"] = record.upstream_subject
+    return values
 
 
 def _is_email(exc: IntegrityError) -> bool:
@@ -207,26 +217,19 @@ def _duplicate_message(values: list[dict[str, Any]]) -> str:
 
 
 def _record(row: Row[Any]) -> UserRecord:
-    return UserRecord(
+    person = Person(
         id=row.id,
         username=row.username,
         email=row.email,
         name=row.name,
-        password_hash=row.password_hash,
         role=row.role,
         groups=tuple(row.groups or ()),
         source=row.source,
-        upstream_issuer=row.upstream_issuer,
-        upstream_subject=row.upstream_subject,
         disabled=bool(row.disabled),
-        created_at=_utc(row.created_at),
-        last_login_at=_utc(row.last_login_at) if row.last_login_at is not None else None,
+        created_at=utc(row.created_at),
+        last_login_at=utc(row.last_login_at),
         credentials_generation=int(row.credentials_generation or 0),
         email_verified=None if row.email_verified is None else bool(row.email_verified),
         password_must_change=bool(row.password_must_change),
     )
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; we only ever store UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return UserRecord(person, row.password_hash, row.upstream_issuer, row.upstream_subject)

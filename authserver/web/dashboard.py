@@ -16,8 +16,10 @@ from __future__ import annotations
 import io
 import json
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from functools import wraps
+from typing import Any, TypeVar
 
 from flask import Blueprint, flash, g, redirect, request, url_for
 from flask_wtf import FlaskForm
@@ -50,6 +52,7 @@ from .services import services
 from .signin import current_signin
 
 bp = Blueprint("dashboard", __name__, url_prefix=DASHBOARD_PATH)
+F = TypeVar("F", bound=FlaskForm)
 
 #: The sections of the navigation: (endpoint, label).
 NAV = (
@@ -146,8 +149,41 @@ def _done(text: str, endpoint: str) -> Response:
     return redirect(url_for(endpoint), 303)
 
 
+def _form_post(
+    rule: str, form_class: type[F], page: Callable[..., Response]
+) -> Callable[[Callable[[F], Response]], Callable[[], Response]]:
+    """A view for the POST of ``form_class`` to ``rule``: the decorated function is given
+    the valid form and answers; a form that is not valid is ``page`` again with its error
+    (400), a change the rules refuse (``UserError``) ``page`` with the refusal."""
+
+    def decorate(change: Callable[[F], Response]) -> Callable[[], Response]:
+        @bp.post(rule)
+        @wraps(change)
+        def view() -> Response:
+            form = form_class()
+            if not form.validate_on_submit():
+                return page(400, error=_form_error(form))
+            try:
+                return change(form)
+            except UserError as exc:
+                return page(_status(exc), error=str(exc))
+
+        return view
+
+    return decorate
+
+
 def _roles() -> list[str]:
     return list(app_settings().rbac.roles)
+
+
+def _create_form(form_class: type[FlaskForm], sent: FlaskForm | None) -> FlaskForm:
+    """A list page's form to create one (a user, a service account): the one sent, shown
+    again, or a new one with the default role; either offers every role."""
+    if sent is None:
+        sent = form_class(formdata=None, role=app_settings().rbac.default_role)
+    sent.role.choices = _roles()
+    return sent
 
 
 @bp.get("/")
@@ -165,9 +201,6 @@ def _users_page(
     error: str | None = None,
     create: CreateUserForm | None = None,
 ) -> Response:
-    if create is None:
-        create = CreateUserForm(formdata=None, role=app_settings().rbac.default_role)
-    create.role.choices = _roles()
     return _render(
         "users.html",
         status,
@@ -175,7 +208,7 @@ def _users_page(
         error=error,
         people=admin.users().list(),
         roles=_roles(),
-        create=create,
+        create=_create_form(CreateUserForm, create),
         upload=ImportUsersForm(formdata=None),
     )
 
@@ -216,29 +249,17 @@ def create_user() -> Response:
     return _done(f"User {person.username} created with role {person.role}.", ".users")
 
 
-@bp.post("/users/role")
-def set_role() -> Response:
-    form = UserRoleForm()
-    if not form.validate_on_submit():
-        return _users_page(400, error=_form_error(form))
+@_form_post("/users/role", UserRoleForm, _users_page)
+def set_role(form: UserRoleForm) -> Response:
     username, role = form.username.data, form.role.data
-    try:
-        person = admin.user_admin().update(username, role=role, disabled=None)
-    except UserError as exc:
-        return _users_page(_status(exc), error=str(exc))
+    person = admin.user_admin().update(username, role=role, disabled=None)
     return _done(f"The role of {person.username} is now {person.role}.", ".users")
 
 
-@bp.post("/users/disabled")
-def set_disabled() -> Response:
-    form = UserDisabledForm()
-    if not form.validate_on_submit():
-        return _users_page(400, error=_form_error(form))
+@_form_post("/users/disabled", UserDisabledForm, _users_page)
+def set_disabled(form: UserDisabledForm) -> Response:
     disabled = form.disabled.data == "true"
-    try:
-        person = admin.user_admin().update(form.username.data, role=None, disabled=disabled)
-    except UserError as exc:
-        return _users_page(_status(exc), error=str(exc))
+    person = admin.user_admin().update(form.username.data, role=None, disabled=disabled)
     state = "disabled: they can no longer sign in" if person.disabled else "enabled"
     return _done(f"User {person.username} is {state}.", ".users")
 
@@ -308,15 +329,9 @@ def confirm_delete_user() -> Response:
     )
 
 
-@bp.post("/users/delete")
-def delete_user() -> Response:
-    form = DeleteUserForm()
-    if not form.validate_on_submit():
-        return _users_page(400, error=_form_error(form))
-    try:
-        person = admin.user_admin().delete(form.username.data)
-    except UserError as exc:
-        return _users_page(_status(exc), error=str(exc))
+@_form_post("/users/delete", DeleteUserForm, _users_page)
+def delete_user(form: DeleteUserForm) -> Response:
+    person = admin.user_admin().delete(form.username.data)
     return _done(f"User {person.username} deleted.", ".users")
 
 
@@ -367,9 +382,6 @@ def _service_accounts_page(
     error: str | None = None,
     create: CreateServiceAccountForm | None = None,
 ) -> Response:
-    if create is None:
-        create = CreateServiceAccountForm(formdata=None, role=app_settings().rbac.default_role)
-    create.role.choices = _roles()
     return _render(
         "service_accounts.html",
         status,
@@ -377,7 +389,7 @@ def _service_accounts_page(
         error=error,
         accounts=admin.service_accounts().list(),
         now=datetime.now(UTC),
-        create=create,
+        create=_create_form(CreateServiceAccountForm, create),
     )
 
 
@@ -413,16 +425,10 @@ def create_service_account() -> Response:
     return _token_page(201, f"Service account {info.name} created", info.client_id, token)
 
 
-@bp.post("/service-accounts/add-key")
-def add_service_account_key() -> Response:
+@_form_post("/service-accounts/add-key", ServiceAccountActionForm, _service_accounts_page)
+def add_service_account_key(form: ServiceAccountActionForm) -> Response:
     """One more key; its file is the answer, a download offered this once."""
-    form = ServiceAccountActionForm()
-    if not form.validate_on_submit():
-        return _service_accounts_page(400, error=_form_error(form))
-    try:
-        _, key_file = admin.service_account_admin().add_key(form.name.data, DEFAULT_KEY_ALGORITHM)
-    except UserError as exc:
-        return _service_accounts_page(_status(exc), error=str(exc))
+    _, key_file = admin.service_account_admin().add_key(form.name.data, DEFAULT_KEY_ALGORITHM)
     return _key_file_download(201, key_file)
 
 
@@ -489,15 +495,9 @@ def confirm_rotate_service_account() -> Response:
     return _confirm_service_account("rotate")
 
 
-@bp.post("/service-accounts/rotate")
-def rotate_service_account() -> Response:
-    form = ServiceAccountActionForm()
-    if not form.validate_on_submit():
-        return _service_accounts_page(400, error=_form_error(form))
-    try:
-        info, token = admin.service_account_admin().rotate(form.name.data)
-    except UserError as exc:
-        return _service_accounts_page(_status(exc), error=str(exc))
+@_form_post("/service-accounts/rotate", ServiceAccountActionForm, _service_accounts_page)
+def rotate_service_account(form: ServiceAccountActionForm) -> Response:
+    info, token = admin.service_account_admin().rotate(form.name.data)
     return _token_page(200, f"New token for {info.name}", info.client_id, token)
 
 
@@ -506,15 +506,9 @@ def confirm_revoke_service_account() -> Response:
     return _confirm_service_account("revoke")
 
 
-@bp.post("/service-accounts/revoke")
-def revoke_service_account() -> Response:
-    form = ServiceAccountActionForm()
-    if not form.validate_on_submit():
-        return _service_accounts_page(400, error=_form_error(form))
-    try:
-        info = admin.service_account_admin().revoke(form.name.data)
-    except UserError as exc:
-        return _service_accounts_page(_status(exc), error=str(exc))
+@_form_post("/service-accounts/revoke", ServiceAccountActionForm, _service_accounts_page)
+def revoke_service_account(form: ServiceAccountActionForm) -> Response:
+    info = admin.service_account_admin().revoke(form.name.data)
     return _done(
         f"Service account {info.name} revoked: its token no longer works.", ".service_accounts"
     )

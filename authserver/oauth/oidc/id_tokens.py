@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from authlib.oidc.core.util import create_half_hash
@@ -15,14 +16,13 @@ from ..tokens import Signer
 OPENID_SCOPE = "openid"
 
 
+@dataclass(eq=False)
 class IdTokens:
-    def __init__(
-        self, issuer: str, signer: Signer, ttl: float, clock: Clock = SYSTEM_CLOCK
-    ) -> None:
-        self.issuer = issuer
-        self._signer = signer
-        self._ttl = int(ttl)
-        self._clock = clock
+    issuer: str
+    signer: Signer
+    #: Seconds (whole ones: ``exp``).
+    ttl: float
+    clock: Clock = SYSTEM_CLOCK
 
     def issue(
         self,
@@ -36,7 +36,7 @@ class IdTokens:
     ) -> str:
         """§2: ``iss sub aud exp iat auth_time``, ``nonce`` if the request had one,
         ``at_hash`` (§3.1.3.6) and ``azp``; plus the claims its scopes ask for."""
-        now = int(self._clock.now())
+        now = int(self.clock.now())
         claims: dict[str, Any] = userinfo_claims(person, scopes, client.consent)
         claims.update(
             {
@@ -44,18 +44,18 @@ class IdTokens:
                 "sub": person.id,
                 "aud": client.client_id,
                 "azp": client.client_id,
-                "exp": now + self._ttl,
+                "exp": now + int(self.ttl),
                 "iat": now,
                 "auth_time": auth_time,
             }
         )
         if nonce:
             claims["nonce"] = nonce
-        algorithm = getattr(self._signer, "algorithm", "RS256")
+        algorithm = getattr(self.signer, "algorithm", "RS256")
         at_hash = create_half_hash(access_token, algorithm)
         if at_hash is not None:
             claims["at_hash"] = at_hash.decode()
-        return self._signer.sign({"typ": "JWT"}, claims)
+        return self.signer.sign({"typ": "JWT"}, claims)
 
     def _own_claims(self, id_token: str) -> dict[str, Any] | None:
         """The claims of an ID token of ours, expired or not (logout hints).
@@ -64,7 +64,7 @@ class IdTokens:
         told apart by ``typ`` (``at+jwt``, RFC 9068 §2.1) and by claims only access
         tokens carry (RFC 8725 §3.12: mutually exclusive validation rules)."""
         try:
-            decoded = self._signer.verify(id_token)
+            decoded = self.signer.verify(id_token)
         except ValueError:
             return None
         if str(decoded.header.get("typ", "")).lower() in ("at+jwt", "application/at+jwt"):

@@ -209,38 +209,32 @@ class DeviceStore(Protocol):
     def take(self, key: str) -> bytes | None: ...
 
 
+@dataclass(eq=False)
 class DeviceApproval:
     """§3.3: the person types the user code, sees the request, approves or denies."""
 
-    def __init__(
-        self,
-        store: DeviceStore,
-        query_client: Callable[[str], Client | None],
-        emit: Callable[..., None],
-        clock: Clock = SYSTEM_CLOCK,
-    ) -> None:
-        self._store = store
-        self._query_client = query_client
-        self._emit = emit
-        self._clock = clock
+    store: DeviceStore
+    query_client: Callable[[str], Client | None]
+    emit: Callable[..., None]
+    clock: Clock = SYSTEM_CLOCK
 
     def pending(self, user_code: str) -> PendingDevice | None:
         """The pending device request a person typed the code of, if any."""
         code = normalize_user_code(user_code)
         if len(code) != 8:
             return None
-        raw_key = self._store.get(USER_CODE_PREFIX + code)
+        raw_key = self.store.get(USER_CODE_PREFIX + code)
         if raw_key is None:
             return None
         key = raw_key.decode()
-        raw = self._store.get(key)
+        raw = self.store.get(key)
         if raw is None:
             return None
         state = json.loads(raw)
-        client = self._query_client(state["client_id"])
+        client = self.query_client(state["client_id"])
         if (
             state["status"] != "pending"
-            or self._clock.now() >= state["expires_at"]
+            or self.clock.now() >= state["expires_at"]
             or client is None
         ):
             return None
@@ -258,9 +252,9 @@ class DeviceApproval:
         """Record the person's answer; ``False`` if the code is no longer pending."""
         code = normalize_user_code(pending.user_code)
         # One answer per code: whoever takes the user code decides.
-        if self._store.take(USER_CODE_PREFIX + code) is None:
+        if self.store.take(USER_CODE_PREFIX + code) is None:
             return False
-        raw = self._store.get(pending.key)
+        raw = self.store.get(pending.key)
         if raw is None:
             return False
         state = json.loads(raw)
@@ -269,11 +263,11 @@ class DeviceApproval:
             user_id=subject_id,
             auth_time=int(auth_time),
         )
-        remaining = state["expires_at"] - self._clock.now() + EXPIRED_GRACE_SECONDS
+        remaining = state["expires_at"] - self.clock.now() + EXPIRED_GRACE_SECONDS
         if remaining <= EXPIRED_GRACE_SECONDS:
             return False
-        self._store.put(pending.key, json.dumps(state).encode(), remaining)
-        self._emit(
+        self.store.put(pending.key, json.dumps(state).encode(), remaining)
+        self.emit(
             "device_approved" if approve else "device_denied",
             client=pending.client,
             user_id=subject_id,
