@@ -9,6 +9,7 @@ The CLI's side is in ``test_cli_users_more.py`` (through the entry point).
 from __future__ import annotations
 
 import io
+import threading
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from authserver.admin.audit import Actor
 from authserver.admin.users import LastAdmin, UserAdmin, check_not_last_admin
 from authserver.identity.users import UserError, UserService
 from authserver.settings import RbacSettings
-from authserver.storage.users import SqlUserRepository
+from authserver.storage.users import LastOfRole, SqlUserRepository
 from authserver.web.services import Services
 
 from .conftest import AppFactory
@@ -95,6 +96,70 @@ def test_the_admin_layer_keeps_the_last_enabled_admin(make_app: AppFactory) -> N
         admin.set_role("ghost", "user")
     with pytest.raises(UserError, match="no user 'ghost'"):
         admin.delete("ghost")
+
+
+@pytest.mark.parametrize("change", ["demote", "disable", "delete"])
+def test_two_admins_removing_each_other_at_once_leave_one(
+    make_app: AppFactory, change: str
+) -> None:
+    """Each admin takes the other's role (or disables, or deletes them) at the same
+    moment: both rules see another admin, but the write itself decides again, in its
+    own transaction (PostgreSQL locks the admins' rows; SQLite has one writer), so one
+    change is refused and one admin is left, round after round."""
+    users, _, _ = layer(make_app())
+    users.create_local("alice", PASSWORD, "admin")
+    for round_ in range(8):
+        other = f"bob{round_}"
+        users.create_local(other, PASSWORD, "admin")
+        names = (users.list()[0].username, other)  # the admin left last round, and a new one
+        barrier = threading.Barrier(2)
+        outcomes: dict[str, str] = {}
+
+        def remove(
+            target: str,
+            barrier: threading.Barrier = barrier,
+            outcomes: dict[str, str] = outcomes,
+        ) -> None:
+            admin = UserAdmin(users, RbacSettings(), Recorder(), Actor(name="x", address="local"))
+            barrier.wait()
+            try:
+                if change == "demote":
+                    admin.update(target, role="user", disabled=None)
+                elif change == "disable":
+                    admin.update(target, role=None, disabled=True)
+                else:
+                    admin.delete(target)
+            except LastAdmin:
+                outcomes[target] = "refused"
+            else:
+                outcomes[target] = "done"
+
+        threads = [threading.Thread(target=remove, args=(name,)) for name in names]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert sorted(outcomes.values()) == ["done", "refused"], outcomes
+        admins = [p for p in users.list() if p.role == "admin" and not p.disabled]
+        assert [p.username for p in admins] == [n for n in names if outcomes[n] == "refused"]
+        for person in users.list():  # the next round starts from one admin
+            if person.username not in {a.username for a in admins}:
+                users.delete(person.username)
+
+
+def test_the_store_refuses_the_last_of_a_role_and_changes_nothing(make_app: AppFactory) -> None:
+    repo = SqlUserRepository(engine_of(make_app()))
+    users = UserService(repo, RbacSettings())
+    alice = users.create_local("alice", PASSWORD, "admin")[0]
+    users.create_local("bob", PASSWORD, "user")
+    with pytest.raises(LastOfRole):
+        repo.update_keeping_one(alice.id, "admin", role="user")
+    with pytest.raises(LastOfRole):
+        repo.delete(alice.id, keep_one="admin")
+    assert rows(users) == {"alice": ("admin", False), "bob": ("user", False)}
+    # Nobody to keep: the change is made; an unknown id is False, as before.
+    assert repo.update_keeping_one(alice.id, None, role="user")
+    assert not repo.update_keeping_one("0" * 32, "admin", role="user")
 
 
 def test_a_rule_that_names_nobody_when_there_is_no_admin(make_app: AppFactory) -> None:

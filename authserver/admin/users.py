@@ -8,7 +8,8 @@ the same.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from typing import IO
@@ -16,6 +17,7 @@ from typing import IO
 from ..identity.users import NotFound, Person, UserError, UserService, check_role
 from ..oauth.throttle import FailureThrottle
 from ..settings import RbacSettings
+from ..storage.users import LastOfRole
 from .audit import Actor, EventSink, record
 from .csv import Progress, export_csv, import_csv
 
@@ -53,6 +55,13 @@ class LastAdmin(UserError):
     """A change that would leave no enabled person with the admin role: no one could
     then administer the server from the admin API or the dashboard."""
 
+    @classmethod
+    def of(cls, username: str, what: str) -> LastAdmin:
+        return cls(
+            f"refusing to {what} {username!r}: they are the last enabled admin; "
+            "make another admin first"
+        )
+
 
 def check_not_last_admin(users: UserService, target: Person, what: str) -> None:
     """Refuse (:class:`LastAdmin`) to ``what`` (demote, disable, delete) ``target`` if
@@ -65,10 +74,26 @@ def check_not_last_admin(users: UserService, target: Person, what: str) -> None:
         for other in users.list()
     ):
         return
-    raise LastAdmin(
-        f"refusing to {what} {target.username!r}: they are the last enabled admin; "
-        "make another admin first"
-    )
+    raise LastAdmin.of(target.username, what)
+
+
+def _keeping(target: Person | None) -> str | None:
+    """What a change to ``target`` must leave one of: an enabled admin, if they are one.
+
+    :func:`check_not_last_admin` refuses with its advice first; this is the same rule
+    checked again inside the write, against two admins demoting each other at once."""
+    if target is not None and target.role == ADMIN_ROLE and not target.disabled:
+        return ADMIN_ROLE
+    return None
+
+
+@contextmanager
+def _last_admin(target: Person | None, what: str) -> Iterator[None]:
+    """The storage's refusal (``LastOfRole``) as :class:`LastAdmin`."""
+    try:
+        yield
+    except LastOfRole as exc:
+        raise LastAdmin.of(target.username if target is not None else "?", what) from exc
 
 
 @dataclass(eq=False)
@@ -137,10 +162,14 @@ class UserAdmin:
                 person = self.users.set_email(person.username, address)
                 self._updated(person, email=person.email)
         if role is not None and role != person.role:
-            person = self.users.set_role(person.username, role)
+            with _last_admin(person, "take the admin role from"):
+                person = self.users.set_role(person.username, role, keep_one=_keeping(person))
             self._updated(person, role=role)
         if disabled is not None and disabled != person.disabled:
-            person = self.users.set_disabled(person.username, disabled)
+            with _last_admin(person, "disable"):
+                person = self.users.set_disabled(
+                    person.username, disabled, keep_one=_keeping(person) if disabled else None
+                )
             self._updated(person, disabled=disabled)
         return person
 
@@ -150,7 +179,9 @@ class UserAdmin:
         target = self.users.by_username(username)
         if target is not None and role != ADMIN_ROLE:
             check_not_last_admin(self.users, target, "take the admin role from")
-        person = self.users.set_role(username, role)
+        with _last_admin(target, "take the admin role from"):
+            keep = _keeping(target) if role != ADMIN_ROLE else None
+            person = self.users.set_role(username, role, keep_one=keep)
         self._updated(person, role=person.role)
         return person
 
@@ -167,7 +198,8 @@ class UserAdmin:
         if target is not None:
             check_not_last_admin(self.users, target, "delete")
         check_not_yourself(self.by, target, "delete")
-        person = self.users.delete(username)
+        with _last_admin(target, "delete"):
+            person = self.users.delete(username, keep_one=_keeping(target))
         record(self.events, self.by, "user_deleted", target=person.username)
         return person
 

@@ -103,10 +103,12 @@ class UserService:
         """Every person, ordered by username."""
         return [record.person for record in self._repo.list()]
 
-    def set_role(self, username: str, role: str) -> Person:
+    def set_role(self, username: str, role: str, *, keep_one: str | None = None) -> Person:
+        """``keep_one``: refuse (``LastOfRole``) if no other enabled person would keep
+        that role, decided in the write's own transaction (the admin layer's rule)."""
         record = self.records.existing(username)
         role = self.records.role(role)
-        self._repo.update(record.person.id, role=role)
+        self._repo.update_keeping_one(record.person.id, keep_one, role=role)
         return replace(record.person, role=role)
 
     def set_email(self, username: str, email: str | None) -> Person:
@@ -145,17 +147,20 @@ class UserService:
             password_must_change=False,
         )
 
-    def set_disabled(self, username: str, disabled: bool) -> Person:
-        """Disable (or enable) a person: they can no longer sign in, by any route."""
+    def set_disabled(self, username: str, disabled: bool, *, keep_one: str | None = None) -> Person:
+        """Disable (or enable) a person: they can no longer sign in, by any route.
+        ``keep_one``: as for :meth:`set_role`."""
         record = self.records.existing(username)
-        self._repo.update(record.person.id, disabled=disabled)
+        self._repo.update_keeping_one(record.person.id, keep_one, disabled=disabled)
         return replace(record.person, disabled=disabled)
 
-    def delete(self, username: str) -> Person:
-        """Delete a person, their refresh tokens and the live access tokens those issued."""
+    def delete(self, username: str, *, keep_one: str | None = None) -> Person:
+        """Delete a person, their refresh tokens and the live access tokens those issued.
+        ``keep_one``: as for :meth:`set_role` (in the rare race it settles, the refused
+        person's tokens have ended already: they sign in again)."""
         record = self.records.existing(username)
         self._revoke_refresh_families(record.person.id, "user_deleted")
-        if not self._repo.delete(record.person.id):
+        if not self._repo.delete(record.person.id, keep_one=keep_one):
             raise NotFound(f"no user {record.person.username!r}")
         return record.person
 

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, Row, Table, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, Table, delete, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
 
 from .models import RefreshFamily, RefreshToken, User, column_values, utc
 
@@ -35,6 +36,11 @@ UPDATABLE = frozenset(
 
 class DuplicateUser(Exception):
     """A username, or an upstream (issuer, subject) pair, that another user already has."""
+
+
+class LastOfRole(Exception):
+    """The change would leave no enabled user with the role it was asked to keep one of
+    (the last enabled admin: ``authserver.admin.users``)."""
 
 
 class DuplicateEmail(DuplicateUser):
@@ -139,6 +145,15 @@ class SqlUserRepository:
 
         ``DuplicateUser`` if a new username is taken.
         """
+        return self._update(user_id, None, changes)
+
+    def update_keeping_one(self, user_id: str, keep: str | None, **changes: Any) -> bool:
+        """:meth:`update`, and with ``keep`` (a role), only if another enabled user keeps that
+        role, decided in the same transaction as the write (:meth:`_another_keeps`);
+        else ``LastOfRole`` and nothing changes."""
+        return self._update(user_id, keep, changes)
+
+    def _update(self, user_id: str, keep_one: str | None, changes: dict[str, Any]) -> bool:
         unknown = set(changes) - UPDATABLE
         if unknown:
             raise ValueError(f"cannot update users.{', users.'.join(sorted(unknown))}")
@@ -146,16 +161,42 @@ class SqlUserRepository:
             return self.get(user_id) is not None
         if "groups" in changes:
             changes["groups"] = list(changes["groups"])
+        where = _USERS.c.id == user_id
         try:
             with self._engine.begin() as conn:
-                result = conn.execute(
-                    update(_USERS).where(_USERS.c.id == user_id).values(**changes)
-                )
+                if keep_one is not None:
+                    where = where & self._another_keeps(conn, user_id, keep_one)
+                result = conn.execute(update(_USERS).where(where).values(**changes))
         except IntegrityError as exc:
             if _is_email(exc):
                 raise DuplicateEmail(f"email {changes.get('email')!r} is taken") from exc
             raise DuplicateUser(f"username {changes.get('username')!r} is taken") from exc
-        return result.rowcount > 0
+        return self._changed(result.rowcount, user_id, keep_one)
+
+    def _another_keeps(self, conn: Connection, user_id: str, role: str) -> ColumnElement[bool]:
+        """The condition "another enabled user has ``role``", for a write in ``conn``'s
+        transaction that must not take the last one's role away.
+
+        Two admins demoting each other at once must not both succeed. PostgreSQL: the
+        enabled users of the role are locked first (``FOR UPDATE``), so the second
+        transaction waits for the first and then sees its change. SQLite has one writer
+        at a time, and the condition is part of the write itself: each write reads the
+        rows as the one before left them.
+        """
+        users = _USERS.c
+        enabled = (users.role == role) & users.disabled.is_(False)
+        conn.execute(select(users.id).where(enabled).with_for_update()).all()
+        other = _USERS.alias("other")
+        return exists().where(
+            other.c.role == role, other.c.disabled.is_(False), other.c.id != user_id
+        )
+
+    def _changed(self, rowcount: int, user_id: str, keep_one: str | None) -> bool:
+        if rowcount > 0:
+            return True
+        if keep_one is not None and self.get(user_id) is not None:
+            raise LastOfRole(f"no other enabled user has the role {keep_one!r}")
+        return False
 
     def new_credentials(self, user_id: str, **changes: Any) -> bool:
         """Set columns (as ``update``) and raise the credentials generation, in one
@@ -171,18 +212,23 @@ class SqlUserRepository:
             )
         return result.rowcount > 0
 
-    def delete(self, user_id: str) -> bool:
+    def delete(self, user_id: str, *, keep_one: str | None = None) -> bool:
         """Delete a user with their refresh-token families; ``False`` if there was none.
 
         The families (and their tokens) are deleted here explicitly, in the same
-        transaction, not left to ``ON DELETE CASCADE`` alone.
+        transaction, not left to ``ON DELETE CASCADE`` alone. ``keep_one``: as for
+        :meth:`update` (the user is deleted first, so that a refusal deletes nothing).
         """
         families = select(_FAMILIES.c.id).where(_FAMILIES.c.user_id == user_id)
+        where = _USERS.c.id == user_id
         with self._engine.begin() as conn:
-            conn.execute(delete(_TOKENS).where(_TOKENS.c.family_id.in_(families)))
-            conn.execute(delete(_FAMILIES).where(_FAMILIES.c.user_id == user_id))
-            result = conn.execute(delete(_USERS).where(_USERS.c.id == user_id))
-        return result.rowcount > 0
+            if keep_one is not None:
+                where = where & self._another_keeps(conn, user_id, keep_one)
+            result = conn.execute(delete(_USERS).where(where))
+            if result.rowcount > 0:
+                conn.execute(delete(_TOKENS).where(_TOKENS.c.family_id.in_(families)))
+                conn.execute(delete(_FAMILIES).where(_FAMILIES.c.user_id == user_id))
+        return self._changed(result.rowcount, user_id, keep_one)
 
     def _one(self, condition: Any) -> UserRecord | None:
         with self._engine.connect() as conn:
