@@ -139,6 +139,10 @@ class ServiceAccountService:
     def get(self, name: str) -> ServiceAccountInfo:
         return _info(self._existing(name))
 
+    def names(self, client_ids: Iterable[str]) -> dict[str, str]:
+        """``{client_id: name}`` for the ids that name a service account, in one lookup."""
+        return self._repo.names(client_ids)
+
     def create(
         self,
         name: str,

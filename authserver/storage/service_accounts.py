@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -67,6 +68,15 @@ class SqlServiceAccountRepository:
         if "\x00" in name:
             return None
         return self._one(_TABLE.c.name == name)
+
+    def names(self, client_ids: Iterable[str]) -> dict[str, str]:
+        """``{client_id: name}`` of those of ``client_ids`` that exist, in one query."""
+        wanted = sorted({i for i in client_ids if "\x00" not in i})
+        if not wanted:
+            return {}
+        stmt = select(_TABLE.c.client_id, _TABLE.c.name).where(_TABLE.c.client_id.in_(wanted))
+        with self._engine.connect() as conn:
+            return {str(row.client_id): str(row.name) for row in conn.execute(stmt)}
 
     def list(self) -> list[ServiceAccountRecord]:
         """Every service account, ordered by name."""

@@ -97,6 +97,15 @@ class SqlUserRepository:
         with self._engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(_USERS)).scalar_one())
 
+    def usernames(self, user_ids: Iterable[str]) -> dict[str, str]:
+        """``{id: username}`` of those of ``user_ids`` that exist, in one query."""
+        wanted = sorted({i for i in user_ids if "\x00" not in i})
+        if not wanted:
+            return {}
+        stmt = select(_USERS.c.id, _USERS.c.username).where(_USERS.c.id.in_(wanted))
+        with self._engine.connect() as conn:
+            return {str(row.id): str(row.username) for row in conn.execute(stmt)}
+
     def insert(self, record: UserRecord) -> None:
         """Add one user; ``DuplicateUser`` if its username or upstream pair is taken."""
         self.insert_many([record])
