@@ -126,7 +126,7 @@ def test_admin_resets_a_password_and_reads_the_audit_log_on_a_phone(
     page.goto(live_server.url + "/dashboard/users")
     sign_in(page, "phone-admin")
     page.wait_for_url(lambda url: path_of(url) == "/dashboard/users")
-    region = page.get_by_role("region", name="Every person known here, by username")
+    region = page.get_by_role("region", name="Users table")
     expect(region).to_be_visible()
     assert not page_overflows(page)
     # The table is wider than a phone: it scrolls inside its region.
@@ -163,7 +163,7 @@ def test_admin_resets_a_password_and_reads_the_audit_log_on_a_phone(
     expect(logins.filter(has_text="phone-target").first).to_be_visible()
     assert target_id not in page.content()
     expect(logins.first.locator("td.details dt").first).to_have_text("username")
-    region = page.get_by_role("region", name="Audit events, newest first")
+    region = page.get_by_role("region", name="Audit log table")
     assert region.evaluate("el => el.scrollWidth > el.clientWidth")
     assert not page_overflows(page)
 

@@ -12,6 +12,7 @@ from typing import Any, cast
 from sqlalchemy import Engine, Row, Table, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from .database import lookup_many
 from .models import ServiceAccount, ServiceAccountKey
 
 _TABLE = cast(Table, ServiceAccount.__table__)
@@ -71,12 +72,7 @@ class SqlServiceAccountRepository:
 
     def names(self, client_ids: Iterable[str]) -> dict[str, str]:
         """``{client_id: name}`` of those of ``client_ids`` that exist, in one query."""
-        wanted = sorted({i for i in client_ids if "\x00" not in i})
-        if not wanted:
-            return {}
-        stmt = select(_TABLE.c.client_id, _TABLE.c.name).where(_TABLE.c.client_id.in_(wanted))
-        with self._engine.connect() as conn:
-            return {str(row.client_id): str(row.name) for row in conn.execute(stmt)}
+        return lookup_many(self._engine, _TABLE.c.client_id, _TABLE.c.name, client_ids)
 
     def list(self) -> list[ServiceAccountRecord]:
         """Every service account, ordered by name."""

@@ -10,6 +10,7 @@ from typing import Any, cast
 from sqlalchemy import Engine, Row, Table, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from .database import lookup_many
 from .models import RefreshFamily, RefreshToken, User
 
 _USERS = cast(Table, User.__table__)
@@ -99,12 +100,7 @@ class SqlUserRepository:
 
     def usernames(self, user_ids: Iterable[str]) -> dict[str, str]:
         """``{id: username}`` of those of ``user_ids`` that exist, in one query."""
-        wanted = sorted({i for i in user_ids if "\x00" not in i})
-        if not wanted:
-            return {}
-        stmt = select(_USERS.c.id, _USERS.c.username).where(_USERS.c.id.in_(wanted))
-        with self._engine.connect() as conn:
-            return {str(row.id): str(row.username) for row in conn.execute(stmt)}
+        return lookup_many(self._engine, _USERS.c.id, _USERS.c.username, user_ids)
 
     def insert(self, record: UserRecord) -> None:
         """Add one user; ``DuplicateUser`` if its username or upstream pair is taken."""

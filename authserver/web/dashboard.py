@@ -193,18 +193,12 @@ def create_user() -> Response:
     except UserError as exc:
         return _users_page(_status(exc), error=str(exc), create=form)
     if generated is not None:
-        return _secret_page(
+        return _password_shown(
             201,
-            section="dashboard.users",
-            title=f"User {person.username} created",
-            intro=f"The local user {person.username} (role {person.role}) can sign in "
+            f"User {person.username} created",
+            f"The local user {person.username} (role {person.role}) can sign in "
             "with this password.",
-            label="Password",
-            field_id="generated-password",
-            value=generated,
-            what="password",
-            back=url_for(".users"),
-            back_text="Back to users",
+            generated,
         )
     return _done(f"User {person.username} created with role {person.role}.", ".users")
 
@@ -249,16 +243,9 @@ def _email_page(form: UserEmailForm, status: int = 200, *, error: str | None = N
 
 @bp.get("/users/email")
 def edit_user_email() -> Response:
-    username = request.args.get("username", "")
-    person = admin.users().by_username(username) if username else None
-    if person is None:
-        return _users_page(404, error=f"no user {username!r}")
-    if person.source != "local":
-        return _users_page(
-            400,
-            error=f"user {person.username!r} signs in through {person.source}; their email "
-            "address comes from there",
-        )
+    person = _local_user(request.args.get("username", ""), "their email address comes from there")
+    if isinstance(person, Response):
+        return person
     form = UserEmailForm(formdata=None, username=person.username, email=person.email or "")
     return _email_page(form)
 
@@ -295,19 +282,24 @@ def _password_page(
     )
 
 
-def _local_user(username: str) -> Person | Response:
-    """The local user ``username`` whose password an admin may reset here, or the
-    users page saying why not."""
+def _local_user(username: str, elsewhere: str) -> Person | Response:
+    """The local user ``username``, or the users page saying there is none or that
+    they sign in elsewhere (``elsewhere``: what that means for the change)."""
     person = admin.users().by_username(username) if username else None
     if person is None:
         return _users_page(404, error=f"no user {username!r}")
     if person.source != "local":
         return _users_page(
-            400,
-            error=f"user {person.username!r} signs in through {person.source}; their "
-            "password is managed there",
+            400, error=f"user {person.username!r} signs in through {person.source}; {elsewhere}"
         )
-    if person.id == g.dashboard_person.id:
+    return person
+
+
+def _password_target(username: str) -> Person | Response:
+    """The local user whose password an admin may reset here: never oneself, whose
+    own change asks for the current password (the account page)."""
+    person = _local_user(username, "their password is managed there")
+    if not isinstance(person, Response) and person.id == g.dashboard_person.id:
         return _users_page(
             400,
             error="Change your own password on your account page (it asks for the current one).",
@@ -317,7 +309,7 @@ def _local_user(username: str) -> Person | Response:
 
 @bp.get("/users/password")
 def edit_user_password() -> Response:
-    found = _local_user(request.args.get("username", ""))
+    found = _password_target(request.args.get("username", ""))
     if isinstance(found, Response):
         return found
     return _password_page(ResetPasswordForm(formdata=None, username=found.username))
@@ -330,7 +322,7 @@ def reset_user_password() -> Response:
     form = ResetPasswordForm()
     if not form.validate_on_submit():
         return _users_page(400, error=_form_error(form))
-    found = _local_user(form.username.data)
+    found = _password_target(form.username.data)
     if isinstance(found, Response):
         return found
     if form.how.data == "set":
@@ -348,14 +340,24 @@ def reset_user_password() -> Response:
     ended = "their sessions and refresh tokens have ended"
     if form.how.data == "set":
         return _done(f"New password set for {found.username}; {ended}.", ".users")
-    return _secret_page(
+    return _password_shown(
         200,
+        f"New password for {found.username}",
+        f"{found.username} can sign in with this password; {ended}.",
+        new,
+    )
+
+
+def _password_shown(status: int, title: str, intro: str, password: str) -> Response:
+    """A generated password, shown this once (:func:`_secret_page`)."""
+    return _secret_page(
+        status,
         section="dashboard.users",
-        title=f"New password for {found.username}",
-        intro=f"{found.username} can sign in with this password; {ended}.",
+        title=title,
+        intro=intro,
         label="Password",
         field_id="generated-password",
-        value=new,
+        value=password,
         what="password",
         back=url_for(".users"),
         back_text="Back to users",
