@@ -31,7 +31,7 @@ from .oauth.server import AuthServer
 from .oauth.throttle import client_auth_throttle, login_throttle
 from .oauth.tokens import AccessTokens
 from .paths import DEVICE_VERIFICATION_PATH, TOKEN_PATH
-from .settings import ClientSettings, Settings
+from .settings import ClientSettings, Settings, read_logo
 from .storage.audit import SqlAuditLog
 from .storage.database import (
     configure_engine,
@@ -49,8 +49,10 @@ from .storage.service_accounts import SqlServiceAccountRepository
 from .storage.users import SqlUserRepository
 from .web import (
     access_log,
+    account,
     admin_api,
     authorize,
+    branding,
     dashboard,
     device,
     discovery,
@@ -282,6 +284,7 @@ def create_app(
         ),
         forward_auth=forward_auth_service,
         janitor=janitor,
+        logo=read_logo(settings.branding.logo) if settings.branding.logo else None,
     ).install(app)
 
     if metrics is not None:
@@ -291,6 +294,8 @@ def create_app(
     app.register_blueprint(oauth.bp)
     app.register_blueprint(authorize.bp)
     app.register_blueprint(login.bp)
+    app.register_blueprint(account.bp)
+    app.register_blueprint(branding.bp)
     app.register_blueprint(device.bp)
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(dashboard.bp)

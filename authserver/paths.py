@@ -38,6 +38,12 @@ UPSTREAM_LOGIN_PATH = "/login/upstream"
 #: Where the upstream IdP sends the person back (the redirect URI registered there).
 UPSTREAM_CALLBACK_PATH = "/callback"
 
+# -- The person's own pages ------------------------------------------------------------
+#: Who one is, one's roles, password and signed-in clients (for everyone signed in).
+ACCOUNT_PATH = "/account"
+#: The operator's logo (``branding.logo``), served from here so the CSP stays ``'self'``.
+BRANDING_LOGO_PATH = "/branding/logo"
+
 # -- Forward auth (oauth2-proxy's protocol; DESIGN.md "Integrations") -----------------
 FORWARD_AUTH_PREFIX = "/oauth2/"
 FORWARD_AUTH_PATH = "/oauth2/auth"

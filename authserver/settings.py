@@ -416,6 +416,59 @@ class InitialAdminSettings(_Section):
         return {**data, "username": user} if user else data
 
 
+#: The largest logo ``branding.logo`` may name: it is held in memory and sent often.
+MAX_LOGO_BYTES = 512 * 1024
+#: The image types a logo may be, by their first bytes: (prefix, content type).
+_LOGO_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def read_logo(path: str) -> tuple[bytes, str]:
+    """The bytes of the logo file at ``path`` and their content type; ``ValueError``
+    saying what is wrong when it is missing, unreadable, too large or of a type we do
+    not serve (PNG, JPEG, GIF, WebP and SVG are served)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_LOGO_BYTES + 1)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a directory, not an image file") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror})") from None
+    if len(data) > MAX_LOGO_BYTES:
+        raise ValueError(f"{path}: larger than {MAX_LOGO_BYTES // 1024} KiB")
+    for prefix, content_type in _LOGO_SIGNATURES:
+        if data.startswith(prefix):
+            return data, content_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return data, "image/webp"
+    head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith((b"<svg", b"<?xml")) and b"<svg" in data[:4096].lower():
+        return data, "image/svg+xml"
+    raise ValueError(f"{path}: not a PNG, JPEG, GIF, WebP or SVG image")
+
+
+def _check_logo(value: str) -> str:
+    read_logo(value)  # ValueError names the problem
+    return value
+
+
+class BrandingSettings(_Section):
+    """The operator's name and logo on the sign-in pages and the dashboard. The logo is
+    served by this server (``/branding/logo``), so the pages' CSP stays ``img-src
+    'self'``."""
+
+    #: Shown beside (or instead of) the logo, e.g. ``Example Corp``.
+    name: Annotated[str, Field(min_length=1, max_length=80)] | None = None
+    #: A PNG, JPEG, GIF, WebP or SVG file (at most 512 KiB), read at start-up.
+    logo: Annotated[str, AfterValidator(_check_logo)] | None = None
+
+
 #: The roles every server has (``rbac.roles`` adds to them or changes their permissions).
 BUILTIN_ROLES: dict[str, tuple[str, ...]] = {"admin": ("*",), "user": ("read", "write")}
 
@@ -701,6 +754,8 @@ class Settings(_Section):
     #: limits; without them every client behind a proxy shares the proxy's limits.
     trusted_forwarders: tuple[Network, ...] = ()
 
+    #: The operator's name and logo on the pages; none when unset.
+    branding: BrandingSettings = Field(default_factory=BrandingSettings)
     #: Who may read ``GET /metrics``.
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     rbac: RbacSettings = Field(default_factory=RbacSettings)

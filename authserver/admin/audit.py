@@ -24,10 +24,11 @@ import atexit
 import logging
 import os
 import queue
+import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -36,7 +37,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import DependencyUnavailable
-from ..storage.audit import SqlAuditLog
+from ..oauth.clients import SERVICE_ACCOUNT_ID_PREFIX
+from ..storage.audit import AuditRecord, SqlAuditLog
 from ..storage.janitor import Janitor, PruneCounts
 
 log = logging.getLogger("authserver")
@@ -52,6 +54,7 @@ AUDITED = frozenset(
         "login_failed",
         "login_throttled",
         "logout",
+        "signed_out_everywhere",
         "client_auth_failed",
         "client_auth_throttled",
         "token_issued",
@@ -304,6 +307,35 @@ class AuditTrail:
             "address": address,
             "details": extra,
         }
+
+
+#: A person's id (``users.id``, an access token's ``sub``) as the audit rows hold it.
+PERSON_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def audit_names(
+    rows: Iterable[AuditRecord],
+    usernames: Callable[[Iterable[str]], Mapping[str, str]],
+    service_account_names: Callable[[Iterable[str]], Mapping[str, str]],
+) -> dict[str, str]:
+    """What to show for the ids in ``rows``' actor, target and client: ``{id: name}``
+    for a person's id (their username) and a service account's client id (its name),
+    found with one lookup of each kind for the whole page. An id whose row is gone
+    (a deleted user) is not in the answer: it is shown as it is."""
+    values = {
+        value
+        for row in rows
+        for value in (row.actor, row.target, row.client_id)
+        if value is not None
+    }
+    people = [v for v in values if PERSON_ID.fullmatch(v)]
+    accounts = [v for v in values if v.startswith(SERVICE_ACCOUNT_ID_PREFIX)]
+    names: dict[str, str] = {}
+    if people:
+        names.update(usernames(people))
+    if accounts:
+        names.update(service_account_names(accounts))
+    return names
 
 
 #: What records an event: :class:`AuditTrail`, or a test's stand-in.

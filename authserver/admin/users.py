@@ -213,6 +213,20 @@ class UserAdmin:
         self.users.set_password(person.username, password)
         record(self.events, self.by, "password_changed", target=person.username)
 
+    def sign_out_everywhere(self, person: Person) -> int:
+        """End every session of ``person`` (browsers, and refresh tokens with the access
+        tokens those issued; :meth:`UserService.end_sessions`); how many refresh-token
+        families were live."""
+        person, revoked = self.users.end_sessions(person.username)
+        record(
+            self.events,
+            self.by,
+            "signed_out_everywhere",
+            target=person.username,
+            refresh_families=revoked,
+        )
+        return revoked
+
     def check_current_password(
         self, person: Person, current: str | None, throttle: FailureThrottle, address: str
     ) -> None:

@@ -108,6 +108,10 @@ class ServiceAccountService:
     def get(self, name: str) -> ServiceAccountInfo:
         return self._existing(name).info
 
+    def names(self, client_ids: Iterable[str]) -> dict[str, str]:
+        """``{client_id: name}`` for the ids that name a service account, in one lookup."""
+        return self._repo.names(client_ids)
+
     def create(
         self,
         name: str,

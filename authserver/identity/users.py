@@ -10,10 +10,11 @@ users (CSV) :mod:`authserver.admin.csv`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import IO, Protocol
 
+from ..oauth.refresh import FamilySummary
 from ..settings import InitialAdminSettings, RbacSettings
 from ..storage.users import DuplicateEmail, SqlUserRepository
 from . import passwords
@@ -67,6 +68,8 @@ class RefreshFamilies(Protocol):
 
     def revoke_for_user(self, user_id: str, reason: str) -> int: ...
 
+    def live_for_user(self, user_id: str) -> Sequence[FamilySummary]: ...
+
 
 class UserService:
     """The rules about people, over a ``SqlUserRepository``: what every kind of person
@@ -102,6 +105,17 @@ class UserService:
     def list(self) -> list[Person]:
         """Every person, ordered by username."""
         return [record.person for record in self._repo.list()]
+
+    def usernames(self, user_ids: Iterable[str]) -> dict[str, str]:
+        """``{id: username}`` for the ids that name a person, in one lookup."""
+        return self._repo.usernames(user_ids)
+
+    def signed_in_clients(self, person: Person) -> Sequence[FamilySummary]:
+        """The person's refresh-token families that can still refresh (one per sign-in
+        of a client that got a refresh token), most recently used first."""
+        if self._refresh_families is None:
+            return []
+        return self._refresh_families.live_for_user(person.id)
 
     def set_role(self, username: str, role: str, *, keep_one: str | None = None) -> Person:
         """``keep_one``: refuse (``LastOfRole``) if no other enabled person would keep
@@ -146,6 +160,20 @@ class UserService:
             credentials_generation=record.person.credentials_generation + 1,
             password_must_change=False,
         )
+
+    def end_sessions(self, username: str) -> tuple[Person, int]:
+        """Sign a person out everywhere: every browser session (the credentials
+        generation goes up, as a new password raises it) and every refresh-token family
+        with the access tokens those issued. Returns how many families were live."""
+        record = self.records.existing(username)
+        self._repo.new_credentials(record.person.id)
+        revoked = 0
+        if self._refresh_families is not None:
+            revoked = self._refresh_families.revoke_for_user(record.person.id, "signed_out")
+        person = replace(
+            record.person, credentials_generation=record.person.credentials_generation + 1
+        )
+        return person, revoked
 
     def set_disabled(self, username: str, disabled: bool, *, keep_one: str | None = None) -> Person:
         """Disable (or enable) a person: they can no longer sign in, by any route.

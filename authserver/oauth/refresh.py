@@ -18,7 +18,7 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, Protocol
 
@@ -81,6 +81,23 @@ class RefreshRecord(Protocol):
     def rotated_at(self) -> float | None: ...
 
 
+class FamilySummary(Protocol):
+    """A live family, as its person sees it (an account page's list of sign-ins)."""
+
+    @property
+    def family_id(self) -> str: ...
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def scope(self) -> str: ...
+    @property
+    def created_at(self) -> float: ...
+    @property
+    def last_used_at(self) -> float: ...
+    @property
+    def expires_at(self) -> float: ...
+
+
 class RefreshStore(Protocol):
     def create_family(
         self,
@@ -111,6 +128,9 @@ class RefreshStore(Protocol):
     ) -> tuple[int, list[str]]:
         """Revoke every live family of a user: how many were live, and the ids of all
         their families revoked at ``since`` (unix time) or later, these included."""
+
+    def live_families(self, user_id: str, now: float) -> Sequence[FamilySummary]:
+        """The user's families still usable at ``now``, most recently used first."""
 
 
 class EphemeralCache(Protocol):
@@ -253,6 +273,10 @@ class RefreshTokens:
         for family_id in families:
             self.deny_access_tokens(family_id)
         return revoked
+
+    def live_for_user(self, user_id: str) -> Sequence[FamilySummary]:
+        """A person's families that can still refresh, most recently used first."""
+        return self.store.live_families(user_id, self.clock.now())
 
     def deny_access_tokens(self, family_id: str) -> None:
         """Deny the live access tokens of a revoked family. Safe to repeat: a request

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Column, Engine, event, select, text
 from sqlalchemy.engine import make_url
 
 
@@ -63,3 +64,17 @@ def ping_database(engine: Engine) -> None:
     timeouts above, and by the caller's deadline for one that stalls mid-query."""
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
+
+
+def lookup_many(
+    engine: Engine, key: Column[Any], value: Column[Any], wanted: Iterable[str]
+) -> dict[str, str]:
+    """``{key: value}`` of the rows whose ``key`` is one of ``wanted``, in one query
+    (a page's worth of ids named at once, not one query a row). A value holding a NUL,
+    which PostgreSQL text cannot, names no row."""
+    keys = sorted({k for k in wanted if "\x00" not in k})
+    if not keys:
+        return {}
+    with engine.connect() as conn:
+        rows = conn.execute(select(key, value).where(key.in_(keys)))
+        return {str(row[0]): str(row[1]) for row in rows}

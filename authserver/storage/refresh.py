@@ -27,6 +27,19 @@ from .models import RefreshFamily, RefreshToken, utc
 
 
 @dataclass(frozen=True)
+class StoredFamily:
+    """A live family, as its person sees it: which client, since when, last used."""
+
+    family_id: str
+    client_id: str
+    scope: str
+    created_at: float
+    #: When its newest token was issued (the last refresh, or the sign-in).
+    last_used_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
 class StoredRefreshToken:
     token_hash: str
     family_id: str
@@ -171,6 +184,34 @@ class SqlRefreshStore:
             revoked = int(conn.execute(stmt).rowcount)
             families = [str(family_id) for family_id in conn.execute(recent).scalars()]
         return revoked, families
+
+    def live_families(self, user_id: str, now: float) -> list[StoredFamily]:
+        """The user's families that are neither revoked nor past their absolute expiry
+        nor idle past every member's expiry, newest use first, in one query."""
+        f, t = self._families.c, self._tokens.c
+        cutoff = _dt(now)
+        last_used = func.max(t.created_at).label("last_used_at")
+        stmt = (
+            select(f.id, f.client_id, f.scope, f.created_at, f.expires_at, last_used)
+            .join(self._tokens, t.family_id == f.id)
+            .where(f.user_id == user_id, f.revoked_at.is_(None), f.expires_at > cutoff)
+            .group_by(f.id, f.client_id, f.scope, f.created_at, f.expires_at)
+            .having(func.max(t.idle_expires_at) > cutoff)
+            .order_by(last_used.desc(), f.id)
+        )
+        with self._engine.connect() as conn:
+            rows = list(conn.execute(stmt))
+        return [
+            StoredFamily(
+                family_id=row.id,
+                client_id=row.client_id,
+                scope=row.scope,
+                created_at=_ts(row.created_at) or 0.0,
+                last_used_at=_ts(row.last_used_at) or 0.0,
+                expires_at=_ts(row.expires_at) or 0.0,
+            )
+            for row in rows
+        ]
 
     # -- pruning (``storage/janitor.py``) ---------------------------------------------
 

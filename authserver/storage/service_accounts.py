@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -11,6 +12,7 @@ from typing import Any, cast
 from sqlalchemy import Engine, Row, Table, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from .database import lookup_many
 from .models import ServiceAccount, ServiceAccountKey, column_values, utc
 
 _TABLE = cast(Table, ServiceAccount.__table__)
@@ -96,6 +98,10 @@ class SqlServiceAccountRepository:
         if "\x00" in name:
             return None
         return self._one(_TABLE.c.name == name)
+
+    def names(self, client_ids: Iterable[str]) -> dict[str, str]:
+        """``{client_id: name}`` of those of ``client_ids`` that exist, in one query."""
+        return lookup_many(self._engine, _TABLE.c.client_id, _TABLE.c.name, client_ids)
 
     def list(self) -> list[ServiceAccountRecord]:
         """Every service account, ordered by name."""

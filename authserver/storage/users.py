@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine, Row, Table, delete, exists, func, ins
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
+from .database import lookup_many
 from .models import RefreshFamily, RefreshToken, User, column_values, utc
 
 _USERS = cast(Table, User.__table__)
@@ -122,6 +123,10 @@ class SqlUserRepository:
     def count(self) -> int:
         with self._engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(_USERS)).scalar_one())
+
+    def usernames(self, user_ids: Iterable[str]) -> dict[str, str]:
+        """``{id: username}`` of those of ``user_ids`` that exist, in one query."""
+        return lookup_many(self._engine, _USERS.c.id, _USERS.c.username, user_ids)
 
     def insert(self, record: UserRecord) -> None:
         """Add one user; ``DuplicateUser`` if its username or upstream pair is taken."""

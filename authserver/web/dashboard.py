@@ -27,9 +27,9 @@ from flask_wtf.csrf import generate_csrf
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
-from ..admin.audit import AUDITED
+from ..admin.audit import AUDITED, audit_names
 from ..admin.users import LastAdmin
-from ..identity.users import AlreadyExists, NotFound, UserError
+from ..identity.users import AlreadyExists, NotFound, Person, UserError, generate_password
 from ..key_file import DEFAULT_KEY_ALGORITHM, KeyFile
 from ..paths import DASHBOARD_PATH, TOKEN_PATH
 from . import admin
@@ -41,13 +41,14 @@ from .forms import (
     CreateUserForm,
     DeleteUserForm,
     ImportUsersForm,
+    ResetPasswordForm,
     RotateKeysForm,
     ServiceAccountActionForm,
     UserDisabledForm,
     UserEmailForm,
     UserRoleForm,
 )
-from .pages import message, page
+from .pages import message, page, when
 from .services import services
 from .signin import current_signin
 
@@ -105,21 +106,13 @@ def _context() -> dict[str, Any]:
         "nav": NAV,
         "me": me,
         "csrf": generate_csrf() if me else "",
-        "when": _when,
+        "when": when,
         "when_iso": _when_iso,
     }
 
 
-def _when(value: datetime | None, empty: str = "—") -> str:
-    if value is None:
-        return empty
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def _when_iso(value: str | None, empty: str = "—") -> str:
-    return _when(datetime.fromisoformat(value), empty) if value else empty
+    return when(datetime.fromisoformat(value), empty) if value else empty
 
 
 def _render(template: str, status: int = 200, **context: Any) -> Response:
@@ -233,18 +226,12 @@ def create_user() -> Response:
     except UserError as exc:
         return _users_page(_status(exc), error=str(exc), create=form)
     if generated is not None:
-        return _secret_page(
+        return _password_shown(
             201,
-            section="dashboard.users",
-            title=f"User {person.username} created",
-            intro=f"The local user {person.username} (role {person.role}) can sign in "
+            f"User {person.username} created",
+            f"The local user {person.username} (role {person.role}) can sign in "
             "with this password.",
-            label="Password",
-            field_id="generated-password",
-            value=generated,
-            what="password",
-            back=url_for(".users"),
-            back_text="Back to users",
+            generated,
         )
     return _done(f"User {person.username} created with role {person.role}.", ".users")
 
@@ -277,16 +264,9 @@ def _email_page(form: UserEmailForm, status: int = 200, *, error: str | None = N
 
 @bp.get("/users/email")
 def edit_user_email() -> Response:
-    username = request.args.get("username", "")
-    person = admin.users().by_username(username) if username else None
-    if person is None:
-        return _users_page(404, error=f"no user {username!r}")
-    if person.source != "local":
-        return _users_page(
-            400,
-            error=f"user {person.username!r} signs in through {person.source}; their email "
-            "address comes from there",
-        )
+    person = _local_user(request.args.get("username", ""), "their email address comes from there")
+    if isinstance(person, Response):
+        return person
     form = UserEmailForm(formdata=None, username=person.username, email=person.email or "")
     return _email_page(form)
 
@@ -308,6 +288,101 @@ def set_user_email() -> Response:
     if person.email:
         return _done(f"The email address of {person.username} is now {person.email}.", ".users")
     return _done(f"User {person.username} has no email address now.", ".users")
+
+
+def _password_page(
+    form: ResetPasswordForm, status: int = 200, *, error: str | None = None
+) -> Response:
+    return _render(
+        "user_password.html",
+        status,
+        section="dashboard.users",
+        title=f"Reset the password of {form.username.data}",
+        error=error,
+        form=form,
+    )
+
+
+def _local_user(username: str, elsewhere: str) -> Person | Response:
+    """The local user ``username``, or the users page saying there is none or that
+    they sign in elsewhere (``elsewhere``: what that means for the change)."""
+    person = admin.users().by_username(username) if username else None
+    if person is None:
+        return _users_page(404, error=f"no user {username!r}")
+    if person.source != "local":
+        return _users_page(
+            400, error=f"user {person.username!r} signs in through {person.source}; {elsewhere}"
+        )
+    return person
+
+
+def _password_target(username: str) -> Person | Response:
+    """The local user whose password an admin may reset here: never oneself, whose
+    own change asks for the current password (the account page)."""
+    person = _local_user(username, "their password is managed there")
+    if not isinstance(person, Response) and person.id == g.dashboard_person.id:
+        return _users_page(
+            400,
+            error="Change your own password on your account page (it asks for the current one).",
+        )
+    return person
+
+
+@bp.get("/users/password")
+def edit_user_password() -> Response:
+    found = _password_target(request.args.get("username", ""))
+    if isinstance(found, Response):
+        return found
+    return _password_page(ResetPasswordForm(formdata=None, username=found.username))
+
+
+@bp.post("/users/password")
+def reset_user_password() -> Response:
+    """The operation ``authserver users set-password`` runs: the same rules, the same
+    ``password_changed`` row; the person's sessions and refresh tokens end."""
+    form = ResetPasswordForm()
+    if not form.validate_on_submit():
+        return _users_page(400, error=_form_error(form))
+    found = _password_target(form.username.data)
+    if isinstance(found, Response):
+        return found
+    if form.how.data == "set":
+        new = form.password.data or ""
+        if not new:
+            return _password_page(form, 400, error="Type the new password twice.")
+        if new != form.confirm.data:
+            return _password_page(form, 400, error="The two passwords differ; nothing was changed.")
+    else:
+        new = generate_password()
+    try:
+        admin.user_admin().change_password(found, new)
+    except UserError as exc:
+        return _password_page(form, _status(exc), error=str(exc).capitalize() + ".")
+    ended = "their sessions and refresh tokens have ended"
+    if form.how.data == "set":
+        return _done(f"New password set for {found.username}; {ended}.", ".users")
+    return _password_shown(
+        200,
+        f"New password for {found.username}",
+        f"{found.username} can sign in with this password; {ended}.",
+        new,
+    )
+
+
+def _password_shown(status: int, title: str, intro: str, password: str) -> Response:
+    """A generated password, shown this once (:func:`_secret_page`)."""
+    return _secret_page(
+        status,
+        section="dashboard.users",
+        title=title,
+        intro=intro,
+        label="Password",
+        field_id="generated-password",
+        value=password,
+        what="password",
+        back=url_for(".users"),
+        back_text="Back to users",
+    )
 
 
 @bp.get("/users/delete")
@@ -592,9 +667,10 @@ def audit() -> Response:
         "audit.html",
         section="dashboard.audit",
         items=items,
+        names=audit_names(items, admin.users().usernames, admin.service_accounts().names),
         event=event,
         events=sorted(AUDITED | ({event} if event else set())),
-        details=_details,
+        detail=_detail,
         older=older,
         newest=url_for(".audit", event=event) if event else url_for(".audit"),
         paged=before is not None,
@@ -604,20 +680,27 @@ def audit() -> Response:
 def _no_events() -> dict[str, Any]:
     return {
         "items": [],
+        "names": {},
         "event": "",
         "events": sorted(AUDITED),
-        "details": _details,
+        "detail": _detail,
         "older": None,
         "newest": url_for(".audit"),
         "paged": False,
     }
 
 
-def _details(details: dict[str, Any]) -> str:
-    return " ".join(
-        f"{key}={value if isinstance(value, str) else json.dumps(value)}"
-        for key, value in details.items()
-    )
+def _detail(value: Any) -> str:
+    """One value of an event's details, as a person reads it."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str | int | float):
+        return str(value)
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return ", ".join(map(str, value))
+    return json.dumps(value)
 
 
 def _int_arg(name: str, default: int | None, low: int, high: int) -> int | None:

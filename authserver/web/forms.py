@@ -23,6 +23,19 @@ class NewPasswordForm(FlaskForm):  # type: ignore[misc]
     submit = SubmitField("Set password")
 
 
+class ChangePasswordForm(FlaskForm):  # type: ignore[misc]
+    """A local user's own new password, on the account page: the current one first."""
+
+    current = PasswordField("Current password", validators=[Length(max=1024)])
+    password = PasswordField("New password", validators=[Length(max=1024)])
+    confirm = PasswordField("New password again", validators=[Length(max=1024)])
+    submit = SubmitField("Change password")
+
+
+class SignOutEverywhereForm(FlaskForm):  # type: ignore[misc]
+    submit = SubmitField("Sign out everywhere")
+
+
 class ConsentForm(FlaskForm):  # type: ignore[misc]
     approve = SubmitField("Allow")
     deny = SubmitField("Deny")
@@ -86,6 +99,20 @@ class UserDisabledForm(FlaskForm):  # type: ignore[misc]
     username = HiddenField(validators=[DataRequired(), Length(max=255)])
     disabled = HiddenField(validators=[AnyOf(["true", "false"])])
     submit = SubmitField("Disable")
+
+
+class ResetPasswordForm(FlaskForm):  # type: ignore[misc]
+    """An admin's new password for a local user: generated (shown once) or typed twice."""
+
+    username = HiddenField(validators=[DataRequired(), Length(max=255)])
+    how = SelectField(
+        "New password",
+        choices=[("generate", "Generate one (shown once)"), ("set", "Type one")],
+        default="generate",
+    )
+    password = PasswordField("Password", validators=[Length(max=1024)])
+    confirm = PasswordField("Password again", validators=[Length(max=1024)])
+    submit = SubmitField("Reset password")
 
 
 class DeleteUserForm(FlaskForm):  # type: ignore[misc]

@@ -197,20 +197,6 @@ def new_password() -> Response:
     return redirect(next_url)
 
 
-@bp.get("/")
-def home() -> Response:
-    """Where a sign-in without a ``next`` ends: who you are, and how to sign out."""
-    signin = current_signin()
-    if signin is None:
-        return redirect(url_for("login.login"))
-    return message(
-        "Signed in",
-        f"You are signed in as {signin.person.username}.",
-        link=LOGOUT_PATH,
-        link_text="Sign out",
-    )
-
-
 @bp.get(UPSTREAM_LOGIN_PATH)
 def upstream_start() -> Response:
     upstream = _upstream()

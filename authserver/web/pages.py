@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,3 +51,15 @@ def security_headers(response: Response, https: bool) -> Response:
     if https:
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     return response
+
+
+def when(value: datetime | float | None, empty: str = "—") -> str:
+    """A time as the pages show it (UTC, to the minute); ``empty`` for none. A number
+    is unix time."""
+    if value is None:
+        return empty
+    if isinstance(value, int | float):
+        value = datetime.fromtimestamp(value, UTC)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -63,6 +63,8 @@ class Services:
     metrics: Metrics | None = None
     upstream: Upstream | None = None
     forward_auth: ForwardAuth | None = None
+    #: The operator's logo (``branding.logo``): its bytes and content type.
+    logo: tuple[bytes, str] | None = None
 
     @staticmethod
     def of(app: Flask) -> Services:
