@@ -186,6 +186,28 @@ def _home(page: Page, site: Site) -> None:
     signed_in_at(page, site, USER, "/", "Signed in")
 
 
+@visits("home-admin")
+def _home_admin(page: Page, site: Site) -> None:
+    signed_in_at(page, site, ADMIN, "/", "Signed in")
+    expect(page.get_by_role("link", name="Admin dashboard")).to_be_visible()
+
+
+@visits("account")
+def _account(page: Page, site: Site) -> None:
+    signed_in_at(page, site, USER, "/account", "Your account")
+    expect(page.get_by_label("Current password")).to_be_visible()
+
+
+@visits("account-wrong-password")
+def _account_wrong_password(page: Page, site: Site) -> None:
+    signed_in_at(page, site, USER, "/account", "Your account")
+    page.get_by_label("Current password").fill("not the password")
+    page.get_by_label("New password", exact=True).fill("a new password of length")
+    page.get_by_label("New password again").fill("a new password of length")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_role("alert")).to_contain_text("current password is wrong")
+
+
 @visits("consent")
 def _consent(page: Page, site: Site) -> None:
     signed_in_at(page, site, USER, webapp_authorization(site)[0], "Allow webapp access?")
@@ -266,6 +288,13 @@ def _user_email(page: Page, site: Site) -> None:
     expect(page.get_by_label("Email")).to_be_visible()
 
 
+@visits("dashboard-user-password")
+def _user_password(page: Page, site: Site) -> None:
+    dashboard(page, site, "Users", "Users")
+    page.get_by_role("link", name=f"Password… of {USER}").click()
+    expect(page.get_by_role("button", name=f"Reset password of {USER}")).to_be_visible()
+
+
 @visits("dashboard-confirm")
 def _confirm(page: Page, site: Site) -> None:
     dashboard(page, site, "Users", "Users")
@@ -323,6 +352,12 @@ AXE_RUN = """async (rules) => {
 SCHEME_RULES = ["color-contrast", "link-in-text-block"]
 
 
+PHONE = {"width": 375, "height": 740}
+PAGE_SCROLLS_SIDEWAYS = (
+    "() => document.documentElement.scrollWidth > document.documentElement.clientWidth"
+)
+
+
 def axe_violations(page: Page, source: str) -> list[dict[str, Any]]:
     """What axe finds in ``page``: every rule in the light colour scheme, the colour
     rules again in the dark one."""
@@ -356,6 +391,12 @@ def test_page_has_no_serious_accessibility_violations(
     assert not blocking, (
         f"{name} ({path_of(axe_page.url)}): axe-core found serious or critical"
         f" violations:\n{describe(blocking)}"
+    )
+    # At a phone's width the page itself never scrolls sideways: wide tables scroll
+    # inside their own (focusable, named) region.
+    axe_page.set_viewport_size(PHONE)
+    assert not axe_page.evaluate(PAGE_SCROLLS_SIDEWAYS), (
+        f"{name}: the page scrolls sideways at 375 px"
     )
 
 
@@ -517,6 +558,16 @@ def test_dashboard_service_account_by_keyboard(site: Site, context: BrowserConte
     assert focused(page)["text"] == "Skip to content"
     page.keyboard.press("Enter")
     assert urlsplit(page.url).fragment == "main"
+    page.keyboard.press("Tab")
+    # The table's region first (it scrolls sideways on a phone, so the keyboard can
+    # reach it), with the visible outline; then the first row's first action.
+    region = focused(page)
+    assert region["tag"] == "div"
+    assert region["text"].startswith("Service accounts, by name")
+    assert page.evaluate("() => document.activeElement.getAttribute('aria-label')") == (
+        "Service accounts table"
+    )
+    assert_focus_shows(page)
     page.keyboard.press("Tab")
     first = focused(page)
     assert first["text"].startswith("Add key file"), first  # the table's first row
