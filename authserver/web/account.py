@@ -11,9 +11,12 @@ POST with Flask-WTF's CSRF token, answered by a redirect (Post/Redirect/Get).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
 
 from flask import Blueprint, flash, redirect, url_for
+from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
 from ..admin.users import ADMIN_ROLE, CurrentPasswordRefused, TooManyWrongPasswords
@@ -102,16 +105,40 @@ def account() -> Response:
     return _account_page(found)
 
 
-@bp.post(ACCOUNT_PATH + "/password")
-def change_password() -> Response:
-    found = _signed_in()
-    if isinstance(found, Response):
-        return found
+F = TypeVar("F", bound=FlaskForm)
+Change = Callable[[tuple[SignedIn, Person], F], Response]
+
+
+def _account_post(rule: str, form_class: type[F]) -> Callable[[Change[F]], Callable[[], Response]]:
+    """A POST of ``form_class`` to ``rule`` by the person signed in (else the login page,
+    which brings them back): the decorated function is given them and the valid form;
+    a form that is not valid (its CSRF token expired, a field missing) is the account
+    page again, 400, and changes nothing."""
+
+    def decorate(change: Change[F]) -> Callable[[], Response]:
+        @bp.post(rule)
+        @wraps(change)
+        def view() -> Response:
+            found = _signed_in()
+            if isinstance(found, Response):
+                return found
+            form = form_class()
+            if not form.validate_on_submit():
+                error = (
+                    FORM_EXPIRED if "csrf_token" in form.errors else "The form was not sent whole."
+                )
+                shown = form if isinstance(form, ChangePasswordForm) else None
+                return _account_page(found, 400, error=error, form=shown)
+            return change(found, form)
+
+        return view
+
+    return decorate
+
+
+@_account_post(ACCOUNT_PATH + "/password", ChangePasswordForm)
+def change_password(found: tuple[SignedIn, Person], form: ChangePasswordForm) -> Response:
     signin, person = found
-    form = ChangePasswordForm()
-    if not form.validate_on_submit():
-        error = FORM_EXPIRED if "csrf_token" in form.errors else "The form was not sent whole."
-        return _account_page(found, 400, error=error, form=form)
     if person.source != "local":
         error = f"Your password is managed by {MANAGED_BY.get(person.source, person.source)}."
         return _account_page(found, 400, error=error)
@@ -153,15 +180,9 @@ def change_password() -> Response:
     return redirect(url_for(".account"), 303)
 
 
-@bp.post(ACCOUNT_PATH + "/sign-out-everywhere")
-def sign_out_everywhere() -> Response:
-    found = _signed_in()
-    if isinstance(found, Response):
-        return found
+@_account_post(ACCOUNT_PATH + "/sign-out-everywhere", SignOutEverywhereForm)
+def sign_out_everywhere(found: tuple[SignedIn, Person], form: SignOutEverywhereForm) -> Response:
     signin, person = found
-    form = SignOutEverywhereForm()
-    if not form.validate_on_submit():
-        return _account_page(found, 400, error=FORM_EXPIRED)
     try:
         revoked = admin.user_admin().sign_out_everywhere(person)
     except UserError as exc:  # deleted meanwhile
