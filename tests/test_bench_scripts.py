@@ -185,3 +185,16 @@ def test_report_shows_cpu_per_request_beside_the_signature(
     assert "one RSA-2048 signature costs 241 µs here" in out
     assert re.search(r"^token\s+\|\s+612 \|\s+401$", out, re.M)
     assert re.search(r"^jwks\s+\|\s+\u2014 \|\s+\u2014$", out, re.M)
+
+
+@pytest.mark.live  # it runs `authserver db upgrade` first
+def test_the_in_process_profile_answers_both_paths(capsys: pytest.CaptureFixture[str]) -> None:
+    """``bench/inprocess.py``: the app answers the token and introspection requests it
+    times (a wrong answer is exit 1), and it prints a figure for each."""
+    from bench import inprocess
+
+    assert inprocess.main([]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^RSA-2048 signature: \d+ µs$", out, re.M)
+    assert re.search(r"^token: \d+ µs a request", out, re.M)
+    assert re.search(r"^introspection: \d+ µs a request", out, re.M)
