@@ -157,6 +157,12 @@ def test_the_store_refuses_the_last_of_a_role_and_changes_nothing(make_app: AppF
     with pytest.raises(LastOfRole):
         repo.delete(alice.id, keep_one="admin")
     assert rows(users) == {"alice": ("admin", False), "bob": ("user", False)}
+    # The row decides, as it is at the write, not as a caller read it: a person who is
+    # not an enabled admin (now) may be changed or deleted with the guard on.
+    bob = users.by_username("bob")
+    assert bob is not None
+    assert repo.update_keeping_one(bob.id, "admin", disabled=True)
+    assert repo.delete(bob.id, keep_one="admin")
     # Nobody to keep: the change is made; an unknown id is False, as before.
     assert repo.update_keeping_one(alice.id, None, role="user")
     assert not repo.update_keeping_one("0" * 32, "admin", role="user")

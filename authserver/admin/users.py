@@ -77,19 +77,15 @@ def check_not_last_admin(users: UserService, target: Person, what: str) -> None:
     raise LastAdmin.of(target.username, what)
 
 
-def _keeping(target: Person | None) -> str | None:
-    """What a change to ``target`` must leave one of: an enabled admin, if they are one.
-
-    :func:`check_not_last_admin` refuses with its advice first; this is the same rule
-    checked again inside the write, against two admins demoting each other at once."""
-    if target is not None and target.role == ADMIN_ROLE and not target.disabled:
-        return ADMIN_ROLE
-    return None
-
-
 @contextmanager
 def _last_admin(target: Person | None, what: str) -> Iterator[None]:
-    """The storage's refusal (``LastOfRole``) as :class:`LastAdmin`."""
+    """The storage's refusal (``LastOfRole``) as :class:`LastAdmin`.
+
+    A change that may take the admin role away (demote, disable, delete) asks the storage
+    to keep one enabled admin (``keep_one=ADMIN_ROLE``): :func:`check_not_last_admin`
+    refuses with its advice first, from what the caller read; the storage checks again
+    inside the write, against the row as it is then (two admins removing each other at
+    once, or a target promoted meanwhile)."""
     try:
         yield
     except LastOfRole as exc:
@@ -146,7 +142,9 @@ class UserAdmin:
         email address set first, so that a bad role or a taken or malformed address
         (``UserError``) changes nothing; nor does taking the admin role from oneself or
         disabling oneself (:func:`check_not_yourself`), or from the last enabled admin
-        (:func:`check_not_last_admin`, checked first: its advice is the one that helps)."""
+        (:func:`check_not_last_admin`, checked first: its advice is the one that helps).
+        Only if the last admin's role is taken in a race between the check and the write
+        (:func:`_last_admin`) does an email address set first stay."""
         person = self.get(username)
         if role is not None and role != ADMIN_ROLE:
             check_not_last_admin(self.users, person, "take the admin role from")
@@ -163,12 +161,13 @@ class UserAdmin:
                 self._updated(person, email=person.email)
         if role is not None and role != person.role:
             with _last_admin(person, "take the admin role from"):
-                person = self.users.set_role(person.username, role, keep_one=_keeping(person))
+                keep = ADMIN_ROLE if role != ADMIN_ROLE else None
+                person = self.users.set_role(person.username, role, keep_one=keep)
             self._updated(person, role=role)
         if disabled is not None and disabled != person.disabled:
             with _last_admin(person, "disable"):
                 person = self.users.set_disabled(
-                    person.username, disabled, keep_one=_keeping(person) if disabled else None
+                    person.username, disabled, keep_one=ADMIN_ROLE if disabled else None
                 )
             self._updated(person, disabled=disabled)
         return person
@@ -180,7 +179,7 @@ class UserAdmin:
         if target is not None and role != ADMIN_ROLE:
             check_not_last_admin(self.users, target, "take the admin role from")
         with _last_admin(target, "take the admin role from"):
-            keep = _keeping(target) if role != ADMIN_ROLE else None
+            keep = ADMIN_ROLE if role != ADMIN_ROLE else None
             person = self.users.set_role(username, role, keep_one=keep)
         self._updated(person, role=person.role)
         return person
@@ -199,7 +198,7 @@ class UserAdmin:
             check_not_last_admin(self.users, target, "delete")
         check_not_yourself(self.by, target, "delete")
         with _last_admin(target, "delete"):
-            person = self.users.delete(username, keep_one=_keeping(target))
+            person = self.users.delete(username, keep_one=ADMIN_ROLE)
         record(self.events, self.by, "user_deleted", target=person.username)
         return person
 

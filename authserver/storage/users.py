@@ -179,22 +179,26 @@ class SqlUserRepository:
         return self._changed(result.rowcount, user_id, keep_one)
 
     def _another_keeps(self, conn: Connection, user_id: str, role: str) -> ColumnElement[bool]:
-        """The condition "another enabled user has ``role``", for a write in ``conn``'s
-        transaction that must not take the last one's role away.
+        """The condition for a write in ``conn``'s transaction that must not take the
+        last enabled ``role`` away: the user is not an enabled holder of ``role`` (as the
+        row is now, not as the caller read it), or another enabled user holds it.
 
         Two admins demoting each other at once must not both succeed. PostgreSQL: the
-        enabled users of the role are locked first (``FOR UPDATE``), so the second
-        transaction waits for the first and then sees its change. SQLite has one writer
-        at a time, and the condition is part of the write itself: each write reads the
-        rows as the one before left them.
+        enabled users of the role are locked first, in id order (``FOR NO KEY UPDATE``,
+        which a refresh family's foreign key does not wait for), so the second
+        transaction waits for the first and its write then sees the change. SQLite has
+        one writer at a time, and the condition is part of the write itself: each write
+        reads the rows as the one before left them.
         """
         users = _USERS.c
-        enabled = (users.role == role) & users.disabled.is_(False)
-        conn.execute(select(users.id).where(enabled).with_for_update()).all()
+        holds = (users.role == role) & users.disabled.is_(False)
+        lock = select(users.id).where(holds).order_by(users.id).with_for_update(key_share=True)
+        conn.execute(lock).all()
         other = _USERS.alias("other")
-        return exists().where(
+        another = exists().where(
             other.c.role == role, other.c.disabled.is_(False), other.c.id != user_id
         )
+        return ~holds | another
 
     def _changed(self, rowcount: int, user_id: str, keep_one: str | None) -> bool:
         if rowcount > 0:
@@ -220,9 +224,10 @@ class SqlUserRepository:
     def delete(self, user_id: str, *, keep_one: str | None = None) -> bool:
         """Delete a user with their refresh-token families; ``False`` if there was none.
 
-        The families (and their tokens) are deleted here explicitly, in the same
-        transaction, not left to ``ON DELETE CASCADE`` alone. ``keep_one``: as for
-        :meth:`update` (the user is deleted first, so that a refusal deletes nothing).
+        The user's row goes first, so that a refusal (``keep_one``: as for
+        :meth:`update_keeping_one`) deletes nothing; the foreign keys' ``ON DELETE
+        CASCADE`` then takes their families and tokens, and the explicit deletes after it
+        make sure of them on a database that does not cascade.
         """
         families = select(_FAMILIES.c.id).where(_FAMILIES.c.user_id == user_id)
         where = _USERS.c.id == user_id

@@ -6,7 +6,8 @@ The changes are the admin layer's operations (:mod:`authserver.admin.users`) don
 person themself, so their rules, limits and audit rows are the admin API's and the
 CLI's: one's own new password needs the current one, under the sign-in page's limits on
 wrong passwords, and ends every session and refresh token of theirs. Every change is a
-POST with Flask-WTF's CSRF token, answered by a redirect (Post/Redirect/Get).
+POST with Flask-WTF's CSRF token, answered by a redirect (Post/Redirect/Get) when it is
+made, and by the page again with the reason (400, or 429 past the limits) when not.
 """
 
 from __future__ import annotations

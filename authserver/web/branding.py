@@ -1,14 +1,15 @@
 """The operator's name and logo (``branding:``) on every page of ours.
 
 The logo is served from our own origin, one file read at start-up, so the pages' CSP
-keeps ``img-src 'self'``: no page may load an image from anywhere else. Its URL carries
-a digest of the file, so a browser may keep it for a long time and still sees a new
-logo after a restart with another file.
+keeps ``img-src 'self' data:``: no page may load an image from another origin. Its URL
+carries a digest of the file, so a browser may keep it for a long time and still sees a
+new logo after a restart with another file.
 """
 
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from typing import Any
 
 from flask import Blueprint, request, url_for
@@ -24,7 +25,10 @@ bp = Blueprint("branding", __name__)
 LOGO_MAX_AGE = 86400
 
 
+@lru_cache(maxsize=4)
 def _etag(data: bytes) -> str:
+    """The logo's digest: worked out once (the file is read once, at start-up), not on
+    every page that shows it."""
     return hashlib.sha256(data).hexdigest()[:16]
 
 
