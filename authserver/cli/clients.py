@@ -66,7 +66,12 @@ def register_hash_secret(sub: Subcommands, common: Parser) -> None:
     hash_cmd = add_command(
         sub, common, "hash-secret", cmd_hash_secret, "read a secret on stdin, print its hash"
     )
-    hash_cmd.add_argument("--scheme", choices=("bcrypt", "argon2id"), default="bcrypt")
+    hash_cmd.add_argument(
+        "--scheme",
+        choices=("bcrypt", "argon2id"),
+        default="bcrypt",
+        help="the hash's scheme (default: %(default)s)",
+    )
 
 
 def register(sub: Subcommands, common: Parser) -> None:

@@ -109,9 +109,11 @@ def add_command(
     return command
 
 
-def name_argument(command: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def name_argument(
+    command: argparse.ArgumentParser, help_text: str = "the service account's name"
+) -> argparse.ArgumentParser:
     """The NAME of the one thing a command is about (``authserver GROUP COMMAND NAME``)."""
-    command.add_argument("name", metavar="NAME")
+    command.add_argument("name", metavar="NAME", help=help_text)
     return command
 
 

@@ -173,5 +173,7 @@ def register(sub: Subcommands, common: Parser) -> None:
         help="worker processes (default: server.workers, else the CPUs, at least 2)",
     )
     serve.add_argument("--dev", action="store_true", help="Flask's development server, one process")
-    serve.add_argument("--tls-cert", metavar="FILE")
-    serve.add_argument("--tls-key", metavar="FILE")
+    serve.add_argument(
+        "--tls-cert", metavar="FILE", help="serve https with this PEM certificate (with --tls-key)"
+    )
+    serve.add_argument("--tls-key", metavar="FILE", help="the certificate's PEM private key")

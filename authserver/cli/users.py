@@ -270,7 +270,7 @@ def register(sub: Subcommands, common: Parser) -> None:
         cmd_users_create,
         "create a local user (a random password is printed once unless --password-stdin)",
     )
-    create.add_argument("name", metavar="NAME")
+    create.add_argument("name", metavar="NAME", help="the new user's username")
     create.add_argument("--role", metavar="ROLE", help="one of rbac.roles (default: default_role)")
     create.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
@@ -285,8 +285,8 @@ def register(sub: Subcommands, common: Parser) -> None:
     set_role = add_command(
         users_commands, common, "set-role", cmd_users_set_role, "change a user's role"
     )
-    set_role.add_argument("name", metavar="NAME")
-    set_role.add_argument("role", metavar="ROLE")
+    set_role.add_argument("name", metavar="NAME", help="the username")
+    set_role.add_argument("role", metavar="ROLE", help="one of rbac.roles")
     set_email = add_command(
         users_commands,
         common,
@@ -294,8 +294,8 @@ def register(sub: Subcommands, common: Parser) -> None:
         cmd_users_set_email,
         "set or remove a local user's email address (an admin's word: verified)",
     )
-    set_email.add_argument("name", metavar="NAME")
-    set_email.add_argument("email", metavar="ADDR", nargs="?")
+    set_email.add_argument("name", metavar="NAME", help="the username of a local user")
+    set_email.add_argument("email", metavar="ADDR", nargs="?", help="the new address (or --remove)")
     set_email.add_argument("--remove", action="store_true", help="remove the address instead")
     set_password = add_command(
         users_commands,
@@ -329,7 +329,7 @@ def register(sub: Subcommands, common: Parser) -> None:
         cmd_users_delete,
         "delete a user and their refresh tokens",
     )
-    delete.add_argument("name", metavar="NAME")
+    delete.add_argument("name", metavar="NAME", help="the username")
     import_csv = add_command(
         users_commands,
         common,
