@@ -113,7 +113,7 @@ def test_seeded_rows_are_read_by_the_server(pg_database_url: str, tmp_path: Path
         try:
             accounts = SqlServiceAccountRepository(engine).list()
             assert len(accounts) == 10
-            assert all(re.fullmatch(r"sa-[0-9a-f]{16}", a.client_id) for a in accounts)
+            assert all(re.fullmatch(r"sa-[0-9a-f]{16}", a.info.client_id) for a in accounts)
             assert all(re.fullmatch(r"[0-9a-f]{64}", a.token_hash or "") for a in accounts)
 
             page = SqlAuditLog(engine).page(limit=300)
