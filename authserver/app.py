@@ -65,6 +65,7 @@ from .web import metrics as web_metrics
 from .web.adapter import bound_streamed_body
 from .web.audit import FlaskRequestScope
 from .web.errors import register_error_handlers
+from .web.form_endpoints import FormEndpoints
 from .web.pages import security_headers
 from .web.services import Services
 from .web.sessions import CookieSessionInterface
@@ -307,4 +308,6 @@ def create_app(
     app.before_request(bound_streamed_body)
     https = settings.issuer.startswith("https://")
     app.after_request(lambda response: security_headers(response, https))
+    # Last: it answers the busiest requests itself, with what the hooks above would do.
+    app.wsgi_app = FormEndpoints(app)  # type: ignore[method-assign]
     return app

@@ -30,21 +30,36 @@ def _started() -> None:
 def _logged(response: Response) -> Response:
     started = g.get("access_started")
     duration = (time.perf_counter() - started) * 1000 if started is not None else None
+    record(
+        request.method, request.path, response.status_code, duration, peer_address(),
+        g.get(CLIENT_ID),
+    )  # fmt: skip
+    return response
+
+
+def record(
+    method: str,
+    path: str,
+    status: int,
+    duration_ms: float | None,
+    address: str,
+    client_id: str | None,
+) -> None:
+    """Write one request's record."""
     log.info(
         "%s %s %s",
-        request.method,
-        request.path,
-        response.status_code,
+        method,
+        path,
+        status,
         extra={
-            "method": request.method,
-            "path": request.path,
-            "status": response.status_code,
-            "duration_ms": round(duration, 2) if duration is not None else None,
-            "address": peer_address(),
-            "client_id": g.get(CLIENT_ID),
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": round(duration_ms, 2) if duration_ms is not None else None,
+            "address": address,
+            "client_id": client_id,
         },
     )
-    return response
 
 
 def init_app(app: Flask) -> None:

@@ -1,7 +1,14 @@
 """The web side of the audit trail (:mod:`authserver.admin.audit`): who acts in this
-request and from where, read from Flask's request and ``g``."""
+request and from where, read from Flask's request and ``g``, or for a request the
+form endpoints answer without Flask (:mod:`authserver.web.form_endpoints`), from its
+:class:`PlainRequest`."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 from flask import g, has_request_context
 
@@ -23,13 +30,43 @@ def request_actor() -> Actor:
     )
 
 
+@dataclass
+class PlainRequest:
+    """A request answered without Flask's request context: its sender's address, and
+    the client id once the trail learns it (for the access log)."""
+
+    address: str
+    client_id: str | None = None
+
+
+_plain: ContextVar[PlainRequest | None] = ContextVar("authserver_plain_request", default=None)
+
+
+@contextmanager
+def plain_request(address: str) -> Iterator[PlainRequest]:
+    """The scope of one request served without Flask's request context."""
+    current = PlainRequest(address)
+    token = _plain.set(current)
+    try:
+        yield current
+    finally:
+        _plain.reset(token)
+
+
 class FlaskRequestScope:
-    """The audit trail's :class:`~authserver.admin.audit.RequestScope`: Flask's request."""
+    """The audit trail's :class:`~authserver.admin.audit.RequestScope`: Flask's request,
+    or the :func:`plain_request` being served."""
 
     def context(self) -> Actor | None:
-        if not has_request_context():
-            return None
-        return request_actor()
+        if has_request_context():
+            return request_actor()
+        plain = _plain.get()
+        return Actor(address=plain.address) if plain is not None else None
 
     def note_client_id(self, client_id: str) -> None:
-        g.access_client_id = client_id  # for the access log (web/access_log.py)
+        if has_request_context():
+            g.access_client_id = client_id  # for the access log (web/access_log.py)
+            return
+        plain = _plain.get()
+        if plain is not None:
+            plain.client_id = client_id

@@ -41,7 +41,8 @@ LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: The endpoint label of a request that matched no route (404, or 405 at a path).
 UNMATCHED = "unmatched"
-_STARTED = "authserver.metrics.started"
+#: Where a request keeps when it started (perf_counter), for the duration metric.
+STARTED = "authserver.metrics.started"
 
 bp = Blueprint("metrics", __name__)
 
@@ -161,10 +162,10 @@ def init_app(app: Flask, metrics: Metrics) -> None:
     """
 
     def started() -> None:
-        request.environ[_STARTED] = time.perf_counter()
+        request.environ[STARTED] = time.perf_counter()
 
     def finished(response: Response) -> Response:
-        began = request.environ.get(_STARTED)
+        began = request.environ.get(STARTED)
         elapsed = time.perf_counter() - began if began is not None else 0.0
         method = request.method if request.method in METHODS else "other"
         metrics.count_request(request.endpoint or UNMATCHED, method, response.status_code, elapsed)

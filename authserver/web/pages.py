@@ -44,12 +44,17 @@ def message(
     return page("message.html", status, title=title, message=text, error=error, **kw)
 
 
+#: The security headers of every response (:func:`security_headers`).
+NOSNIFF = ("X-Content-Type-Options", "nosniff")
+HSTS = ("Strict-Transport-Security", "max-age=31536000")
+
+
 def security_headers(response: Response, https: bool) -> Response:
     """On every response: ``nosniff``; HSTS when we are served over https (RFC 9700
     §4.1.1 needs TLS; HSTS keeps a browser from a first plain-http request)."""
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault(*NOSNIFF)
     if https:
-        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        response.headers.setdefault(*HSTS)
     return response
 
 

@@ -8,10 +8,13 @@ the sign-out even though the cookie itself is stateless.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import g, request, session
@@ -135,7 +138,12 @@ def safe_next(value: str | None, default: str = "/") -> str:
 def client_address() -> str:
     """The address rate limits are keyed on: the peer, an IPv6 one as its /64 (one
     host usually holds a whole /64, so per-/128 limits would be no limit)."""
-    address = peer_address()
+    return rate_limit_address(peer_address())
+
+
+@functools.lru_cache(maxsize=4096)
+def rate_limit_address(address: str) -> str:
+    """:func:`client_address` of a peer ``address`` (kept for the next request from it)."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -157,21 +165,33 @@ def peer_address() -> str:
     address they forwarded for (the audit log records this one)."""
     known: str | None = request.environ.get(_PEER_ADDRESS)
     if known is None:
-        known = request.environ[_PEER_ADDRESS] = _peer_address()
+        known = environ_peer_address(request.environ, app_settings().trusted_forwarders)
     return known
 
 
-def _peer_address() -> str:
-    address = request.remote_addr or "unknown"
-    forwarders = app_settings().trusted_forwarders
+def environ_peer_address(environ: dict[str, Any], forwarders: Sequence[str]) -> str:
+    """:func:`peer_address` of a WSGI ``environ`` (kept in it for the next caller)."""
+    known: str | None = environ.get(_PEER_ADDRESS)
+    if known is None:
+        # WSGI servers join repeated headers with commas: one value holds every hop.
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+        known = environ[_PEER_ADDRESS] = forwarded_address(
+            environ.get("REMOTE_ADDR"), [forwarded] if forwarded else [], forwarders
+        )
+    return known
+
+
+def forwarded_address(
+    remote_addr: str | None, forwarded_for: list[str], forwarders: Sequence[str]
+) -> str:
+    """The client's address: ``remote_addr`` (the TCP peer), or when it is one of
+    ``forwarders`` the address they forwarded for in ``X-Forwarded-For`` (the headers'
+    values, in order)."""
+    address = remote_addr or "unknown"
     if forwarders and trusted_address(address, forwarders):
         # The right-most address that is not one of our proxies is the client's;
         # anything left of it the client may have written itself.
-        hops = [
-            hop.strip()
-            for header in request.headers.getlist("X-Forwarded-For")
-            for hop in header.split(",")
-        ]
+        hops = [hop.strip() for header in forwarded_for for hop in header.split(",")]
         for hop in reversed(hops):
             if not _is_ip(hop):
                 break
