@@ -74,8 +74,13 @@ def test_errors_are_answered_as_flask_answers_them(
 
 
 def test_a_token_is_answered_as_flask_answers_it(app: Flask) -> None:
+    through_flask: list[bool] = []
+    app.before_request(lambda: through_flask.append(True))
     body = b"grant_type=client_credentials"
-    plain, flask = post(app, "/oauth2/token", body), post(app, "/oauth2/token", body, flask=True)
+    plain = post(app, "/oauth2/token", body)
+    assert through_flask == []  # answered in front of Flask
+    flask = post(app, "/oauth2/token", body, flask=True)
+    assert through_flask == [True]
     assert plain.status_code == flask.status_code == 200
     assert headers(plain) == headers(flask)
     assert plain.headers["Cache-Control"] == "no-store"
