@@ -21,14 +21,16 @@ log = logging.getLogger(ACCESS_LOGGER)
 
 #: Where a request's client id is noted once it is known (the audit trail notes it).
 CLIENT_ID = "access_client_id"
+#: Where a request keeps when it started (``perf_counter``).
+STARTED = "access_started"
 
 
 def _started() -> None:
-    g.access_started = time.perf_counter()
+    setattr(g, STARTED, time.perf_counter())
 
 
 def _logged(response: Response) -> Response:
-    started = g.get("access_started")
+    started = g.get(STARTED)
     duration = (time.perf_counter() - started) * 1000 if started is not None else None
     record(
         request.method, request.path, response.status_code, duration, peer_address(),

@@ -81,14 +81,17 @@ def authorization_request() -> HttpRequest:
     )
 
 
-def to_flask(response: HttpResponse) -> Response:
+def response_body(response: HttpResponse) -> tuple[bytes, str]:
+    """A protocol answer's body and content type: JSON, or nothing for a redirect."""
     if 300 <= response.status < 400:
-        return Response("", status=response.status, headers=response.headers)
+        return b"", "text/html; charset=utf-8"
+    return json.dumps(response.body).encode(), "application/json"
+
+
+def to_flask(response: HttpResponse) -> Response:
+    body, content_type = response_body(response)
     return Response(
-        json.dumps(response.body),
-        status=response.status,
-        headers=response.headers,
-        mimetype="application/json",
+        body, status=response.status, headers=response.headers, content_type=content_type
     )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from flask import g, has_request_context
 
 from ..admin.audit import Actor
+from . import access_log
 from .signin import peer_address
 
 
@@ -65,7 +66,7 @@ class FlaskRequestScope:
 
     def note_client_id(self, client_id: str) -> None:
         if has_request_context():
-            g.access_client_id = client_id  # for the access log (web/access_log.py)
+            setattr(g, access_log.CLIENT_ID, client_id)
             return
         plain = _plain.get()
         if plain is not None:

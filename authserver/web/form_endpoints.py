@@ -18,7 +18,6 @@ error handlers (503 for a dependency that is down, never a traceback).
 from __future__ import annotations
 
 import io
-import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
@@ -31,6 +30,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 from ..oauth.http import HttpRequest, HttpResponse
 from ..oauth.server import AuthServer
 from . import access_log
+from .adapter import response_body
 from .audit import PlainRequest, plain_request
 from .metrics import STARTED
 from .oauth import FORM_ENDPOINTS
@@ -93,14 +93,9 @@ class FormEndpoints:
             except Exception as exc:
                 return self._failed(environ, start_response, exc, plain, started)
         status = response.status
+        body, content_type = response_body(response)
         headers = [(k, v) for k, v in response.headers if k.lower() != "content-type"]
-        if 300 <= status < 400:  # a redirect has no body (``to_flask``)
-            body = b""
-            headers.append(("Content-Type", "text/html; charset=utf-8"))
-        else:
-            body = json.dumps(response.body).encode()
-            headers.append(("Content-Type", "application/json"))
-        headers.append(("Content-Length", str(len(body))))
+        headers += [("Content-Type", content_type), ("Content-Length", str(len(body)))]
         present = {k.lower() for k, _ in headers}
         headers.extend(h for h in self._security_headers if h[0].lower() not in present)
         start_response(_status_line(status), headers)
@@ -146,7 +141,7 @@ class FormEndpoints:
         """Answer ``exc`` as Flask would have: its error handlers, then its hooks."""
         app = self._app
         with app.request_context(environ):
-            g.access_started = started
+            g.setdefault(access_log.STARTED, started)
             if plain.client_id is not None:
                 g.setdefault(access_log.CLIENT_ID, plain.client_id)
             response = app.finalize_request(app.handle_user_exception(exc))
